@@ -1,0 +1,140 @@
+"""Shared timing harness for the side-by-side benchmarks.
+
+Every benchmark is a :class:`BenchSpec`: a name, a factory for the jaxdet step (a jitted forward + backward,
+called with no arguments) and a factory for the PyTorch step (eager or ``torch.compile``). The harness times
+each contender the same way (warm-up, then the median of ``repeats`` wall-clock runs) and renders one markdown
+table with the ratios against PyTorch eager and torch.compile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+
+RESULTS_DIR = Path(__file__).parent / "results"
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchSpec:
+    """One row of a benchmark table.
+
+    Attributes:
+      name: row label, e.g. ``"CIoU loss, 134,400 pairs"``.
+      make_jax: returns a no-argument callable running the jitted jaxdet forward + backward.
+      make_torch: ``make_torch(compiled: bool)`` returns a no-argument callable running the PyTorch forward +
+        backward, wrapped in ``torch.compile`` when ``compiled``. ``None`` when there is no PyTorch contender.
+    """
+
+    name: str
+    make_jax: Callable[[], Callable[[], Any]]
+    make_torch: Callable[[bool], Callable[[], Any]] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    first_s: float  # first call, including tracing/compilation
+    median_s: float  # median of the timed repeats after warm-up
+
+
+def time_callable(step: Callable[[], Any], *, repeats: int, warmup: int = 2) -> Timing:
+    """Times ``step`` (which must block until its result is ready) and returns first-call and median times."""
+    start = time.perf_counter()
+    _block(step())
+    first = time.perf_counter() - start
+    for _ in range(warmup):
+        _block(step())
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        _block(step())
+        samples.append(time.perf_counter() - start)
+    return Timing(first_s=first, median_s=statistics.median(samples))
+
+
+def _block(result: Any) -> None:
+    jax.block_until_ready(result) if _is_jax_tree(result) else None
+
+
+def _is_jax_tree(result: Any) -> bool:
+    return any(isinstance(leaf, jax.Array) for leaf in jax.tree_util.tree_leaves(result))
+
+
+def run_specs(specs: list[BenchSpec], *, repeats: int, compile_torch: bool = True) -> list[dict[str, Any]]:
+    """Runs every spec's contenders in this process and returns one dict of timings per row."""
+    rows = []
+    for spec in specs:
+        row: dict[str, Any] = {"name": spec.name, "jaxdet": time_callable(spec.make_jax(), repeats=repeats)}
+        if spec.make_torch is not None:
+            row["eager"] = time_callable(spec.make_torch(False), repeats=repeats)
+            if compile_torch:
+                row["compiled"] = time_callable(spec.make_torch(True), repeats=repeats)
+        rows.append(row)
+        print(_format_row(row), flush=True)
+    return rows
+
+
+def _ms(timing: Timing | None) -> str:
+    return "—" if timing is None else f"{timing.median_s * 1e3:.2f}"
+
+
+def _ratio(other: Timing | None, ours: Timing) -> str:
+    return "—" if other is None else f"{other.median_s / ours.median_s:.2f}×"
+
+
+def _format_row(row: dict[str, Any]) -> str:
+    ours = row["jaxdet"]
+    return (
+        f"| {row['name']} | {_ms(ours)} | {_ms(row.get('eager'))} | {_ms(row.get('compiled'))} "
+        f"| {_ratio(row.get('eager'), ours)} | {_ratio(row.get('compiled'), ours)} "
+        f"| {ours.first_s:.2f} |"
+    )
+
+
+def markdown_table(title: str, rows: list[dict[str, Any]], *, repeats: int) -> str:
+    """Renders the rows as a markdown table with a header naming the machine and library versions."""
+    import torch  # benchmarks always have torch
+
+    header = (
+        f"### {title}\n\n"
+        f"Median of {repeats} runs, forward + backward. Device: {jax.devices()[0].device_kind} "
+        f"({platform.processor() or platform.machine()}, {_cpu_count()} cores); jax {jax.__version__}, "
+        f"torch {torch.__version__}. Ratio = PyTorch time / jaxdet time (higher is better for jaxdet).\n\n"
+        "| case | jaxdet jit (ms) | torch eager (ms) | torch.compile (ms) | vs eager | vs compile "
+        "| jaxdet first call (s) |\n"
+        "|---|---:|---:|---:|---:|---:|---:|\n"
+    )
+    return header + "\n".join(_format_row(row) for row in rows) + "\n"
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    """Common command line: ``--repeats``, ``--quick`` (tiny sizes, smoke test) and ``--no-compile``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs per contender (median reported)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and 3 repeats: a smoke test")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile contender")
+    parser.add_argument("--out", type=Path, default=None, help="markdown file for the table")
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats = 3
+    return args
+
+
+def write_results(markdown: str, default_name: str, out: Path | None) -> Path:
+    path = out or RESULTS_DIR / default_name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown)
+    print(f"\nwrote {path}")
+    return path

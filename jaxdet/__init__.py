@@ -1,0 +1,33 @@
+"""jaxdet: object-detection losses in JAX with visible gradient paths, checked against PyTorch.
+
+The public API is one hop away: ``jaxdet.complete_box_iou_loss``, ``jaxdet.term_gradients``, ... . The
+PyTorch parity tool lives in :mod:`jaxdet.parity` and imports torch lazily.
+"""
+
+from jaxdet.boxes import (
+    IOU_LOSSES,
+    box_area,
+    box_convert,
+    box_iou,
+    box_iou_loss,
+    box_iou_pairwise,
+    complete_box_iou,
+    complete_box_iou_loss,
+    complete_box_iou_pairwise,
+    distance_box_iou,
+    distance_box_iou_loss,
+    distance_box_iou_pairwise,
+    generalized_box_iou,
+    generalized_box_iou_loss,
+    generalized_box_iou_pairwise,
+)
+from jaxdet.gradients import (
+    GradientPath,
+    cosine_matrix,
+    gradient_cosine,
+    gradient_norms,
+    route_target,
+    term_gradients,
+)
+
+__version__ = "0.1.0"

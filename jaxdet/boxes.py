@@ -1,0 +1,344 @@
+"""Axis-aligned box geometry: formats, area, and the IoU family (IoU, GIoU, DIoU, CIoU) with their losses.
+
+Every function works on the last axis and broadcasts over the leading axes. Boxes are ``xyxy`` unless a
+function says otherwise: ``(x1, y1, x2, y2)`` with ``x2 >= x1`` and ``y2 >= y1``.
+
+Elementwise functions take ``boxes1 [..., 4]`` and ``boxes2 [..., 4]`` whose leading shapes broadcast and return
+``[...]``. Pairwise functions (``*_pairwise``) take ``boxes1 [..., N, 4]`` and ``boxes2 [..., M, 4]`` and return
+``[..., N, M]``; they are the elementwise functions applied to every pair, so the two always agree.
+
+Numerics. ``eps`` is keyword-only with torchvision's and ultralytics' default ``1e-7``, added where torchvision's
+``*_loss`` functions add it (the IoU and enclosure denominators, the enclosing diagonal, and CIoU's α
+denominator), so the losses match torchvision to the last bits in float64. Every division is also guarded with the
+double-``where`` pattern, so values *and gradients* stay finite with ``eps=0`` and on degenerate input:
+zero-width, zero-height and zero-area boxes, identical boxes (zero-area ones included), disjoint boxes, and
+coordinates up to 1e4. A guarded ratio whose denominator is exactly zero evaluates to 0 (its numerator is then
+zero as well). With ``eps=0`` in float32, a denominator that is tiny but not zero (say 1e-38) can still overflow
+a gradient to infinity; train with the default ``eps``. CIoU's aspect-ratio angle is ``atan2(w, h)``, equal to ``atan(w / h)`` for non-negative sizes
+but finite at ``h = 0``.
+
+References:
+  Rezatofighi et al., "Generalized Intersection over Union", CVPR 2019.
+  Zheng et al., "Distance-IoU Loss: Faster and Better Learning for Bounding Box Regression", AAAI 2020.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Literal
+
+import jax
+import jax.numpy as jnp
+
+from jaxdet.gradients import GradientPath, route_target
+
+BoxFormat = Literal["xyxy", "cxcywh", "xywh"]
+BOX_FORMATS: tuple[str, ...] = ("xyxy", "cxcywh", "xywh")
+DEFAULT_EPS = 1e-7
+
+
+# ----------------------------------------------------------------------------------------------- validation
+
+
+def _check_boxes(boxes: jax.Array, argname: str) -> jax.Array:
+    """Validates a box array: last axis 4 and a floating dtype. Raises ValueError naming ``argname``."""
+    boxes = jnp.asarray(boxes)
+    if boxes.ndim == 0 or boxes.shape[-1] != 4:
+        raise ValueError(f"{argname} must have shape [..., 4]; got shape {tuple(boxes.shape)}.")
+    if not jnp.issubdtype(boxes.dtype, jnp.floating):
+        raise ValueError(
+            f"{argname} must have a floating dtype (coordinates are differentiated); got {boxes.dtype}. "
+            f"Cast with {argname}.astype(jnp.float32)."
+        )
+    return boxes
+
+
+def _check_pair(boxes1: jax.Array, boxes2: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Validates two box arrays for an elementwise op: each [..., 4], float, broadcastable leading shapes."""
+    boxes1 = _check_boxes(boxes1, "boxes1")
+    boxes2 = _check_boxes(boxes2, "boxes2")
+    try:
+        jnp.broadcast_shapes(boxes1.shape, boxes2.shape)
+    except ValueError:
+        raise ValueError(
+            f"boxes1 and boxes2 must have broadcastable shapes [..., 4]; got {tuple(boxes1.shape)} and "
+            f"{tuple(boxes2.shape)}. For all pairs use the *_pairwise functions."
+        ) from None
+    return boxes1, boxes2
+
+
+def _check_pairwise(boxes1: jax.Array, boxes2: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Validates [..., N, 4] and [..., M, 4] and returns them expanded to [..., N, 1, 4] and [..., 1, M, 4]."""
+    boxes1 = _check_boxes(boxes1, "boxes1")
+    boxes2 = _check_boxes(boxes2, "boxes2")
+    for name, boxes in (("boxes1", boxes1), ("boxes2", boxes2)):
+        if boxes.ndim < 2:
+            raise ValueError(f"{name} must have shape [..., N, 4] for a pairwise op; got {tuple(boxes.shape)}.")
+    try:
+        jnp.broadcast_shapes(boxes1.shape[:-2], boxes2.shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"boxes1 [..., N, 4] and boxes2 [..., M, 4] must have broadcastable batch axes; got "
+            f"{tuple(boxes1.shape)} and {tuple(boxes2.shape)}."
+        ) from None
+    return boxes1[..., :, None, :], boxes2[..., None, :, :]
+
+
+def _check_eps(eps: float) -> None:
+    if not eps >= 0:
+        raise ValueError(f"eps must be a non-negative float; got {eps!r}.")
+
+
+# ------------------------------------------------------------------------------------------ formats, area
+
+
+def box_convert(boxes: jax.Array, in_fmt: BoxFormat, out_fmt: BoxFormat) -> jax.Array:
+    """Converts boxes between ``"xyxy"``, ``"cxcywh"`` (centre, size) and ``"xywh"`` (top-left, size).
+
+    Args:
+      boxes: ``[..., 4]`` boxes in ``in_fmt``.
+      in_fmt, out_fmt: one of ``"xyxy"``, ``"cxcywh"``, ``"xywh"``.
+
+    Returns:
+      ``[..., 4]`` boxes in ``out_fmt``.
+    """
+    boxes = _check_boxes(boxes, "boxes")
+    for name, fmt in (("in_fmt", in_fmt), ("out_fmt", out_fmt)):
+        if fmt not in BOX_FORMATS:
+            raise ValueError(f"{name} must be one of {BOX_FORMATS}; got {fmt!r}.")
+    if in_fmt == out_fmt:
+        return boxes
+    a, b, c, d = jnp.unstack(boxes, axis=-1)
+    if in_fmt == "cxcywh":
+        xyxy = (a - c / 2, b - d / 2, a + c / 2, b + d / 2)
+    elif in_fmt == "xywh":
+        xyxy = (a, b, a + c, b + d)
+    else:
+        xyxy = (a, b, c, d)
+    x1, y1, x2, y2 = xyxy
+    if out_fmt == "cxcywh":
+        return jnp.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=-1)
+    if out_fmt == "xywh":
+        return jnp.stack([x1, y1, x2 - x1, y2 - y1], axis=-1)
+    return jnp.stack([x1, y1, x2, y2], axis=-1)
+
+
+def box_area(boxes: jax.Array) -> jax.Array:
+    """Area of ``xyxy`` boxes ``[..., 4]`` → ``[...]``: :math:`(x_2 - x_1)(y_2 - y_1)`."""
+    boxes = _check_boxes(boxes, "boxes")
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
+# ----------------------------------------------------------------------------------------------- internals
+
+
+def _safe_div(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
+    """``numerator / denominator`` with 0 where the denominator is 0, finite in value and gradient."""
+    nonzero = denominator != 0
+    return jnp.where(nonzero, numerator / jnp.where(nonzero, denominator, 1), 0)
+
+
+def _inter_union(boxes1: jax.Array, boxes2: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Intersection and union areas of broadcast ``[..., 4]`` pairs → two ``[...]`` arrays."""
+    wh = jnp.maximum(jnp.minimum(boxes1[..., 2:], boxes2[..., 2:]) - jnp.maximum(boxes1[..., :2], boxes2[..., :2]), 0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = box_area(boxes1) + box_area(boxes2) - inter
+    return inter, union
+
+
+def _enclosure(boxes1: jax.Array, boxes2: jax.Array) -> jax.Array:
+    """Width and height of the smallest box enclosing both → ``[..., 2]``."""
+    return jnp.maximum(boxes1[..., 2:], boxes2[..., 2:]) - jnp.minimum(boxes1[..., :2], boxes2[..., :2])
+
+
+def _iou(boxes1: jax.Array, boxes2: jax.Array, eps: float) -> tuple[jax.Array, jax.Array]:
+    inter, union = _inter_union(boxes1, boxes2)
+    return _safe_div(inter, union + eps), union
+
+
+def _distance_penalty(boxes1: jax.Array, boxes2: jax.Array, eps: float) -> jax.Array:
+    """ρ²(centres) / c² with c the diagonal of the enclosing box (``+ eps``) → ``[...]``."""
+    enclosing = _enclosure(boxes1, boxes2)
+    diagonal_sq = enclosing[..., 0] ** 2 + enclosing[..., 1] ** 2 + eps
+    centre_delta = (boxes1[..., :2] + boxes1[..., 2:]) / 2 - (boxes2[..., :2] + boxes2[..., 2:]) / 2
+    return _safe_div(centre_delta[..., 0] ** 2 + centre_delta[..., 1] ** 2, diagonal_sq)
+
+
+def _aspect_angle(boxes: jax.Array) -> jax.Array:
+    """``atan(w / h)`` as ``atan2(w, h)``, guarded at ``w = h = 0`` where atan2's gradient is 0/0 → ``[...]``."""
+    w = boxes[..., 2] - boxes[..., 0]
+    h = boxes[..., 3] - boxes[..., 1]
+    degenerate = (w == 0) & (h == 0)
+    return jnp.where(degenerate, 0.0, jnp.arctan2(w, jnp.where(degenerate, 1.0, h)))
+
+
+# ---------------------------------------------------------------------------------------- elementwise IoUs
+
+
+def box_iou(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS) -> jax.Array:
+    """Intersection over union of broadcast box pairs.
+
+    .. math:: \\mathrm{IoU} = \\frac{|A \\cap B|}{|A \\cup B| + \\epsilon}
+
+    Args:
+      boxes1: ``[..., 4]`` xyxy boxes.
+      boxes2: ``[..., 4]`` xyxy boxes, broadcastable against ``boxes1``.
+      eps: added to the union. torchvision's ``box_iou`` has none (``eps=0`` reproduces it, finite here).
+
+    Returns:
+      ``[...]`` IoU in ``[0, 1]``.
+    """
+    boxes1, boxes2 = _check_pair(boxes1, boxes2)
+    _check_eps(eps)
+    return _iou(boxes1, boxes2, eps)[0]
+
+
+def generalized_box_iou(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS) -> jax.Array:
+    """Generalized IoU of broadcast box pairs.
+
+    .. math:: \\mathrm{GIoU} = \\mathrm{IoU} - \\frac{|C| - |A \\cup B|}{|C| + \\epsilon}
+
+    with :math:`C` the smallest enclosing box.
+
+    Args:
+      boxes1, boxes2: broadcastable ``[..., 4]`` xyxy boxes.
+      eps: added to the union and to the enclosing area, as torchvision's ``generalized_box_iou_loss``.
+
+    Returns:
+      ``[...]`` GIoU in ``[-1, 1]``.
+    """
+    boxes1, boxes2 = _check_pair(boxes1, boxes2)
+    _check_eps(eps)
+    iou, union = _iou(boxes1, boxes2, eps)
+    enclosing = _enclosure(boxes1, boxes2)
+    enclosing_area = enclosing[..., 0] * enclosing[..., 1]
+    return iou - _safe_div(enclosing_area - union, enclosing_area + eps)
+
+
+def distance_box_iou(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS) -> jax.Array:
+    """Distance IoU of broadcast box pairs.
+
+    .. math:: \\mathrm{DIoU} = \\mathrm{IoU} - \\frac{\\rho^2(b_1, b_2)}{c^2 + \\epsilon}
+
+    with :math:`\\rho` the distance between the box centres and :math:`c` the enclosing box's diagonal.
+
+    Args:
+      boxes1, boxes2: broadcastable ``[..., 4]`` xyxy boxes.
+      eps: added to the union and to :math:`c^2`.
+
+    Returns:
+      ``[...]`` DIoU in ``[-1, 1]``.
+    """
+    boxes1, boxes2 = _check_pair(boxes1, boxes2)
+    _check_eps(eps)
+    return _iou(boxes1, boxes2, eps)[0] - _distance_penalty(boxes1, boxes2, eps)
+
+
+def complete_box_iou(
+    boxes1: jax.Array,
+    boxes2: jax.Array,
+    *,
+    eps: float = DEFAULT_EPS,
+    alpha_grad: GradientPath = "stop",
+) -> jax.Array:
+    """Complete IoU of broadcast box pairs.
+
+    .. math::
+       \\mathrm{CIoU} = \\mathrm{DIoU} - \\alpha v, \\quad
+       v = \\frac{4}{\\pi^2}\\left(\\arctan\\frac{w_2}{h_2} - \\arctan\\frac{w_1}{h_1}\\right)^2, \\quad
+       \\alpha = \\frac{v}{1 - \\mathrm{IoU} + v + \\epsilon}
+
+    Args:
+      boxes1, boxes2: broadcastable ``[..., 4]`` xyxy boxes.
+      eps: added to the union, to :math:`c^2` and to α's denominator.
+      alpha_grad: ``"stop"`` (default) treats α as a constant, as torchvision and ultralytics do (they compute
+        it under ``no_grad``); ``"through"`` differentiates α too.
+
+    Returns:
+      ``[...]`` CIoU in ``[-1.5, 1]``.
+    """
+    boxes1, boxes2 = _check_pair(boxes1, boxes2)
+    _check_eps(eps)
+    iou, _ = _iou(boxes1, boxes2, eps)
+    diou = iou - _distance_penalty(boxes1, boxes2, eps)
+    v = (4 / math.pi**2) * (_aspect_angle(boxes2) - _aspect_angle(boxes1)) ** 2
+    alpha = route_target(_safe_div(v, 1 - iou + v + eps), alpha_grad, argname="alpha_grad")
+    return diou - alpha * v
+
+
+# ------------------------------------------------------------------------------------------------- losses
+
+
+def box_iou_loss(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS) -> jax.Array:
+    """IoU loss :math:`1 - \\mathrm{IoU}`, unreduced ``[...]``. Arguments as :func:`box_iou`."""
+    return 1 - box_iou(boxes1, boxes2, eps=eps)
+
+
+def generalized_box_iou_loss(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS) -> jax.Array:
+    """GIoU loss :math:`1 - \\mathrm{GIoU}` in ``[0, 2]``, unreduced ``[...]``; torchvision's
+    ``generalized_box_iou_loss(reduction="none")``. Arguments as :func:`generalized_box_iou`."""
+    return 1 - generalized_box_iou(boxes1, boxes2, eps=eps)
+
+
+def distance_box_iou_loss(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS) -> jax.Array:
+    """DIoU loss :math:`1 - \\mathrm{DIoU}`, unreduced ``[...]``; torchvision's
+    ``distance_box_iou_loss(reduction="none")``. Arguments as :func:`distance_box_iou`."""
+    return 1 - distance_box_iou(boxes1, boxes2, eps=eps)
+
+
+def complete_box_iou_loss(
+    boxes1: jax.Array,
+    boxes2: jax.Array,
+    *,
+    eps: float = DEFAULT_EPS,
+    alpha_grad: GradientPath = "stop",
+) -> jax.Array:
+    """CIoU loss :math:`1 - \\mathrm{CIoU}`, unreduced ``[...]``; torchvision's
+    ``complete_box_iou_loss(reduction="none")`` with the default ``alpha_grad="stop"``, but finite where
+    torchvision's divides by a zero height. Arguments as :func:`complete_box_iou`."""
+    return 1 - complete_box_iou(boxes1, boxes2, eps=eps, alpha_grad=alpha_grad)
+
+
+IOU_LOSSES: dict[str, Callable[..., jax.Array]] = {
+    "iou": box_iou_loss,
+    "giou": generalized_box_iou_loss,
+    "diou": distance_box_iou_loss,
+    "ciou": complete_box_iou_loss,
+}
+
+
+# ----------------------------------------------------------------------------------------------- pairwise
+
+
+def box_iou_pairwise(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS) -> jax.Array:
+    """IoU of every pair: ``boxes1 [..., N, 4]`` × ``boxes2 [..., M, 4]`` → ``[..., N, M]``.
+
+    torchvision's ``box_iou`` is ``eps=0``."""
+    boxes1, boxes2 = _check_pairwise(boxes1, boxes2)
+    return box_iou(boxes1, boxes2, eps=eps)
+
+
+def generalized_box_iou_pairwise(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS) -> jax.Array:
+    """GIoU of every pair: ``[..., N, 4]`` × ``[..., M, 4]`` → ``[..., N, M]``.
+
+    torchvision's ``generalized_box_iou`` is ``eps=0``."""
+    boxes1, boxes2 = _check_pairwise(boxes1, boxes2)
+    return generalized_box_iou(boxes1, boxes2, eps=eps)
+
+
+def distance_box_iou_pairwise(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS) -> jax.Array:
+    """DIoU of every pair: ``[..., N, 4]`` × ``[..., M, 4]`` → ``[..., N, M]``."""
+    boxes1, boxes2 = _check_pairwise(boxes1, boxes2)
+    return distance_box_iou(boxes1, boxes2, eps=eps)
+
+
+def complete_box_iou_pairwise(
+    boxes1: jax.Array,
+    boxes2: jax.Array,
+    *,
+    eps: float = DEFAULT_EPS,
+    alpha_grad: GradientPath = "stop",
+) -> jax.Array:
+    """CIoU of every pair: ``[..., N, 4]`` × ``[..., M, 4]`` → ``[..., N, M]``."""
+    boxes1, boxes2 = _check_pairwise(boxes1, boxes2)
+    return complete_box_iou(boxes1, boxes2, eps=eps, alpha_grad=alpha_grad)

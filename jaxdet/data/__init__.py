@@ -1,0 +1,76 @@
+"""jaxdet.data: synthetic shapes (the embedded default), COCO/VOC/YOLO readers, augmentation, batching and
+the grain pipeline.
+
+Typical use::
+
+    from jaxdet import data
+    train = data.SyntheticShapes("train", image_size=64, seed=0)
+    it = data.make_loader(train, batch_size=32, seed=0, augment=True, max_objects=8)
+    batch = next(it)          # dict: image [L,64,64,3] f32, boxes [L,8,4], classes [L,8], valid [L,8],
+                              #       polygons [L,8,K,2], image_id [L]
+    state = it.get_state()    # save with orbax (ocp.args.JsonSave) ...; it.set_state(state) to resume
+
+    coco = data.read_coco("instances.json", image_dir="images/")     # -> RecordSet
+    source = data.DetectionSource(coco, image_size=(256, 256))        # -> grain source of examples
+
+See :mod:`jaxdet.data.records` for the record/example/batch conventions and :mod:`jaxdet.data.geometry` for the
+canonical polygon order.
+"""
+
+from jaxdet.data.augment import augment_example, hflip, make_augment, scale_jitter
+from jaxdet.data.geometry import (
+    box_to_polygon,
+    canonical_order,
+    canonical_polygon,
+    canonical_polygons,
+    clip_polygon,
+    polygon_bounds,
+    polygon_signed_area,
+)
+from jaxdet.data.pipeline import loader_length, make_loader
+from jaxdet.data.readers import IMAGE_EXTENSIONS, VOC_CLASSES, read_coco, read_voc, read_yolo
+from jaxdet.data.records import (
+    DatasetFormatError,
+    DetectionRecord,
+    DetectionSource,
+    RecordSet,
+    collate,
+    empty_example,
+    pad_example,
+)
+from jaxdet.data.synthetic import SHAPE_CLASSES, SyntheticShapes
+from jaxdet.data.writers import export_synthetic, write_coco, write_voc, write_yolo
+
+__all__ = [
+    "DatasetFormatError",
+    "DetectionRecord",
+    "DetectionSource",
+    "IMAGE_EXTENSIONS",
+    "RecordSet",
+    "SHAPE_CLASSES",
+    "SyntheticShapes",
+    "VOC_CLASSES",
+    "augment_example",
+    "box_to_polygon",
+    "canonical_order",
+    "canonical_polygon",
+    "canonical_polygons",
+    "clip_polygon",
+    "collate",
+    "empty_example",
+    "export_synthetic",
+    "hflip",
+    "loader_length",
+    "make_augment",
+    "make_loader",
+    "pad_example",
+    "polygon_bounds",
+    "polygon_signed_area",
+    "read_coco",
+    "read_voc",
+    "read_yolo",
+    "scale_jitter",
+    "write_coco",
+    "write_voc",
+    "write_yolo",
+]

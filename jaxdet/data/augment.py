@@ -1,0 +1,146 @@
+"""Geometric augmentations applied consistently to the image, boxes and polygons of an example.
+
+Examples are the dicts of :mod:`jaxdet.data.records` (uint8 image, normalised xyxy boxes, canonical polygons).
+Every function returns a new example. Polygons stay canonical: a flip reverses the vertex order, which
+:func:`~jaxdet.data.geometry.canonical_order` fixes without resampling (so flipping twice is the identity);
+a polygon cut by the frame is clipped and resampled with :func:`~jaxdet.data.geometry.canonical_polygon`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from jaxdet.data.geometry import canonical_order, canonical_polygon, clip_polygon
+
+__all__ = ["hflip", "scale_jitter", "augment_example", "make_augment"]
+
+
+def hflip(example: dict) -> dict:
+    """Mirror horizontally: image columns reversed, :math:`x \\mapsto 1 - x` for boxes and polygons.
+
+    Flipping twice gives back the example (up to float32 rounding of :math:`1 - (1 - x)`).
+    """
+    out = dict(example)
+    out["image"] = np.ascontiguousarray(np.asarray(example["image"])[:, ::-1])
+    boxes = np.asarray(example["boxes"], np.float64).reshape(-1, 4)
+    out["boxes"] = np.stack([1.0 - boxes[:, 2], boxes[:, 1], 1.0 - boxes[:, 0], boxes[:, 3]], axis=1).astype(
+        np.float32
+    )
+    polys = np.asarray(example["polygons"], np.float64)
+    k = polys.shape[1]
+    flipped = polys.copy()
+    flipped[..., 0] = 1.0 - flipped[..., 0]
+    # Mirroring keeps the even arc-length spacing; only the order must be fixed (no resampling).
+    out["polygons"] = (
+        np.stack([canonical_order(p) for p in flipped]) if len(polys) else polys.astype(np.float32)
+    ).astype(np.float32)
+    return out
+
+
+def scale_jitter(
+    example: dict,
+    rng: np.random.Generator,
+    *,
+    scale_range: tuple[float, float] = (0.75, 1.25),
+    fill: int = 127,
+    min_visible: float = 1.0,
+) -> dict:
+    """Zoom by a random factor ``s`` and translate, keeping the image size.
+
+    A content point moves as :math:`u' = s\\,u + t` (normalised, same ``s`` on both axes). For ``s < 1`` the
+    shrunken image is placed at a random offset on a ``fill`` canvas; for ``s > 1`` a random window is cropped,
+    chosen (when possible) so that the union of all boxes stays inside. Objects that still leave the frame are
+    clipped: the box is intersected with the frame and the polygon clipped (Sutherland-Hodgman) and
+    re-canonicalised. An object with less than ``min_visible`` pixels of visible width or height is dropped
+    (this is the only place where objects are removed).
+
+    Args:
+      example: an example dict.
+      rng: numpy Generator (one per example, from grain's ``random_map``).
+      scale_range: ``(lo, hi)`` range of ``s`` (uniform).
+      fill: grey level of the canvas outside the source image.
+      min_visible: minimum visible width/height in pixels to keep an object.
+
+    Returns:
+      The transformed example.
+    """
+    from PIL import Image
+
+    image = np.asarray(example["image"])
+    h, w = image.shape[:2]
+    s = float(rng.uniform(*scale_range))
+    boxes = np.asarray(example["boxes"], np.float64).reshape(-1, 4)
+    polys = np.asarray(example["polygons"], np.float64)
+    k = polys.shape[1]
+    lo, hi = min(0.0, 1.0 - s), max(0.0, 1.0 - s)
+    t = np.zeros(2)
+    for axis in (0, 1):
+        a, b = lo, hi
+        if len(boxes):
+            a = max(lo, -s * boxes[:, axis].min())
+            b = min(hi, 1.0 - s * boxes[:, axis + 2].max())
+            if a > b:
+                a, b = lo, hi
+        t[axis] = rng.uniform(a, b)
+    tx, ty = t[0] * w, t[1] * h  # pixels
+    # PIL's affine maps output pixel centres to input coordinates (inverse map).
+    pil = Image.fromarray(image).transform(
+        (w, h),
+        Image.AFFINE,
+        data=(1.0 / s, 0.0, -tx / s, 0.0, 1.0 / s, -ty / s),
+        resample=Image.BILINEAR,
+        fillcolor=(fill,) * 3 if image.ndim == 3 else fill,
+    )
+    out = dict(example)
+    out["image"] = np.asarray(pil)
+    new_boxes = boxes * s + np.array([t[0], t[1], t[0], t[1]])
+    clipped = np.clip(new_boxes, 0.0, 1.0)
+    keep, out_polys = [], []
+    for i in range(len(boxes)):
+        bw = (clipped[i, 2] - clipped[i, 0]) * w
+        bh = (clipped[i, 3] - clipped[i, 1]) * h
+        if bw < min_visible or bh < min_visible:
+            continue
+        poly = polys[i] * s + t
+        if np.any(new_boxes[i] != clipped[i]):
+            # The frame cuts the object: clip the outline and resample it.
+            try:
+                out_polys.append(canonical_polygon(clip_polygon(poly), k))
+            except ValueError:
+                continue
+        else:
+            # A similarity keeps the canonical polygon canonical; only fix the order against rounding.
+            out_polys.append(canonical_order(poly))
+        keep.append(i)
+    keep = np.asarray(keep, np.int64)
+    out["boxes"] = clipped[keep].astype(np.float32).reshape(-1, 4)
+    out["classes"] = np.asarray(example["classes"], np.int32)[keep]
+    out["polygons"] = np.stack(out_polys).astype(np.float32) if out_polys else np.zeros((0, k, 2), np.float32)
+    return out
+
+
+def augment_example(
+    example: dict,
+    rng: np.random.Generator,
+    *,
+    hflip_prob: float = 0.5,
+    scale_range: tuple[float, float] | None = (0.75, 1.25),
+) -> dict:
+    """Default training augmentation: scale jitter (if ``scale_range``), then a horizontal flip with
+    probability ``hflip_prob``. Deterministic given ``rng``."""
+    if scale_range is not None:
+        example = scale_jitter(example, rng, scale_range=scale_range)
+    if rng.random() < hflip_prob:
+        example = hflip(example)
+    return example
+
+
+def make_augment(*, hflip_prob: float = 0.5, scale_range: tuple[float, float] | None = (0.75, 1.25)):
+    """:func:`augment_example` with fixed settings, as a ``(example, rng) -> example`` callable."""
+    if not 0.0 <= hflip_prob <= 1.0:
+        raise ValueError(f"hflip_prob must be in [0, 1], got {hflip_prob}")
+    if scale_range is not None and not 0 < scale_range[0] <= scale_range[1]:
+        raise ValueError(f"scale_range must satisfy 0 < lo <= hi, got {scale_range!r}")
+    return functools.partial(augment_example, hflip_prob=hflip_prob, scale_range=scale_range)

@@ -1,0 +1,202 @@
+"""Polygon canonicalisation and small numpy geometry helpers for the data pipeline.
+
+Every polygon that enters jaxdet's data (synthetic outlines, COCO segmentations, VOC ``<polygon>`` elements,
+YOLO polygon lines, augmented polygons) goes through :func:`canonical_polygon`, so all targets share one
+convention:
+
+* exactly ``k`` vertices, resampled evenly by arc length along the closed outline;
+* counter-clockwise, i.e. positive shoelace signed area in the array's own ``(x, y)`` coordinates
+  (with image coordinates, where y points down, this is clockwise on screen);
+* starting from the vertex with the smallest angle ``atan2(y - cy, x - cx)`` around the centroid
+  ``(cx, cy)`` = mean of the ``k`` output vertices. Angles within ``1e-6`` rad of ``+pi`` are treated as
+  ``-pi`` so that a vertex lying exactly left of the centroid starts the polygon regardless of rounding.
+
+The function is invariant to a cyclic shift or a reversal of the input vertices and commutes with
+translation and uniform scaling. It is *not* idempotent: resampling an already resampled ``k``-gon spaces the
+points along the ``k``-gon's own (shorter) perimeter and moves them. After a geometric transform of a canonical
+polygon that maps the outline onto itself up to a similarity (flip, scale, translation), use
+:func:`canonical_order`, which only re-orients and re-starts the vertices without resampling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "canonical_polygon",
+    "canonical_order",
+    "canonical_polygons",
+    "box_to_polygon",
+    "clip_polygon",
+    "polygon_signed_area",
+    "polygon_bounds",
+]
+
+_ANGLE_WRAP_TOL = 1e-6
+
+
+def polygon_signed_area(points: np.ndarray) -> float:
+    """Shoelace signed area of a closed polygon.
+
+    Args:
+      points: ``[P, 2]`` vertices ``(x, y)``.
+
+    Returns:
+      The signed area, positive for counter-clockwise order in the array's ``(x, y)`` coordinates.
+
+    .. math:: A = \\tfrac12 \\sum_i (x_i y_{i+1} - x_{i+1} y_i)
+    """
+    p = np.asarray(points, dtype=np.float64)
+    q = np.concatenate([p[1:], p[:1]], axis=0)
+    return float(0.5 * np.sum(p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1]))
+
+
+def polygon_bounds(points: np.ndarray) -> np.ndarray:
+    """Tight ``xyxy`` box of a ``[P, 2]`` polygon (float64 ``[4]``)."""
+    p = np.asarray(points, dtype=np.float64)
+    return np.array([p[:, 0].min(), p[:, 1].min(), p[:, 0].max(), p[:, 1].max()])
+
+
+def _start_index(points: np.ndarray) -> int:
+    centre = points.mean(axis=0)
+    ang = np.arctan2(points[:, 1] - centre[1], points[:, 0] - centre[0])
+    ang = np.where(ang > np.pi - _ANGLE_WRAP_TOL, ang - 2.0 * np.pi, ang)
+    return int(np.argmin(ang))
+
+
+def canonical_polygon(points, k: int = 8, *, eps: float = 1e-12) -> np.ndarray:
+    """Resample a closed polygon to exactly ``k`` vertices in jaxdet's canonical order.
+
+    Steps: drop repeated consecutive vertices (and a repeated closing vertex); orient counter-clockwise by the
+    shoelace sign; start at the input vertex with the smallest centroid angle (so the result does not depend on
+    where the input ring starts); place ``k`` points at arc lengths ``j * T / k`` (``T`` the perimeter,
+    ``j = 0 .. k-1``); finally roll the result so that it starts at its own smallest-angle vertex.
+
+    Args:
+      points: ``[P, 2]`` float vertices ``(x, y)`` of a simple (or at least non-degenerate) closed outline,
+        ``P >= 3``; any coordinate frame (normalised or pixels).
+      k: number of output vertices, ``k >= 3``.
+      eps: a polygon whose absolute area or perimeter is ``<= eps`` is degenerate.
+
+    Returns:
+      ``[k, 2]`` float32 canonical polygon.
+
+    Raises:
+      ValueError: naming ``points`` if it is not ``[P, 2]`` finite with at least 3 distinct vertices and
+        non-zero area, or naming ``k`` if ``k < 3``.
+
+    .. math:: v_j = \\gamma\\!\\left(s_0 + \\tfrac{j}{k} T\\right), \\quad j = 0, \\dots, k-1
+    """
+    if int(k) != k or k < 3:
+        raise ValueError(f"k must be an integer >= 3, got {k!r}")
+    k = int(k)
+    p = np.asarray(points, dtype=np.float64)
+    if p.ndim != 2 or p.shape[-1] != 2:
+        raise ValueError(f"points must have shape [P, 2], got {p.shape}")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("points must be finite")
+    # Remove consecutive duplicates, including the closing vertex.
+    if len(p) > 1:
+        keep = np.any(p != np.concatenate([p[-1:], p[:-1]], axis=0), axis=1)
+        if not keep.any():
+            keep[0] = True
+        p = p[keep]
+    if len(p) < 3:
+        raise ValueError(f"points must have at least 3 distinct vertices, got {len(p)}")
+    area = polygon_signed_area(p)
+    if abs(area) <= eps:
+        raise ValueError(f"points describe a degenerate polygon (area {area:.3g})")
+    if area < 0:
+        p = p[::-1]
+    i0 = _start_index(p)
+    p = np.concatenate([p[i0:], p[:i0]], axis=0)
+    ring = np.concatenate([p, p[:1]], axis=0)
+    seg = np.linalg.norm(np.diff(ring, axis=0), axis=1)
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    total = cum[-1]
+    if total <= eps:
+        raise ValueError("points describe a degenerate polygon (zero perimeter)")
+    t = np.arange(k, dtype=np.float64) * (total / k)
+    out = np.stack([np.interp(t, cum, ring[:, 0]), np.interp(t, cum, ring[:, 1])], axis=1)
+    i0 = _start_index(out)
+    out = np.concatenate([out[i0:], out[:i0]], axis=0)
+    return out.astype(np.float32)
+
+
+def canonical_order(points) -> np.ndarray:
+    """Put a polygon's existing vertices in canonical order, without resampling.
+
+    Reverses the vertices if the shoelace area is negative, then rolls them to start at the vertex with the
+    smallest centroid angle (same rule as :func:`canonical_polygon`). Use it after a flip (which reverses the
+    orientation) of a polygon that is already evenly resampled; flipping twice then returns the original.
+
+    Args:
+      points: ``[k, 2]`` vertices.
+
+    Returns:
+      ``[k, 2]`` float32, the same vertex set in canonical order.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    if p.ndim != 2 or p.shape[-1] != 2 or len(p) < 3:
+        raise ValueError(f"points must have shape [k, 2] with k >= 3, got {p.shape}")
+    if polygon_signed_area(p) < 0:
+        p = p[::-1]
+    i0 = _start_index(p)
+    return np.concatenate([p[i0:], p[:i0]], axis=0).astype(np.float32)
+
+
+def canonical_polygons(polygons, k: int = 8) -> np.ndarray:
+    """Apply :func:`canonical_polygon` to a sequence of (possibly ragged) polygons.
+
+    Args:
+      polygons: sequence of ``[P_i, 2]`` arrays (or an ``[n, P, 2]`` array).
+      k: vertices per output polygon.
+
+    Returns:
+      ``[n, k, 2]`` float32 (``[0, k, 2]`` for an empty sequence).
+    """
+    out = [canonical_polygon(p, k) for p in polygons]
+    if not out:
+        return np.zeros((0, k, 2), np.float32)
+    return np.stack(out).astype(np.float32)
+
+
+def box_to_polygon(box) -> np.ndarray:
+    """The 4 corners ``[4, 2]`` (float64) of an ``xyxy`` box, used when an annotation has no polygon."""
+    x0, y0, x1, y1 = np.asarray(box, dtype=np.float64)
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+
+
+def clip_polygon(points, x_min=0.0, y_min=0.0, x_max=1.0, y_max=1.0) -> np.ndarray:
+    """Sutherland-Hodgman clip of a polygon to an axis-aligned rectangle.
+
+    Args:
+      points: ``[P, 2]`` vertices.
+      x_min, y_min, x_max, y_max: the clip rectangle.
+
+    Returns:
+      ``[Q, 2]`` float64 clipped polygon (``Q`` may be 0 when the polygon lies outside).
+    """
+    poly = [tuple(v) for v in np.asarray(points, dtype=np.float64)]
+    # Each edge: (axis, bound, keep_if_greater).
+    for axis, bound, greater in ((0, x_min, True), (0, x_max, False), (1, y_min, True), (1, y_max, False)):
+        if not poly:
+            break
+
+        def inside(v, axis=axis, bound=bound, greater=greater):
+            return v[axis] >= bound if greater else v[axis] <= bound
+
+        out = []
+        prev = poly[-1]
+        for cur in poly:
+            cin, pin = inside(cur), inside(prev)
+            if cin != pin:
+                t = (bound - prev[axis]) / (cur[axis] - prev[axis])
+                cross = [prev[0] + t * (cur[0] - prev[0]), prev[1] + t * (cur[1] - prev[1])]
+                cross[axis] = bound
+                out.append(tuple(cross))
+            if cin:
+                out.append(cur)
+            prev = cur
+        poly = out
+    return np.asarray(poly, dtype=np.float64).reshape(-1, 2)

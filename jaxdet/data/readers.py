@@ -1,0 +1,471 @@
+"""Readers for COCO JSON, Pascal VOC XML and YOLO txt annotations.
+
+All three return a :class:`~jaxdet.data.records.RecordSet` of :class:`~jaxdet.data.records.DetectionRecord`
+with the same conventions, so the same annotations in any of the formats give identical targets:
+
+* boxes: float32 ``[n, 4]`` xyxy normalised by the image width/height;
+* classes: int32 ``[n]`` indices into ``class_names``;
+* polygons: float32 ``[n, K, 2]`` through :func:`~jaxdet.data.geometry.canonical_polygon` (the box rectangle
+  when the object has no polygon; ``has_polygon`` says which).
+
+Validation rules, identical for every format (nothing is dropped silently):
+
+* A malformed file or record raises :class:`~jaxdet.data.records.DatasetFormatError` (a ``ValueError``) whose
+  message names the file and the record: ``annotation id N`` (COCO), ``object N`` (VOC, 0-based order in the
+  XML), ``line N`` (YOLO, 1-based).
+* A class that is not in ``class_names`` (or a COCO ``category_id`` missing from ``categories``) raises.
+* A box with zero or negative width or height raises (zero-area boxes are never kept or dropped silently).
+* Coordinates may exceed the image by at most ``tolerance`` pixels (default 1, for rounding in exported
+  datasets) and are then clipped to the image; further out raises.
+* A polygon with fewer than 3 distinct points or zero area raises.
+* Images without objects are kept (an empty COCO image, a VOC file without ``<object>``, a missing or empty
+  YOLO label file).
+
+Coordinate conventions: continuous pixel coordinates where pixel ``(i, j)`` covers ``[j, j+1] x [i, i+1]``.
+COCO ``bbox`` is ``[x, y, w, h]`` in these coordinates. VOC ``bndbox`` uses 1-based inclusive pixel indices
+(the standard VOC convention), so ``x0 = xmin - 1``, ``x1 = xmax`` (same for y); VOC polygons
+(``<polygon><x1>..</x1><y1>..</y1>...``, the Roboflow/CVAT extension) are read in the same 1-based frame
+(``x - 1``). YOLO lines are normalised: ``cls cx cy w h`` or ``cls x1 y1 x2 y2 ...`` (>= 3 points); for a
+polygon line the box is the polygon's tight box (ultralytics' convention).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from jaxdet.data.geometry import box_to_polygon, canonical_polygon, polygon_bounds
+from jaxdet.data.records import DatasetFormatError, DetectionRecord, RecordSet
+
+__all__ = ["read_coco", "read_voc", "read_yolo", "VOC_CLASSES", "IMAGE_EXTENSIONS"]
+
+VOC_CLASSES: tuple[str, ...] = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+    "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)  # fmt: skip
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _image_size(path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.size  # (width, height)
+
+
+def _finalise_object(path, record, box_px, poly_px, width, height, k, tolerance):
+    """Validate one object in pixel coordinates and return (box_norm, poly_norm, has_polygon)."""
+    box = np.asarray(box_px, np.float64)
+    if box.shape != (4,) or not np.all(np.isfinite(box)):
+        raise DatasetFormatError(path, f"box must be 4 finite numbers, got {box_px!r}", record)
+    if not (box[2] > box[0] and box[3] > box[1]):
+        raise DatasetFormatError(
+            path, f"box has zero or negative width/height (xyxy pixels {box.tolist()})", record
+        )
+    lo = np.array([-tolerance, -tolerance, -tolerance, -tolerance])
+    hi = np.array([width, height, width, height]) + tolerance
+    if np.any(box < lo) or np.any(box > hi):
+        raise DatasetFormatError(
+            path, f"box {box.tolist()} (xyxy pixels) lies outside the {width}x{height} image", record
+        )
+    box = np.clip(box, 0, [width, height, width, height])
+    if not (box[2] > box[0] and box[3] > box[1]):
+        raise DatasetFormatError(path, "box has zero area after clipping to the image", record)
+    scale = np.array([width, height], np.float64)
+    if poly_px is None:
+        poly = box_to_polygon(box / np.array([width, height, width, height]))
+        has_polygon = False
+    else:
+        pts = np.asarray(poly_px, np.float64)
+        if pts.ndim != 2 or pts.shape[1] != 2 or not np.all(np.isfinite(pts)):
+            raise DatasetFormatError(path, "polygon must be finite (x, y) pairs", record)
+        if np.any(pts < -tolerance) or np.any(pts > scale + tolerance):
+            raise DatasetFormatError(path, f"polygon lies outside the {width}x{height} image", record)
+        poly = np.clip(pts, 0, scale) / scale
+        has_polygon = True
+    try:
+        canon = canonical_polygon(poly, k)
+    except ValueError as err:
+        raise DatasetFormatError(path, f"invalid polygon: {err}", record) from None
+    box_n = box / np.array([width, height, width, height])
+    return box_n.astype(np.float32), canon, has_polygon
+
+
+def _make_record(image_id, image_path, width, height, objs, k, image=None) -> DetectionRecord:
+    n = len(objs)
+    boxes = np.stack([o[0] for o in objs]).astype(np.float32) if n else np.zeros((0, 4), np.float32)
+    classes = np.asarray([o[3] for o in objs], np.int32).reshape(n)
+    polys = np.stack([o[1] for o in objs]).astype(np.float32) if n else np.zeros((0, k, 2), np.float32)
+    has_poly = np.asarray([o[2] for o in objs], bool).reshape(n)
+    return DetectionRecord(
+        image_id=int(image_id),
+        image_path=None if image_path is None else os.fspath(image_path),
+        width=int(width),
+        height=int(height),
+        boxes=boxes,
+        classes=classes,
+        polygons=polys,
+        has_polygon=has_poly,
+        image=image,
+    )
+
+
+# --------------------------------------------------------------------------------------------------- COCO
+def read_coco(
+    annotation_file,
+    *,
+    image_dir=None,
+    class_names: Sequence[str] | None = None,
+    num_vertices: int = 8,
+    include_crowd: bool = False,
+    tolerance: float = 1.0,
+) -> RecordSet:
+    """Read a COCO detection / instance-segmentation JSON file.
+
+    Args:
+      annotation_file: path of the JSON file.
+      image_dir: directory of the images (default: the JSON file's directory); ``file_name`` is relative to it.
+      class_names: class order. Default: the ``categories`` sorted by ``id``. When given, every category name
+        used by an annotation must appear in it.
+      num_vertices: ``K`` of the canonical polygons.
+      include_crowd: ``iscrowd=1`` annotations are excluded by default (COCO evaluation ignores them);
+        with True they are kept, with their box rectangle as polygon when the segmentation is RLE.
+      tolerance: pixels by which a coordinate may exceed the image before it is an error (then clipped).
+
+    Segmentation: a list of polygons ``[[x1, y1, x2, y2, ...], ...]``; one polygon is used as is, several parts
+    are merged into their convex hull (which encloses the object, like its box). A missing or empty
+    segmentation gives the box rectangle (``has_polygon=False``).
+
+    Returns:
+      A :class:`RecordSet`, records in the order of the ``images`` array.
+    """
+    path = Path(annotation_file)
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except (OSError, json.JSONDecodeError) as err:
+        raise DatasetFormatError(path, f"cannot read JSON: {err}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise DatasetFormatError(path, "missing 'images' list")
+    anns = data.get("annotations", [])
+    cats = data.get("categories")
+    if not isinstance(anns, list) or not isinstance(cats, list):
+        raise DatasetFormatError(path, "'annotations' and 'categories' must be lists")
+    cat_name = {}
+    for i, c in enumerate(cats):
+        try:
+            cat_name[int(c["id"])] = str(c["name"])
+        except (KeyError, TypeError, ValueError):
+            raise DatasetFormatError(path, "category needs integer 'id' and 'name'", f"category {i}") from None
+    if class_names is None:
+        class_names = tuple(cat_name[i] for i in sorted(cat_name))
+    class_names = tuple(class_names)
+    name_to_idx = {n: i for i, n in enumerate(class_names)}
+    image_dir = Path(image_dir) if image_dir is not None else path.parent
+
+    images = {}
+    order = []
+    for i, im in enumerate(data["images"]):
+        try:
+            iid, fname, w, h = int(im["id"]), str(im["file_name"]), int(im["width"]), int(im["height"])
+        except (KeyError, TypeError, ValueError):
+            raise DatasetFormatError(
+                path, "image needs integer 'id', 'width', 'height' and 'file_name'", f"image {i}"
+            ) from None
+        if w <= 0 or h <= 0:
+            raise DatasetFormatError(path, f"non-positive image size {w}x{h}", f"image id {iid}")
+        if iid in images:
+            raise DatasetFormatError(path, "duplicate image id", f"image id {iid}")
+        images[iid] = (fname, w, h)
+        order.append(iid)
+
+    objs: dict[int, list] = {iid: [] for iid in order}
+    for i, a in enumerate(anns):
+        rec = f"annotation id {a.get('id', '?')} (index {i})" if isinstance(a, dict) else f"annotation {i}"
+        if not isinstance(a, dict):
+            raise DatasetFormatError(path, "annotation must be an object", rec)
+        try:
+            iid, cid = int(a["image_id"]), int(a["category_id"])
+        except (KeyError, TypeError, ValueError):
+            raise DatasetFormatError(path, "needs integer 'image_id' and 'category_id'", rec) from None
+        if iid not in images:
+            raise DatasetFormatError(path, f"unknown image_id {iid}", rec)
+        if cid not in cat_name:
+            raise DatasetFormatError(path, f"unknown category_id {cid} (not in 'categories')", rec)
+        if cat_name[cid] not in name_to_idx:
+            raise DatasetFormatError(
+                path, f"category {cat_name[cid]!r} is not in class_names {list(class_names)}", rec
+            )
+        crowd = bool(a.get("iscrowd", 0))
+        if crowd and not include_crowd:
+            continue
+        bbox = a.get("bbox")
+        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+            raise DatasetFormatError(path, f"'bbox' must be [x, y, w, h], got {bbox!r}", rec)
+        try:
+            x, y, bw, bh = (float(v) for v in bbox)
+        except (TypeError, ValueError):
+            raise DatasetFormatError(path, f"'bbox' must be numbers, got {bbox!r}", rec) from None
+        _, w, h = images[iid]
+        seg = a.get("segmentation")
+        poly = None
+        if isinstance(seg, list) and seg:
+            parts = []
+            for part in seg:
+                try:
+                    arr = np.asarray(part, np.float64)
+                except (TypeError, ValueError):
+                    raise DatasetFormatError(path, "segmentation polygon must be numbers", rec) from None
+                if arr.ndim != 1 or arr.size < 6 or arr.size % 2:
+                    raise DatasetFormatError(
+                        path, "segmentation polygon must be a flat list of >= 3 (x, y) pairs", rec
+                    )
+                parts.append(arr.reshape(-1, 2))
+            poly = parts[0] if len(parts) == 1 else _convex_hull(np.concatenate(parts))
+        elif seg not in (None, [], {}) and not (isinstance(seg, dict) and crowd):
+            if not isinstance(seg, dict):
+                raise DatasetFormatError(path, f"unsupported segmentation {type(seg).__name__}", rec)
+            raise DatasetFormatError(path, "RLE segmentation is only supported for iscrowd=1", rec)
+        box_n, poly_n, has_poly = _finalise_object(
+            path, rec, [x, y, x + bw, y + bh], poly, w, h, num_vertices, tolerance
+        )
+        objs[iid].append((box_n, poly_n, has_poly, name_to_idx[cat_name[cid]]))
+
+    records = tuple(
+        _make_record(iid, image_dir / images[iid][0], images[iid][1], images[iid][2], objs[iid], num_vertices)
+        for iid in order
+    )
+    return RecordSet(records=records, class_names=class_names)
+
+
+def _convex_hull(points: np.ndarray) -> np.ndarray:
+    """Andrew's monotone chain, counter-clockwise in (x, y)."""
+    pts = np.unique(np.asarray(points, np.float64), axis=0)
+    if len(pts) < 3:
+        return pts
+
+    def cross(o, a, b):
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    lower, upper = [], []
+    for p in pts:
+        while len(lower) >= 2 and cross(lower[-2], lower[-1], p) <= 0:
+            lower.pop()
+        lower.append(tuple(p))
+    for p in pts[::-1]:
+        while len(upper) >= 2 and cross(upper[-2], upper[-1], p) <= 0:
+            upper.pop()
+        upper.append(tuple(p))
+    return np.asarray(lower[:-1] + upper[:-1])
+
+
+# --------------------------------------------------------------------------------------------------- VOC
+def _text(node, tag, path, record, cast=float):
+    child = node.find(tag)
+    if child is None or child.text is None or not child.text.strip():
+        raise DatasetFormatError(path, f"missing <{tag}>", record)
+    try:
+        return cast(child.text.strip())
+    except ValueError:
+        raise DatasetFormatError(path, f"<{tag}> is not a number: {child.text.strip()!r}", record) from None
+
+
+def read_voc(
+    annotations,
+    *,
+    image_dir=None,
+    class_names: Sequence[str] = VOC_CLASSES,
+    num_vertices: int = 8,
+    include_difficult: bool = True,
+    tolerance: float = 1.0,
+) -> RecordSet:
+    """Read Pascal VOC XML annotations.
+
+    Args:
+      annotations: a directory of ``*.xml`` files (read in sorted name order) or a sequence of XML paths.
+      image_dir: directory holding ``<filename>`` (default: ``<xml dir>/../JPEGImages`` if it exists, else the
+        XML file's directory).
+      class_names: class order; an object whose ``<name>`` is not in it raises.
+      num_vertices: ``K`` of the canonical polygons.
+      include_difficult: keep ``<difficult>1</difficult>`` objects (default True; with False they are skipped,
+        as VOC evaluation does).
+      tolerance: pixels by which a coordinate may exceed the image before it is an error (then clipped).
+
+    ``image_id`` is the position of the XML file in the (sorted) list. ``<size>`` gives the image size; without
+    it the image header is read.
+
+    Returns:
+      A :class:`RecordSet`.
+    """
+    if isinstance(annotations, (str, os.PathLike)):
+        files = sorted(Path(annotations).glob("*.xml"))
+    else:
+        files = [Path(p) for p in annotations]
+    class_names = tuple(class_names)
+    name_to_idx = {n: i for i, n in enumerate(class_names)}
+    records = []
+    for image_id, xml_path in enumerate(files):
+        try:
+            root = ET.parse(xml_path).getroot()
+        except (ET.ParseError, OSError) as err:
+            raise DatasetFormatError(xml_path, f"cannot parse XML: {err}") from None
+        if root.tag != "annotation":
+            raise DatasetFormatError(xml_path, f"root element is <{root.tag}>, expected <annotation>")
+        fname = root.findtext("filename")
+        if not fname or not fname.strip():
+            raise DatasetFormatError(xml_path, "missing <filename>")
+        if image_dir is not None:
+            idir = Path(image_dir)
+        else:
+            jpeg = xml_path.parent.parent / "JPEGImages"
+            idir = jpeg if jpeg.is_dir() else xml_path.parent
+        img_path = idir / fname.strip()
+        size = root.find("size")
+        if size is not None:
+            w = _text(size, "width", xml_path, "size", int)
+            h = _text(size, "height", xml_path, "size", int)
+        else:
+            try:
+                w, h = _image_size(img_path)
+            except OSError as err:
+                raise DatasetFormatError(xml_path, f"no <size> and cannot open the image: {err}") from None
+        if w <= 0 or h <= 0:
+            raise DatasetFormatError(xml_path, f"non-positive image size {w}x{h}", "size")
+        objs = []
+        for j, obj in enumerate(root.findall("object")):
+            rec = f"object {j}"
+            name = (obj.findtext("name") or "").strip()
+            if not name:
+                raise DatasetFormatError(xml_path, "missing <name>", rec)
+            if name not in name_to_idx:
+                raise DatasetFormatError(xml_path, f"class {name!r} is not in class_names", rec)
+            difficult = (obj.findtext("difficult") or "0").strip() in ("1", "true", "True")
+            if difficult and not include_difficult:
+                continue
+            bnd = obj.find("bndbox")
+            if bnd is None:
+                raise DatasetFormatError(xml_path, "missing <bndbox>", rec)
+            xmin, ymin, xmax, ymax = (_text(bnd, t, xml_path, rec) for t in ("xmin", "ymin", "xmax", "ymax"))
+            poly = None
+            pnode = obj.find("polygon")
+            if pnode is not None:
+                coords = {c.tag: c.text for c in pnode}
+                pts = []
+                i = 1
+                while f"x{i}" in coords or f"y{i}" in coords:
+                    try:
+                        pts.append((float(coords[f"x{i}"]) - 1.0, float(coords[f"y{i}"]) - 1.0))
+                    except (KeyError, TypeError, ValueError):
+                        raise DatasetFormatError(xml_path, f"bad <polygon> point {i}", rec) from None
+                    i += 1
+                if len(pts) != len(coords) // 2 or len(coords) % 2:
+                    raise DatasetFormatError(xml_path, "<polygon> children must be x1, y1, x2, y2, ...", rec)
+                poly = np.asarray(pts, np.float64).reshape(-1, 2)
+            box_n, poly_n, has_poly = _finalise_object(
+                xml_path, rec, [xmin - 1.0, ymin - 1.0, xmax, ymax], poly, w, h, num_vertices, tolerance
+            )
+            objs.append((box_n, poly_n, has_poly, name_to_idx[name]))
+        records.append(_make_record(image_id, img_path, w, h, objs, num_vertices))
+    return RecordSet(records=tuple(records), class_names=class_names)
+
+
+# --------------------------------------------------------------------------------------------------- YOLO
+def read_yolo(
+    image_dir,
+    *,
+    class_names: Sequence[str],
+    label_dir=None,
+    num_vertices: int = 8,
+    tolerance: float = 1e-3,
+) -> RecordSet:
+    """Read a YOLO (ultralytics/darknet) folder: one ``<stem>.txt`` label file per image.
+
+    Args:
+      image_dir: directory of images (files with :data:`IMAGE_EXTENSIONS`, read in sorted name order).
+      class_names: class order; a class index outside ``[0, len(class_names))`` raises.
+      label_dir: directory of label files (default: ``image_dir`` with its last ``images`` path component
+        replaced by ``labels`` when that exists, else ``image_dir`` itself).
+      num_vertices: ``K`` of the canonical polygons.
+      tolerance: normalised amount by which a coordinate may leave ``[0, 1]`` before it is an error.
+
+    Each line is ``cls cx cy w h`` (a box) or ``cls x1 y1 ... xn yn`` with ``n >= 3`` (a polygon; its box is
+    the polygon's tight box). Blank lines are ignored. A missing label file means an image without objects.
+    ``image_id`` is the image's position in sorted order. The image size is read from the file header.
+
+    Returns:
+      A :class:`RecordSet`.
+    """
+    image_dir = Path(image_dir)
+    if not image_dir.is_dir():
+        raise DatasetFormatError(image_dir, "image_dir is not a directory")
+    if label_dir is None:
+        parts = list(image_dir.parts)
+        if "images" in parts:
+            idx = len(parts) - 1 - parts[::-1].index("images")
+            cand = Path(*parts[:idx], "labels", *parts[idx + 1 :])
+            label_dir = cand if cand.is_dir() else image_dir
+        else:
+            label_dir = image_dir
+    label_dir = Path(label_dir)
+    class_names = tuple(class_names)
+    files = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    records = []
+    for image_id, img_path in enumerate(files):
+        try:
+            w, h = _image_size(img_path)
+        except OSError as err:
+            raise DatasetFormatError(img_path, f"cannot open image: {err}") from None
+        label_path = label_dir / (img_path.stem + ".txt")
+        objs = []
+        if label_path.exists():
+            with open(label_path) as fh:
+                lines = fh.read().splitlines()
+            for ln, line in enumerate(lines, start=1):
+                tokens = line.split()
+                if not tokens:
+                    continue
+                rec = f"line {ln}"
+                try:
+                    cls = int(tokens[0])
+                    vals = np.asarray([float(t) for t in tokens[1:]], np.float64)
+                except ValueError:
+                    raise DatasetFormatError(label_path, f"not numbers: {line.strip()!r}", rec) from None
+                if not 0 <= cls < len(class_names):
+                    raise DatasetFormatError(
+                        label_path, f"class index {cls} outside [0, {len(class_names)})", rec
+                    )
+                if not np.all(np.isfinite(vals)):
+                    raise DatasetFormatError(label_path, "non-finite coordinate", rec)
+                if len(vals) == 4:
+                    cx, cy, bw, bh = vals
+                    box = np.array([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2])
+                    poly = None
+                elif len(vals) >= 6 and len(vals) % 2 == 0:
+                    poly = vals.reshape(-1, 2)
+                    box = polygon_bounds(poly)
+                else:
+                    raise DatasetFormatError(
+                        label_path,
+                        f"expected 'cls cx cy w h' or 'cls x1 y1 x2 y2 x3 y3 ...', got {len(tokens)} fields",
+                        rec,
+                    )
+                scale = np.array([w, h, w, h], np.float64)
+                box_n, poly_n, has_poly = _finalise_object(
+                    label_path,
+                    rec,
+                    box * scale,
+                    None if poly is None else poly * scale[:2],
+                    w,
+                    h,
+                    num_vertices,
+                    tolerance * max(w, h),
+                )
+                objs.append((box_n, poly_n, has_poly, cls))
+        records.append(_make_record(image_id, img_path, w, h, objs, num_vertices))
+    return RecordSet(records=tuple(records), class_names=class_names)

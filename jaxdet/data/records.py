@@ -1,0 +1,250 @@
+"""Record and example types shared by every jaxdet data source, plus padding and batching.
+
+Vocabulary:
+
+* A **record** (:class:`DetectionRecord`) is one annotated image as a reader returns it: where the image
+  lives, its size, and its normalised targets.
+* An **example** is a dict of numpy arrays for one image, with a variable number ``n`` of objects::
+
+      {"image": uint8 [H, W, 3], "boxes": float32 [n, 4] (xyxy in [0, 1]), "classes": int32 [n],
+       "polygons": float32 [n, K, 2] (canonical, normalised), "image_id": int32 []}
+
+  Sources (:class:`~jaxdet.data.synthetic.SyntheticShapes`, :class:`DetectionSource`) return examples;
+  augmentations map examples to examples.
+* A **batch** (contract of the training loop) is a dict of numpy arrays with objects padded to ``M``::
+
+      {"image": float32 [N, H, W, 3] in [0, 1], "boxes": float32 [N, M, 4], "classes": int32 [N, M],
+       "valid": bool [N, M], "polygons": float32 [N, M, K, 2], "image_id": int32 [N]}
+
+  Padded slots hold zeros (boxes, polygons), class 0 and ``valid=False``. Padding images added to complete a
+  final evaluation batch have ``image_id == -1`` and no valid objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = [
+    "DatasetFormatError",
+    "DetectionRecord",
+    "RecordSet",
+    "DetectionSource",
+    "pad_example",
+    "collate",
+    "empty_example",
+]
+
+
+class DatasetFormatError(ValueError):
+    """A malformed annotation file or record.
+
+    The message always names the file and, when the problem is in one record, which record it is (COCO
+    annotation id, VOC object index, YOLO line number). ``path`` and ``record`` are also kept as attributes.
+    """
+
+    def __init__(self, path, message: str, record: str | None = None):
+        self.path = None if path is None else os.fspath(path)
+        self.record = record
+        where = f"{self.path}" + (f" [{record}]" if record else "")
+        super().__init__(f"{where}: {message}")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DetectionRecord:
+    """One annotated image.
+
+    Attributes:
+      image_id: integer id (COCO image id; position in sorted file order for VOC/YOLO).
+      image_path: path of the image file (or ``None`` when ``image`` holds the pixels).
+      width, height: image size in pixels as declared by the annotation (or read from the file header).
+      boxes: float32 ``[n, 4]`` normalised ``xyxy``, ``0 <= x0 < x1 <= 1``, ``0 <= y0 < y1 <= 1``.
+      classes: int32 ``[n]`` in ``[0, C)``.
+      polygons: float32 ``[n, K, 2]`` canonical polygons (the box rectangle when the annotation has none).
+      has_polygon: bool ``[n]``, whether the polygon came from the annotation (False: box rectangle).
+      image: optional uint8 ``[H, W, 3]`` pixels held in memory.
+    """
+
+    image_id: int
+    image_path: str | None
+    width: int
+    height: int
+    boxes: np.ndarray
+    classes: np.ndarray
+    polygons: np.ndarray
+    has_polygon: np.ndarray
+    image: np.ndarray | None = None
+
+    def load_image(self) -> np.ndarray:
+        """Return the image as uint8 ``[height, width, 3]`` RGB.
+
+        Raises:
+          DatasetFormatError: if the file's size differs from the annotated ``width``/``height``.
+        """
+        if self.image is not None:
+            return self.image
+        from PIL import Image
+
+        with Image.open(self.image_path) as im:
+            arr = np.asarray(im.convert("RGB"))
+        if arr.shape[:2] != (self.height, self.width):
+            raise DatasetFormatError(
+                self.image_path,
+                f"image is {arr.shape[1]}x{arr.shape[0]} (WxH) but the annotation says "
+                f"{self.width}x{self.height}",
+                record=f"image_id {self.image_id}",
+            )
+        return arr
+
+    def targets(self) -> dict[str, np.ndarray]:
+        """The normalised targets as a dict (``boxes``, ``classes``, ``polygons``, ``has_polygon``)."""
+        return {
+            "boxes": self.boxes,
+            "classes": self.classes,
+            "polygons": self.polygons,
+            "has_polygon": self.has_polygon,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordSet(Sequence):
+    """What every reader returns: the records (in a fixed order) and the class names.
+
+    Attributes:
+      records: tuple of :class:`DetectionRecord`.
+      class_names: tuple of class names; ``classes`` index into it.
+    """
+
+    records: tuple
+    class_names: tuple
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index):
+        return self.records[index]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+class DetectionSource:
+    """Random-access grain source of examples built from records, images resized to a fixed size.
+
+    Images are resized (bilinear, aspect ratio not kept) to ``image_size``; normalised boxes and polygons are
+    unchanged by the resize.
+
+    Args:
+      records: a :class:`RecordSet` or a sequence of :class:`DetectionRecord`.
+      image_size: ``(height, width)`` of the produced images, or an int for square images.
+    """
+
+    def __init__(self, records, *, image_size=(64, 64)):
+        self.records = records
+        if isinstance(image_size, int):
+            image_size = (image_size, image_size)
+        if len(image_size) != 2 or min(image_size) <= 0:
+            raise ValueError(f"image_size must be (height, width) > 0, got {image_size!r}")
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.class_names = getattr(records, "class_names", None)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict:
+        from PIL import Image
+
+        rec = self.records[index]
+        img = rec.load_image()
+        h, w = self.image_size
+        if img.shape[:2] != (h, w):
+            img = np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
+        return {
+            "image": img,
+            "boxes": np.asarray(rec.boxes, np.float32).reshape(-1, 4),
+            "classes": np.asarray(rec.classes, np.int32).reshape(-1),
+            "polygons": np.asarray(rec.polygons, np.float32),
+            "image_id": np.int32(rec.image_id),
+        }
+
+
+def empty_example(image_shape, *, num_vertices: int = 8, image_id: int = -1) -> dict:
+    """An example with a black image and no objects (used to complete a final evaluation batch)."""
+    return {
+        "image": np.zeros(tuple(image_shape), np.uint8),
+        "boxes": np.zeros((0, 4), np.float32),
+        "classes": np.zeros((0,), np.int32),
+        "polygons": np.zeros((0, num_vertices, 2), np.float32),
+        "image_id": np.int32(image_id),
+    }
+
+
+def pad_example(example: dict, max_objects: int) -> dict:
+    """Pad an example's objects to ``max_objects`` and add the ``valid`` mask.
+
+    Args:
+      example: an example dict (``boxes [n, 4]``, ``classes [n]``, ``polygons [n, K, 2]``, ...).
+      max_objects: ``M``, the fixed number of object slots.
+
+    Returns:
+      A new dict with ``boxes [M, 4]``, ``classes [M]``, ``polygons [M, K, 2]``, ``valid [M]`` (first ``n``
+      True) and ``image`` converted to float32 in ``[0, 1]``.
+
+    Raises:
+      ValueError: naming ``max_objects`` (and the image id) if the example has more than ``max_objects``
+        objects. Nothing is truncated.
+    """
+    boxes = np.asarray(example["boxes"], np.float32).reshape(-1, 4)
+    classes = np.asarray(example["classes"], np.int32).reshape(-1)
+    polys = np.asarray(example["polygons"], np.float32)
+    n = boxes.shape[0]
+    if classes.shape[0] != n or polys.shape[0] != n:
+        raise ValueError(
+            f"example {int(example['image_id'])}: boxes, classes and polygons disagree on the number of "
+            f"objects ({n}, {classes.shape[0]}, {polys.shape[0]})"
+        )
+    if n > max_objects:
+        raise ValueError(
+            f"max_objects={max_objects} is smaller than the {n} objects of image_id "
+            f"{int(example['image_id'])}; raise max_objects (objects are never truncated)"
+        )
+    k = polys.shape[1] if polys.ndim == 3 else 0
+    out_boxes = np.zeros((max_objects, 4), np.float32)
+    out_cls = np.zeros((max_objects,), np.int32)
+    out_poly = np.zeros((max_objects, k, 2), np.float32)
+    valid = np.zeros((max_objects,), bool)
+    out_boxes[:n], out_cls[:n], valid[:n] = boxes, classes, True
+    if n:
+        out_poly[:n] = polys
+    image = np.asarray(example["image"])
+    image = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+    return {
+        "image": image,
+        "boxes": out_boxes,
+        "classes": out_cls,
+        "valid": valid,
+        "polygons": out_poly,
+        "image_id": np.int32(example["image_id"]),
+    }
+
+
+def collate(examples: Sequence[dict], *, max_objects: int | None = None) -> dict:
+    """Stack examples into a batch dict.
+
+    Args:
+      examples: padded examples (from :func:`pad_example`), or raw examples when ``max_objects`` is given.
+      max_objects: if given, pad each example first.
+
+    Returns:
+      The batch dict described in this module's docstring, every leaf with leading axis ``N = len(examples)``.
+    """
+    if max_objects is not None:
+        examples = [pad_example(e, max_objects) for e in examples]
+    if not examples:
+        raise ValueError("examples must be non-empty")
+    keys = ("image", "boxes", "classes", "valid", "polygons", "image_id")
+    return {key: np.stack([np.asarray(e[key]) for e in examples]) for key in keys}

@@ -1,0 +1,19 @@
+"""The parity cases of every loss family, as listed by ``python -m jaxdet.parity`` and tests/test_parity.py.
+
+Each family keeps its cases in its own module ``jaxdet.parity.cases_<family>`` with ``cases() -> list[ParityCase]``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from jaxdet.parity.core import ParityCase
+
+CASE_MODULES: tuple[str, ...] = (
+    "jaxdet.parity.cases_boxes",
+)
+
+
+def all_cases() -> list[ParityCase]:
+    """Every registered case, in table order."""
+    return [case for module in CASE_MODULES for case in importlib.import_module(module).cases()]
