@@ -29,5 +29,16 @@ from jaxdet.gradients import (
     route_target,
     term_gradients,
 )
+from jaxdet.polygons import (
+    convex_polygon_iou,
+    mgiou,
+    mgiou_loss,
+    mgiou_rotated,
+    mgiou_rotated_loss,
+    polygon_area,
+    polygon_signed_area,
+    rotated_box_corners,
+    sort_vertices_ccw,
+)
 
 __version__ = "0.1.0"

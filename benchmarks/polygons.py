@@ -1,0 +1,105 @@
+"""MGIoU loss, forward + backward: jaxdet (jit) vs the ``mgiou`` package (``MGIoU2DPlus``), eager and compiled.
+
+Inputs: 4,096 pairs of convex octagons in float32 (256 with ``--quick``); the gradient is taken w.r.t. the
+predicted vertices of the summed per-pair loss. Also a rotated-box row: ``mgiou_rotated_loss`` vs
+``MGIoU2D(representation="rect")`` (called with ``avg_factor=1`` so it returns the plain per-pair loss).
+
+torch.compile wraps the reference's forward (the ``.backward()`` runs the AOTAutograd backward graph).
+``MGIoU2DPlus`` runs ``torch.vmap`` over a Python loop on the axes; ``MGIoU2D`` routes all-zero targets through
+boolean-mask indexing (``losses[mask] = ...``), on which inductor fails and dynamo adds a graph break
+(``aten.nonzero``; the warnings it prints are expected). Both are measured as the package ships them.
+
+    python benchmarks/polygons.py            # writes benchmarks/results/polygons.md
+    python benchmarks/polygons.py --quick --out /tmp/polygons.md
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _timing import BenchSpec, markdown_table, parse_args, run_specs, write_results  # noqa: E402
+
+from jaxdet import polygons  # noqa: E402
+from jaxdet.parity.cases_polygons import random_convex_polygons, random_rotated_boxes  # noqa: E402
+
+
+def _jax_step(loss_fn, pred: np.ndarray, target: np.ndarray):
+    def make():
+        grad = jax.jit(jax.grad(lambda p, t: loss_fn(p, t).sum()))
+        p, t = jax.device_put(pred), jax.device_put(target)
+        return lambda: grad(p, t)
+
+    return make
+
+
+def _torch_step(module_factory, pred: np.ndarray, target: np.ndarray):
+    def make(compiled: bool):
+        import torch
+
+        module = module_factory()
+        p = torch.from_numpy(pred).requires_grad_(True)
+        t = torch.from_numpy(target)
+
+        def loss(p, t):
+            return module(p, t).sum()
+
+        loss_fn = torch.compile(loss) if compiled else loss
+
+        def step():
+            p.grad = None
+            loss_fn(p, t).backward()
+
+        return step
+
+    return make
+
+
+def _mgiou_plus():
+    import mgiou
+
+    return mgiou.MGIoU2DPlus(reduction="none")
+
+
+def _mgiou_rect():
+    import mgiou
+
+    module = mgiou.MGIoU2D(representation="rect", reduction="none")
+    return lambda p, t: module(p, t, avg_factor=1.0)
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    n = 256 if args.quick else 4096
+    rng = np.random.default_rng(0)
+    pred = random_convex_polygons(rng, n, 8).astype(np.float32)
+    target = random_convex_polygons(rng, n, 8).astype(np.float32)
+    boxes_pred = random_rotated_boxes(rng, n).astype(np.float32)
+    boxes_target = random_rotated_boxes(rng, n).astype(np.float32)
+    specs = [
+        BenchSpec(
+            name=f"MGIoU loss, {n:,} octagon pairs",
+            make_jax=_jax_step(polygons.mgiou_loss, pred, target),
+            make_torch=_torch_step(_mgiou_plus, pred, target),
+        ),
+        BenchSpec(
+            name=f"rotated-box MGIoU loss, {n:,} pairs",
+            make_jax=_jax_step(polygons.mgiou_rotated_loss, boxes_pred, boxes_target),
+            make_torch=_torch_step(_mgiou_rect, boxes_pred, boxes_target),
+        ),
+    ]
+    rows = run_specs(specs, repeats=args.repeats, compile_torch=not args.no_compile)
+    table = markdown_table("MGIoU: jaxdet vs mgiou 0.1.0 (MGIoU2DPlus / MGIoU2D)", rows, repeats=args.repeats)
+    if args.quick and args.out is None:
+        print(table)
+        return
+    write_results(table, "polygons.md", args.out)
+
+
+if __name__ == "__main__":
+    main()
