@@ -40,5 +40,20 @@ from jaxdet.polygons import (
     rotated_box_corners,
     sort_vertices_ccw,
 )
+from jaxdet.losses import *  # noqa: F403  (the curated loss API, listed in jaxdet/losses/__init__.py)
+from jaxdet.schedules import (
+    ALPHA_SCHEDULES,
+    AdaptiveAlphaState,
+    adaptive_alpha_init,
+    adaptive_alpha_regime,
+    adaptive_alpha_update,
+    cosine_alpha,
+    exponential_alpha,
+    linear_alpha,
+    make_alpha_schedule,
+    static_alpha,
+    step_alpha,
+    two_stage_alpha,
+)
 
 __version__ = "0.1.0"

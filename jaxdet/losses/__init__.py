@@ -1,0 +1,11 @@
+"""Detection losses, one module per family. Every name here is also exported from :mod:`jaxdet`."""
+
+from jaxdet.losses.hybrid import (
+    NORMALIZATIONS,
+    HybridLoss,
+    HybridState,
+    hybrid_components,
+    hybrid_polygon_loss,
+    hybrid_state_init,
+)
+from jaxdet.losses.vertex import OKS_SIGMA, box_area_of_polygon, keypoint_loss, vertex_l2_loss

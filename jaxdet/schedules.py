@@ -1,0 +1,392 @@
+"""Schedules for the L2 weight α of the hybrid polygon loss, as plain optax schedules, plus adaptive α.
+
+Every factory returns an ``optax.Schedule``: a pure function ``step -> α`` that works on Python ints and on traced
+integer arrays under ``jit``. α is the weight of the vertex (L2) term in
+:math:`\\alpha L_{2} + (1-\\alpha) L_{\\mathrm{MGIoU}}` (:func:`jaxdet.losses.hybrid.hybrid_polygon_loss`).
+
+**Steps and epochs.** Seed 003 states its schedules in epochs. The mapping is explicit: every factory takes
+``total_epochs`` and ``steps_per_epoch`` and computes
+
+.. math:: \\mathrm{epoch}(s) = \\lfloor s / \\mathrm{steps\\_per\\_epoch} \\rfloor \\quad(\\texttt{per\\_epoch=True})
+   \\qquad\\text{or}\\qquad s / \\mathrm{steps\\_per\\_epoch} \\quad(\\texttt{per\\_epoch=False}).
+
+``per_epoch=True`` (the default) holds α constant within an epoch, as the seed (which updates α once per epoch);
+``per_epoch=False`` interpolates between epochs. With ``steps_per_epoch=1`` the step *is* the epoch.
+
+Schedules (seed 003's defaults are the defaults):
+
+- :func:`static_alpha`: α constant.
+- :func:`cosine_alpha`: from ``alpha_start=0.9`` to ``alpha_end=0.2`` along a half cosine over the first
+  ``transition_fraction=0.7`` of training, then ``alpha_end``.
+- :func:`linear_alpha`: the same, along a straight line.
+- :func:`step_alpha`: 0.9 for the first half of training, 0.3 after.
+- :func:`exponential_alpha`: :math:`0.9\\,e^{-0.05\\,\\mathrm{epoch}}`.
+- :func:`two_stage_alpha`: pure L2 (α = 1) then pure MGIoU (α = 0), with ``optax.join_schedules``.
+- :func:`make_alpha_schedule`: the factory by name, for training configs.
+
+**Adaptive α** (:class:`AdaptiveAlphaState`, :func:`adaptive_alpha_init`, :func:`adaptive_alpha_update`) is not a
+function of the step but of the measured gradient norms; it is a small pure state machine carried in the train
+state.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+__all__ = [
+    "ALPHA_SCHEDULES",
+    "AdaptiveAlphaState",
+    "adaptive_alpha_init",
+    "adaptive_alpha_update",
+    "adaptive_alpha_regime",
+    "cosine_alpha",
+    "exponential_alpha",
+    "linear_alpha",
+    "make_alpha_schedule",
+    "static_alpha",
+    "step_alpha",
+    "two_stage_alpha",
+]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# step -> epoch
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _check_timing(total_epochs: float, steps_per_epoch: int) -> None:
+    if not (isinstance(steps_per_epoch, int) and steps_per_epoch >= 1):
+        raise ValueError(f"steps_per_epoch must be a positive int; got {steps_per_epoch!r}.")
+    if not total_epochs > 0:
+        raise ValueError(f"total_epochs must be > 0; got {total_epochs!r}.")
+
+
+def _check_fraction(value: float, *, argname: str) -> None:
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{argname} must be in (0, 1]; got {value!r}.")
+
+
+def _epoch(step: jax.typing.ArrayLike, steps_per_epoch: int, per_epoch: bool) -> jax.Array:
+    step = jnp.asarray(step)
+    if per_epoch:
+        return (step // steps_per_epoch).astype(jnp.result_type(float))
+    return step.astype(jnp.result_type(float)) / steps_per_epoch
+
+
+def _boundary_step(fraction: float, total_epochs: float, steps_per_epoch: int) -> int:
+    """First step of the epoch ``round(fraction * total_epochs)`` (rounded half up)."""
+    return int(math.floor(fraction * total_epochs + 0.5)) * steps_per_epoch
+
+
+# --------------------------------------------------------------------------------------------------------------
+# schedules
+# --------------------------------------------------------------------------------------------------------------
+
+
+def static_alpha(alpha: float = 0.5) -> optax.Schedule:
+    """Constant α: ``optax.constant_schedule(alpha)``."""
+    return optax.constant_schedule(alpha)
+
+
+def cosine_alpha(
+    *,
+    total_epochs: float,
+    steps_per_epoch: int = 1,
+    alpha_start: float = 0.9,
+    alpha_end: float = 0.2,
+    transition_fraction: float = 0.7,
+    per_epoch: bool = True,
+) -> optax.Schedule:
+    """Half-cosine from ``alpha_start`` to ``alpha_end`` over the first ``transition_fraction`` of training.
+
+    .. math:: \\alpha(e) = \\alpha_\\mathrm{end} + (\\alpha_\\mathrm{start} - \\alpha_\\mathrm{end})
+       \\,\\tfrac12\\big(1 + \\cos(\\pi \\min(e / T, 1))\\big), \\qquad T = \\mathrm{transition\\_fraction}
+       \\cdot \\mathrm{total\\_epochs}
+
+    Args:
+      total_epochs: length of training in epochs.
+      steps_per_epoch: optimizer steps per epoch (the step -> epoch mapping).
+      alpha_start: α at step 0 (seed 003: 0.9, mostly L2).
+      alpha_end: α after the transition (seed 003: 0.2, mostly MGIoU).
+      transition_fraction: fraction of training the transition takes (seed 003: 0.7).
+      per_epoch: hold α constant within an epoch (seed behaviour) or interpolate between epochs.
+
+    Returns:
+      ``step -> α``.
+    """
+    _check_timing(total_epochs, steps_per_epoch)
+    _check_fraction(transition_fraction, argname="transition_fraction")
+    transition = transition_fraction * total_epochs
+
+    def schedule(step):
+        progress = jnp.clip(_epoch(step, steps_per_epoch, per_epoch) / transition, 0.0, 1.0)
+        return alpha_end + (alpha_start - alpha_end) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+
+    return schedule
+
+
+def linear_alpha(
+    *,
+    total_epochs: float,
+    steps_per_epoch: int = 1,
+    alpha_start: float = 0.9,
+    alpha_end: float = 0.2,
+    transition_fraction: float = 0.7,
+    per_epoch: bool = True,
+) -> optax.Schedule:
+    """Straight line from ``alpha_start`` to ``alpha_end`` over the first ``transition_fraction`` of training.
+
+    .. math:: \\alpha(e) = \\alpha_\\mathrm{start} + (\\alpha_\\mathrm{end} - \\alpha_\\mathrm{start})
+       \\min(e / T, 1), \\qquad T = \\mathrm{transition\\_fraction} \\cdot \\mathrm{total\\_epochs}
+
+    Arguments as :func:`cosine_alpha`.
+    """
+    _check_timing(total_epochs, steps_per_epoch)
+    _check_fraction(transition_fraction, argname="transition_fraction")
+    transition = transition_fraction * total_epochs
+
+    def schedule(step):
+        progress = jnp.clip(_epoch(step, steps_per_epoch, per_epoch) / transition, 0.0, 1.0)
+        return alpha_start + (alpha_end - alpha_start) * progress
+
+    return schedule
+
+
+def step_alpha(
+    *,
+    total_epochs: float,
+    steps_per_epoch: int = 1,
+    alpha_before: float = 0.9,
+    alpha_after: float = 0.3,
+    boundary_fraction: float = 0.5,
+) -> optax.Schedule:
+    """``alpha_before`` (0.9) until epoch ``round(boundary_fraction * total_epochs)``, then ``alpha_after`` (0.3).
+
+    Built with ``optax.join_schedules`` of two constants (exact values; ``piecewise_constant_schedule`` would
+    multiply scales and round). The boundary step itself already has ``alpha_after``.
+    """
+    _check_timing(total_epochs, steps_per_epoch)
+    _check_fraction(boundary_fraction, argname="boundary_fraction")
+    boundary = _boundary_step(boundary_fraction, total_epochs, steps_per_epoch)
+    return optax.join_schedules(
+        [optax.constant_schedule(alpha_before), optax.constant_schedule(alpha_after)], [boundary]
+    )
+
+
+def exponential_alpha(
+    *,
+    steps_per_epoch: int = 1,
+    alpha_start: float = 0.9,
+    rate: float = 0.05,
+    alpha_min: float = 0.0,
+    per_epoch: bool = True,
+    total_epochs: float | None = None,
+) -> optax.Schedule:
+    """Exponential decay in epochs, floored at ``alpha_min``.
+
+    .. math:: \\alpha(e) = \\max(\\alpha_\\mathrm{start} \\, e^{-\\mathrm{rate} \\cdot e}, \\alpha_\\mathrm{min})
+
+    Args:
+      steps_per_epoch: optimizer steps per epoch.
+      alpha_start: 0.9 (seed 003).
+      rate: 0.05 per epoch (seed 003).
+      alpha_min: floor (0: none).
+      per_epoch: hold α constant within an epoch.
+      total_epochs: unused (accepted so every schedule takes the same keywords).
+    """
+    _check_timing(1 if total_epochs is None else total_epochs, steps_per_epoch)
+    if rate < 0:
+        raise ValueError(f"rate must be >= 0; got {rate!r}.")
+
+    def schedule(step):
+        epoch = _epoch(step, steps_per_epoch, per_epoch)
+        return jnp.maximum(alpha_start * jnp.exp(-rate * epoch), alpha_min)
+
+    return schedule
+
+
+def two_stage_alpha(
+    *,
+    total_epochs: float,
+    steps_per_epoch: int = 1,
+    switch_fraction: float = 0.5,
+    alpha_first: float = 1.0,
+    alpha_second: float = 0.0,
+) -> optax.Schedule:
+    """Two-stage training: pure L2 (α = 1) then pure MGIoU (α = 0), switched with ``optax.join_schedules``.
+
+    The switch happens at the first step of epoch ``round(switch_fraction * total_epochs)``; that step already has
+    ``alpha_second``.
+    """
+    _check_timing(total_epochs, steps_per_epoch)
+    _check_fraction(switch_fraction, argname="switch_fraction")
+    boundary = _boundary_step(switch_fraction, total_epochs, steps_per_epoch)
+    return optax.join_schedules(
+        [optax.constant_schedule(alpha_first), optax.constant_schedule(alpha_second)], [boundary]
+    )
+
+
+_FACTORIES = {
+    "static": static_alpha,
+    "cosine": cosine_alpha,
+    "linear": linear_alpha,
+    "step": step_alpha,
+    "exponential": exponential_alpha,
+    "two_stage": two_stage_alpha,
+}
+#: Names accepted by :func:`make_alpha_schedule`. ``"adaptive"`` is not a schedule: see :func:`adaptive_alpha_update`.
+ALPHA_SCHEDULES: tuple[str, ...] = tuple(_FACTORIES)
+
+_KEYWORDS = {
+    "static": {"alpha"},
+    "cosine": {"total_epochs", "steps_per_epoch", "alpha_start", "alpha_end", "transition_fraction", "per_epoch"},
+    "linear": {"total_epochs", "steps_per_epoch", "alpha_start", "alpha_end", "transition_fraction", "per_epoch"},
+    "step": {"total_epochs", "steps_per_epoch", "alpha_before", "alpha_after", "boundary_fraction"},
+    "exponential": {"total_epochs", "steps_per_epoch", "alpha_start", "rate", "alpha_min", "per_epoch"},
+    "two_stage": {"total_epochs", "steps_per_epoch", "switch_fraction", "alpha_first", "alpha_second"},
+}
+_ALL_KEYWORDS = set().union(*_KEYWORDS.values())
+
+
+def make_alpha_schedule(name: str, **kwargs: Any) -> optax.Schedule:
+    """Builds an α schedule by name from config-like keywords.
+
+    Keywords that belong to *another* schedule are ignored, so a config can hold the union of all of them
+    (``alpha_start``, ``alpha_end``, ``total_epochs``, ``steps_per_epoch``, ...) and switch schedules by name;
+    an unknown keyword raises ValueError.
+
+    Args:
+      name: one of :data:`ALPHA_SCHEDULES`: ``"static"``, ``"cosine"``, ``"linear"``, ``"step"``,
+        ``"exponential"``, ``"two_stage"``.
+      **kwargs: the schedule's keywords (see each factory). ``total_epochs`` is required except for
+        ``"static"`` and ``"exponential"``.
+
+    Returns:
+      ``step -> α``.
+    """
+    if name not in _FACTORIES:
+        hint = ""
+        if name == "adaptive":
+            hint = " Adaptive α is a state machine: use adaptive_alpha_init/adaptive_alpha_update."
+        raise ValueError(f"name must be one of {ALPHA_SCHEDULES}; got {name!r}.{hint}")
+    unknown = set(kwargs) - _ALL_KEYWORDS
+    if unknown:
+        raise ValueError(f"unknown alpha-schedule keywords {sorted(unknown)}; known: {sorted(_ALL_KEYWORDS)}.")
+    used = {k: v for k, v in kwargs.items() if k in _KEYWORDS[name]}
+    return _FACTORIES[name](**used)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# adaptive alpha
+# --------------------------------------------------------------------------------------------------------------
+
+
+class AdaptiveAlphaState(NamedTuple):
+    """State of adaptive α (a pytree; carry it in the train state).
+
+    Attributes:
+      alpha: ``[]`` the current α (the L2 weight to use at the next step).
+      regime: ``[]`` int32: 0 = L2-heavy (ratio small), 1 = balanced, 2 = MGIoU-heavy (ratio large).
+      ratio_ema: ``[]`` EMA of the MGIoU / L2 gradient-norm ratio.
+      count: ``[]`` int32 number of (finite) updates so far.
+    """
+
+    alpha: jax.Array
+    regime: jax.Array
+    ratio_ema: jax.Array
+    count: jax.Array
+
+
+def adaptive_alpha_init(*, alpha: float = 0.9, dtype: Any = jnp.float32) -> AdaptiveAlphaState:
+    """Initial adaptive-α state: α = ``alpha`` (0.9, L2-heavy, as seed 003 starts) until the first update."""
+    return AdaptiveAlphaState(
+        alpha=jnp.asarray(alpha, dtype),
+        regime=jnp.zeros((), jnp.int32),
+        ratio_ema=jnp.zeros((), dtype),
+        count=jnp.zeros((), jnp.int32),
+    )
+
+
+def adaptive_alpha_regime(
+    ratio: jax.typing.ArrayLike, *, thresholds: tuple[float, float] = (0.01, 0.1)
+) -> jax.Array:
+    """The regime of a ratio without hysteresis: 0 if ``ratio < lo``, 2 if ``ratio > hi``, else 1."""
+    lo, hi = thresholds
+    ratio = jnp.asarray(ratio)
+    return jnp.where(ratio < lo, 0, jnp.where(ratio > hi, 2, 1)).astype(jnp.int32)
+
+
+def adaptive_alpha_update(
+    state: AdaptiveAlphaState,
+    l2_grad_norm: jax.typing.ArrayLike,
+    mgiou_grad_norm: jax.typing.ArrayLike,
+    *,
+    ema: float = 0.9,
+    hysteresis: float = 1.5,
+    thresholds: tuple[float, float] = (0.01, 0.1),
+    alphas: tuple[float, float, float] = (0.9, 0.7, 0.3),
+    eps: float = 1e-12,
+) -> AdaptiveAlphaState:
+    """One step of adaptive α from the gradient norms of the two terms (w.r.t. the predicted vertices).
+
+    Rule (seed 003): with :math:`r = \\|g_\\mathrm{MGIoU}\\| / \\|g_{L2}\\|`, α = 0.9 when r < 0.01 (MGIoU is on its
+    weak-gradient plateau: lean on L2), α = 0.3 when r > 0.1 (MGIoU pulls: lean on it), α = 0.7 otherwise.
+
+    Two things keep α from oscillating:
+
+    - **EMA**: the rule reads :math:`\\bar r \\leftarrow \\beta \\bar r + (1-\\beta) r` (β = ``ema``); the first
+      update sets :math:`\\bar r = r` and picks the regime without hysteresis.
+    - **Hysteresis**: a regime is left only when :math:`\\bar r` is past its boundary by the factor ``h``
+      (``hysteresis``): to move *up* (towards MGIoU) the ratio must exceed ``threshold * h``, to move *down* it
+      must fall below ``threshold / h``. Equivalently, with :math:`a` the regime read with thresholds × h and
+      :math:`b` the regime read with thresholds / h (:math:`a \\le b`), the new regime is
+      ``clip(regime, a, b)``. ``hysteresis=1`` disables it.
+
+    Non-finite norms leave the state unchanged. The ratio's denominator is floored at ``eps``; both norms zero give
+    r = 0.
+
+    Args:
+      state: the current :class:`AdaptiveAlphaState`.
+      l2_grad_norm: ``[]`` norm of the L2 term's gradient.
+      mgiou_grad_norm: ``[]`` norm of the MGIoU term's gradient.
+      ema: β of the ratio EMA, in [0, 1) (0: no smoothing).
+      hysteresis: band factor h ≥ 1, with ``lo * h < hi / h`` so the bands do not overlap.
+      thresholds: ``(lo, hi)`` = (0.01, 0.1).
+      alphas: α for regimes 0, 1, 2 = (0.9, 0.7, 0.3).
+      eps: floor of the L2 norm in the ratio.
+
+    Returns:
+      The new state; read ``state.alpha``. jit- and scan-safe (no Python control flow on values).
+    """
+    lo, hi = thresholds
+    if not 0 < lo < hi:
+        raise ValueError(f"thresholds must satisfy 0 < lo < hi; got {thresholds!r}.")
+    if not 0.0 <= ema < 1.0:
+        raise ValueError(f"ema must be in [0, 1); got {ema!r}.")
+    if not (hysteresis >= 1.0 and lo * hysteresis < hi / hysteresis):
+        raise ValueError(
+            f"hysteresis must be >= 1 with lo*h < hi/h (h < {math.sqrt(hi / lo):.3g}); got {hysteresis!r}."
+        )
+    if len(alphas) != 3:
+        raise ValueError(f"alphas must hold 3 values (regimes 0, 1, 2); got {alphas!r}.")
+    dtype = state.ratio_ema.dtype
+    l2 = jnp.asarray(l2_grad_norm, dtype)
+    mg = jnp.asarray(mgiou_grad_norm, dtype)
+    finite = jnp.isfinite(l2) & jnp.isfinite(mg)
+    ratio = jnp.where(finite, mg, 0.0) / jnp.maximum(jnp.where(finite, l2, 1.0), eps)
+
+    first = state.count == 0
+    ratio_ema = jnp.where(first, ratio, ema * state.ratio_ema + (1.0 - ema) * ratio)
+    lower = adaptive_alpha_regime(ratio_ema, thresholds=(lo * hysteresis, hi * hysteresis))
+    upper = adaptive_alpha_regime(ratio_ema, thresholds=(lo / hysteresis, hi / hysteresis))
+    banded = jnp.clip(state.regime, lower, upper)
+    regime = jnp.where(first, adaptive_alpha_regime(ratio_ema, thresholds=thresholds), banded).astype(jnp.int32)
+    alpha = jnp.asarray(alphas, dtype)[regime]
+
+    new = AdaptiveAlphaState(alpha=alpha, regime=regime, ratio_ema=ratio_ema, count=state.count + 1)
+    return jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, state)
