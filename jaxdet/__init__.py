@@ -4,6 +4,14 @@ The public API is one hop away: ``jaxdet.complete_box_iou_loss``, ``jaxdet.term_
 PyTorch parity tool lives in :mod:`jaxdet.parity` and imports torch lazily.
 """
 
+from jaxdet.assign import (
+    SSD_BOX_WEIGHTS,
+    YoloV1Targets,
+    ssd_decode,
+    ssd_encode,
+    ssd_match,
+    yolov1_grid_assign,
+)
 from jaxdet.boxes import (
     IOU_LOSSES,
     box_area,
