@@ -12,6 +12,7 @@ from jaxdet.parity.core import ParityCase
 CASE_MODULES: tuple[str, ...] = (
     "jaxdet.parity.cases_boxes",
     "jaxdet.parity.cases_detection",
+    "jaxdet.parity.cases_dense",
     "jaxdet.parity.cases_polygons",
     "jaxdet.parity.cases_hybrid",
 )

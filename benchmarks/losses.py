@@ -1,0 +1,162 @@
+"""The issue-3 losses, forward + backward: jaxdet jit vs the PyTorch reference eager and torch.compile.
+
+Rows: sigmoid focal / VFL / QFL on 4×8400×80 logits, the Harmonic loss on 4×8400 anchors with 80 classes
+(smooth-L1 and GIoU regression), plus the YOLOv1 and SSD rows of ``benchmarks/detection_losses.py`` when that
+module is present.
+
+    python benchmarks/losses.py            # writes benchmarks/results/losses.md
+    python benchmarks/losses.py --quick    # smoke test, tiny sizes
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from _timing import BenchSpec, markdown_table, parse_args, run_specs, write_results
+from jaxdet.losses import focal, harmonic
+
+
+def _dense_inputs(shape: tuple[int, ...]):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, shape).astype(np.float32)
+    binary = (rng.random(shape) < 0.01).astype(np.float32)
+    scores = np.where(rng.random(shape) < 0.01, rng.uniform(0.05, 1.0, shape), 0.0).astype(np.float32)
+    return logits, binary, scores
+
+
+def _dense_spec(label: str, jax_loss, torch_loss, logits: np.ndarray, targets: np.ndarray) -> BenchSpec:
+    def make_jax():
+        grad = jax.jit(jax.grad(lambda x, t: jnp.sum(jax_loss(x, t))))
+        x, t = jnp.asarray(logits), jnp.asarray(targets)
+        return lambda: grad(x, t)
+
+    def make_torch(compiled: bool):
+        import torch
+
+        loss = torch_loss()
+        loss = torch.compile(loss) if compiled else loss
+        x = torch.from_numpy(logits).requires_grad_(True)
+        t = torch.from_numpy(targets)
+
+        def step():
+            x.grad = None
+            loss(x, t).backward()
+
+        return step
+
+    return BenchSpec(label, make_jax, make_torch)
+
+
+def _torch_sigmoid_focal():
+    import torchvision.ops
+
+    return lambda x, t: torchvision.ops.sigmoid_focal_loss(x, t, reduction="sum")
+
+
+def _torch_dense(name: str):
+    def factory():
+        from jaxdet.parity import torch_dense
+
+        fn = getattr(torch_dense, name)
+        return lambda x, t: fn(x, t).sum()
+
+    return factory
+
+
+def _harmonic_inputs(batch: int, anchors: int, classes: int):
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 2, (batch, anchors, classes)).astype(np.float32)
+    labels = rng.integers(0, classes, (batch, anchors)).astype(np.int64)
+    xy = rng.uniform(0, 600, (batch, anchors, 2))
+    target = np.concatenate([xy, xy + rng.uniform(8, 200, (batch, anchors, 2))], -1).astype(np.float32)
+    pred = (target + rng.normal(0, 6, target.shape)).astype(np.float32)
+    positive = rng.random((batch, anchors)) < 0.1
+    return logits, labels, pred, target, positive
+
+
+def _harmonic_spec(label: str, regression: str, inputs) -> BenchSpec:
+    logits, labels, pred, target, positive = inputs
+
+    def make_jax():
+        def loss(z, b, y, t, m):
+            return jnp.sum(harmonic.harmonic_loss(z, y, b, t, regression=regression, positive=m).total)
+
+        grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+        args = [jnp.asarray(a) for a in (logits, pred, labels.astype(np.int32), target, positive)]
+        return lambda: grad(*args)
+
+    def make_torch(compiled: bool):
+        import torch
+
+        from jaxdet.parity import torch_dense
+
+        def loss(z, b, y, t, m):
+            return torch_dense.harmonic_loss(z, y, b, t, positive=m, regression=regression)[0].sum()
+
+        loss = torch.compile(loss) if compiled else loss
+        z = torch.from_numpy(logits).requires_grad_(True)
+        b = torch.from_numpy(pred).requires_grad_(True)
+        y, t, m = torch.from_numpy(labels), torch.from_numpy(target), torch.from_numpy(positive)
+
+        def step():
+            z.grad = None
+            b.grad = None
+            loss(z, b, y, t, m).backward()
+
+        return step
+
+    return BenchSpec(label, make_jax, make_torch)
+
+
+def dense_specs(quick: bool) -> list[BenchSpec]:
+    batch, anchors, classes = (1, 84, 80) if quick else (4, 8400, 80)
+    size = f"{batch}×{anchors}×{classes}"
+    logits, binary, scores = _dense_inputs((batch, anchors, classes))
+    specs = [
+        _dense_spec(f"sigmoid focal, {size}", lambda x, t: focal.sigmoid_focal_loss(x, t),
+                    _torch_sigmoid_focal, logits, binary),
+        _dense_spec(f"varifocal (stop), {size}", lambda x, t: focal.varifocal_loss(x, t),
+                    _torch_dense("varifocal_loss"), logits, scores),
+        _dense_spec(f"quality focal (stop), {size}", lambda x, t: focal.quality_focal_loss(x, t),
+                    _torch_dense("quality_focal_loss"), logits, scores),
+    ]
+    inputs = _harmonic_inputs(batch, anchors, classes)
+    size = f"{batch}×{anchors}, {classes} classes"
+    specs += [
+        _harmonic_spec(f"Harmonic (smooth-L1), {size}", "smooth_l1", inputs),
+        _harmonic_spec(f"Harmonic (GIoU), {size}", "giou", inputs),
+    ]
+    return specs
+
+
+def detection_specs(quick: bool) -> list[BenchSpec]:
+    """The YOLOv1 / SSD rows from benchmarks/detection_losses.py (another module), when it exists."""
+    path = Path(__file__).with_name("detection_losses.py")
+    if not path.exists():
+        print("note: benchmarks/detection_losses.py not found; YOLOv1/SSD rows skipped", flush=True)
+        return []
+    spec = importlib.util.spec_from_file_location("detection_losses", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return list(module.specs(quick))
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    specs = detection_specs(args.quick) + dense_specs(args.quick)
+    rows = run_specs(specs, repeats=args.repeats, compile_torch=not args.no_compile)
+    table = markdown_table("Detection losses of issue 3 (benchmarks/losses.py)", rows, repeats=args.repeats)
+    print(table)
+    if args.quick and args.out is None:
+        print("\n--quick: not writing benchmarks/results/losses.md (pass --out to keep the table)")
+        return
+    write_results(table, "losses.md", args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""A small YOLO-style convolutional detector in Flax NNX.
+
+The network is a plain strided CNN (channels-last, ``[N, H, W, 3]`` in, ``[N, S, S, D]`` out):
+
+    stages:  for each width w_i:  conv3x3 stride s_i -> [conv3x3 stride 1] * depth_i   (GroupNorm + SiLU)
+    grid:    if the feature map is not S x S, bilinear (antialiased) resize to S x S
+    head:         concat 2 coordinate channels (cell centres in [-1, 1]) -> conv3x3 -> conv1x1 -> D
+
+Stage strides are chosen at call time from the input size (a conv kernel does not depend on its stride, so
+the parameters are the same for every input size): a stage downsamples by 2 only while the halved map is
+still at least ``S`` on its shorter side, so a 64 px input gives 64→32→16→8 (then resized to 7), 128 px gives
+128→64→32→16→8, and a 448 px input with more stages reaches 7 exactly. The output stride is at most
+``2 ** len(widths)``.
+
+``D`` is ``B * 5 + C`` for the YOLOv1 head and ``1 + 4 + 2K + C`` for the polygon head (see
+:mod:`jaxdet.models.heads` for the per-cell layouts and the activations applied to the raw outputs).
+
+Normalisation is GroupNorm (or none), so the model has **no batch statistics**: a train step needs no
+mutable state besides the parameters and the forward pass is identical in train and eval mode. Every layer
+is finite on any finite input (GroupNorm's variance has Flax's eps=1e-6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+__all__ = ["Detector", "ConvBlock", "head_channels"]
+
+HEADS = ("yolov1", "polygon")
+
+
+def head_channels(head: str, *, num_classes: int, num_boxes: int = 2, num_vertices: int = 8) -> int:
+    """Number of raw output channels per grid cell for ``head``.
+
+    Args:
+      head: "yolov1" (``B * 5 + C``) or "polygon" (``1 + 4 + 2K + C``).
+      num_classes: C.
+      num_boxes: B (YOLOv1 head only).
+      num_vertices: K (polygon head only).
+    """
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if head == "yolov1":
+        if num_boxes < 1:
+            raise ValueError(f"num_boxes must be >= 1, got {num_boxes}")
+        return num_boxes * 5 + num_classes
+    if head == "polygon":
+        if num_vertices < 3:
+            raise ValueError(f"num_vertices must be >= 3, got {num_vertices}")
+        return 1 + 4 + 2 * num_vertices + num_classes
+    raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+
+
+def _num_groups(channels: int, groups: int) -> int:
+    g = min(groups, channels)
+    while channels % g:
+        g -= 1
+    return g
+
+
+class ConvBlock(nnx.Module):
+    """conv3x3 -> GroupNorm (optional) -> SiLU, channels-last; the stride is a call argument.
+
+    The kernel ``[3, 3, in, out]`` (He-normal init, as ``nnx.Conv``'s lecun-normal scaled for SiLU) is applied
+    with ``lax.conv_general_dilated`` and SAME padding, so one set of parameters serves any stride.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, *, norm: str, groups: int, rngs: nnx.Rngs):
+        init = nnx.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
+        self.kernel = nnx.Param(init(rngs.params(), (3, 3, in_ch, out_ch), jnp.float32))
+        if norm == "group":
+            self.norm = nnx.GroupNorm(out_ch, num_groups=_num_groups(out_ch, groups), rngs=rngs)
+            self.bias = None
+        elif norm == "none":
+            self.norm = None
+            self.bias = nnx.Param(jnp.zeros((out_ch,), jnp.float32))
+        else:
+            raise ValueError(f"norm must be 'group' or 'none', got {norm!r}")
+
+    def __call__(self, x: jax.Array, *, stride: int = 1) -> jax.Array:
+        x = jax.lax.conv_general_dilated(
+            x, self.kernel[...], window_strides=(stride, stride), padding="SAME",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
+        if self.norm is not None:
+            x = self.norm(x)
+        else:
+            x = x + self.bias[...]
+        return nnx.silu(x)
+
+
+class Detector(nnx.Module):
+    """YOLO-style grid detector returning the raw head tensor ``[N, S, S, D]``.
+
+    Args:
+      out_channels: D, see :func:`head_channels`.
+      grid_size: S.
+      widths: channels of each stage (each starts with a conv of stride 2, or 1 once the map is near S).
+      depths: extra stride-1 conv blocks per stage (same length as ``widths``).
+      head_width: channels of the head's 3x3 conv.
+      norm: "group" (GroupNorm, no batch statistics) or "none".
+      groups: GroupNorm groups (reduced to a divisor of the channel count).
+      output_bias: optional ``[D]`` initial bias of the final 1x1 conv (e.g. a low objectness prior).
+      rngs: parameter RNGs.
+    """
+
+    def __init__(
+        self,
+        *,
+        out_channels: int,
+        grid_size: int = 7,
+        widths: Sequence[int] = (16, 32, 64, 128),
+        depths: Sequence[int] = (0, 1, 1, 1),
+        head_width: int = 128,
+        norm: str = "group",
+        groups: int = 8,
+        output_bias: jax.Array | None = None,
+        rngs: nnx.Rngs,
+    ):
+        widths, depths = tuple(int(w) for w in widths), tuple(int(d) for d in depths)
+        if len(widths) == 0 or len(widths) != len(depths):
+            raise ValueError(f"widths and depths must be non-empty and of equal length, got {widths}, {depths}")
+        if grid_size < 1:
+            raise ValueError(f"grid_size must be >= 1, got {grid_size}")
+        self.grid_size = int(grid_size)
+        self.out_channels = int(out_channels)
+        stages = []
+        in_ch = 3
+        for w, d in zip(widths, depths):
+            down = ConvBlock(in_ch, w, norm=norm, groups=groups, rngs=rngs)
+            rest = [ConvBlock(w, w, norm=norm, groups=groups, rngs=rngs) for _ in range(d)]
+            stages.append(nnx.List([down, *rest]))
+            in_ch = w
+        self.stages = nnx.List(stages)
+        self.neck = ConvBlock(in_ch + 2, head_width, norm=norm, groups=groups, rngs=rngs)
+        self.out = nnx.Conv(
+            head_width, out_channels, kernel_size=(1, 1), padding="SAME",
+            kernel_init=nnx.initializers.normal(0.01), rngs=rngs,
+        )
+        if output_bias is not None:
+            output_bias = jnp.asarray(output_bias, jnp.float32)
+            if output_bias.shape != (out_channels,):
+                raise ValueError(f"output_bias must have shape ({out_channels},), got {output_bias.shape}")
+            self.out.bias[...] = output_bias
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        """Args:
+          images: float ``[N, H, W, 3]`` in [0, 1].
+
+        Returns:
+          Raw head tensor ``[N, S, S, D]`` (no activation applied).
+        """
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"images must have shape [N, H, W, 3], got {images.shape}")
+        s = self.grid_size
+        x = images.astype(jnp.float32) * 2.0 - 1.0
+        for stage in self.stages:
+            stride = 2 if min(x.shape[1], x.shape[2]) // 2 >= s else 1
+            x = stage[0](x, stride=stride)
+            for block in stage[1:]:
+                x = block(x)
+        n, h, w, c = x.shape
+        if (h, w) != (s, s):
+            x = jax.image.resize(x, (n, s, s, c), method="linear", antialias=True)
+        centres = (jnp.arange(s, dtype=x.dtype) + 0.5) / s * 2.0 - 1.0
+        gy, gx = jnp.meshgrid(centres, centres, indexing="ij")
+        coords = jnp.broadcast_to(jnp.stack([gx, gy], axis=-1), (n, s, s, 2))
+        x = self.neck(jnp.concatenate([x, coords], axis=-1))
+        return self.out(x)
+
+
+def config_get(cfg: Mapping[str, Any] | Any, name: str, default: Any) -> Any:
+    """``cfg.get(name, default)`` for ConfigDicts, dicts and plain attribute objects."""
+    if cfg is None:
+        return default
+    if hasattr(cfg, "get"):
+        return cfg.get(name, default)
+    return getattr(cfg, name, default)
