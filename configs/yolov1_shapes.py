@@ -1,0 +1,87 @@
+"""Default experiment: YOLOv1 grid head on the embedded synthetic shapes dataset (Case 2).
+
+Case 2 (``loss.iou_target="stop"``) is what darknet and every public YOLO port do: the IoU confidence
+target is a constant, so box coordinates get no gradient from the confidence term. For Case 1 use
+``configs/yolov1_shapes_case1.py`` or the override ``--config.loss.iou_target=through``.
+
+Run with ``python -m train`` (this config is the default).
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.name = "yolov1_shapes"
+    c.seed = 0
+
+    # Shared between sections: changing one changes the other.
+    image_size = ml_collections.FieldReference(64)
+    num_classes = ml_collections.FieldReference(5)
+    num_vertices = ml_collections.FieldReference(8)
+
+    c.model = ml_collections.ConfigDict()
+    c.model.head = "yolov1"  # "yolov1" | "polygon"
+    c.model.image_size = image_size
+    c.model.num_classes = num_classes
+    c.model.grid_size = 8  # S
+    c.model.num_boxes = 2  # B (yolov1 head)
+    c.model.num_vertices = num_vertices  # K (polygon head)
+    c.model.widths = (16, 32, 64)  # channels of each stride-2 stage (output stride 2**len(widths))
+    c.model.depths = (0, 1, 1)  # extra stride-1 conv blocks per stage
+    c.model.head_width = 64
+    c.model.norm = "group"  # GroupNorm: no batch statistics
+    c.model.groups = 8
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "shapes"
+    c.data.image_size = image_size
+    c.data.num_classes = num_classes
+    c.data.num_vertices = num_vertices
+    c.data.loader = "grain"  # "grain" (jaxdet.data.make_loader) | "step"
+    c.data.max_objects = 6  # ground-truth slots per image (padding)
+    c.data.min_objects = 1
+    c.data.max_objects_per_image = 4
+    c.data.train_size = 4096
+    c.data.val_size = 256
+    c.data.seed = 0
+    c.data.augment = True  # scale jitter + horizontal flip
+    c.data.hflip_prob = 0.5
+    c.data.scale_range = (0.75, 1.25)
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.iou_target = "stop"  # Case 2 (detached IoU target); "through" = Case 1
+    c.loss.lambda_coord = 5.0
+    c.loss.lambda_noobj = 0.5
+    # α schedule (used by the polygon head only).
+    c.loss.alpha = ml_collections.ConfigDict()
+    c.loss.alpha.name = "static"  # jaxdet.schedules.make_alpha_schedule name, or "adaptive"
+    c.loss.alpha.alpha = 1.0
+
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 1000
+    c.train.batch_size = 32  # global batch, divisible by the data-axis size
+    c.train.learning_rate = 2e-3
+    c.train.warmup_steps = 100
+    c.train.end_lr_factor = 0.02  # final LR = learning_rate * end_lr_factor (cosine)
+    c.train.weight_decay = 1e-4
+    c.train.grad_clip = 10.0  # global-norm clip; 0 disables
+    c.train.log_every = 25
+    c.train.eval_every = 250
+    c.train.checkpoint_every = 250
+    c.train.keep_checkpoints = 3
+    c.train.progress_bar = True
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.batch_size = 64
+    c.eval.num_images = 256  # validation images used for mAP (<= data.val_size)
+    c.eval.score_threshold = 0.01
+    c.eval.iou_threshold = 0.5
+    c.eval.max_detections = 32
+    c.eval.num_plot_images = 16
+    c.eval.plot_score_threshold = 0.3  # detections drawn in plots/val_predictions.png
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.shape = (-1,)  # -1: all devices; e.g. (-1, 2) with axes ("data", "model")
+    c.mesh.axes = ("data",)
+    return c

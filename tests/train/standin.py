@@ -1,0 +1,158 @@
+"""A tiny stand-in task (model, loss, data) for the train-loop tests, and a runner.
+
+Run as ``python tests/train/standin.py [--task standin|real] [--sigkill-at-step K] --workdir DIR
+[--config.x=y ...]``; it
+honours the multi-host environment like ``python -m train`` and, on process 0, writes
+``<workdir>/final_params.npz`` (flattened parameters) and ``<workdir>/summary.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def standin_config():
+    from configs import yolov1_shapes
+
+    c = yolov1_shapes.get_config()
+    c.name = "standin"
+    c.data.image_size = 16
+    c.data.max_objects = 3
+    c.data.train_size = 64
+    c.data.val_size = 16
+    c.data.max_objects_per_image = 1
+    c.model.grid_size = 4
+    c.model.widths = (4,)
+    c.model.depths = (0,)
+    c.model.head_width = 8
+    c.train.steps = 5
+    c.train.batch_size = 8
+    c.train.warmup_steps = 2
+    c.train.log_every = 1
+    c.train.eval_every = 0
+    c.train.checkpoint_every = 0
+    c.train.progress_bar = False
+    c.eval.batch_size = 8
+    c.eval.num_images = 16
+    return c
+
+
+class StandinSource:
+    """Deterministic random-access raw examples: one bright square per image, box = its extent."""
+
+    def __init__(self, n, size, max_objects, offset=0):
+        self.n, self.size, self.m, self.offset = n, size, max_objects, offset
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        rng = np.random.default_rng([7, self.offset, int(i)])
+        s = self.size
+        img = rng.uniform(0, 0.2, (s, s, 3)).astype(np.float32)
+        w = int(rng.integers(3, s // 2))
+        x0, y0 = (int(v) for v in rng.integers(0, s - w, 2))
+        img[y0 : y0 + w, x0 : x0 + w] += 0.7
+        boxes = np.array([[x0, y0, x0 + w, y0 + w]], np.float32) / s
+        return {
+            "image": img,
+            "boxes": boxes,
+            "classes": np.zeros((1,), np.int32),
+            "polygons": np.zeros((1, 4, 2), np.float32),
+            "image_id": np.int32(i + self.offset),
+        }
+
+
+def standin_task(config):
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+    from train.task import Task
+
+    s, width = int(config.model.grid_size), int(config.model.widths[0])
+
+    class Tiny(nnx.Module):
+        def __init__(self, rngs):
+            self.c1 = nnx.Conv(3, width, (3, 3), strides=(2, 2), rngs=rngs)
+            self.c2 = nnx.Conv(width, 5, (3, 3), rngs=rngs)
+
+        def __call__(self, x):
+            h = nnx.relu(self.c1(x))
+            h = jax.image.resize(h, (h.shape[0], s, s, h.shape[-1]), "linear")
+            return self.c2(h)
+
+    def loss_fn(out, batch, *, alpha):
+        pred_box = jax.nn.sigmoid(out[..., :4].mean((1, 2)))  # [N, 4]
+        box = jnp.sum((pred_box - batch["boxes"][:, 0]) ** 2, -1)  # [N]
+        obj = jnp.mean(jax.nn.sigmoid(out[..., 4]) ** 2, (1, 2))  # [N]
+        loss = jnp.mean(box) + alpha * jnp.mean(obj)
+        return loss, {"box": jnp.mean(box), "obj": jnp.mean(obj)}
+
+    size, m = int(config.data.image_size), int(config.data.max_objects)
+    return Task(
+        build_model=Tiny,
+        loss_fn=loss_fn,
+        train_source=StandinSource(int(config.data.train_size), size, m),
+        val_source=StandinSource(int(config.data.val_size), size, m, offset=10_000),
+        augment=(lambda ex, rng: dict(ex, image=ex["image"] * rng.uniform(0.8, 1.0))) if config.data.augment else None,
+        alpha_fn=lambda step, st: 0.5,
+    )
+
+
+def flat_params(state) -> dict[str, np.ndarray]:
+    import jax
+    from train.loop import to_host
+
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state["params"])[0]:
+        out[jax.tree_util.keystr(path)] = to_host(leaf)
+    return out
+
+
+def main(argv):
+    task_kind, kill_step = "standin", None
+    while argv[:1] and argv[0] in ("--task", "--sigkill-at-step"):
+        if argv[0] == "--task":
+            task_kind = argv[1]
+        else:
+            kill_step = int(argv[1])
+        argv = argv[2:]
+    if kill_step is not None:
+        # Simulates a crash mid-training: SIGKILL this process when the batch of step index ``kill_step`` is
+        # requested (the previous steps may still be running asynchronously).
+        import signal
+        from train import data as data_lib
+
+        for cls in (data_lib.LoaderBatches, data_lib.StepBatcher):
+
+            def next_batch(self, _original=cls.next):
+                if self.get_state()["step"] == kill_step:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return _original(self)
+
+            cls.next = next_batch
+    from train import cli
+
+    config_given = any(a == "--config" or a.startswith("--config=") for a in argv)
+    if task_kind == "standin" and not config_given:
+        cli.load_config = lambda spec: (standin_config(), "standin")  # noqa: the stand-in base config
+    config, _, workdir = cli.parse_args(argv)
+    from train import mesh as mesh_lib
+
+    mesh_lib.maybe_initialize_distributed()
+    import jax
+    from train import loop
+
+    task = standin_task(config) if task_kind == "standin" else None
+    summary = loop.run(config, workdir, task=task, return_state=True)
+    if jax.process_index() == 0:
+        np.savez(os.path.join(workdir, "final_params.npz"), **flat_params(summary["state"]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,168 @@
+"""``python -m train`` command line: config loading, overrides, errors, and tiny end-to-end runs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import trainproc as tp  # noqa: E402
+
+sys.path.insert(0, tp.REPO)  # the repo's ``train`` package, not the ``tests/train`` directory
+from train import cli  # noqa: E402
+
+TINY = (
+    "--config.data.image_size=32",
+    "--config.model.grid_size=4",
+    "--config.model.widths=(8, 16)",
+    "--config.model.depths=(0, 0)",
+    "--config.model.head_width=16",
+    "--config.data.train_size=64",
+    "--config.data.val_size=16",
+    "--config.eval.num_images=16",
+    "--config.eval.batch_size=8",
+    "--config.train.batch_size=8",
+    "--config.train.warmup_steps=1",
+    "--config.train.log_every=1",
+    "--config.eval.max_detections=8",
+)
+
+
+def _train(args, devices=1, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "train", *args],
+        env=tp.env_for(devices),
+        cwd=tp.REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize(
+    "flag, field, listed",
+    [
+        ("--config.train.nonexistent=1", "'train.nonexistent'", "config.train: batch_size"),
+        ("--config.modle.head=polygon", "'modle'", "valid fields of config: data, eval, loss, mesh, model"),
+    ],
+)
+def test_unknown_field_is_rejected_with_a_clear_message(flag, field, listed):
+    proc = _train([flag, "--workdir", "/nonexistent/never-created"], timeout=120)
+    assert proc.returncode == 2
+    assert f"unknown config field {field}" in proc.stderr, proc.stderr
+    assert listed in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not os.path.exists("/nonexistent/never-created")
+
+
+def test_overrides_parse_to_the_field_type():
+    config, name, workdir = cli.parse_args(
+        [
+            "--config.train.steps=7",
+            "--config.train.learning_rate=1",
+            "--config.model.widths=[4, 8]",
+            "--config.train.progress_bar=false",
+            "--config.loss.iou_target",
+            "through",
+            "--config.data.image_size=48",
+        ]
+    )
+    assert name == "yolov1_shapes" and workdir == os.path.join("workdir", "yolov1_shapes")
+    assert config.train.steps == 7 and isinstance(config.train.steps, int)
+    assert config.train.learning_rate == 1.0 and isinstance(config.train.learning_rate, float)
+    assert config.model.widths == (4, 8)
+    assert config.train.progress_bar is False
+    assert config.loss.iou_target == "through"
+    assert config.model.image_size == 48  # shared field reference
+    with pytest.raises(cli.UsageError, match=r"--config.train.steps: expected int"):
+        cli.parse_args(["--config.train.steps=fast"])
+    with pytest.raises(cli.UsageError, match=r"is a section"):
+        cli.parse_args(["--config.train=1"])
+    with pytest.raises(cli.UsageError, match=r"unknown flag --steps"):
+        cli.parse_args(["--steps=3"])
+
+
+@pytest.mark.parametrize(
+    "path, head, iou_target, alpha",
+    [
+        ("configs/yolov1_shapes.py", "yolov1", "stop", "static"),
+        ("configs/yolov1_shapes_case1.py", "yolov1", "through", "static"),
+        ("configs/polygon_hybrid.py", "polygon", None, "cosine"),
+        ("configs/polygon_two_stage.py", "polygon", None, "two_stage"),
+    ],
+)
+def test_configs_load(path, head, iou_target, alpha):
+    config, name, workdir = cli.parse_args(["--config", path, "--workdir=/tmp/x"])
+    assert name == os.path.basename(path)[:-3] and workdir == "/tmp/x"
+    assert config.model.head == head and config.loss.alpha.name == alpha
+    if iou_target is not None:
+        assert config.loss.iou_target == iou_target
+    for section in ("model", "data", "loss", "train", "eval", "mesh"):
+        assert section in config
+
+
+def test_default_run_end_to_end(tmp_path):
+    work = tmp_path / "run"
+    proc = _train(
+        [
+            *TINY,
+            "--config.train.steps=4",
+            "--config.train.eval_every=2",
+            "--config.train.checkpoint_every=2",
+            "--workdir",
+            str(work),
+        ],
+        devices=2,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    out = proc.stdout
+    assert "config yolov1_shapes" in out and "devices: 2 (cpu)" in out
+    assert "first-step compile:" in out and "steady-state throughput:" in out
+    assert "mAP@.5" in out and "final evaluation at step 4" in out
+    assert tp.checkpoint_steps(work) == [2, 4]
+    records = [json.loads(l) for l in open(work / "metrics.jsonl")]
+    train = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [1, 2, 3, 4]
+    for key in ("loss", "coord_xy", "coord_wh", "obj", "noobj", "cls", "alpha", "lr", "grad_norm"):
+        assert all(math.isfinite(r[key]) for r in train), key
+    assert [r["step"] for r in records if r["kind"] == "eval"] == [2, 4]
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(work / "tensorboard"))
+    for png in ("loss_terms.png", "alpha_lr.png", "map.png", "val_predictions.png"):
+        assert (work / "plots" / png).stat().st_size > 1000, png
+
+    # Running again resumes from the final checkpoint and has nothing left to train.
+    again = _train([*TINY, "--config.train.steps=4", "--workdir", str(work)], devices=1)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "step 4 (written on 2 device(s), 1 process(es))" in again.stdout
+
+
+def test_polygon_hybrid_trains_with_the_cosine_alpha(tmp_path):
+    work = tmp_path / "poly"
+    steps = 4
+    proc = _train(
+        [
+            "--config",
+            "configs/polygon_hybrid.py",
+            *TINY,
+            f"--config.train.steps={steps}",
+            "--config.train.eval_every=0",
+            "--workdir",
+            str(work),
+        ],
+        devices=1,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "polygon mIoU" in proc.stdout
+    train = [r for r in map(json.loads, open(work / "metrics.jsonl")) if r["kind"] == "train"]
+    assert len(train) == steps
+    for r in train:
+        s = r["step"] - 1  # α used by the step that ended at r["step"]
+        expected = 0.2 + 0.7 * 0.5 * (1 + math.cos(math.pi * min(s / (0.7 * steps), 1.0)))
+        assert r["alpha"] == pytest.approx(expected, rel=1e-6)
+        for key in ("loss", "l2", "mgiou", "poly", "obj"):
+            assert math.isfinite(r[key]), key

@@ -1,0 +1,78 @@
+"""Checkpoint/resume: SIGKILL mid-training then resume is bit-identical; SIGTERM saves and exits 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import trainproc as tp  # noqa: E402
+
+STEPS = 12
+KILL_AT = 7  # SIGKILL when the 8th batch is requested: after the checkpoint of step 6, step 7 in flight
+
+
+def test_sigkill_then_resume_is_bit_identical(tmp_path):
+    ref, crashed = tmp_path / "ref", tmp_path / "crashed"
+    overrides = (
+        f"--config.train.steps={STEPS}",
+        "--config.train.checkpoint_every=2",
+        "--config.train.keep_checkpoints=2",
+    )
+    tp.run(ref, *overrides, devices=2)
+
+    killed = tp.run(crashed, *overrides, devices=2, extra=("--sigkill-at-step", str(KILL_AT)), check=False)
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr[-3000:])
+    saved = tp.checkpoint_steps(crashed)
+    assert saved and 4 <= max(saved) < STEPS, saved
+    assert len(saved) <= 2  # keep_checkpoints
+    assert not os.path.exists(crashed / "final_params.npz")
+
+    resumed = tp.run(crashed, *overrides, devices=2)
+    assert f"resumed from {crashed / 'checkpoints'} step {max(saved)}" in resumed.stdout, resumed.stdout
+
+    p_ref, p_res = tp.params(ref), tp.params(crashed)
+    assert sorted(p_ref) == sorted(p_res) and p_ref
+    for k in p_ref:
+        assert p_ref[k].dtype == p_res[k].dtype
+        np.testing.assert_array_equal(p_res[k], p_ref[k], err_msg=k)  # bit-identical
+    l_ref, l_res = tp.losses(ref), tp.losses(crashed)
+    assert sorted(l_res) == list(range(1, STEPS + 1))
+    assert all(l_res[s] == l_ref[s] for s in l_ref), (l_ref, l_res)
+    assert tp.checkpoint_steps(crashed)[-1] == STEPS
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path):
+    work = tmp_path / "term"
+    total = 1_000_000
+    cmd = tp.runner_cmd(work, f"--config.train.steps={total}", "--config.train.warmup_steps=10")
+    log = open(tmp_path / "out.txt", "w")
+    proc = subprocess.Popen(cmd, env=tp.env_for(1), cwd=tp.REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 200
+        metrics = work / "metrics.jsonl"
+        while time.time() < deadline and proc.poll() is None:
+            if metrics.exists() and sum(1 for _ in open(metrics)) >= 3:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, open(tmp_path / "out.txt").read()[-3000:]
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    out = open(tmp_path / "out.txt").read()
+    assert rc == 0, out[-3000:]
+    steps = tp.checkpoint_steps(work)
+    assert len(steps) == 1 and 3 <= steps[0] < total, steps
+    assert f"SIGTERM: saved checkpoint at step {steps[0]}" in out
+    with open(work / "checkpoints" / str(steps[0]) / "meta" / "metadata") as f:
+        meta = json.load(f)
+    assert meta["step"] == steps[0] and meta["data"]["samples_seen"] == steps[0] * 8

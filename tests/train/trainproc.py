@@ -1,0 +1,71 @@
+"""Subprocess helpers for the train tests (each run in a fresh interpreter with its own device count)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUNNER = os.path.join(REPO, "tests", "train", "standin.py")
+
+
+def env_for(devices: int, extra: dict | None = None) -> dict:
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    for k in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        env.pop(k, None)
+    env.update(extra or {})
+    return env
+
+
+def runner_cmd(workdir, *overrides, task="standin", extra=()):
+    return [sys.executable, RUNNER, "--task", task, *extra, "--workdir", str(workdir), *overrides]
+
+
+def run(workdir, *overrides, devices=1, task="standin", extra=(), timeout=240, check=True):
+    proc = subprocess.run(
+        runner_cmd(workdir, *overrides, task=task, extra=extra),
+        env=env_for(devices),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def losses(workdir) -> dict[int, float]:
+    out = {}
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        for line in f:
+            rec = json.loads(line)
+            if rec["kind"] == "train":
+                out[rec["step"]] = rec["loss"]
+    return out
+
+
+def params(workdir) -> dict[str, np.ndarray]:
+    with np.load(os.path.join(workdir, "final_params.npz")) as z:
+        return {k: z[k] for k in z.files}
+
+
+def checkpoint_steps(workdir) -> list[int]:
+    d = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(d):
+        return []
+    return sorted(int(n) for n in os.listdir(d) if n.isdigit())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
