@@ -34,7 +34,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.groups = 8
 
     c.data = ml_collections.ConfigDict()
-    c.data.name = "shapes"
+    c.data.name = "shapes"  # "shapes" (embedded synthetic) | "coco" | "voc" | "yolo" (your folder; train/README.md)
+    # Annotated folders (data.name = coco | voc | yolo; ignored for shapes). "" = the format's default.
+    c.data.train_path = ""  # coco: annotation JSON; voc: dir of *.xml or ImageSets .txt; yolo: labels dir
+    c.data.train_images = ""  # image folder (coco: JSON's dir; voc: <xml dir>/../JPEGImages; yolo: images dir)
+    c.data.val_path = ""  # the same for the validation split (required: evaluation runs on it)
+    c.data.val_images = ""
+    c.data.class_names = ()  # () = from the data; model.num_classes is set to len(class_names)
     c.data.image_size = image_size
     c.data.num_classes = num_classes
     c.data.num_vertices = num_vertices

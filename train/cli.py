@@ -170,6 +170,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     try:
         config, name, workdir = parse_args(argv)
+        from train.data import DataConfigError, resolve_data_config
+
+        try:
+            resolve_data_config(config)  # COCO/VOC/YOLO folders: check paths, read, set model.num_classes
+        except DataConfigError as e:
+            raise UsageError(str(e)) from None
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)

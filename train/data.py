@@ -11,6 +11,11 @@ Two batch iterators share one interface (``next() -> local batch``, ``get_state(
 
 In both, the global batch of a step does not depend on the process/device layout.
 
+Sources for ``data.name`` "coco" | "voc" | "yolo" (a user's annotated folder) come from
+:func:`make_file_sources`; :func:`resolve_data_config` checks the ``data.*_path`` fields, reads the
+annotations and sets ``model.num_classes`` from the data (``python -m train`` calls it before training and
+prints a :class:`DataConfigError` naming the field). See ``train/README.md``.
+
 A *source* is any random-access sequence of examples (``len(source)`` and ``source[i]`` returning a dict
 of numpy arrays for one image: ``image [H, W, 3]``, ``boxes [M, 4]``, ``classes [M]``, ``valid [M]``,
 ``polygons [M, K, 2]``, ``image_id []``), e.g. a ``grain.MapDataset``.
@@ -29,6 +34,7 @@ that live on its devices (:func:`train.mesh.process_rows`).
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -234,3 +240,313 @@ def eval_batches(source, *, num_images: int, batch_size: int, max_objects: int):
         from jaxdet.data.records import pad_example
 
         yield stack_examples([pad_example(source[int(i)], max_objects) for i in idx]), keep
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Annotated folders: COCO JSON / Pascal VOC XML / YOLO txt (``config.data.name`` = "coco" | "voc" | "yolo").
+#
+# Fields of ``config.data`` (defaults in ``configs/yolov1_shapes.py``; all ignored for ``name="shapes"``):
+#   train_path, val_path        annotations: COCO JSON file | VOC dir of *.xml or ImageSets .txt | YOLO labels dir
+#   train_images, val_images    image folders ("" = the format's default location, below)
+#   class_names                 class order; () = from the data (COCO categories by id, the sorted VOC <name>s
+#                               of both splits, YOLO classes.txt / obj.names)
+# The class count is taken from the data: ``model.num_classes`` (and ``data.num_classes``) are set to
+# ``len(class_names)``. Images are resized (bilinear, aspect ratio not kept) to ``data.image_size``.
+# ------------------------------------------------------------------------------------------------------------
+
+DATASET_NAMES = ("shapes", "coco", "voc", "yolo")
+FILE_FORMATS = ("coco", "voc", "yolo")
+CLASS_FILES = ("classes.txt", "obj.names", "classes.names")  # YOLO class-name files (one name a line)
+
+
+class DataConfigError(ValueError):
+    """A problem with ``config.data`` (missing/wrong path, class count, ``max_objects``); the message names
+    the field. ``python -m train`` prints it without a traceback and exits with status 2."""
+
+
+_RECORD_CACHE: dict[tuple, Any] = {}
+
+
+def _field(config, name: str, default=None):
+    return config.data.get(name, default)
+
+
+def _path_field(config, name: str) -> str:
+    value = _field(config, name, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise DataConfigError(f"data.{name} must be a path string, got {value!r}")
+    return os.path.expanduser(value.strip())
+
+
+def _split_paths(config, split: str) -> dict[str, Any]:
+    """Checks and resolves the paths of one split: ``{"fmt", "ann", "images", "xml_files"}``."""
+    import pathlib
+
+    fmt = config.data.name
+    pf, imf = f"{split}_path", f"{split}_images"
+    ann, images = _path_field(config, pf), _path_field(config, imf)
+    where = f"(data.name={fmt!r})"
+
+    def need_dir(path, field, what):
+        if not os.path.exists(path):
+            raise DataConfigError(f"data.{field}: {what} {path!r} does not exist {where}")
+        if not os.path.isdir(path):
+            raise DataConfigError(f"data.{field}: {what} {path!r} is not a directory {where}")
+
+    out: dict[str, Any] = {"fmt": fmt, "ann": ann, "images": images or None, "xml_files": None}
+    if fmt == "coco":
+        if not ann:
+            raise DataConfigError(
+                f"data.{pf} is empty: set it to the COCO annotation JSON of the {split} split, e.g. "
+                f"--config.data.{pf}=/data/annotations/instances_{split}.json"
+            )
+        if not os.path.exists(ann):
+            raise DataConfigError(f"data.{pf}: the COCO annotation file {ann!r} does not exist")
+        if os.path.isdir(ann):
+            raise DataConfigError(f"data.{pf}: {ann!r} is a directory; for data.name='coco' give the JSON file")
+        if images:
+            need_dir(images, imf, "the image folder")
+        return out
+    if fmt == "voc":
+        if not ann:
+            raise DataConfigError(
+                f"data.{pf} is empty: set it to the folder of VOC XML files (e.g. VOC2007/Annotations) or to "
+                f"an ImageSets list (e.g. VOC2007/ImageSets/Main/{split}.txt)"
+            )
+        if not os.path.exists(ann):
+            raise DataConfigError(f"data.{pf}: {ann!r} does not exist {where}")
+        if os.path.isdir(ann):
+            xml_files = sorted(pathlib.Path(ann).glob("*.xml"))
+            if not xml_files:
+                raise DataConfigError(f"data.{pf}: the folder {ann!r} holds no *.xml annotation files")
+        else:
+            # Pascal VOC ImageSets/Main/<split>.txt: one image id a line -> <root>/Annotations/<id>.xml
+            root = pathlib.Path(ann).resolve().parent.parent.parent
+            with open(ann) as fh:
+                ids = [line.split()[0] for line in fh if line.strip()]
+            if not ids:
+                raise DataConfigError(f"data.{pf}: the image list {ann!r} is empty")
+            xml_files = [root / "Annotations" / f"{i}.xml" for i in ids]
+            missing = [p for p in xml_files if not p.is_file()]
+            if missing:
+                raise DataConfigError(
+                    f"data.{pf}: {len(missing)} of the {len(ids)} ids listed in {ann!r} have no XML file, "
+                    f"e.g. {str(missing[0])!r} (an ImageSets list is read relative to <VOC root>/Annotations)"
+                )
+        out["xml_files"] = xml_files
+        if images:
+            need_dir(images, imf, "the image folder")
+        return out
+    # yolo: the reader is keyed on the image folder; labels default to images/ -> labels/.
+    if not ann and not images:
+        raise DataConfigError(
+            f"data.{imf} and data.{pf} are both empty: for data.name='yolo' set data.{imf} to the image "
+            f"folder (e.g. /data/images/{split}) and optionally data.{pf} to its label folder "
+            f"(default: the image folder with its last 'images' component replaced by 'labels')"
+        )
+    if ann:
+        need_dir(ann, pf, "the YOLO label folder")
+    if not images:
+        parts = list(pathlib.Path(ann).parts)
+        if "labels" not in parts:
+            raise DataConfigError(
+                f"data.{imf} is empty and cannot be derived from data.{pf}={ann!r} (no 'labels' component to "
+                f"replace by 'images'); set data.{imf} to the image folder"
+            )
+        idx = len(parts) - 1 - parts[::-1].index("labels")
+        images = str(pathlib.Path(*parts[:idx], "images", *parts[idx + 1 :]))
+        if not os.path.isdir(images):
+            raise DataConfigError(
+                f"data.{imf} is empty and the folder derived from data.{pf}, {images!r}, does not exist; "
+                f"set data.{imf} to the image folder"
+            )
+        out["images"] = images
+    else:
+        need_dir(images, imf, "the image folder")
+    from jaxdet.data.readers import IMAGE_EXTENSIONS
+
+    if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in pathlib.Path(out["images"]).iterdir()):
+        raise DataConfigError(
+            f"data.{imf}: the folder {out['images']!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})"
+        )
+    return out
+
+
+def _yolo_label_dir(paths) -> str:
+    """The label folder ``read_yolo`` uses for these paths (its own default when ``ann`` is empty)."""
+    import pathlib
+
+    if paths["ann"]:
+        return paths["ann"]
+    parts = list(pathlib.Path(paths["images"]).parts)
+    if "images" in parts:
+        idx = len(parts) - 1 - parts[::-1].index("images")
+        cand = pathlib.Path(*parts[:idx], "labels", *parts[idx + 1 :])
+        if cand.is_dir():
+            return str(cand)
+    return paths["images"]
+
+
+def _default_class_names(config, paths, val_paths) -> tuple[str, ...] | None:
+    """Class names when ``data.class_names`` is empty (None: let the reader decide, COCO categories)."""
+    import pathlib
+    import xml.etree.ElementTree as ET
+
+    fmt = paths["fmt"]
+    if fmt == "coco":
+        return None
+    if fmt == "voc":
+        names = set()
+        for xml_path in [*paths["xml_files"], *val_paths["xml_files"]]:
+            try:
+                root = ET.parse(xml_path).getroot()
+            except (ET.ParseError, OSError):
+                continue  # the reader reports it with the file name
+            names.update((o.findtext("name") or "").strip() for o in root.findall("object"))
+        names.discard("")
+        if not names:
+            raise DataConfigError(
+                "data.class_names is empty and the XMLs name no objects; set data.class_names"
+            )
+        return tuple(sorted(names))
+    label_dir = pathlib.Path(_yolo_label_dir(paths))
+    for cand in [label_dir / f for f in CLASS_FILES] + [label_dir.parent / f for f in CLASS_FILES]:
+        if cand.is_file():
+            with open(cand) as fh:
+                names = tuple(line.strip() for line in fh if line.strip())
+            if names:
+                return names
+    raise DataConfigError(
+        "data.class_names is empty and no class-name file (" + ", ".join(CLASS_FILES) + f") was found in "
+        f"{str(label_dir)!r} or its parent: YOLO labels hold only class indices, so set e.g. "
+        "--config.data.class_names='(\"cat\", \"dog\")' (index 0 first)"
+    )
+
+
+def _read_records(config, paths, class_names, split: str):
+    from jaxdet.data import DatasetFormatError, read_coco, read_voc, read_yolo
+
+    k = int(config.data.num_vertices)
+    names_key = None if class_names is None else tuple(class_names)
+    key = (paths["fmt"], paths["ann"], paths["images"], names_key, k)
+    if key in _RECORD_CACHE:
+        return _RECORD_CACHE[key]
+    try:
+        if paths["fmt"] == "coco":
+            records = read_coco(paths["ann"], image_dir=paths["images"], class_names=class_names, num_vertices=k)
+        elif paths["fmt"] == "voc":
+            records = read_voc(
+                paths["xml_files"], image_dir=paths["images"], class_names=class_names, num_vertices=k
+            )
+        else:
+            records = read_yolo(
+                paths["images"], class_names=class_names, label_dir=paths["ann"] or None, num_vertices=k
+            )
+    except DatasetFormatError as err:
+        raise DataConfigError(f"data.{split}_path: {err}") from None
+    _RECORD_CACHE[key] = records
+    _RECORD_CACHE[key[:3] + (tuple(records.class_names), k)] = records  # the same read with explicit names
+    return records
+
+
+def _check_records(config, records, paths, split: str) -> None:
+    fmt = paths["fmt"]
+    if len(records) == 0:
+        raise DataConfigError(f"data.{split}_path: the {split} split {paths['ann'] or paths['images']!r} has no images")
+    if fmt == "yolo":
+        import pathlib
+
+        label_dir = pathlib.Path(_yolo_label_dir(paths))
+        stems = {pathlib.Path(r.image_path).stem for r in records}
+        if not any((label_dir / f"{s}.txt").is_file() for s in stems):
+            field = f"data.{split}_path" if paths["ann"] else f"data.{split}_path (derived from data.{split}_images)"
+            raise DataConfigError(
+                f"{field}: none of the {len(records)} images in {paths['images']!r} has a label file "
+                f"(<stem>.txt) in {str(label_dir)!r}"
+            )
+    missing = [r.image_path for r in records if r.image is None and not os.path.isfile(r.image_path)]
+    if missing:
+        raise DataConfigError(
+            f"data.{split}_images: {len(missing)} of the {len(records)} images of data.{split}_path are missing, "
+            f"e.g. {missing[0]!r}; set data.{split}_images to the folder that holds them"
+        )
+    m = int(config.data.max_objects)
+    counts = np.asarray([len(r.classes) for r in records])
+    if counts.max(initial=0) > m:
+        i = int(np.argmax(counts))
+        raise DataConfigError(
+            f"data.max_objects={m} is smaller than the {int(counts[i])} objects of image_id "
+            f"{records[i].image_id} ({records[i].image_path}) in the {split} split; set "
+            f"--config.data.max_objects={int(counts.max())} (or more)"
+        )
+
+
+def resolve_data_config(config) -> Any:
+    """Checks ``config.data`` and, for a COCO/VOC/YOLO folder, reads it and fills in the data-derived fields.
+
+    For ``data.name="shapes"`` nothing is read or changed. For ``"coco" | "voc" | "yolo"`` the train and
+    validation annotations are read (cached per process, so :func:`make_file_sources` does not read them
+    again), ``data.class_names`` is set to the class order used and ``model.num_classes`` /
+    ``data.num_classes`` to its length.
+
+    Returns:
+      ``(train_records, val_records)`` (``jaxdet.data.RecordSet``), or None for ``"shapes"``.
+
+    Raises:
+      DataConfigError: naming the field: unknown ``data.name``, an empty or non-existent path, a folder
+        without annotations or images, a malformed annotation (the reader's message: file and record),
+        ``data.max_objects`` below the largest object count of an image, an unknown ``data.loader``.
+    """
+    name = _field(config, "name", "shapes")
+    if name not in DATASET_NAMES:
+        raise DataConfigError(f"data.name must be one of {', '.join(DATASET_NAMES)}; got {name!r}")
+    loader = _field(config, "loader", "grain")
+    if loader not in ("grain", "step"):
+        raise DataConfigError(f"data.loader must be 'grain' or 'step', got {loader!r}")
+    if name == "shapes":
+        return None
+    train_paths = _split_paths(config, "train")
+    val_paths = _split_paths(config, "val")
+    given = tuple(str(c) for c in (_field(config, "class_names", ()) or ()))
+    class_names = given or _default_class_names(config, train_paths, val_paths)
+    train = _read_records(config, train_paths, class_names, "train")
+    val = _read_records(config, val_paths, tuple(train.class_names), "val")
+    names = tuple(train.class_names)
+    if not names:
+        raise DataConfigError(f"data.train_path: {train_paths['ann']!r} defines no classes")
+    _check_records(config, train, train_paths, "train")
+    _check_records(config, val, val_paths, "val")
+    config.data.class_names = names
+    config.model.num_classes = len(names)
+    if "num_classes" in config.data:
+        config.data.num_classes = len(names)
+    return train, val
+
+
+def make_file_sources(config):
+    """``(train_source, val_source, augment)`` for a COCO/VOC/YOLO ``config.data`` (see
+    :func:`resolve_data_config`): ``jaxdet.data.DetectionSource`` of each split at ``data.image_size`` and
+    the ``data.augment`` augmentation."""
+    from jaxdet.data import DetectionSource, make_augment
+
+    resolved = resolve_data_config(config)
+    if resolved is None:
+        raise DataConfigError("make_file_sources needs data.name = 'coco', 'voc' or 'yolo', got 'shapes'")
+    train, val = resolved
+    import jax
+
+    if jax.process_index() == 0:
+        d = config.data
+        print(
+            f"data: {d.name} train {len(train)} images ({d.train_path or d.train_images}), val {len(val)} images "
+            f"({d.val_path or d.val_images}); {len(train.class_names)} classes {list(train.class_names)[:10]}"
+            f"{' ...' if len(train.class_names) > 10 else ''} -> model.num_classes={config.model.num_classes}",
+            flush=True,
+        )
+    size = int(config.data.image_size)
+    augment = None
+    if config.data.augment:
+        augment = make_augment(hflip_prob=float(config.data.hflip_prob), scale_range=tuple(config.data.scale_range) or None)
+    return DetectionSource(train, image_size=size), DetectionSource(val, image_size=size), augment

@@ -50,8 +50,10 @@ class Task:
 def make_sources(config: ml_collections.ConfigDict):
     """Raw training/validation sources and the augmentation for ``config.data``."""
     d = config.data
-    if d.name != "shapes":
-        raise ValueError(f"data.name={d.name!r}: only 'shapes' (the embedded synthetic dataset) is wired up.")
+    if d.name != "shapes":  # a COCO / VOC / YOLO folder; also sets model.num_classes from the data
+        from train.data import make_file_sources
+
+        return make_file_sources(config)
     from jaxdet.data import SyntheticShapes, make_augment
 
     common = dict(
@@ -107,6 +109,7 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
     """The default task: ``jaxdet.models`` detector + loss on ``jaxdet.data`` sources."""
     from jaxdet import models
 
+    train_source, val_source, augment = make_sources(config)  # first: may set model.num_classes from the data
     num_classes = int(config.model.num_classes)
     model_cfg, loss_cfg, eval_cfg = config.model, config.loss, config.eval
 
@@ -146,7 +149,6 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
 
         return evaluate.draw_detections(images, evaluate.Detections(**detections), gt, class_names=_class_names(config))
 
-    train_source, val_source, augment = make_sources(config)
     alpha_fn, alpha_init, alpha_update = make_alpha(config)
     return Task(
         build_model=build_model,
@@ -169,7 +171,7 @@ def _class_names(config):
         from jaxdet.data.synthetic import SHAPE_CLASSES
 
         return SHAPE_CLASSES
-    return None
+    return tuple(config.data.get("class_names", ())) or None
 
 
 def _is_number(v):
