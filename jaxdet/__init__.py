@@ -48,7 +48,8 @@ from jaxdet.polygons import (
     rotated_box_corners,
     sort_vertices_ccw,
 )
-from jaxdet.losses import *  # noqa: F403  (the curated loss API, listed in jaxdet/losses/__init__.py)
+from jaxdet.losses import *  # noqa: F403  (the curated loss API: jaxdet.losses.__all__)
+from jaxdet.losses import __all__ as _loss_names
 from jaxdet.schedules import (
     ALPHA_SCHEDULES,
     AdaptiveAlphaState,
@@ -65,3 +66,55 @@ from jaxdet.schedules import (
 )
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "ALPHA_SCHEDULES",
+    "AdaptiveAlphaState",
+    "GradientPath",
+    "IOU_LOSSES",
+    "SSD_BOX_WEIGHTS",
+    "YoloV1Targets",
+    "adaptive_alpha_init",
+    "adaptive_alpha_regime",
+    "adaptive_alpha_update",
+    "box_area",
+    "box_convert",
+    "box_iou",
+    "box_iou_loss",
+    "box_iou_pairwise",
+    "complete_box_iou",
+    "complete_box_iou_loss",
+    "complete_box_iou_pairwise",
+    "convex_polygon_iou",
+    "cosine_alpha",
+    "cosine_matrix",
+    "distance_box_iou",
+    "distance_box_iou_loss",
+    "distance_box_iou_pairwise",
+    "exponential_alpha",
+    "generalized_box_iou",
+    "generalized_box_iou_loss",
+    "generalized_box_iou_pairwise",
+    "gradient_cosine",
+    "gradient_norms",
+    "linear_alpha",
+    "make_alpha_schedule",
+    "mgiou",
+    "mgiou_loss",
+    "mgiou_rotated",
+    "mgiou_rotated_loss",
+    "polygon_area",
+    "polygon_signed_area",
+    "rotated_box_corners",
+    "route_target",
+    "sort_vertices_ccw",
+    "ssd_decode",
+    "ssd_encode",
+    "ssd_match",
+    "static_alpha",
+    "step_alpha",
+    "term_gradients",
+    "two_stage_alpha",
+    "yolov1_grid_assign",
+    *_loss_names,
+]

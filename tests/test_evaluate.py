@@ -230,7 +230,7 @@ def _regular(cx, cy, r, k, phase=0.0):
 
 
 def test_polygon_metrics_against_shapely():
-    shapely = pytest.importorskip("shapely")
+    pytest.importorskip("shapely")
     from shapely.geometry import Polygon
 
     k = 8

@@ -18,7 +18,6 @@ def test_parity(case):
 def test_compare_detects_a_wrong_gradient():
     """The harness must fail a function whose value matches but whose gradient does not."""
     import jax
-    import torch
 
     @jax.custom_vjp
     def wrong(x):

@@ -140,8 +140,8 @@ def make_train_step(graphdef, *, loss_fn, tx, lr_schedule, alpha_fn, alpha_updat
             loss=loss.astype(jnp.float32),
             alpha=jnp.asarray(alpha, jnp.float32),
             lr=jnp.asarray(lr_schedule(step), jnp.float32),
-            grad_norm=optax.global_norm(grads),
-            param_norm=optax.global_norm(params),
+            grad_norm=optax.tree.norm(grads),
+            param_norm=optax.tree.norm(params),
         )
         return new_state, out
 

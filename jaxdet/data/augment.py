@@ -29,7 +29,6 @@ def hflip(example: dict) -> dict:
         np.float32
     )
     polys = np.asarray(example["polygons"], np.float64)
-    k = polys.shape[1]
     flipped = polys.copy()
     flipped[..., 0] = 1.0 - flipped[..., 0]
     # Mirroring keeps the even arc-length spacing; only the order must be fixed (no resampling).

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdet.gradients import GradientPath, route_target
+from jaxdet.losses._reduction import reduce_loss
 
 Reduction = Literal["none", "mean", "sum"]
 
@@ -35,16 +36,6 @@ __all__ = [
 
 # ----------------------------------------------------------------------------------------------------------------
 # helpers
-
-
-def _reduce(loss: jax.Array, reduction: str) -> jax.Array:
-    if reduction == "none":
-        return loss
-    if reduction == "mean":
-        return jnp.mean(loss)
-    if reduction == "sum":
-        return jnp.sum(loss)
-    raise ValueError(f"reduction must be one of 'none', 'mean', 'sum'; got {reduction!r}")
 
 
 def _check_float(x: jax.Array, argname: str) -> jax.Array:
@@ -176,7 +167,7 @@ def sigmoid_focal_loss(
     if alpha >= 0:
         alpha_t = alpha * targets + (1.0 - alpha) * (1.0 - targets)
         loss = alpha_t * loss
-    return _reduce(loss, reduction)
+    return reduce_loss(loss, reduction)
 
 
 def softmax_focal_loss(
@@ -235,7 +226,7 @@ def softmax_focal_loss(
         else:
             raise ValueError(f"alpha must be None, a scalar or a [C] = [{num_classes}] array; "
                              f"got shape {alpha_arr.shape}")
-    return _reduce(loss, reduction)
+    return reduce_loss(loss, reduction)
 
 
 def retinanet_prior_bias(prior_prob: float = 0.01) -> float:
@@ -329,7 +320,7 @@ def varifocal_loss(
         positive, zero, alpha * _safe_pow(jnp.abs(p - targets), gamma)
     )
     loss = weight * _bce_from_terms(logits, targets, nonneg, log1p_e)
-    return _reduce(loss, reduction)
+    return reduce_loss(loss, reduction)
 
 
 def quality_focal_loss(
@@ -373,4 +364,4 @@ def quality_focal_loss(
 
     nonneg, p, _, log1p_e = _sigmoid_terms(logits)
     loss = _safe_pow(jnp.abs(targets - p), beta) * _bce_from_terms(logits, targets, nonneg, log1p_e)
-    return _reduce(loss, reduction)
+    return reduce_loss(loss, reduction)

@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdet.losses._reduction import reduce_loss
+
 __all__ = ["OKS_SIGMA", "keypoint_loss", "vertex_l2_loss", "box_area_of_polygon"]
 
 #: COCO keypoint OKS sigmas (17 person keypoints), as in ultralytics ``utils/metrics.py`` and pycocotools.
@@ -50,16 +52,6 @@ def _check_vertices(pred: jax.Array, target: jax.Array) -> None:
         raise ValueError(f"pred must have shape [..., K, 2]; got {jnp.shape(pred)}.")
     if jnp.shape(target) != jnp.shape(pred):
         raise ValueError(f"target must have the shape of pred {jnp.shape(pred)}; got {jnp.shape(target)}.")
-
-
-def _reduce(loss: jax.Array, reduction: str) -> jax.Array:
-    if reduction == "none":
-        return loss
-    if reduction == "mean":
-        return jnp.mean(loss)
-    if reduction == "sum":
-        return jnp.sum(loss)
-    raise ValueError(f"reduction must be 'none', 'mean' or 'sum'; got {reduction!r}.")
 
 
 def box_area_of_polygon(polygon: jax.Array, *, valid: jax.Array | None = None) -> jax.Array:
@@ -168,7 +160,7 @@ def keypoint_loss(
     n_visible = jnp.sum(mask, axis=-1)  # [...]
     factor = num_vertices / (n_visible + eps)  # [...]
     loss = factor * jnp.mean((1.0 - jnp.exp(-e)) * mask, axis=-1)  # [...], as the reference (not expm1)
-    return _reduce(loss, reduction)
+    return reduce_loss(loss, reduction)
 
 
 def vertex_l2_loss(
@@ -202,4 +194,4 @@ def vertex_l2_loss(
             raise ValueError(f"visible must have shape {pred.shape[:-1]}; got {visible.shape}.")
         mask = (visible != 0).astype(dtype)
         loss = jnp.sum(d * mask, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1.0)
-    return _reduce(loss, reduction)
+    return reduce_loss(loss, reduction)
