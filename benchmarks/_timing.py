@@ -4,21 +4,61 @@ Every benchmark is a :class:`BenchSpec`: a name, a factory for the jaxdet step (
 called with no arguments) and a factory for the PyTorch step (eager or ``torch.compile``). The harness times
 each contender the same way (warm-up, then the median of ``repeats`` wall-clock runs) and renders one markdown
 table with the ratios against PyTorch eager and torch.compile.
+
+The PyTorch contenders run on :func:`torch_device` (``$JAXDET_TORCH_DEVICE``, else CUDA when available, else the
+CPU); build their input tensors with :func:`to_torch`. JAX picks its default device (the GPU when present) by
+itself. Every timed call of a step is followed by ``torch.cuda.synchronize()`` once CUDA is initialised, so
+asynchronous CUDA kernels are inside the measured time.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import jax
+import numpy as np
 
 RESULTS_DIR = Path(__file__).parent / "results"
+
+
+def torch_device():
+    """The device of the PyTorch contenders: ``$JAXDET_TORCH_DEVICE`` when set, else ``cuda`` when
+    ``torch.cuda.is_available()``, else ``cpu``."""
+    import torch
+
+    name = os.environ.get("JAXDET_TORCH_DEVICE")
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def to_torch(array: np.ndarray):
+    """A numpy array as a torch tensor on :func:`torch_device` (a copy there unless it is the CPU).
+
+    Call ``.requires_grad_(True)`` on the result (it is a leaf), not before the move.
+    """
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(array)).to(torch_device())
+
+
+def torch_device_label() -> str:
+    """``"cuda:0 (NVIDIA H100 80GB HBM3)"`` or ``"cpu"``: the torch device named in the table headers."""
+    import torch
+
+    device = torch_device()
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return str(device)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +84,11 @@ class Timing:
 
 
 def time_callable(step: Callable[[], Any], *, repeats: int, warmup: int = 2) -> Timing:
-    """Times ``step`` (which must block until its result is ready) and returns first-call and median times."""
+    """Times ``step`` and returns first-call and median times.
+
+    Each call is followed by :func:`_block`: JAX results are waited for, and CUDA is synchronised when torch is
+    imported and CUDA initialised (a torch step returns before its kernels finish).
+    """
     start = time.perf_counter()
     _block(step())
     first = time.perf_counter() - start
@@ -59,7 +103,15 @@ def time_callable(step: Callable[[], Any], *, repeats: int, warmup: int = 2) -> 
 
 
 def _block(result: Any) -> None:
-    jax.block_until_ready(result) if _is_jax_tree(result) else None
+    if _is_jax_tree(result):
+        jax.block_until_ready(result)
+    _torch_cuda_sync()
+
+
+def _torch_cuda_sync() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def _is_jax_tree(result: Any) -> bool:
@@ -104,8 +156,9 @@ def markdown_table(title: str, rows: list[dict[str, Any]], *, repeats: int) -> s
     header = (
         f"### {title}\n\n"
         f"Median of {repeats} runs, forward + backward. Device: {jax.devices()[0].device_kind} "
-        f"({platform.processor() or platform.machine()}, {_cpu_count()} cores); jax {jax.__version__}, "
-        f"torch {torch.__version__}. Ratio = PyTorch time / jaxdet time (higher is better for jaxdet).\n\n"
+        f"({platform.processor() or platform.machine()}, {_cpu_count()} cores); jax {jax.__version__} on "
+        f"{jax.devices()[0].platform}, torch {torch.__version__} on {torch_device_label()}. "
+        "Ratio = PyTorch time / jaxdet time (higher is better for jaxdet).\n\n"
         "| case | jaxdet jit (ms) | torch eager (ms) | torch.compile (ms) | vs eager | vs compile "
         "| jaxdet first call (s) |\n"
         "|---|---:|---:|---:|---:|---:|---:|\n"

@@ -9,8 +9,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import (
+    BenchSpec,
+    markdown_table,
+    parse_args,
+    run_specs,
+    to_torch,
+    write_results,
+)
 
-from _timing import BenchSpec, markdown_table, parse_args, run_specs, write_results
 from jaxdet import boxes
 from jaxdet.parity.cases_boxes import random_boxes
 
@@ -39,8 +46,8 @@ def make_specs(num_pairs: int) -> list[BenchSpec]:
             fn = getattr(torchvision.ops, torch_name)
             loss = lambda p, t: fn(p, t, reduction="sum")
             loss = torch.compile(loss) if compiled else loss
-            p = torch.from_numpy(pred).requires_grad_(True)
-            t = torch.from_numpy(target)
+            p = to_torch(pred).requires_grad_(True)
+            t = to_torch(target)
 
             def step():
                 p.grad = None

@@ -23,7 +23,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _timing when run as a script
 
-from _timing import BenchSpec, markdown_table, parse_args, run_specs, write_results  # noqa: E402
+from _timing import (  # noqa: E402
+    BenchSpec,
+    markdown_table,
+    parse_args,
+    run_specs,
+    to_torch,
+    write_results,
+)
 
 from jaxdet.losses.ssd import ssd_multibox_loss  # noqa: E402
 from jaxdet.losses.yolo import yolov1_loss  # noqa: E402
@@ -71,8 +78,8 @@ def _yolo_spec(n: int, s: int = 7, b: int = 2, c: int = 20, m: int = 20) -> Benc
 
         from jaxdet.parity.torch_detection import yolov1_loss_torch
 
-        p = torch.from_numpy(pred).requires_grad_(True)
-        targets = [torch.from_numpy(x) for x in (gt, cls, valid)]
+        p = to_torch(pred).requires_grad_(True)
+        targets = [to_torch(x) for x in (gt, cls, valid)]
 
         def loss(p, gt, cls, valid):
             return yolov1_loss_torch(p, gt, cls, valid, num_boxes=b, num_classes=c)["total"].sum()
@@ -106,9 +113,9 @@ def _ssd_spec(n: int, anchors: np.ndarray, c: int = 20, m: int = 20) -> BenchSpe
 
         from jaxdet.parity.torch_detection import ssd_multibox_loss_torch
 
-        lg = torch.from_numpy(logits).requires_grad_(True)
-        rg = torch.from_numpy(reg).requires_grad_(True)
-        rest = [torch.from_numpy(x) for x in (anchors, gt, cls, valid)]
+        lg = to_torch(logits).requires_grad_(True)
+        rg = to_torch(reg).requires_grad_(True)
+        rest = [to_torch(x) for x in (anchors, gt, cls, valid)]
 
         def loss(lg, rg, *rest):
             return ssd_multibox_loss_torch(lg, rg, *rest)["total"]

@@ -16,8 +16,15 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import (
+    BenchSpec,
+    markdown_table,
+    parse_args,
+    run_specs,
+    to_torch,
+    write_results,
+)
 
-from _timing import BenchSpec, markdown_table, parse_args, run_specs, write_results
 from jaxdet.losses import focal, harmonic
 
 
@@ -40,8 +47,8 @@ def _dense_spec(label: str, jax_loss, torch_loss, logits: np.ndarray, targets: n
 
         loss = torch_loss()
         loss = torch.compile(loss) if compiled else loss
-        x = torch.from_numpy(logits).requires_grad_(True)
-        t = torch.from_numpy(targets)
+        x = to_torch(logits).requires_grad_(True)
+        t = to_torch(targets)
 
         def step():
             x.grad = None
@@ -99,9 +106,9 @@ def _harmonic_spec(label: str, regression: str, inputs) -> BenchSpec:
             return torch_dense.harmonic_loss(z, y, b, t, positive=m, regression=regression)[0].sum()
 
         loss = torch.compile(loss) if compiled else loss
-        z = torch.from_numpy(logits).requires_grad_(True)
-        b = torch.from_numpy(pred).requires_grad_(True)
-        y, t, m = torch.from_numpy(labels), torch.from_numpy(target), torch.from_numpy(positive)
+        z = to_torch(logits).requires_grad_(True)
+        b = to_torch(pred).requires_grad_(True)
+        y, t, m = to_torch(labels), to_torch(target), to_torch(positive)
 
         def step():
             z.grad = None

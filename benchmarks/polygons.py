@@ -23,7 +23,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import BenchSpec, markdown_table, parse_args, run_specs, write_results  # noqa: E402
+from _timing import (  # noqa: E402
+    BenchSpec,
+    markdown_table,
+    parse_args,
+    run_specs,
+    to_torch,
+    torch_device,
+    write_results,
+)
 
 from jaxdet import polygons  # noqa: E402
 from jaxdet.parity.cases_polygons import random_convex_polygons, random_rotated_boxes  # noqa: E402
@@ -42,9 +50,9 @@ def _torch_step(module_factory, pred: np.ndarray, target: np.ndarray):
     def make(compiled: bool):
         import torch
 
-        module = module_factory()
-        p = torch.from_numpy(pred).requires_grad_(True)
-        t = torch.from_numpy(target)
+        module = module_factory(torch_device())
+        p = to_torch(pred).requires_grad_(True)
+        t = to_torch(target)
 
         def loss(p, t):
             return module(p, t).sum()
@@ -60,16 +68,16 @@ def _torch_step(module_factory, pred: np.ndarray, target: np.ndarray):
     return make
 
 
-def _mgiou_plus():
+def _mgiou_plus(device):
     import mgiou
 
-    return mgiou.MGIoU2DPlus(reduction="none")
+    return mgiou.MGIoU2DPlus(reduction="none").to(device)  # its `_unit_square` buffer is created on the CPU
 
 
-def _mgiou_rect():
+def _mgiou_rect(device):
     import mgiou
 
-    module = mgiou.MGIoU2D(representation="rect", reduction="none")
+    module = mgiou.MGIoU2D(representation="rect", reduction="none").to(device)
     return lambda p, t: module(p, t, avg_factor=1.0)
 
 

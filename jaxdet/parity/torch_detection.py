@@ -84,8 +84,8 @@ def yolov1_loss_torch(
     has_object, tbox, tcls = yolov1_encode_targets(gt_boxes, gt_classes, gt_valid, s)
     p = pred[..., : nb * 5].reshape(n, s, s, nb, 5)
     scores = pred[..., nb * 5 :]
-    rows = torch.arange(s, dtype=pred.dtype).view(1, s, 1, 1)
-    cols = torch.arange(s, dtype=pred.dtype).view(1, 1, s, 1)
+    rows = torch.arange(s, dtype=pred.dtype, device=pred.device).view(1, s, 1, 1)
+    cols = torch.arange(s, dtype=pred.dtype, device=pred.device).view(1, 1, s, 1)
     cx = (p[..., 0] + cols) / s
     cy = (p[..., 1] + rows) / s
     w = p[..., 2] * p[..., 2]
@@ -158,7 +158,7 @@ def torchvision_ssd_match(anchors: torch.Tensor, gt_boxes: torch.Tensor, gt_vali
     for boxes, valid in zip(gt_boxes, gt_valid):
         valid = valid.bool()
         if not valid.any():
-            out.append(torch.full((anchors.shape[0],), -1, dtype=torch.long))
+            out.append(torch.full((anchors.shape[0],), -1, dtype=torch.long, device=anchors.device))
             continue
         compact = ssd.proposal_matcher(box_iou(boxes[valid], anchors))  # indices into the valid boxes
         padded_index = torch.nonzero(valid)[:, 0]

@@ -27,7 +27,7 @@ def seed_vertex_loss(pred: torch.Tensor, target: torch.Tensor, area: torch.Tenso
     """Per-instance seed-003 vertex loss ``[N]``: ``K/(n_vis+1e-9) * mean_k((1 - exp(-d/(area+1e-9))) * v_k)``."""
     n, k = pred.shape[:2]
     if mask is None:
-        mask = torch.ones(n, k, dtype=torch.bool)
+        mask = torch.ones(n, k, dtype=torch.bool, device=pred.device)
     d = (pred[..., 0] - target[..., 0]).pow(2) + (pred[..., 1] - target[..., 1]).pow(2)
     factor = k / (torch.sum(mask != 0, dim=1).to(pred.dtype) + 1e-9)  # in the input dtype (ultralytics: float32)
     e = d / (area.view(-1, 1) + 1e-9)
@@ -38,13 +38,14 @@ def mgiou_per_instance(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     """``(1 - MGIoU) / 2`` per instance ``[N]`` from ``mgiou.MGIoU2DPlus(reduction="none")``."""
     from mgiou import MGIoU2DPlus
 
-    return MGIoU2DPlus(reduction="none")(pred, target)
+    module = MGIoU2DPlus(reduction="none").to(pred.device)  # its `_unit_square` buffer is created on the CPU
+    return module(pred, target)
 
 
 def hybrid_terms(pred, target, weight=None):
     """The two scalar terms (weighted means over instances), as ``jaxdet.losses.hybrid.hybrid_components``."""
     if weight is None:
-        weight = torch.ones(pred.shape[0], dtype=pred.dtype)
+        weight = torch.ones(pred.shape[0], dtype=pred.dtype, device=pred.device)
     weight = weight.to(pred.dtype)
     l2 = seed_vertex_loss(pred, target, bbox_area(target))
     mg = mgiou_per_instance(pred, target)

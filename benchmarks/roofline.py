@@ -1,0 +1,228 @@
+"""Dense classification losses at a YOLOv8-like size against the memory-bandwidth roofline.
+
+Sigmoid focal, varifocal (VFL) and quality focal (QFL) loss, forward + backward (gradient w.r.t. the logits of
+the summed loss) on ``B × A × C = 64 × 8400 × 80`` float32 logits (YOLOv8 at 640 px: 8400 anchors, COCO's 80
+classes): jaxdet jit vs PyTorch (torchvision's ``sigmoid_focal_loss``; the plain-torch VFL/QFL references of
+``jaxdet.parity.torch_dense``), eager and ``torch.compile``, on the default device of each (GPU when present).
+
+**Traffic model** (the least any implementation must move, one fused pass): read the logits and the targets
+(float32 each) and write the gradient w.r.t. the logits (float32):
+
+    bytes = (4 + 4 + 4) · B · A · C          (= 516 MB at the default size; the scalar loss is ignored)
+
+achieved bandwidth = bytes / median time, and the roofline fraction = achieved / peak DRAM bandwidth. An
+implementation that materialises intermediates in memory (unfused) moves more bytes than this, so its fraction
+is an upper-bound-style efficiency figure: 100 % means "as fast as one pass over the unavoidable data".
+
+Peak bandwidths (vendor datasheets) are matched on the device name (:data:`PEAK_GBPS`); ``--peak-gbps``
+overrides, and on a CPU the fraction is ``n/a`` unless given.
+
+    python benchmarks/roofline.py                           # writes benchmarks/results/roofline.md
+    python benchmarks/roofline.py --quick --out /tmp/roofline.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import platform
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from _timing import Timing, time_callable, write_results
+
+#: (substring of the upper-cased device name, peak DRAM bandwidth in GB/s = 1e9 B/s), first match wins.
+#: Sources: NVIDIA H200 / H100 / A100 datasheets.
+PEAK_GBPS: tuple[tuple[tuple[str, ...], float], ...] = (
+    (("GH200",), 4000.0),           # GH200 96 GB HBM3: 4 TB/s (before "H200", which it contains)
+    (("H200",), 4800.0),            # H200 SXM / NVL 141 GB HBM3e: 4.8 TB/s
+    (("H100", "NVL"), 3900.0),      # H100 NVL 94 GB: 3.9 TB/s
+    (("H100", "PCIE"), 2000.0),     # H100 PCIe 80 GB HBM2e: 2.0 TB/s
+    (("H100",), 3350.0),            # H100 SXM5 80 GB HBM3 ("NVIDIA H100 80GB HBM3"): 3.35 TB/s
+    (("A100", "80GB", "PCIE"), 1935.0),  # A100 80 GB PCIe: 1,935 GB/s
+    (("A100", "80GB"), 2039.0),     # A100 80 GB SXM4: 2,039 GB/s
+    (("A100",), 1555.0),            # A100 40 GB (SXM4 and PCIe): 1,555 GB/s
+)
+
+
+def peak_gbps(device_name: str, override: float | None = None) -> float | None:
+    """Peak memory bandwidth (GB/s) for ``device_name``; ``override`` wins; None when unknown (e.g. a CPU)."""
+    if override is not None:
+        return float(override)
+    name = device_name.upper().replace("-", "").replace(" ", "").replace("_", "")
+    for keys, gbps in PEAK_GBPS:
+        if all(k in name for k in keys):
+            return gbps
+    return None
+
+
+def traffic_bytes(batch: int, anchors: int, classes: int, *, itemsize: int = 4) -> int:
+    """Bytes of the traffic model: logits + targets read, logits' gradient written."""
+    return 3 * itemsize * batch * anchors * classes
+
+
+def _inputs(shape):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, shape).astype(np.float32)
+    binary = (rng.random(shape) < 0.01).astype(np.float32)
+    scores = np.where(rng.random(shape) < 0.01, rng.uniform(0.05, 1.0, shape), 0.0).astype(np.float32)
+    return logits, binary, scores
+
+
+def _torch_device(name: str | None):
+    import torch
+
+    name = name or os.environ.get("JAXDET_TORCH_DEVICE")
+    return torch.device(name) if name else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _losses():
+    from jaxdet.losses import focal
+
+    def torch_focal():
+        import torchvision.ops
+
+        return lambda x, t: torchvision.ops.sigmoid_focal_loss(x, t, reduction="sum")
+
+    def torch_dense(name):
+        def factory():
+            from jaxdet.parity import torch_dense
+
+            fn = getattr(torch_dense, name)
+            return lambda x, t: fn(x, t).sum()
+
+        return factory
+
+    return [
+        ("sigmoid focal", lambda x, t: focal.sigmoid_focal_loss(x, t), torch_focal, "binary"),
+        ("varifocal (stop)", lambda x, t: focal.varifocal_loss(x, t), torch_dense("varifocal_loss"), "scores"),
+        ("quality focal (stop)", lambda x, t: focal.quality_focal_loss(x, t), torch_dense("quality_focal_loss"),
+         "scores"),
+    ]
+
+
+def _jax_step(loss, logits, targets) -> Callable[[], Any]:
+    grad = jax.jit(jax.grad(lambda x, t: jnp.sum(loss(x, t))))
+    x, t = jax.device_put(logits), jax.device_put(targets)
+    return lambda: grad(x, t)
+
+
+def _torch_step(factory, logits, targets, *, compiled: bool, device) -> Callable[[], Any]:
+    import torch
+
+    loss = factory()
+    loss = torch.compile(loss) if compiled else loss
+    x = torch.from_numpy(logits).to(device).requires_grad_(True)
+    t = torch.from_numpy(targets).to(device)
+
+    def step():
+        x.grad = None
+        loss(x, t).backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    return step
+
+
+def run(args) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    shape = (args.batch, args.anchors, args.classes)
+    logits, binary, scores = _inputs(shape)
+    tdev = _torch_device(args.torch_device)
+    nbytes = traffic_bytes(*shape)
+    rows = []
+    for label, jax_loss, torch_factory, kind in _losses():
+        targets = binary if kind == "binary" else scores
+        contenders = [("jaxdet jit", functools.partial(_jax_step, jax_loss, logits, targets))]
+        contenders.append(("torch eager", functools.partial(_torch_step, torch_factory, logits, targets,
+                                                            compiled=False, device=tdev)))
+        if not args.no_compile:
+            contenders.append(("torch.compile", functools.partial(_torch_step, torch_factory, logits, targets,
+                                                                  compiled=True, device=tdev)))
+        for who, make in contenders:
+            timing = time_callable(make(), repeats=args.repeats)
+            rows.append({"loss": label, "who": who, "timing": timing})
+            print(f"{label} / {who}: median {timing.median_s * 1e3:.3f} ms, "
+                  f"{nbytes / timing.median_s / 1e9:.1f} GB/s", flush=True)
+    jdev = jax.devices()[0]
+    import torch
+
+    tname = torch.cuda.get_device_name(tdev) if tdev.type == "cuda" else "CPU"
+    meta = {
+        "shape": shape, "bytes": nbytes, "jax_device": jdev.device_kind, "jax_platform": jdev.platform,
+        "torch_device": tname, "peak_jax": peak_gbps(jdev.device_kind, args.peak_gbps) if
+        (jdev.platform != "cpu" or args.peak_gbps) else None,
+        "peak_torch": peak_gbps(tname, args.peak_gbps) if (tdev.type != "cpu" or args.peak_gbps) else None,
+        "torch_version": torch.__version__,
+    }
+    return rows, meta
+
+
+def markdown(rows, meta, *, repeats: int) -> str:
+    b, a, c = meta["shape"]
+    gb = meta["bytes"] / 1e9
+    peak_j, peak_t = meta["peak_jax"], meta["peak_torch"]
+
+    def peak_txt(p):
+        return "n/a" if p is None else f"{p:,.0f} GB/s"
+
+    lines = [
+        "### Dense losses vs the memory-bandwidth roofline (benchmarks/roofline.py)\n",
+        (f"Forward + backward (gradient w.r.t. the logits) of the summed loss on {b}×{a:,}×{c} float32 logits. "
+         f"Traffic model: logits + targets read, gradient written = 12 B × {b * a * c:,} = {gb:.3f} GB per step. "
+         f"Achieved = bytes / median time; roofline = achieved / peak DRAM bandwidth. Median of {repeats} runs.\n"),
+        (f"Device: jax {jax.__version__} on {meta['jax_device']} ({meta['jax_platform']}; peak "
+         f"{peak_txt(peak_j)}); torch {meta['torch_version']} on {meta['torch_device']} (peak {peak_txt(peak_t)}). "
+         f"Host: {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores.\n"),
+        "| loss | contender | median (ms) | achieved (GB/s) | roofline fraction | first call (s) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        tm: Timing = row["timing"]
+        achieved = meta["bytes"] / tm.median_s / 1e9
+        peak = peak_j if row["who"].startswith("jaxdet") else peak_t
+        frac = "n/a" if peak is None else f"{100 * achieved / peak:.1f} %"
+        lines.append(f"| {row['loss']} | {row['who']} | {tm.median_s * 1e3:.3f} | {achieved:,.1f} | {frac} "
+                     f"| {tm.first_s:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=20, help="timed runs per contender (median reported)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and 3 repeats: a smoke test")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile contender")
+    p.add_argument("--out", type=Path, default=None, help="markdown file for the table")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--anchors", type=int, default=8400)
+    p.add_argument("--classes", type=int, default=80)
+    p.add_argument("--peak-gbps", type=float, default=None, help="peak DRAM bandwidth override (GB/s)")
+    p.add_argument("--torch-device", default=None, help="torch device (default: $JAXDET_TORCH_DEVICE, else cuda when available, else cpu)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.repeats = min(args.repeats, 3)
+        args.batch, args.anchors = 2, 840
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    rows, meta = run(args)
+    table = markdown(rows, meta, repeats=args.repeats)
+    print()
+    print(table)
+    if args.quick and args.out is None:
+        print("--quick: not writing benchmarks/results/roofline.md (pass --out to keep the table)")
+        return
+    write_results(table, "roofline.md", args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Every jaxdet benchmark on one GPU, in under 8 minutes: boxes, losses (+ YOLOv1/SSD), polygons, the train
+# step, and the dense-loss roofline (B=64, 8400 anchors, 80 classes). Prints each table with the device name
+# and writes them all to benchmarks/results/gpu-<device>.md.
+#
+#   bash benchmarks/run_gpu.sh                     # on a GPU machine (JAX CUDA + torch CUDA)
+#   bash benchmarks/run_gpu.sh --cpu-smoke         # smoke test on the CPU: every script with --quick,
+#                                                  #   output in /tmp/jaxdet-bench-smoke/gpu-cpu.md
+#   JAXDET_CPU_SMOKE=1 bash benchmarks/run_gpu.sh  # same as --cpu-smoke
+#
+# Options:
+#   --out-dir DIR        where gpu-<device>.md goes (default benchmarks/results,
+#                        or /tmp/jaxdet-bench-smoke with --cpu-smoke)
+#   --peak-gbps N        peak DRAM bandwidth for the roofline (default: table in benchmarks/roofline.py)
+#   --repeats N          timed runs per contender (default: each script's own, 20)
+#   --no-compile         skip the torch.compile contenders (much faster; compile dominates the budget)
+#   --budget-s N         wall-clock budget for all scripts (default 470 s); each script gets what is left
+#   --train-large        also run the train step at batch 256, 128x128 images (GPU-sized), if time is left
+#
+# Environment: PYTHON (interpreter, default python); LOG_DIR (full logs, default /tmp/jaxdet-bench-logs);
+# XLA_PYTHON_CLIENT_MEM_FRACTION defaults to 0.5 so that torch, in the same process, keeps
+# half of the GPU memory; JAXDET_TORCH_DEVICE (torch device of every script, via _timing.torch_device():
+# default cuda when torch.cuda.is_available(), else cpu; --cpu-smoke sets it to cpu).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(dirname "$HERE")"
+cd "$ROOT"
+
+SMOKE="${JAXDET_CPU_SMOKE:-0}"
+OUT_DIR=""
+PEAK=()
+COMMON=()
+BUDGET=470
+TRAIN_LARGE=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --cpu-smoke) SMOKE=1 ;;
+    --out-dir) OUT_DIR="$2"; shift ;;
+    --peak-gbps) PEAK=(--peak-gbps "$2"); shift ;;
+    --repeats) COMMON+=(--repeats "$2"); shift ;;
+    --no-compile) COMMON+=(--no-compile) ;;
+    --budget-s) BUDGET="$2"; shift ;;
+    --train-large) TRAIN_LARGE=1 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    *) echo "run_gpu.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+PY="${PYTHON:-python}"
+if [[ "$SMOKE" == "1" ]]; then
+  export JAX_PLATFORMS=cpu CUDA_VISIBLE_DEVICES="" JAXDET_TORCH_DEVICE=cpu
+  # A CPU shared with other jobs makes OpenMP spin-waits in torch 10-100x slower; one thread is stable.
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+  COMMON+=(--quick)
+  OUT_DIR="${OUT_DIR:-/tmp/jaxdet-bench-smoke}"
+else
+  export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.5}"
+  OUT_DIR="${OUT_DIR:-$ROOT/benchmarks/results}"
+fi
+LOG_DIR="${LOG_DIR:-/tmp/jaxdet-bench-logs}"
+mkdir -p "$OUT_DIR" "$LOG_DIR"
+
+read -r PLATFORM DEVICE_NAME < <("$PY" -c 'import jax; d = jax.devices()[0]; print(d.platform, d.device_kind)' 2>/dev/null)
+# The device every script's torch side uses (benchmarks/_timing.py: torch_device(), as "cuda:0 (NAME)" or "cpu").
+TORCH_DEVICE="$("$PY" -c 'import sys; sys.path.insert(0, "benchmarks"); import _timing; print(_timing.torch_device_label())' 2>/dev/null || echo "unavailable")"
+if [[ "$SMOKE" != "1" ]]; then
+  if [[ "$PLATFORM" != "gpu" && "$PLATFORM" != "cuda" ]]; then
+    echo "run_gpu.sh: JAX sees no GPU (platform '$PLATFORM'); install jax[cuda] or use --cpu-smoke" >&2
+    exit 2
+  fi
+  if [[ "$TORCH_DEVICE" != cuda* ]]; then
+    echo "run_gpu.sh: warning: the PyTorch contenders will run on '$TORCH_DEVICE', not on a GPU" \
+      "(torch.cuda.is_available() is false, or JAXDET_TORCH_DEVICE is set)" >&2
+  fi
+fi
+SLUG="$(echo "$DEVICE_NAME" | tr '[:upper:]' '[:lower:]' | sed -E 's/[^a-z0-9]+/-/g; s/^-+|-+$//g')"
+[[ "$SMOKE" == "1" ]] && SLUG="cpu"
+REPORT="$OUT_DIR/gpu-$SLUG.md"
+PARTS="$(mktemp -d)"
+trap 'rm -rf "$PARTS"' EXIT
+
+START=$(date +%s)
+STATUS=()
+
+# run_bench LABEL SCRIPT [ARGS...]: runs one script with what is left of the budget; never aborts the suite.
+run_bench() {
+  local label="$1" script="$2"; shift 2
+  local now left t0 rc part="$PARTS/$label.md"
+  now=$(date +%s); left=$(( BUDGET - (now - START) ))
+  if (( left < 20 )); then
+    STATUS+=("| $label | skipped (budget of ${BUDGET} s spent) | — |")
+    printf '### %s\n\nskipped: the %s s budget was spent.\n' "$label" "$BUDGET" > "$part"
+    return 0
+  fi
+  echo "=== $label: $PY benchmarks/$script $* (time left ${left} s)"
+  t0=$(date +%s)
+  set +e
+  timeout --signal=TERM --kill-after=10 "$left" "$PY" "benchmarks/$script" "$@" --out "$part.table" \
+    > "$PARTS/$label.log" 2>&1
+  rc=$?
+  set -e
+  local took=$(( $(date +%s) - t0 ))
+  cp "$PARTS/$label.log" "$LOG_DIR/$label.log" 2>/dev/null || true
+  if [[ $rc -eq 0 && -s "$part.table" ]]; then
+    cp "$part.table" "$part"
+    # Every script puts its torch side on _timing.torch_device() (roofline.py: the same rule, --torch-device);
+    # say so in the table only where the PyTorch columns did not run on a GPU.
+    if [[ "$SMOKE" != "1" && "$TORCH_DEVICE" != cuda* ]]; then
+      printf '\n> note: the PyTorch columns ran on %s, not on the GPU (%s).\n' "$TORCH_DEVICE" "$DEVICE_NAME" >> "$part"
+    elif [[ "$SMOKE" != "1" ]] && ! grep -q -E 'to_torch|torch_device' "benchmarks/$script"; then
+      printf '\n> note: this script does not use `_timing.torch_device()`/`to_torch`: its PyTorch columns may have run on the CPU, not on %s.\n' "$TORCH_DEVICE" >> "$part"
+    fi
+    STATUS+=("| $label | ok | ${took} |")
+    echo; cat "$part"; echo "($label: ${took} s; log $LOG_DIR/$label.log)"
+  else
+    local why="exit $rc"; [[ $rc -eq 124 || $rc -eq 137 ]] && why="timed out (budget)"
+    printf '### %s\n\nFAILED (%s) after %s s; last lines:\n\n```\n%s\n```\n' "$label" "$why" "$took" \
+      "$(grep -v -E '^[WI][0-9]{4} |Warning|warnings.warn' "$PARTS/$label.log" | tail -n 15)" > "$part"
+    STATUS+=("| $label | FAILED: $why | ${took} |")
+    echo; cat "$part"; echo "(full log: $LOG_DIR/$label.log)"
+  fi
+}
+
+run_bench train_step train_step.py "${COMMON[@]}"
+run_bench roofline roofline.py "${COMMON[@]}" "${PEAK[@]}"
+run_bench boxes boxes.py "${COMMON[@]}"
+run_bench losses losses.py "${COMMON[@]}"
+run_bench polygons polygons.py "${COMMON[@]}"
+if [[ "$TRAIN_LARGE" == "1" ]]; then
+  run_bench train_step_large train_step.py "${COMMON[@]}" --batch-size 256 --image-size 128
+fi
+
+TOTAL=$(( $(date +%s) - START ))
+{
+  echo "# jaxdet benchmarks on ${DEVICE_NAME}"
+  echo
+  if [[ "$SMOKE" == "1" ]]; then
+    echo "CPU smoke test (\`--quick\`: tiny sizes, 3 repeats; OMP_NUM_THREADS=${OMP_NUM_THREADS}) — not a measurement."
+  else
+    echo "JAX device: ${DEVICE_NAME}; PyTorch device: ${TORCH_DEVICE}."
+    if command -v nvidia-smi > /dev/null 2>&1; then
+      echo
+      echo "\`nvidia-smi\`: $(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null | head -n 1)"
+    fi
+  fi
+  echo
+  echo "Written by \`benchmarks/run_gpu.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'); total ${TOTAL} s."
+  echo
+  echo "| benchmark | status | seconds |"
+  echo "|---|---|---:|"
+  printf '%s\n' "${STATUS[@]}"
+  for label in train_step roofline boxes losses polygons train_step_large; do
+    [[ -f "$PARTS/$label.md" ]] || continue
+    echo
+    cat "$PARTS/$label.md"
+  done
+} > "$REPORT"
+
+echo
+echo "================================================================================"
+cat "$REPORT"
+echo
+echo "wrote $REPORT (${TOTAL} s)"

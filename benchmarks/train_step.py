@@ -1,0 +1,417 @@
+"""Train step of the default detector: jaxdet (jit, batch sharded over the local devices) vs PyTorch eager / compile.
+
+One train step = forward + YOLOv1 loss + backward + global-norm clip + AdamW update (warmup-cosine LR), for the
+detector and loss of ``configs/yolov1_shapes.py`` (batch 32 of 64x64 images, S=8, B=2, C=5 by default).
+
+- **jaxdet**: the real train step of ``python -m train`` (``train.step.make_train_step`` +
+  ``train.step.jit_train_step``: ``jax.jit`` with explicit ``NamedSharding``s, the batch split over the mesh's
+  ``data`` axis of all local devices, the state replicated and donated). ``--step-builder local`` uses a
+  self-contained equivalent (``jax.jit`` + ``nnx.split/merge`` + ``optax``) instead.
+- **PyTorch**: the same architecture and loss in plain PyTorch (``benchmarks/torch_detector.py``; parity with the
+  NNX model is tested in ``tests/test_train_step_bench.py``), started from the *same* initial parameters (copied
+  from the JAX state), with ``torch.optim.AdamW`` (fused on CUDA) + ``clip_grad_norm_`` + the same LR schedule;
+  eager, and with ``torch.compile`` (inductor) on the forward + loss (its backward runs the AOTAutograd graph;
+  the optimizer step stays eager).
+
+Both sides use the same fixed batch of synthetic shapes (data loading is not timed). Reported: median step time
+and images/s, speed ratios in the same run, and the first step's time (trace + compile for jaxdet and
+torch.compile). On CUDA every torch step ends with ``torch.cuda.synchronize()``.
+
+    python benchmarks/train_step.py                      # writes benchmarks/results/train_step.md
+    python benchmarks/train_step.py --batch-size 128 --image-size 128 --out /tmp/ts.md
+    python benchmarks/train_step.py --quick --out /tmp/train_step.md    # smoke test, tiny sizes
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _timing, torch_detector
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # configs, train
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from _timing import Timing, time_callable, write_results
+from _timing import torch_device as _default_torch_device
+
+# ------------------------------------------------------------------------------------------------ config/data
+
+
+def load_config(*, batch_size: int | None = None, image_size: int | None = None, config: str = "yolov1_shapes"):
+    """The experiment config (``configs/<config>.py``) with the benchmark's overrides."""
+    import importlib
+
+    cfg = importlib.import_module(f"configs.{config}").get_config()
+    if cfg.model.head != "yolov1":
+        raise ValueError(f"--config {config}: only the yolov1 head has a PyTorch twin, got {cfg.model.head!r}")
+    if batch_size is not None:
+        cfg.train.batch_size = int(batch_size)
+    if image_size is not None:
+        cfg.model.image_size = int(image_size)
+        cfg.data.image_size = int(image_size)
+    return cfg
+
+
+def make_batch(cfg) -> dict[str, np.ndarray]:
+    """One fixed global batch (contract batch dict, numpy) of the config's synthetic shapes."""
+    from jaxdet.data import SyntheticShapes, collate
+
+    n = int(cfg.train.batch_size)
+    ds = SyntheticShapes("train", image_size=int(cfg.data.image_size), num_images=n, seed=int(cfg.data.seed),
+                         num_vertices=int(cfg.data.num_vertices), min_objects=int(cfg.data.min_objects),
+                         max_objects_per_image=int(cfg.data.max_objects_per_image))
+    return collate([ds[i] for i in range(n)], max_objects=int(cfg.data.max_objects))
+
+
+def _num_classes(cfg) -> int:
+    return int(cfg.model.num_classes)
+
+
+# ------------------------------------------------------------------------------------------------------ jaxdet
+
+
+def _loss_fn(cfg):
+    from jaxdet import models
+
+    def loss_fn(outputs, batch, *, alpha):
+        return models.detection_loss(outputs, batch, model_cfg=cfg.model, loss_cfg=cfg.loss, alpha=alpha)
+
+    return loss_fn
+
+
+def _build_model(cfg):
+    from jaxdet import models
+
+    return lambda rngs: models.build_detector(cfg.model, num_classes=_num_classes(cfg), rngs=rngs)
+
+
+def jax_step_from_train(cfg):
+    """``(state, step_fn, to_global, graphdef, mesh)`` from helper-7's ``train.step`` / ``train.mesh``."""
+    from train import mesh as mesh_lib
+    from train import step as step_lib
+
+    tx, lr = step_lib.make_optimizer(cfg.train)
+    graphdef, init_fn = step_lib.make_init_fn(_build_model(cfg), tx, seed=int(cfg.seed))
+    mesh = mesh_lib.make_mesh(tuple(cfg.mesh.shape), tuple(cfg.mesh.axes))
+    state = jax.jit(init_fn, out_shardings=mesh_lib.replicated(mesh))()
+    step = step_lib.make_train_step(graphdef, loss_fn=_loss_fn(cfg), tx=tx, lr_schedule=lr,
+                                    alpha_fn=lambda s, a: 1.0)
+    return state, step_lib.jit_train_step(step, mesh), (lambda b: mesh_lib.global_batch(mesh, b)), graphdef, mesh
+
+
+def jax_step_local(cfg):
+    """The same step without ``train/``: ``jax.jit`` + ``nnx.split/merge`` + ``optax`` on a 1-axis ``data`` mesh."""
+    import optax
+    from flax import nnx
+    from jax.sharding import AxisType, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    t = cfg.train
+    warmup = int(min(t.warmup_steps, max(int(t.steps) - 1, 0)))
+    lr = optax.warmup_cosine_decay_schedule(0.0, float(t.learning_rate), warmup, max(int(t.steps), warmup + 1),
+                                            float(t.learning_rate) * float(t.end_lr_factor))
+    tx = optax.adamw(lr, weight_decay=float(t.weight_decay))
+    if float(t.get("grad_clip", 0.0)) > 0:
+        tx = optax.chain(optax.clip_by_global_norm(float(t.grad_clip)), tx)
+    mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(AxisType.Auto,))
+    repl, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    model = _build_model(cfg)(nnx.Rngs(params=int(cfg.seed), default=int(cfg.seed)))
+    graphdef, params = nnx.split(model, nnx.Param)
+    state = jax.device_put({"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}, repl)
+    loss_fn = _loss_fn(cfg)
+
+    def train_step(state, batch):
+        def loss_of(p):
+            return loss_fn(nnx.merge(graphdef, p)(batch["image"]), batch, alpha=1.0)
+
+        (loss, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, dict(metrics, loss=loss)
+
+    step = jax.jit(train_step, in_shardings=(repl, data), out_shardings=(repl, repl), donate_argnums=(0,))
+    to_global = lambda b: {k: jax.device_put(np.asarray(v), data) for k, v in b.items()}
+    return state, step, to_global, graphdef, mesh
+
+
+def make_jax_runner(cfg, batch_np: dict[str, np.ndarray], *, builder: str = "train"):
+    """Returns ``(run_one_step, initial_nnx_model, info)``; ``run_one_step()`` advances the (donated) state."""
+    from flax import nnx
+
+    if builder == "train":
+        state, step, to_global, graphdef, mesh = jax_step_from_train(cfg)
+    elif builder == "local":
+        state, step, to_global, graphdef, mesh = jax_step_local(cfg)
+    else:
+        raise ValueError(f"builder must be 'train' or 'local', got {builder!r}")
+    n_dev = mesh.shape["data"]
+    if int(cfg.train.batch_size) % n_dev:
+        raise ValueError(f"--batch-size {cfg.train.batch_size} must be divisible by the {n_dev} local devices")
+    # A host copy of the initial parameters (the state is donated by the first step).
+    init_model = nnx.merge(graphdef, jax.device_get(state["params"]))
+    batch = to_global(batch_np)
+    holder = {"state": state}
+
+    def run():
+        holder["state"], metrics = step(holder["state"], batch)
+        return holder["state"]["params"], metrics
+
+    return run, init_model, {"devices": n_dev, "builder": builder}
+
+
+# ----------------------------------------------------------------------------------------------------- PyTorch
+
+
+def torch_device(name: str | None = None):
+    """``torch.device(name)``, else ``_timing.torch_device()`` ($JAXDET_TORCH_DEVICE, else cuda when available)."""
+    import torch
+
+    return torch.device(name) if name else _default_torch_device()
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _warmup_cosine(train_cfg) -> Callable[[int], float]:
+    """The LR multiplier of ``optax.warmup_cosine_decay_schedule`` as used by ``train.step`` (for LambdaLR)."""
+    steps = int(train_cfg.steps)
+    warmup = int(min(train_cfg.warmup_steps, max(steps - 1, 0)))
+    decay = max(steps, warmup + 1) - warmup
+    end = float(train_cfg.end_lr_factor)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / warmup
+        t = min(step - warmup, decay) / decay
+        return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    return factor
+
+
+def make_torch_runner(cfg, batch_np: dict[str, np.ndarray], *, compiled: bool, device=None, init_model=None,
+                      channels_last: bool = False):
+    """Returns ``(run_one_step, model)``: one PyTorch train step per call (synchronised on CUDA).
+
+    Every tensor of the step lives on ``device``: the inputs are moved there once, and the loss reference
+    (``jaxdet.parity.torch_detection``) creates its own tensors on its input's device.
+
+    Args:
+      init_model: an NNX detector whose parameters are copied in (else PyTorch's own init).
+      channels_last: NHWC memory format for the convolutions (often faster on CUDA).
+    """
+    import torch
+    from torch_detector import (
+        build_torch_detector,
+        load_nnx_params,
+        yolov1_head_loss_torch,
+    )
+
+    device = device or torch_device()
+    model = build_torch_detector(cfg.model, num_classes=_num_classes(cfg))
+    if init_model is not None:
+        load_nnx_params(model, init_model)
+    model = model.to(device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    images = torch.from_numpy(np.ascontiguousarray(batch_np["image"].transpose(0, 3, 1, 2))).to(device)
+    images = images.contiguous(memory_format=fmt)
+    boxes = torch.from_numpy(batch_np["boxes"]).to(device)
+    classes = torch.from_numpy(batch_np["classes"]).to(device)
+    valid = torch.from_numpy(batch_np["valid"]).to(device)
+    lc = cfg.loss
+    kw = {"num_boxes": int(cfg.model.num_boxes), "num_classes": _num_classes(cfg),
+          "lambda_coord": float(lc.lambda_coord), "lambda_noobj": float(lc.lambda_noobj),
+          "iou_target": str(lc.iou_target)}
+
+    def loss_part(raw, boxes, classes, valid):
+        return yolov1_head_loss_torch(raw, boxes, classes, valid, **kw)[0]
+
+    def forward_loss(images, boxes, classes, valid):
+        return loss_part(model(images), boxes, classes, valid)
+
+    fn = torch.compile(forward_loss) if compiled else forward_loss
+
+    opt, update = make_torch_optimizer(list(model.parameters()), cfg.train, fused=device.type == "cuda")
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        loss = fn(images, boxes, classes, valid)
+        loss.backward()
+        update()
+        _sync(device)
+
+    return run, model
+
+
+def make_torch_optimizer(params, train_cfg, *, fused: bool = False):
+    """``(optimizer, update)``: ``update()`` = clip the grads' global norm, AdamW step, LR schedule step.
+
+    The PyTorch counterpart of ``train.step.make_optimizer``: ``optax.chain(clip_by_global_norm, adamw)``
+    with the warmup-cosine schedule (torch's AdamW decays ``p *= 1 - lr·wd`` before the Adam step, which is
+    optax's ``p - lr·(adam + wd·p)``).
+    """
+    import torch
+
+    t = train_cfg
+    opt = torch.optim.AdamW(params, lr=float(t.learning_rate), betas=(0.9, 0.999), eps=1e-8,
+                            weight_decay=float(t.weight_decay), fused=fused)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(t))
+    clip = float(t.get("grad_clip", 0.0))
+
+    def update():
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+        sched.step()
+
+    return opt, update
+
+
+# ------------------------------------------------------------------------------------------------------- report
+
+
+def images_per_s_table(title: str, rows: list[dict[str, Any]], *, batch: int, repeats: int, header: str) -> str:
+    """Markdown table: contender, median step, images/s, jaxdet's speed-up over it, first step."""
+    ours = rows[0]["timing"].median_s
+    lines = [
+        f"### {title}\n",
+        header,
+        (f"\nMedian of {repeats} steps after 2 warm-up steps; images/s = batch {batch} / median step time. "
+         "Ratio = contender step time / jaxdet step time (above 1: jaxdet is faster). First step = first call "
+         "including tracing and compilation.\n"),
+        "| contender | median step (ms) | images/s | jaxdet speed-up | first step (s) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        tm: Timing = row["timing"]
+        lines.append(f"| {row['name']} | {tm.median_s * 1e3:.2f} | {batch / tm.median_s:,.0f} | "
+                     f"{tm.median_s / ours:.2f}× | {tm.first_s:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _row_line(row) -> str:
+    tm = row["timing"]
+    return f"{row['name']}: median {tm.median_s * 1e3:.2f} ms, first {tm.first_s:.2f} s"
+
+
+def _device_header(cfg, info, tdev, n_params: int, losses: dict[str, float], args) -> str:
+    import torch
+
+    h = w = int(cfg.model.image_size)
+    m = cfg.model
+    jdev = jax.devices()[0]
+    tname = torch.cuda.get_device_name(tdev) if tdev.type == "cuda" else f"CPU ({torch.get_num_threads()} thread(s))"
+    cores = len(os.sched_getaffinity(0))
+    return (
+        f"Model: `configs/{args.config}.py` detector (widths {tuple(m.widths)}, depths {tuple(m.depths)}, head "
+        f"{m.head_width}, GroupNorm, S={m.grid_size}, B={m.num_boxes}, C={m.num_classes}; {n_params:,} "
+        f"parameters), YOLOv1 loss (iou_target={cfg.loss.iou_target!r}), AdamW + clip {cfg.train.grad_clip}, "
+        f"float32. Batch {cfg.train.batch_size} of {h}×{w} images.\n\n"
+        f"Device: jax {jax.__version__} on {info['devices']} × {jdev.device_kind} ({jdev.platform}; step "
+        f"builder `{info['builder']}`); torch {torch.__version__} on {tname}. Host: "
+        f"{platform.processor() or platform.machine()}, {cores} cores.\n\n"
+        f"Same initial parameters on both sides; loss at the initial parameters (float32, CPU): jaxdet "
+        f"{losses['jaxdet']:.6f}, torch {losses['torch']:.6f}.\n"
+    )
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=20, help="timed steps per contender (median reported)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and 3 repeats: a smoke test")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile contender")
+    p.add_argument("--out", type=Path, default=None, help="markdown file for the table")
+    p.add_argument("--config", default="yolov1_shapes", help="module under configs/ (yolov1 head)")
+    p.add_argument("--batch-size", type=int, default=None, help="global batch (default: the config's)")
+    p.add_argument("--image-size", type=int, default=None, help="square image side (default: the config's)")
+    p.add_argument("--step-builder", choices=("train", "local"), default="train",
+                   help="jaxdet step from train/step.py (default) or the self-contained equivalent")
+    p.add_argument("--torch-device", default=None, help="torch device (default: $JAXDET_TORCH_DEVICE, else cuda when available, else cpu)")
+    p.add_argument("--channels-last", action="store_true", help="torch channels_last memory format")
+    p.add_argument("--torch-threads", type=int, default=None,
+                   help="torch.set_num_threads (default: torch's, all cores); on a CPU shared with other jobs "
+                        "OpenMP spinning can slow torch by 10-100x, use 1 there")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.repeats = min(args.repeats, 3)
+        args.batch_size = args.batch_size or 4
+        args.image_size = args.image_size or 32
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    cfg = load_config(batch_size=args.batch_size, image_size=args.image_size, config=args.config)
+    batch_np = make_batch(cfg)
+    tdev = torch_device(args.torch_device)
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
+
+    jax_run, init_model, info = make_jax_runner(cfg, batch_np, builder=args.step_builder)
+    rows = []
+    name = f"jaxdet jit, batch sharded over {info['devices']} {jax.devices()[0].platform} device(s)"
+    rows.append({"name": name, "timing": time_callable(jax_run, repeats=args.repeats)})
+    print(_row_line(rows[-1]), flush=True)
+
+    contenders = [("torch eager", False)] + ([] if args.no_compile else [("torch.compile (inductor)", True)])
+    n_params = 0
+    for label, compiled in contenders:
+        run, model = make_torch_runner(cfg, batch_np, compiled=compiled, device=tdev, init_model=init_model,
+                                       channels_last=args.channels_last)
+        n_params = sum(p.numel() for p in model.parameters())
+        rows.append({"name": label + (" (channels_last)" if args.channels_last else ""),
+                     "timing": time_callable(run, repeats=args.repeats)})
+        print(_row_line(rows[-1]), flush=True)
+
+    losses = _initial_losses(cfg, batch_np, init_model)
+    header = _device_header(cfg, info, tdev, n_params, losses, args)
+    table = images_per_s_table("Train step: default detector, forward + loss + backward + AdamW "
+                               "(benchmarks/train_step.py)", rows, batch=int(cfg.train.batch_size),
+                               repeats=args.repeats, header=header)
+    print()
+    print(table)
+    if args.quick and args.out is None:
+        print("--quick: not writing benchmarks/results/train_step.md (pass --out to keep the table)")
+        return
+    write_results(table, "train_step.md", args.out)
+
+
+def _initial_losses(cfg, batch_np, init_model) -> dict[str, float]:
+    """The loss of the initial parameters on the batch, both sides (CPU torch, float32): same computation."""
+    import torch
+    from torch_detector import (
+        build_torch_detector,
+        load_nnx_params,
+        yolov1_head_loss_torch,
+    )
+
+    from jaxdet import models
+
+    jl, _ = models.detection_loss(init_model(jnp.asarray(batch_np["image"])), {k: jnp.asarray(v) for k, v in
+                                  batch_np.items()}, model_cfg=cfg.model, loss_cfg=cfg.loss)
+    tm = load_nnx_params(build_torch_detector(cfg.model, num_classes=_num_classes(cfg)), init_model)
+    with torch.no_grad():
+        raw = tm(torch.from_numpy(np.ascontiguousarray(batch_np["image"].transpose(0, 3, 1, 2))))
+        tl, _ = yolov1_head_loss_torch(raw, *(torch.from_numpy(batch_np[k]) for k in ("boxes", "classes", "valid")),
+                                       num_boxes=int(cfg.model.num_boxes), num_classes=_num_classes(cfg),
+                                       lambda_coord=float(cfg.loss.lambda_coord),
+                                       lambda_noobj=float(cfg.loss.lambda_noobj), iou_target=str(cfg.loss.iou_target))
+    return {"jaxdet": float(jl), "torch": float(tl)}
+
+
+if __name__ == "__main__":
+    main()
