@@ -14,8 +14,9 @@ double-``where`` pattern, so values *and gradients* stay finite with ``eps=0`` a
 zero-width, zero-height and zero-area boxes, identical boxes (zero-area ones included), disjoint boxes, and
 coordinates up to 1e4. A guarded ratio whose denominator is exactly zero evaluates to 0 (its numerator is then
 zero as well). With ``eps=0`` in float32, a denominator that is tiny but not zero (say 1e-38) can still overflow
-a gradient to infinity; train with the default ``eps``. CIoU's aspect-ratio angle is ``atan2(w, h)``, equal to ``atan(w / h)`` for non-negative sizes
-but finite at ``h = 0``.
+a gradient to infinity; train with the default ``eps``. CIoU's aspect-ratio term takes the difference of the two angles ``atan(w / h)`` with one
+``atan2`` (see ``_aspect_angle_difference``): equal for non-negative sizes, finite at ``h = 0``, and 0 for a
+box with ``w = h = 0``, whose aspect ratio is undefined.
 
 References:
   Rezatofighi et al., "Generalized Intersection over Union", CVPR 2019.
@@ -25,7 +26,7 @@ References:
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from typing import Callable, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -138,38 +139,91 @@ def _safe_div(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
     return jnp.where(nonzero, numerator / jnp.where(nonzero, denominator, 1), 0)
 
 
-def _inter_union(boxes1: jax.Array, boxes2: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Intersection and union areas of broadcast ``[..., 4]`` pairs → two ``[...]`` arrays."""
-    wh = jnp.maximum(jnp.minimum(boxes1[..., 2:], boxes2[..., 2:]) - jnp.maximum(boxes1[..., :2], boxes2[..., :2]), 0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = box_area(boxes1) + box_area(boxes2) - inter
+class _Corners(NamedTuple):
+    """The four coordinates of ``[..., 4]`` xyxy boxes, each ``[...]``.
+
+    The public functions unstack their boxes once: every later op then reads whole coordinate arrays, and the
+    backward pass re-stacks the four cotangents once instead of padding and adding one ``[..., 4]`` array per
+    slice (which made the backward pass several times slower than the forward on CPU).
+    """
+
+    x1: jax.Array
+    y1: jax.Array
+    x2: jax.Array
+    y2: jax.Array
+
+    @property
+    def width(self) -> jax.Array:
+        return self.x2 - self.x1
+
+    @property
+    def height(self) -> jax.Array:
+        return self.y2 - self.y1
+
+
+def _corners(boxes: jax.Array) -> _Corners:
+    return _Corners(*jnp.unstack(boxes, axis=-1))
+
+
+def _inter_union(b1: _Corners, b2: _Corners) -> tuple[jax.Array, jax.Array]:
+    """Intersection and union areas of broadcast box pairs → two ``[...]`` arrays."""
+    inter_w = jnp.maximum(jnp.minimum(b1.x2, b2.x2) - jnp.maximum(b1.x1, b2.x1), 0)
+    inter_h = jnp.maximum(jnp.minimum(b1.y2, b2.y2) - jnp.maximum(b1.y1, b2.y1), 0)
+    inter = inter_w * inter_h
+    union = b1.width * b1.height + b2.width * b2.height - inter
     return inter, union
 
 
-def _enclosure(boxes1: jax.Array, boxes2: jax.Array) -> jax.Array:
-    """Width and height of the smallest box enclosing both → ``[..., 2]``."""
-    return jnp.maximum(boxes1[..., 2:], boxes2[..., 2:]) - jnp.minimum(boxes1[..., :2], boxes2[..., :2])
+def _enclosure(b1: _Corners, b2: _Corners) -> tuple[jax.Array, jax.Array]:
+    """Width and height of the smallest box enclosing both → two ``[...]`` arrays."""
+    return jnp.maximum(b1.x2, b2.x2) - jnp.minimum(b1.x1, b2.x1), jnp.maximum(b1.y2, b2.y2) - jnp.minimum(b1.y1, b2.y1)
 
 
-def _iou(boxes1: jax.Array, boxes2: jax.Array, eps: float) -> tuple[jax.Array, jax.Array]:
-    inter, union = _inter_union(boxes1, boxes2)
+def _iou(b1: _Corners, b2: _Corners, eps: float) -> tuple[jax.Array, jax.Array]:
+    inter, union = _inter_union(b1, b2)
     return _safe_div(inter, union + eps), union
 
 
-def _distance_penalty(boxes1: jax.Array, boxes2: jax.Array, eps: float) -> jax.Array:
+def _distance_penalty(b1: _Corners, b2: _Corners, eps: float) -> jax.Array:
     """ρ²(centres) / c² with c the diagonal of the enclosing box (``+ eps``) → ``[...]``."""
-    enclosing = _enclosure(boxes1, boxes2)
-    diagonal_sq = enclosing[..., 0] ** 2 + enclosing[..., 1] ** 2 + eps
-    centre_delta = (boxes1[..., :2] + boxes1[..., 2:]) / 2 - (boxes2[..., :2] + boxes2[..., 2:]) / 2
-    return _safe_div(centre_delta[..., 0] ** 2 + centre_delta[..., 1] ** 2, diagonal_sq)
+    enclosing_w, enclosing_h = _enclosure(b1, b2)
+    diagonal_sq = enclosing_w**2 + enclosing_h**2 + eps
+    dx = (b1.x1 + b1.x2) / 2 - (b2.x1 + b2.x2) / 2
+    dy = (b1.y1 + b1.y2) / 2 - (b2.y1 + b2.y2) / 2
+    return _safe_div(dx**2 + dy**2, diagonal_sq)
 
 
-def _aspect_angle(boxes: jax.Array) -> jax.Array:
-    """``atan(w / h)`` as ``atan2(w, h)``, guarded at ``w = h = 0`` where atan2's gradient is 0/0 → ``[...]``."""
-    w = boxes[..., 2] - boxes[..., 0]
-    h = boxes[..., 3] - boxes[..., 1]
-    degenerate = (w == 0) & (h == 0)
-    return jnp.where(degenerate, 0.0, jnp.arctan2(w, jnp.where(degenerate, 1.0, h)))
+@jax.custom_jvp
+def _atan2(y: jax.Array, x: jax.Array) -> jax.Array:
+    """``jnp.arctan2`` with its derivative written out, ``(x dy − y dx) / (x² + y²)`` (0 at the origin).
+
+    The same values and derivatives as ``jnp.arctan2``, but the backward pass of CIoU on 134,400 boxes runs
+    2.7× faster on XLA:CPU than with the built-in rule (2.1 ms vs 5.7 ms, benchmarks/boxes.py sizes).
+    """
+    return jnp.arctan2(y, x)
+
+
+@_atan2.defjvp
+def _atan2_jvp(primals, tangents):
+    y, x = primals
+    dy, dx = tangents
+    radius_sq = x * x + y * y
+    positive = radius_sq > 0
+    return jnp.arctan2(y, x), jnp.where(positive, (x * dy - y * dx) / jnp.where(positive, radius_sq, 1.0), 0.0)
+
+
+def _aspect_angle_difference(b1: _Corners, b2: _Corners) -> jax.Array:
+    """``atan(w2 / h2) - atan(w1 / h1)`` as one ``atan2`` → ``[...]``.
+
+    For non-negative sizes both angles lie in ``[0, π/2]``, so their difference is the angle between the vectors
+    ``(h1, w1)`` and ``(h2, w2)``: ``atan2(w2·h1 − w1·h2, h1·h2 + w1·w2)``, whose second argument is never
+    negative. One ``atan2`` instead of two, exact where either height is 0, and guarded (difference 0, no
+    aspect-ratio penalty) where a box has ``w = h = 0`` and the angle is undefined.
+    """
+    sine = b2.width * b1.height - b1.width * b2.height
+    cosine = b1.height * b2.height + b1.width * b2.width
+    undefined = (sine == 0) & (cosine == 0)
+    return jnp.where(undefined, 0.0, _atan2(sine, jnp.where(undefined, 1.0, cosine)))
 
 
 # ---------------------------------------------------------------------------------------- elementwise IoUs
@@ -190,7 +244,7 @@ def box_iou(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS) -
     """
     boxes1, boxes2 = _check_pair(boxes1, boxes2)
     _check_eps(eps)
-    return _iou(boxes1, boxes2, eps)[0]
+    return _iou(_corners(boxes1), _corners(boxes2), eps)[0]
 
 
 def generalized_box_iou(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS) -> jax.Array:
@@ -209,9 +263,10 @@ def generalized_box_iou(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DE
     """
     boxes1, boxes2 = _check_pair(boxes1, boxes2)
     _check_eps(eps)
-    iou, union = _iou(boxes1, boxes2, eps)
-    enclosing = _enclosure(boxes1, boxes2)
-    enclosing_area = enclosing[..., 0] * enclosing[..., 1]
+    b1, b2 = _corners(boxes1), _corners(boxes2)
+    iou, union = _iou(b1, b2, eps)
+    enclosing_w, enclosing_h = _enclosure(b1, b2)
+    enclosing_area = enclosing_w * enclosing_h
     return iou - _safe_div(enclosing_area - union, enclosing_area + eps)
 
 
@@ -231,7 +286,8 @@ def distance_box_iou(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAU
     """
     boxes1, boxes2 = _check_pair(boxes1, boxes2)
     _check_eps(eps)
-    return _iou(boxes1, boxes2, eps)[0] - _distance_penalty(boxes1, boxes2, eps)
+    b1, b2 = _corners(boxes1), _corners(boxes2)
+    return _iou(b1, b2, eps)[0] - _distance_penalty(b1, b2, eps)
 
 
 def complete_box_iou(
@@ -259,9 +315,10 @@ def complete_box_iou(
     """
     boxes1, boxes2 = _check_pair(boxes1, boxes2)
     _check_eps(eps)
-    iou, _ = _iou(boxes1, boxes2, eps)
-    diou = iou - _distance_penalty(boxes1, boxes2, eps)
-    v = (4 / math.pi**2) * (_aspect_angle(boxes2) - _aspect_angle(boxes1)) ** 2
+    b1, b2 = _corners(boxes1), _corners(boxes2)
+    iou, _ = _iou(b1, b2, eps)
+    diou = iou - _distance_penalty(b1, b2, eps)
+    v = (4 / math.pi**2) * _aspect_angle_difference(b1, b2) ** 2
     alpha = route_target(_safe_div(v, 1 - iou + v + eps), alpha_grad, argname="alpha_grad")
     return diou - alpha * v
 
