@@ -33,7 +33,12 @@ from jaxdet.losses.ssd import (
     ssd_multibox_loss,
     ssd_multibox_loss_from_matches,
 )
-from jaxdet.losses.vertex import OKS_SIGMA, box_area_of_polygon, keypoint_loss, vertex_l2_loss
+from jaxdet.losses.vertex import (
+    OKS_SIGMA,
+    box_area_of_polygon,
+    keypoint_loss,
+    vertex_l2_loss,
+)
 from jaxdet.losses.yolo import YOLOV1_TERMS, YoloV1Loss, yolov1_decode, yolov1_loss
 
 __all__ = [

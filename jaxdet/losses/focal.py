@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdet.gradients import GradientPath, route_target
-from jaxdet.losses._reduction import reduce_loss
+from jaxdet.losses._common import label_log_prob, reduce_loss
 
 Reduction = Literal["none", "mean", "sum"]
 
@@ -213,8 +213,7 @@ def softmax_focal_loss(
         raise ValueError(f"reduction must be one of 'none', 'mean', 'sum'; got {reduction!r}")
     num_classes = logits.shape[-1]
 
-    log_p = jax.nn.log_softmax(logits, axis=-1)  # [..., C]
-    log_p_y = jnp.take_along_axis(log_p, labels[..., None], axis=-1)[..., 0]  # [...]
+    log_p_y = label_log_prob(logits, labels)  # [...]
     one_minus_p_y = -jnp.expm1(log_p_y)
     loss = -_safe_pow(one_minus_p_y, gamma) * log_p_y
     if alpha is not None:

@@ -62,6 +62,7 @@ import jax.numpy as jnp
 
 from jaxdet import boxes as _boxes
 from jaxdet.gradients import GradientPath, route_target
+from jaxdet.losses._common import label_log_prob
 
 __all__ = [
     "HarmonicLoss",
@@ -333,7 +334,6 @@ def harmonic_loss(
         box_pred = jnp.where(keep, box_pred, safe)
         box_target = jnp.where(keep, box_target, safe.astype(box_target.dtype))
 
-    log_p = jax.nn.log_softmax(cls_logits, axis=-1)
-    ce = -jnp.take_along_axis(log_p, labels[..., None], axis=-1)[..., 0]  # [...]
+    ce = -label_log_prob(cls_logits, labels)  # [...]
     reg = reg_fn(box_pred, box_target)  # [...]
     return harmonic_weighting(ce, reg, factor_grad=factor_grad, positive=positive)

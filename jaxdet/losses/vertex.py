@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdet.losses._reduction import reduce_loss
+from jaxdet.losses._common import reduce_loss
 
 __all__ = ["OKS_SIGMA", "keypoint_loss", "vertex_l2_loss", "box_area_of_polygon"]
 
