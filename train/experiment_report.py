@@ -354,6 +354,7 @@ def report_case_study(meta, records, out) -> tuple[list[str], list[str]]:
         grow.append([
             name, _phases_str(recs, "boxgrad_coord"), _phases_str(recs, "boxgrad_obj"),
             _phases_str(recs, "boxgrad_obj_share", ".3f"), _phases_str(recs, "boxgrad_cos_obj_coord", ".3f"),
+            _phases_str(recs, "conf_below_iou_frac", ".2f"),
             _phases_str(recs, "boxgrad_noobj"), _phases_str(recs, "boxgrad_cls"),
         ])
     md += [
@@ -365,7 +366,7 @@ def report_case_study(meta, records, out) -> tuple[list[str], list[str]]:
     ]
     md += _table(
         ["variant", "‖g_coord‖ (xy+wh terms)", "‖g_obj‖ (confidence term)", "obj share ‖g_obj‖/(‖g_coord‖+‖g_obj‖)",
-         "cos(g_obj, g_coord)", "‖g_noobj‖", "‖g_cls‖"],
+         "cos(g_obj, g_coord)", "responsible predictors with C < IoU", "‖g_noobj‖", "‖g_cls‖"],
         grow,
     )
     plt = _plt()
@@ -431,3 +432,40 @@ def write_report(kind: str, meta: dict, records: list[dict], out: str) -> dict[s
     with open(json_path, "w") as f:
         json.dump({"meta": meta, "runs": slim}, f, indent=1, default=float)
     return {"markdown": text, "paths": [md_path, json_path, *paths]}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# docs/EXPERIMENTS.md
+# --------------------------------------------------------------------------------------------------------------
+
+
+def update_doc(doc_path: str, tables_dir: str) -> list[str]:
+    """Replaces every ``<!-- table:NAME -->`` … ``<!-- /table:NAME -->`` block of ``doc_path`` with the current
+    ``tables_dir/NAME.md`` (image links rewritten relative to the doc). Returns the names updated."""
+    import re
+
+    if not os.path.exists(doc_path):
+        return []
+    with open(doc_path) as f:
+        text = f.read()
+    updated = []
+
+    def sub(m):
+        name = m.group(1)
+        path = os.path.join(tables_dir, f"{name}.md")
+        if not os.path.exists(path):
+            return m.group(0)
+        with open(path) as f:
+            body = f.read().strip()
+        rel = os.path.relpath(tables_dir, os.path.dirname(os.path.abspath(doc_path)) or ".")
+        pngs = sorted(p for p in os.listdir(tables_dir) if p.startswith(f"{name}") and p.endswith(".png")
+                      and (p == f"{name}.png" or p.startswith(f"{name}_")))
+        images = "\n".join(f"![{p}]({rel}/{p})" for p in pngs)
+        updated.append(name)
+        return f"<!-- table:{name} -->\n{body}\n\n{images}\n<!-- /table:{name} -->"
+
+    new = re.sub(r"<!-- table:(\w+) -->.*?<!-- /table:\1 -->", sub, text, flags=re.S)
+    if new != text:
+        with open(doc_path, "w") as f:
+            f.write(new)
+    return updated

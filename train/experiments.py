@@ -91,8 +91,8 @@ SCALES: dict[str, dict[str, Any]] = {
     "small": {
         "seeds": 3,
         "overrides": {
-            "train.steps": 300,
-            "train.warmup_steps": 30,
+            "train.steps": 500,
+            "train.warmup_steps": 50,
             "train.log_every": 10,
             "train.eval_every": 0,
             "train.checkpoint_every": 0,
@@ -379,7 +379,9 @@ def with_box_gradient_split(loss_fn: Callable, config: ml_collections.ConfigDict
     :func:`jaxdet.gradients.term_gradients` gives each term's gradient w.r.t. ``pred``; it is restricted to the
     ``x, y, sqrt_w, sqrt_h`` channels of every predictor. Keys: ``boxgrad_<term>`` for the five terms,
     ``boxgrad_coord`` (norm of coord_xy + coord_wh), ``boxgrad_obj_share`` = ‖g_obj‖ / (‖g_coord‖ + ‖g_obj‖),
-    ``boxgrad_cos_obj_coord`` (cosine of g_obj and g_coord) and ``boxgrad_cos_total_coord``.
+    ``boxgrad_cos_obj_coord`` (cosine of g_obj and g_coord), ``boxgrad_cos_total_coord`` and
+    ``conf_below_iou_frac``: the fraction of responsible predictors whose confidence C is below its IoU target
+    (read off the sign of ∂obj/∂C = 2(C − IoU)); there Case 1's confidence term pushes the IoU *down* towards C.
     """
     import jax
     import jax.numpy as jnp
@@ -409,6 +411,9 @@ def with_box_gradient_split(loss_fn: Callable, config: ml_collections.ConfigDict
         mask = jnp.zeros((depth,), outputs.dtype).at[jnp.asarray(box_channels)].set(1.0)
         pred = yolov1_activate(jax.lax.stop_gradient(outputs), num_boxes=nb, num_classes=nc)
         _, grads = gradients.term_gradients(terms_fn, pred, batch["boxes"], batch["classes"], batch["valid"])
+        g_conf = grads["obj"][..., jnp.asarray([b * 5 + 4 for b in range(nb)])]  # dobj/dC = 2(C - IoU)·w
+        responsible = g_conf != 0
+        metrics["conf_below_iou_frac"] = jnp.sum(responsible & (g_conf < 0)) / jnp.maximum(jnp.sum(responsible), 1)
         grads = {k: v * mask for k, v in grads.items()}
         norms = gradients.gradient_norms(grads)
         coord = grads["coord_xy"] + grads["coord_wh"]
@@ -521,7 +526,7 @@ _HISTORY_KEYS = (
     "loss", "alpha", "lr", "grad_norm", "coord_xy", "coord_wh", "obj", "noobj", "cls", "box", "poly", "l2", "mgiou",
     "l2_grad_norm", "mgiou_grad_norm", "grad_cosine", "boxgrad_coord", "boxgrad_obj", "boxgrad_noobj",
     "boxgrad_cls", "boxgrad_coord_xy", "boxgrad_coord_wh", "boxgrad_obj_share", "boxgrad_cos_obj_coord",
-    "boxgrad_cos_total_coord", "l2_scale", "mgiou_scale",
+    "boxgrad_cos_total_coord", "conf_below_iou_frac", "l2_scale", "mgiou_scale",
 )
 
 
@@ -540,11 +545,19 @@ def run_variant(
     key = config_key(config)
     workdir = os.path.join(root, f"{variant.base}-{_slug(variant.name)}-s{seed}-{key}")
     record_path = os.path.join(workdir, "record.json")
-    if os.path.exists(record_path) and not force:
-        with open(record_path) as f:
-            record = json.load(f)
-        log(f"  reuse {variant.name!r} seed {seed}: {workdir}")
-        return record
+    if not force:
+        # An identical config may have been trained under another variant's name (same hash): reuse it.
+        import glob
+
+        found = [record_path] if os.path.exists(record_path) else sorted(
+            glob.glob(os.path.join(glob.escape(root), f"{variant.base}-*-s{seed}-{key}", "record.json"))
+        )
+        if found:
+            with open(found[0]) as f:
+                record = json.load(f)
+            record["variant"] = variant.name
+            log(f"  reuse {variant.name!r} seed {seed}: {os.path.dirname(found[0])}")
+            return record
     if force and os.path.isdir(workdir):
         import shutil
 
@@ -608,11 +621,14 @@ def run_experiment(
     force: bool = False,
     command: str | None = None,
     variants: Sequence[str] | None = None,
+    doc: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Runs every variant × seed of experiment ``name`` and writes its table, JSON and plots into ``out``.
 
-    ``variants`` restricts the run to the named variants (default: all).
+    ``variants`` restricts the run to the named variants (default: all). ``doc``: a markdown file whose
+    ``<!-- table:NAME -->`` block is refreshed with the new table (see
+    :func:`train.experiment_report.update_doc`).
 
     Returns:
       ``{"markdown": str, "paths": [written files], "records": [run records]}``.
@@ -651,6 +667,8 @@ def run_experiment(
         "variants": [v.name for v in exp.variants],
     }
     result = experiment_report.write_report(exp.report, meta, records, out)
+    if doc is not None:
+        experiment_report.update_doc(doc, out)
     log(result["markdown"])
     return {**result, "records": records}
 
@@ -676,6 +694,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workdir", default=os.path.join("workdir", "experiments"), help="root of the run dirs")
     parser.add_argument("--out", default=os.path.join("docs", "experiments"), help="where tables/plots go")
     parser.add_argument("--force", action="store_true", help="retrain even if an identical run exists")
+    parser.add_argument(
+        "--doc", default=os.path.join("docs", "EXPERIMENTS.md"),
+        help="refresh this file's <!-- table:NAME --> block ('' to skip)",
+    )
     parser.add_argument("--variants", nargs="+", default=None, help="only these variants (names as in 'list')")
     parser.add_argument(
         "--no-compile-cache", action="store_true", help="do not use JAX's persistent compilation cache (<workdir>/xla_cache)"
@@ -707,6 +729,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             force=args.force,
             command=cmd,
             variants=args.variants,
+            doc=args.doc or None,
         )
 
 
