@@ -172,21 +172,34 @@ def _cpu_count() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def parse_args(description: str) -> argparse.Namespace:
-    """Common command line: ``--repeats``, ``--quick`` (tiny sizes, smoke test) and ``--no-compile``."""
+def parse_args(
+    description: str,
+    *,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    argv: list[str] | None = None,
+) -> argparse.Namespace:
+    """Common command line: ``--repeats``, ``--quick`` (tiny sizes, at most 3 repeats), ``--no-compile`` and
+    ``--out``; ``add_arguments(parser)`` adds a script's own flags."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per contender (median reported)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 3 repeats: a smoke test")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile contender")
     parser.add_argument("--out", type=Path, default=None, help="markdown file for the table")
-    args = parser.parse_args()
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
     if args.quick:
-        args.repeats = 3
+        args.repeats = min(args.repeats, 3)
     return args
 
 
-def write_results(markdown: str, default_name: str, out: Path | None) -> Path:
-    path = out or RESULTS_DIR / default_name
+def write_results(markdown: str, default_name: str, args: argparse.Namespace) -> Path | None:
+    """Writes the table to ``args.out``, else to ``benchmarks/results/<default_name>``; a ``--quick`` smoke run
+    without ``--out`` writes nothing, so it never replaces a recorded table."""
+    if args.quick and args.out is None:
+        print(f"\n--quick: not writing benchmarks/results/{default_name} (pass --out to keep the table)")
+        return None
+    path = args.out or RESULTS_DIR / default_name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(markdown)
     print(f"\nwrote {path}")

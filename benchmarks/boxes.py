@@ -9,6 +9,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxdet import boxes
+from jaxdet.parity.cases_boxes import random_boxes
+
 from _timing import (
     BenchSpec,
     markdown_table,
@@ -17,9 +20,6 @@ from _timing import (
     to_torch,
     write_results,
 )
-
-from jaxdet import boxes
-from jaxdet.parity.cases_boxes import random_boxes
 
 LOSSES = {
     "GIoU": (boxes.generalized_box_iou_loss, "generalized_box_iou_loss"),
@@ -66,7 +66,7 @@ def main() -> None:
     rows = run_specs(make_specs(num_pairs), repeats=args.repeats, compile_torch=not args.no_compile)
     table = markdown_table("Box IoU losses (benchmarks/boxes.py)", rows, repeats=args.repeats)
     print(table)
-    write_results(table, "boxes.md", args.out)
+    write_results(table, "boxes.md", args)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _timing when run as a script
 
+from jaxdet.losses.ssd import ssd_multibox_loss  # noqa: E402
+from jaxdet.losses.yolo import yolov1_loss  # noqa: E402
+
 from _timing import (  # noqa: E402
     BenchSpec,
     markdown_table,
@@ -31,9 +34,6 @@ from _timing import (  # noqa: E402
     to_torch,
     write_results,
 )
-
-from jaxdet.losses.ssd import ssd_multibox_loss  # noqa: E402
-from jaxdet.losses.yolo import yolov1_loss  # noqa: E402
 
 
 def ssd300_anchors() -> np.ndarray:
@@ -75,7 +75,6 @@ def _yolo_spec(n: int, s: int = 7, b: int = 2, c: int = 20, m: int = 20) -> Benc
 
     def make_torch(compiled: bool):
         import torch
-
         from jaxdet.parity.torch_detection import yolov1_loss_torch
 
         p = to_torch(pred).requires_grad_(True)
@@ -110,7 +109,6 @@ def _ssd_spec(n: int, anchors: np.ndarray, c: int = 20, m: int = 20) -> BenchSpe
 
     def make_torch(compiled: bool):
         import torch
-
         from jaxdet.parity.torch_detection import ssd_multibox_loss_torch
 
         lg = to_torch(logits).requires_grad_(True)
@@ -144,7 +142,7 @@ def main() -> None:
     rows = run_specs(specs(args.quick), repeats=args.repeats, compile_torch=not args.no_compile)
     md = markdown_table("Detection losses (YOLOv1, SSD)", rows, repeats=args.repeats)
     print(md)
-    write_results(md, "detection_losses.md", args.out)
+    write_results(md, "detection_losses.md", args)
 
 
 if __name__ == "__main__":

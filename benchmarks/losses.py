@@ -16,6 +16,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxdet.losses import focal, harmonic
+
 from _timing import (
     BenchSpec,
     markdown_table,
@@ -24,8 +26,6 @@ from _timing import (
     to_torch,
     write_results,
 )
-
-from jaxdet.losses import focal, harmonic
 
 
 def _dense_inputs(shape: tuple[int, ...]):
@@ -99,7 +99,6 @@ def _harmonic_spec(label: str, regression: str, inputs) -> BenchSpec:
 
     def make_torch(compiled: bool):
         import torch
-
         from jaxdet.parity import torch_dense
 
         def loss(z, b, y, t, m):
@@ -159,10 +158,7 @@ def main() -> None:
     rows = run_specs(specs, repeats=args.repeats, compile_torch=not args.no_compile)
     table = markdown_table("Detection losses of issue 3 (benchmarks/losses.py)", rows, repeats=args.repeats)
     print(table)
-    if args.quick and args.out is None:
-        print("\n--quick: not writing benchmarks/results/losses.md (pass --out to keep the table)")
-        return
-    write_results(table, "losses.md", args.out)
+    write_results(table, "losses.md", args)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from jaxdet import polygons  # noqa: E402
+from jaxdet.parity.cases_polygons import random_convex_polygons, random_rotated_boxes  # noqa: E402
+
 from _timing import (  # noqa: E402
     BenchSpec,
     markdown_table,
@@ -32,9 +35,6 @@ from _timing import (  # noqa: E402
     torch_device,
     write_results,
 )
-
-from jaxdet import polygons  # noqa: E402
-from jaxdet.parity.cases_polygons import random_convex_polygons, random_rotated_boxes  # noqa: E402
 
 
 def _jax_step(loss_fn, pred: np.ndarray, target: np.ndarray):
@@ -103,10 +103,8 @@ def main() -> None:
     ]
     rows = run_specs(specs, repeats=args.repeats, compile_torch=not args.no_compile)
     table = markdown_table("MGIoU: jaxdet vs mgiou 0.1.0 (MGIoU2DPlus / MGIoU2D)", rows, repeats=args.repeats)
-    if args.quick and args.out is None:
-        print(table)
-        return
-    write_results(table, "polygons.md", args.out)
+    print(table)
+    write_results(table, "polygons.md", args)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+import _timing
 from _timing import Timing, time_callable, write_results
 
 #: (substring of the upper-cased device name, peak DRAM bandwidth in GB/s = 1e9 B/s), first match wins.
@@ -194,20 +196,17 @@ def markdown(rows, meta, *, repeats: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeats", type=int, default=20, help="timed runs per contender (median reported)")
-    p.add_argument("--quick", action="store_true", help="tiny sizes and 3 repeats: a smoke test")
-    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile contender")
-    p.add_argument("--out", type=Path, default=None, help="markdown file for the table")
+def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--anchors", type=int, default=8400)
     p.add_argument("--classes", type=int, default=80)
     p.add_argument("--peak-gbps", type=float, default=None, help="peak DRAM bandwidth override (GB/s)")
     p.add_argument("--torch-device", default=None, help="torch device (default: $JAXDET_TORCH_DEVICE, else cuda when available, else cpu)")
-    args = p.parse_args(argv)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    args = _timing.parse_args(__doc__.splitlines()[0], add_arguments=_add_arguments, argv=argv)
     if args.quick:
-        args.repeats = min(args.repeats, 3)
         args.batch, args.anchors = 2, 840
     return args
 
@@ -218,10 +217,7 @@ def main(argv=None) -> None:
     table = markdown(rows, meta, repeats=args.repeats)
     print()
     print(table)
-    if args.quick and args.out is None:
-        print("--quick: not writing benchmarks/results/roofline.md (pass --out to keep the table)")
-        return
-    write_results(table, "roofline.md", args.out)
+    write_results(table, "roofline.md", args)
 
 
 if __name__ == "__main__":

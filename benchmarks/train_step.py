@@ -39,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # configs, trai
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+import _timing
 from _timing import Timing, time_callable, write_results
 from _timing import torch_device as _default_torch_device
 
@@ -212,6 +214,7 @@ def make_torch_runner(cfg, batch_np: dict[str, np.ndarray], *, compiled: bool, d
       channels_last: NHWC memory format for the convolutions (often faster on CUDA).
     """
     import torch
+
     from torch_detector import (
         build_torch_detector,
         load_nnx_params,
@@ -327,12 +330,7 @@ def _device_header(cfg, info, tdev, n_params: int, losses: dict[str, float], arg
     )
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeats", type=int, default=20, help="timed steps per contender (median reported)")
-    p.add_argument("--quick", action="store_true", help="tiny sizes and 3 repeats: a smoke test")
-    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile contender")
-    p.add_argument("--out", type=Path, default=None, help="markdown file for the table")
+def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="yolov1_shapes", help="module under configs/ (yolov1 head)")
     p.add_argument("--batch-size", type=int, default=None, help="global batch (default: the config's)")
     p.add_argument("--image-size", type=int, default=None, help="square image side (default: the config's)")
@@ -343,9 +341,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--torch-threads", type=int, default=None,
                    help="torch.set_num_threads (default: torch's, all cores); on a CPU shared with other jobs "
                         "OpenMP spinning can slow torch by 10-100x, use 1 there")
-    args = p.parse_args(argv)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    args = _timing.parse_args(__doc__.splitlines()[0], add_arguments=_add_arguments, argv=argv)
     if args.quick:
-        args.repeats = min(args.repeats, 3)
         args.batch_size = args.batch_size or 4
         args.image_size = args.image_size or 32
     return args
@@ -384,22 +384,19 @@ def main(argv=None) -> None:
                                repeats=args.repeats, header=header)
     print()
     print(table)
-    if args.quick and args.out is None:
-        print("--quick: not writing benchmarks/results/train_step.md (pass --out to keep the table)")
-        return
-    write_results(table, "train_step.md", args.out)
+    write_results(table, "train_step.md", args)
 
 
 def _initial_losses(cfg, batch_np, init_model) -> dict[str, float]:
     """The loss of the initial parameters on the batch, both sides (CPU torch, float32): same computation."""
     import torch
+    from jaxdet import models
+
     from torch_detector import (
         build_torch_detector,
         load_nnx_params,
         yolov1_head_loss_torch,
     )
-
-    from jaxdet import models
 
     jl, _ = models.detection_loss(init_model(jnp.asarray(batch_np["image"])), {k: jnp.asarray(v) for k, v in
                                   batch_np.items()}, model_cfg=cfg.model, loss_cfg=cfg.loss)
