@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdet.data.geometry import canonical_polygon
+from jaxdet.gradients import gradient_cosine, gradient_norms, term_gradients
 from jaxdet.losses.vertex import keypoint_loss
 from jaxdet.polygons import mgiou_loss
 
@@ -82,14 +83,11 @@ def _per_instance(pred: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
         return keypoint_loss(p, t, area, variant="seed"), mgiou_loss(p, t)
 
     def one(p, t):
-        l2, mg = losses(p, t)
-        g_l2 = jax.grad(lambda q: losses(q, t)[0])(p)
-        g_mg = jax.grad(lambda q: losses(q, t)[1])(p)
-        n_l2, n_mg = jnp.linalg.norm(g_l2), jnp.linalg.norm(g_mg)
-        denom = n_l2 * n_mg
-        ok = denom > 0
-        cosine = jnp.where(ok, jnp.vdot(g_l2, g_mg) / jnp.where(ok, denom, 1.0), jnp.nan)
-        return {"l2": l2, "mgiou": mg, "l2_grad_norm": n_l2, "mgiou_grad_norm": n_mg, "grad_cosine": cosine}
+        terms, grads = term_gradients(lambda q, t: dict(zip(("l2", "mgiou"), losses(q, t))), p, t)
+        norms = gradient_norms(grads)
+        defined = norms["l2"] * norms["mgiou"] > 0  # the cosine of a zero gradient is undefined: NaN here
+        cosine = jnp.where(defined, gradient_cosine(grads["l2"], grads["mgiou"]), jnp.nan)
+        return {**terms, "l2_grad_norm": norms["l2"], "mgiou_grad_norm": norms["mgiou"], "grad_cosine": cosine}
 
     return jax.vmap(one)(pred, target)
 
