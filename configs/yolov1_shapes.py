@@ -17,13 +17,12 @@ def get_config() -> ml_collections.ConfigDict:
 
     # Shared between sections: changing one changes the other.
     image_size = ml_collections.FieldReference(64)
-    num_classes = ml_collections.FieldReference(5)
     num_vertices = ml_collections.FieldReference(8)
 
     c.model = ml_collections.ConfigDict()
     c.model.head = "yolov1"  # "yolov1" | "polygon"
     c.model.image_size = image_size
-    c.model.num_classes = num_classes
+    c.model.num_classes = 5  # the synthetic shapes' classes; for a folder, the data's (train.data.prepare_data)
     c.model.grid_size = 8  # S
     c.model.num_boxes = 2  # B (yolov1 head)
     c.model.num_vertices = num_vertices  # K (polygon head)
@@ -40,9 +39,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.train_images = ""  # image folder (coco: JSON's dir; voc: <xml dir>/../JPEGImages; yolo: images dir)
     c.data.val_path = ""  # the same for the validation split (required: evaluation runs on it)
     c.data.val_images = ""
-    c.data.class_names = ()  # () = from the data; model.num_classes is set to len(class_names)
+    c.data.class_names = ()  # () = from the data; the run's model.num_classes is len(class_names)
     c.data.image_size = image_size
-    c.data.num_classes = num_classes
     c.data.num_vertices = num_vertices
     c.data.loader = "grain"  # "grain" (jaxdet.data.make_loader) | "step"
     c.data.max_objects = 6  # ground-truth slots per image (padding)
@@ -59,10 +57,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.loss.iou_target = "stop"  # Case 2 (detached IoU target); "through" = Case 1
     c.loss.lambda_coord = 5.0
     c.loss.lambda_noobj = 0.5
-    # α schedule (used by the polygon head only).
-    c.loss.alpha = ml_collections.ConfigDict()
-    c.loss.alpha.name = "static"  # jaxdet.schedules.make_alpha_schedule name, or "adaptive"
-    c.loss.alpha.alpha = 1.0
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 1000

@@ -17,17 +17,18 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)  # the repo's ``train`` package, not ``tests/train``
 
 from train import experiments as ex  # noqa: E402
-from train.task import make_alpha  # noqa: E402
+from train.task import make_head  # noqa: E402
 
 
 def _alpha_at(config, step):
-    alpha_fn, alpha_init, _ = make_alpha(config)
-    return float(alpha_fn(step, alpha_init() if alpha_init is not None else None))
+    """The polygon head's hybrid α at ``step`` (its schedule, or adaptive α's initial value)."""
+    head = make_head(config)
+    return float(head.alpha(jnp.int32(step), head.init_state()))
 
 
 @pytest.mark.parametrize("scale", sorted(ex.SCALES))
 def test_every_experiment_resolves_to_valid_configs(scale):
-    from jaxdet.models import default_loss_config
+    from jaxdet.models import HEADS, PolygonHead
 
     assert set(ex.EXPERIMENTS) >= {
         "case_study", "static_alpha", "dynamic_alpha", "two_stage", "adaptive_alpha", "normalization",
@@ -46,9 +47,10 @@ def test_every_experiment_resolves_to_valid_configs(scale):
                     node = node[part]
                 assert node[field] == value, (exp.name, variant.name, dotted)
             assert config.model.head in ("yolov1", "polygon")
-            assert set(default_loss_config(config.model.head)) <= set(config.loss), variant.name
+            assert set(HEADS[config.model.head].loss_defaults) <= set(config.loss), variant.name
             steps = int(config.train.steps)
-            for step in (0, steps // 3, steps - 1):
+            has_alpha = isinstance(make_head(config), PolygonHead)  # the YOLOv1 head has no α
+            for step in (0, steps // 3, steps - 1) if has_alpha else ():
                 a = _alpha_at(config, step)
                 assert 0.0 <= a <= 1.0 and math.isfinite(a), (exp.name, variant.name, step, a)
             keys.add(ex.config_key(config))
@@ -102,7 +104,7 @@ def test_box_gradient_split_matches_per_term_grads_and_keeps_the_loss(iou_target
     config = ex.resolve_config(_variant("case_study", "Case 2 (stop)"), scale="tiny")
     config.loss.iou_target = iou_target
     task = make_task(config)
-    wrapped = ex.with_box_gradient_split(task.loss_fn, config)
+    wrapped = ex.with_box_gradient_split(task.loss_fn, make_head(config))
     s, nb, nc = int(config.model.grid_size), int(config.model.num_boxes), int(config.model.num_classes)
     rng = np.random.default_rng(0)
     raw = jnp.asarray(rng.normal(0, 1.0, (3, s, s, nb * 5 + nc)), jnp.float32)
@@ -113,8 +115,9 @@ def test_box_gradient_split_matches_per_term_grads_and_keeps_the_loss(iou_target
     batch = {k: jnp.asarray(v) for k, v in
              stack_examples([pad_example(e, int(config.data.max_objects)) for e in example]).items()}
 
-    (l0, m0), g0 = jax.value_and_grad(lambda r: task.loss_fn(r, batch, alpha=1.0), has_aux=True)(raw)
-    (l1, m1), g1 = jax.value_and_grad(lambda r: wrapped(r, batch, alpha=1.0), has_aux=True)(raw)
+    step, state = jnp.int32(0), task.init_loss_state()
+    (l0, m0), g0 = jax.value_and_grad(lambda r: task.loss_fn(r, batch, step=step, state=state)[:2], has_aux=True)(raw)
+    (l1, m1), g1 = jax.value_and_grad(lambda r: wrapped(r, batch, step=step, state=state)[:2], has_aux=True)(raw)
     np.testing.assert_array_equal(np.asarray(l0), np.asarray(l1))
     np.testing.assert_allclose(np.asarray(g0), np.asarray(g1), rtol=1e-6, atol=1e-7)
     assert set(m0) < set(m1)
@@ -171,7 +174,7 @@ def test_polygon_prediction_stats_counts_ground_truth_cells():
     tx, _ = step_lib.make_optimizer(config.train)
     graphdef, init_fn = step_lib.make_init_fn(task.build_model, tx, seed=0)
     state = init_fn()
-    stats = ex.polygon_prediction_stats(config, task, state, graphdef=graphdef)
+    stats = ex.polygon_prediction_stats(config, task, make_head(config), state, graphdef=graphdef)
     # Independent count of the occupied cells: distinct (image, row, col) of the valid boxes' centres.
     s = int(config.model.grid_size)
     cells = 0

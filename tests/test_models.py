@@ -17,13 +17,11 @@ from flax import nnx
 
 from jaxdet.evaluate import coco_metrics
 from jaxdet.models import (
+    POLYGON_LOSS_DEFAULTS,
+    YOLOV1_LOSS_DEFAULTS,
     build_detector,
-    decode_detections,
-    default_loss_config,
     default_model_config,
-    detection_loss,
-    head_channels,
-    init_loss_state,
+    make_head,
 )
 
 S, B, K, C = 7, 2, 8, 3
@@ -36,6 +34,21 @@ def _cfg(head: str, **kw) -> ml_collections.ConfigDict:
     cfg.widths, cfg.depths, cfg.head_width = (8, 16, 16), (0, 0, 1), 16
     cfg.update(kw)
     return cfg
+
+
+def default_loss_config(head: str) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(YOLOV1_LOSS_DEFAULTS if head == "yolov1" else POLYGON_LOSS_DEFAULTS))
+
+
+def detection_loss(raw, batch, *, model_cfg, loss_cfg, alpha=None, state=None):
+    """``(loss, metrics)`` of the head of ``model_cfg`` (the polygon head at an explicit α), plus the new state
+    when ``state`` is given."""
+    head = make_head(model_cfg, loss_cfg, num_classes=C)
+    if model_cfg.head == "yolov1":
+        loss, metrics, new_state = head.loss(raw, batch, step=jnp.int32(0), state=state)
+    else:
+        loss, metrics, new_state = head.loss_at_alpha(raw, batch, alpha=alpha, hybrid_state=state)
+    return (loss, metrics) if state is None else (loss, metrics, new_state)
 
 
 def _logit(p):
@@ -150,7 +163,7 @@ def test_build_detector_heads(head):
     cfg = _cfg(head, grid_size=5)
     model = build_detector(cfg, num_classes=C, rngs=nnx.Rngs(0))
     out = nnx.jit(lambda m, x: m(x))(model, jnp.zeros((1, 48, 48, 3)))
-    d = head_channels(head, num_classes=C, num_boxes=B, num_vertices=K)
+    d = make_head(cfg, num_classes=C).channels
     assert out.shape == (1, 5, 5, d)
     assert d == (B * 5 + C if head == "yolov1" else 1 + 4 + 2 * K + C)
     if head == "polygon":
@@ -185,8 +198,8 @@ def test_perfect_outputs_zero_loss_and_exact_decode(head, batch):
         assert float(metrics["l2"]) == pytest.approx(0.0, abs=1e-6)
         assert float(metrics["mgiou"]) == pytest.approx(0.0, abs=1e-5)
         assert float(metrics["num_pos"]) == 3.0
-    det = jax.jit(lambda r: decode_detections(
-        r, model_cfg=cfg, score_threshold=0.5, iou_threshold=0.5, max_detections=5))(raw)
+    det = jax.jit(lambda r: make_head(cfg, num_classes=C).decode(
+        r, score_threshold=0.5, iou_threshold=0.5, max_detections=5))(raw)
     det = jax.tree.map(np.asarray, det)
     for i in range(batch["boxes"].shape[0]):
         v = batch["valid"][i]
@@ -272,7 +285,7 @@ def test_polygon_loss_state_and_alpha(batch):
     assert float(m0["poly"]) == pytest.approx(lc.lambda_poly * float(m0["mgiou"]), rel=1e-6)
     lc = default_loss_config("polygon")
     lc.normalization = "loss_ema"
-    state = init_loss_state(cfg, lc)
+    state = make_head(cfg, lc, num_classes=C).init_state()["hybrid"]
     loss, metrics, state2 = jax.jit(
         lambda r, b, s: detection_loss(r, b, model_cfg=cfg, loss_cfg=lc, alpha=0.5, state=s))(raw, jb, state)
     assert int(state2.count) == 1 and float(state2.l2_loss_ema) == pytest.approx(float(metrics["l2"]), rel=1e-6)
@@ -282,7 +295,7 @@ def test_polygon_loss_state_and_alpha(batch):
     g = jax.jit(jax.grad(lambda r: detection_loss(r, jb, model_cfg=cfg, loss_cfg=lc_gn, alpha=0.5)[0]))(raw)
     assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g[..., 5: 5 + 2 * K]).max()) > 0
     with pytest.raises(ValueError, match="alpha"):
-        detection_loss(raw, jb, model_cfg=cfg, loss_cfg=lc)
+        make_head(cfg, {"alpha": {"name": "bogus"}}, num_classes=C)
     with pytest.raises(ValueError, match="polygons"):
         detection_loss(raw, {k: v for k, v in jb.items() if k != "polygons"}, model_cfg=cfg, loss_cfg=lc, alpha=0.5)
 

@@ -11,10 +11,10 @@ Two batch iterators share one interface (``next() -> local batch``, ``get_state(
 
 In both, the global batch of a step does not depend on the process/device layout.
 
-Sources for ``data.name`` "coco" | "voc" | "yolo" (a user's annotated folder) come from
-:func:`make_file_sources`; :func:`resolve_data_config` checks the ``data.*_path`` fields, reads the
-annotations and sets ``model.num_classes`` from the data (``python -m train`` calls it before training and
-prints a :class:`DataConfigError` naming the field). See ``train/README.md``.
+:func:`prepare_data` turns ``config.data`` into :class:`Data` (sources, augmentation, class names) and the
+config that records them. For ``data.name`` "coco" | "voc" | "yolo" (a user's annotated folder)
+:func:`resolve_data_config` checks the ``data.*_path`` fields and reads the annotations (``python -m train``
+calls it before training and prints a :class:`DataConfigError` naming the field). See ``train/README.md``.
 
 A *source* is any random-access sequence of examples (``len(source)`` and ``source[i]`` returning a dict
 of numpy arrays for one image: ``image [H, W, 3]``, ``boxes [M, 4]``, ``classes [M]``, ``valid [M]``,
@@ -250,8 +250,8 @@ def eval_batches(source, *, num_images: int, batch_size: int, max_objects: int):
 #   train_images, val_images    image folders ("" = the format's default location, below)
 #   class_names                 class order; () = from the data (COCO categories by id, the sorted VOC <name>s
 #                               of both splits, YOLO classes.txt / obj.names)
-# The class count is taken from the data: ``model.num_classes`` (and ``data.num_classes``) are set to
-# ``len(class_names)``. Images are resized (bilinear, aspect ratio not kept) to ``data.image_size``.
+# The class count is taken from the data: :func:`prepare_data` sets ``model.num_classes`` to
+# ``len(class_names)`` in the config it returns. Images are resized (bilinear, aspect ratio not kept) to ``data.image_size``.
 # ------------------------------------------------------------------------------------------------------------
 
 DATASET_NAMES = ("shapes", "coco", "voc", "yolo")
@@ -392,25 +392,22 @@ def _yolo_label_dir(paths) -> str:
 def _default_class_names(config, paths, val_paths) -> tuple[str, ...] | None:
     """Class names when ``data.class_names`` is empty (None: let the reader decide, COCO categories)."""
     import pathlib
-    import xml.etree.ElementTree as ET
+
+    from jaxdet.data import DatasetFormatError, voc_class_names
 
     fmt = paths["fmt"]
     if fmt == "coco":
         return None
     if fmt == "voc":
-        names = set()
-        for xml_path in [*paths["xml_files"], *val_paths["xml_files"]]:
-            try:
-                root = ET.parse(xml_path).getroot()
-            except (ET.ParseError, OSError):
-                continue  # the reader reports it with the file name
-            names.update((o.findtext("name") or "").strip() for o in root.findall("object"))
-        names.discard("")
+        try:
+            names = voc_class_names(paths["xml_files"], val_paths["xml_files"])
+        except DatasetFormatError as err:
+            raise DataConfigError(f"data.train_path: {err}") from None
         if not names:
             raise DataConfigError(
                 "data.class_names is empty and the XMLs name no objects; set data.class_names"
             )
-        return tuple(sorted(names))
+        return names
     label_dir = pathlib.Path(_yolo_label_dir(paths))
     for cand in [label_dir / f for f in CLASS_FILES] + [label_dir.parent / f for f in CLASS_FILES]:
         if cand.is_file():
@@ -484,15 +481,16 @@ def _check_records(config, records, paths, split: str) -> None:
 
 
 def resolve_data_config(config) -> Any:
-    """Checks ``config.data`` and, for a COCO/VOC/YOLO folder, reads it and fills in the data-derived fields.
+    """Checks ``config.data`` and, for a COCO/VOC/YOLO folder, reads both splits (the config is not changed).
 
-    For ``data.name="shapes"`` nothing is read or changed. For ``"coco" | "voc" | "yolo"`` the train and
-    validation annotations are read (cached per process, so :func:`make_file_sources` does not read them
-    again), ``data.class_names`` is set to the class order used and ``model.num_classes`` /
-    ``data.num_classes`` to its length.
+    For ``data.name="shapes"`` nothing is read. For ``"coco" | "voc" | "yolo"`` the train and validation
+    annotations are read (cached per process, so :func:`prepare_data` does not read them again) with one class
+    order: ``data.class_names``, or the data's own (COCO categories by id, the sorted VOC ``<name>``s of both
+    splits, YOLO ``classes.txt`` / ``obj.names``).
 
     Returns:
-      ``(train_records, val_records)`` (``jaxdet.data.RecordSet``), or None for ``"shapes"``.
+      ``(train_records, val_records)`` (``jaxdet.data.RecordSet``, each with its ``class_names``), or None for
+      ``"shapes"``.
 
     Raises:
       DataConfigError: naming the field: unknown ``data.name``, an empty or non-existent path, a folder
@@ -513,40 +511,79 @@ def resolve_data_config(config) -> Any:
     class_names = given or _default_class_names(config, train_paths, val_paths)
     train = _read_records(config, train_paths, class_names, "train")
     val = _read_records(config, val_paths, tuple(train.class_names), "val")
-    names = tuple(train.class_names)
-    if not names:
+    if not train.class_names:
         raise DataConfigError(f"data.train_path: {train_paths['ann']!r} defines no classes")
     _check_records(config, train, train_paths, "train")
     _check_records(config, val, val_paths, "val")
-    config.data.class_names = names
-    config.model.num_classes = len(names)
-    if "num_classes" in config.data:
-        config.data.num_classes = len(names)
     return train, val
 
 
-def make_file_sources(config):
-    """``(train_source, val_source, augment)`` for a COCO/VOC/YOLO ``config.data`` (see
-    :func:`resolve_data_config`): ``jaxdet.data.DetectionSource`` of each split at ``data.image_size`` and
-    the ``data.augment`` augmentation."""
-    from jaxdet.data import DetectionSource, make_augment
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """The data a config describes.
 
+    Attributes:
+      train_source, val_source: random-access raw examples (see the module doc).
+      augment: ``augment(example, rng) -> example`` for training examples, or None.
+      class_names: the class order (``classes`` index into it).
+    """
+
+    train_source: Any
+    val_source: Any
+    augment: Callable | None
+    class_names: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def prepare_data(config) -> tuple[Any, Data]:
+    """``(config, data)``: the sources of ``config.data`` and a copy of the config that records them.
+
+    The returned config is ``config`` with ``data.class_names`` and ``model.num_classes`` set to the data's
+    class order (the input config is not changed), so the run's recorded config tells what was trained.
+    Images of a COCO/VOC/YOLO folder are resized (bilinear, aspect ratio not kept) to ``data.image_size``.
+    """
+    from jaxdet.data import DetectionSource, SyntheticShapes, make_augment
+    from jaxdet.data.synthetic import SHAPE_CLASSES
+
+    d = config.data
+    augment = None
+    if d.augment:
+        augment = make_augment(hflip_prob=float(d.hflip_prob), scale_range=tuple(d.scale_range) or None)
     resolved = resolve_data_config(config)
     if resolved is None:
-        raise DataConfigError("make_file_sources needs data.name = 'coco', 'voc' or 'yolo', got 'shapes'")
-    train, val = resolved
-    import jax
-
-    if jax.process_index() == 0:
-        d = config.data
-        print(
-            f"data: {d.name} train {len(train)} images ({d.train_path or d.train_images}), val {len(val)} images "
-            f"({d.val_path or d.val_images}); {len(train.class_names)} classes {list(train.class_names)[:10]}"
-            f"{' ...' if len(train.class_names) > 10 else ''} -> model.num_classes={config.model.num_classes}",
-            flush=True,
+        common = dict(
+            image_size=int(d.image_size),
+            seed=int(d.seed),
+            num_vertices=int(d.num_vertices),
+            min_objects=int(d.min_objects),
+            max_objects_per_image=int(d.max_objects_per_image),
         )
-    size = int(config.data.image_size)
-    augment = None
-    if config.data.augment:
-        augment = make_augment(hflip_prob=float(config.data.hflip_prob), scale_range=tuple(config.data.scale_range) or None)
-    return DetectionSource(train, image_size=size), DetectionSource(val, image_size=size), augment
+        data = Data(
+            SyntheticShapes("train", num_images=int(d.train_size), **common),
+            SyntheticShapes("val", num_images=int(d.val_size), **common),
+            augment,
+            tuple(SHAPE_CLASSES),
+        )
+    else:
+        train, val = resolved
+        size = int(d.image_size)
+        data = Data(DetectionSource(train, image_size=size), DetectionSource(val, image_size=size), augment,
+                    tuple(train.class_names))
+        import jax
+
+        if jax.process_index() == 0:
+            names = list(data.class_names)
+            print(
+                f"data: {d.name} train {len(train)} images ({d.train_path or d.train_images}), val {len(val)} images "
+                f"({d.val_path or d.val_images}); {len(names)} classes {names[:10]}"
+                f"{' ...' if len(names) > 10 else ''} -> model.num_classes={len(names)}",
+                flush=True,
+            )
+    config = config.copy_and_resolve_references()
+    if resolved is not None:
+        config.data.class_names = data.class_names
+    config.model.num_classes = data.num_classes
+    return config, data

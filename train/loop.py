@@ -84,10 +84,13 @@ def run(
 
     The summary holds ``final_step``, ``compile_s``, ``images_per_sec``, ``eval`` (final metrics),
     ``stopped`` (True when SIGTERM ended the run early) and ``resumed_from``; with ``return_state`` also
-    ``state`` (the final train state).
+    ``state`` (the final train state) and ``graphdef`` (the model's, for ``train.step.merge_model``).
     """
     t_start = time.perf_counter()
     is_main = jax.process_index() == 0
+    if task is None:
+        config, data = data_lib.prepare_data(config)
+        task = make_task(config, data)
     if is_main:
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -103,10 +106,9 @@ def run(
         f"mesh {dict(mesh.shape)}; global batch {global_bs}"
     )
 
-    task = task if task is not None else make_task(config)
     tx, lr_schedule = step_lib.make_optimizer(tc)
     graphdef, init_fn = step_lib.make_init_fn(
-        task.build_model, tx, seed=int(config.seed), alpha_init=task.alpha_init, loss_init=task.loss_init
+        task.build_model, tx, seed=int(config.seed), init_loss_state=task.init_loss_state
     )
     repl = mesh_lib.replicated(mesh)
     state_shapes = jax.eval_shape(init_fn)
@@ -157,14 +159,7 @@ def run(
     writer = metrics_log.MetricWriter(workdir, enabled=is_main)
     evaluator = _Evaluator(config, task, graphdef, mesh)
     train_step = step_lib.jit_train_step(
-        step_lib.make_train_step(
-            graphdef,
-            loss_fn=task.loss_fn,
-            tx=tx,
-            lr_schedule=lr_schedule,
-            alpha_fn=task.alpha_fn,
-            alpha_update=task.alpha_update,
-        ),
+        step_lib.make_train_step(graphdef, loss_fn=task.loss_fn, tx=tx, lr_schedule=lr_schedule),
         mesh,
     )
 
@@ -228,7 +223,9 @@ def run(
                 t_log, steps_since_log = now, 0
                 writer.write("train", step, host)
                 if pbar is not None:
-                    post = {"loss": f"{host['loss']:.4f}", "alpha": f"{host['alpha']:.3f}"}
+                    post = {"loss": f"{host['loss']:.4f}"}
+                    if "alpha" in host:
+                        post["alpha"] = f"{host['alpha']:.3f}"
                     if "images_per_sec" in host:
                         post["img/s"] = f"{host['images_per_sec']:.0f}"
                     pbar.set_postfix(post, refresh=False)
@@ -276,9 +273,8 @@ def run(
                 _log(f"final evaluation at step {step}:\n{table}")
                 if is_main and evaluator.last_images is not None and task.draw_fn is not None:
                     images, dets, gt = evaluator.last_images
-                    shown = dict(
-                        dets,
-                        valid=dets["valid"] & (dets["scores"] >= float(config.eval.get("plot_score_threshold", 0.3))),
+                    shown = dets._replace(
+                        valid=dets.valid & (dets.scores >= float(config.eval.get("plot_score_threshold", 0.3)))
                     )
                     grid = task.draw_fn(images, shown, gt)
                     if grid is not None:
@@ -309,7 +305,7 @@ def run(
             if summary["compile_s"] is not None:
                 writer.write("info", step, {k: v for k, v in summary.items() if isinstance(v, (int, float))})
         if return_state:
-            summary["state"] = state
+            summary["state"], summary["graphdef"] = state, graphdef
         return summary
     finally:
         stop.uninstall()
@@ -338,7 +334,7 @@ class _Evaluator:
         repl = mesh_lib.replicated(mesh)
 
         def predict(model_state, images):
-            model = step_lib.merge_model(graphdef, model_state)
+            model = step_lib.merge_model(graphdef, model_state, train=False)
             return task.decode_fn(model(images))
 
         self._predict = jax.jit(predict, in_shardings=(repl, mesh_lib.batch_sharding(mesh)), out_shardings=repl)
@@ -346,7 +342,7 @@ class _Evaluator:
     def __call__(self, state, step, *, collect_images: bool = False):
         if not self.enabled:
             return None, ""
-        model_state = {k: state[k] for k in ("params", "rest") if k in state}
+        model_state = {k: state[k] for k in ("params", "model_state")}
         dets, gts = [], []
         ec = self.config.eval
         n_plot = int(ec.get("num_plot_images", 16))
@@ -359,13 +355,13 @@ class _Evaluator:
             g_images = jax.make_array_from_process_local_data(
                 mesh_lib.batch_sharding(self.mesh), full["image"][self.rows]
             )
-            out = {k: to_host(v) for k, v in self._predict(model_state, g_images).items()}
-            dets.append({k: v[keep] for k, v in out.items()})
+            out = jax.tree.map(to_host, self._predict(model_state, g_images))
+            dets.append(jax.tree.map(lambda v: v[keep], out))
             gts.append({k: v[keep] for k, v in full.items()})
-        det = {k: np.concatenate([d[k] for d in dets]) for k in dets[0]}
+        det = jax.tree.map(lambda *parts: np.concatenate(parts), *dets)
         gt = {k: np.concatenate([g[k] for g in gts]) for k in gts[0]}
         metrics, table = self.task.evaluate_fn(det, gt)
         if collect_images:
             n = min(n_plot, len(gt["image"]))
-            self.last_images = (gt["image"][:n], {k: v[:n] for k, v in det.items()}, {k: v[:n] for k, v in gt.items()})
+            self.last_images = (gt["image"][:n], jax.tree.map(lambda v: v[:n], det), {k: v[:n] for k, v in gt.items()})
         return metrics, table

@@ -1,20 +1,22 @@
-"""The train state and the single jitted, sharded train step.
+"""The train state and the single jitted, sharded train step. The step knows no head.
 
 The model is split once with ``nnx.split`` into a static ``graphdef`` and array pytrees, so the step is a
 pure function ``(state, batch) -> (state, metrics)`` of the state dict::
 
     state = {
-        "step":      int32 [],            # optimizer steps taken (the data position, too)
-        "params":    nnx.State,           # nnx.Param leaves
-        "opt_state": optax state,         # AdamW moments + schedule count
-        "rng":       uint32 [2],          # raw key data, split once per step
-        "rest":      nnx.State,           # only if the model has non-Param state
-        "alpha_state": pytree,            # only for an adaptive α schedule
-        "loss_state": pytree,             # only for a loss with state (e.g. the hybrid's EMAs)
+        "step":        int32 [],      # optimizer steps taken (the data position, too)
+        "params":      nnx.State,     # nnx.Param leaves
+        "model_state": nnx.State,     # every other model variable (e.g. BatchNorm statistics; empty if none)
+        "opt_state":   optax state,   # AdamW moments + schedule count
+        "loss_state":  pytree,        # the loss's own state (the head's EMAs, adaptive α; {} if none)
     }
 
+The loss has one arity: ``loss_fn(outputs, batch, *, step, state) -> (loss, metrics, state)``. The forward pass
+runs in train mode; the model variables it updates (batch statistics) are written back into ``model_state``.
+
 ``jax.jit`` gets explicit ``NamedSharding``s: the state replicated (``P()``; a model/FSDP axis of the
-mesh would shard it instead), the batch split over ``"data"``, and the state is donated.
+mesh would shard it instead), the batch split over ``"data"``, and the state is donated. Under data-parallel
+jit a BatchNorm's statistics are those of the global batch.
 """
 
 from __future__ import annotations
@@ -53,92 +55,74 @@ def make_optimizer(train_cfg: ml_collections.ConfigDict) -> tuple[optax.Gradient
 
 
 def split_model(model: nnx.Module):
-    """``graphdef, params, rest`` (``rest`` is None when the model only has Params)."""
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    if not jax.tree.leaves(rest):
-        rest = None
-    return graphdef, params, rest
+    """``graphdef, params, model_state``: the Params and every other variable (an empty State if none)."""
+    return nnx.split(model, nnx.Param, ...)
 
 
-def merge_model(graphdef, state: dict[str, Any]) -> nnx.Module:
-    if state.get("rest") is not None:
-        return nnx.merge(graphdef, state["params"], state["rest"])
-    return nnx.merge(graphdef, state["params"])
+def merge_model(graphdef, state: dict[str, Any], *, train: bool = True) -> nnx.Module:
+    """The model of a train state, in train mode (batch statistics updated) or eval mode (running averages)."""
+    model = nnx.merge(graphdef, state["params"], state["model_state"])
+    if not train:
+        model.eval()
+    return model
 
 
-def make_init_fn(
-    build_model: Callable[[nnx.Rngs], nnx.Module],
-    tx,
-    *,
-    seed: int,
-    alpha_init: Callable[[], Any] | None = None,
-    loss_init: Callable[[], Any] | None = None,
-):
-    """Returns ``(graphdef, init_fn)``; ``init_fn()`` builds the initial state (jit it with out_shardings)."""
+def make_init_fn(build_model: Callable[[nnx.Rngs], nnx.Module], tx, *, seed: int, init_loss_state=dict):
+    """Returns ``(graphdef, init_fn)``; ``init_fn()`` builds the initial state (jit it with out_shardings).
+
+    Args:
+      build_model: ``rngs -> nnx.Module``.
+      tx: the optax transformation.
+      seed: parameter initialisation seed.
+      init_loss_state: ``() -> loss_state`` (the head's :meth:`~jaxdet.models.head.Head.init_state`).
+    """
 
     def init_fn():
         model = build_model(nnx.Rngs(params=seed, default=seed))
-        _, params, rest = split_model(model)
-        state = {
+        _, params, model_state = split_model(model)
+        return {
             "step": jnp.zeros((), jnp.int32),
             "params": params,
+            "model_state": model_state,
             "opt_state": tx.init(params),
-            "rng": jax.random.key_data(jax.random.key(seed + 1)),
+            "loss_state": init_loss_state(),
         }
-        if rest is not None:
-            state["rest"] = rest
-        if alpha_init is not None:
-            state["alpha_state"] = alpha_init()
-        if loss_init is not None:
-            loss_state = loss_init()
-            if loss_state is not None:
-                state["loss_state"] = loss_state
-        return state
 
     graphdef, _, _ = split_model(nnx.eval_shape(lambda: build_model(nnx.Rngs(params=seed, default=seed))))
     return graphdef, init_fn
 
 
-def make_train_step(graphdef, *, loss_fn, tx, lr_schedule, alpha_fn, alpha_update=None):
-    """The pure train step.
+def make_train_step(graphdef, *, loss_fn, tx, lr_schedule):
+    """The pure train step ``(state, batch) -> (state, metrics)``.
 
     Args:
       graphdef: from :func:`make_init_fn`.
-      loss_fn: ``loss_fn(outputs, batch, *, alpha) -> (loss scalar, metrics dict of scalars)``; when the
-        state holds a ``loss_state``, ``loss_fn(outputs, batch, *, alpha, state) -> (loss, metrics, state)``.
+      loss_fn: ``loss_fn(outputs, batch, *, step, state) -> (loss scalar, metrics dict of scalars, state)``.
       tx: the optax transformation.
       lr_schedule: step -> learning rate (logged).
-      alpha_fn: ``alpha_fn(step, alpha_state) -> alpha``; ``alpha_state`` is None unless the state holds
-        one (adaptive α).
-      alpha_update: ``alpha_update(alpha_state, metrics) -> alpha_state`` after the step (adaptive α).
     """
 
     def train_step(state, batch):
         step = state["step"]
-        alpha = alpha_fn(step, state.get("alpha_state"))
-        rng, _ = jax.random.split(jax.random.wrap_key_data(state["rng"]))
 
         def loss_of(params):
             model = merge_model(graphdef, dict(state, params=params))
             outputs = model(batch["image"])
-            if "loss_state" in state:
-                loss, metrics, loss_state = loss_fn(outputs, batch, alpha=alpha, state=state["loss_state"])
-            else:
-                (loss, metrics), loss_state = loss_fn(outputs, batch, alpha=alpha), None
-            return loss, (metrics, loss_state)
+            loss, metrics, loss_state = loss_fn(outputs, batch, step=step, state=state["loss_state"])
+            _, _, model_state = split_model(model)  # batch statistics updated by the forward pass
+            return loss, (metrics, loss_state, model_state)
 
-        (loss, (metrics, loss_state)), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
+        (loss, (metrics, loss_state, model_state)), grads = jax.value_and_grad(loss_of, has_aux=True)(
+            state["params"]
+        )
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        new_state = dict(state, step=step + 1, params=params, opt_state=opt_state, rng=jax.random.key_data(rng))
-        if "loss_state" in state:
-            new_state["loss_state"] = loss_state
-        if "alpha_state" in state and alpha_update is not None:
-            new_state["alpha_state"] = alpha_update(state["alpha_state"], metrics)
+        new_state = dict(
+            state, step=step + 1, params=params, model_state=model_state, opt_state=opt_state, loss_state=loss_state
+        )
         out = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
         out.update(
             loss=loss.astype(jnp.float32),
-            alpha=jnp.asarray(alpha, jnp.float32),
             lr=jnp.asarray(lr_schedule(step), jnp.float32),
             grad_norm=optax.tree.norm(grads),
             param_norm=optax.tree.norm(params),

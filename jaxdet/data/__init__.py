@@ -28,7 +28,7 @@ from jaxdet.data.geometry import (
     polygon_signed_area,
 )
 from jaxdet.data.pipeline import loader_length, make_loader
-from jaxdet.data.readers import IMAGE_EXTENSIONS, VOC_CLASSES, read_coco, read_voc, read_yolo
+from jaxdet.data.readers import IMAGE_EXTENSIONS, VOC_CLASSES, read_coco, read_voc, read_yolo, voc_class_names
 from jaxdet.data.records import (
     DatasetFormatError,
     DetectionRecord,
@@ -70,6 +70,7 @@ __all__ = [
     "read_voc",
     "read_yolo",
     "scale_jitter",
+    "voc_class_names",
     "write_coco",
     "write_voc",
     "write_yolo",

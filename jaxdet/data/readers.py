@@ -42,7 +42,7 @@ import numpy as np
 from jaxdet.data.geometry import box_to_polygon, canonical_polygon, polygon_bounds
 from jaxdet.data.records import DatasetFormatError, DetectionRecord, RecordSet
 
-__all__ = ["read_coco", "read_voc", "read_yolo", "VOC_CLASSES", "IMAGE_EXTENSIONS"]
+__all__ = ["read_coco", "read_voc", "read_yolo", "voc_class_names", "VOC_CLASSES", "IMAGE_EXTENSIONS"]
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -276,6 +276,35 @@ def _text(node, tag, path, record, cast=float):
         raise DatasetFormatError(path, f"<{tag}> is not a number: {child.text.strip()!r}", record) from None
 
 
+def _voc_files(annotations) -> list[Path]:
+    """A directory of ``*.xml`` files (sorted by name) or a sequence of XML paths, as a list of paths."""
+    if isinstance(annotations, (str, os.PathLike)):
+        return sorted(Path(annotations).glob("*.xml"))
+    return [Path(p) for p in annotations]
+
+
+def voc_class_names(*annotations) -> tuple[str, ...]:
+    """The sorted object ``<name>``s of Pascal VOC XML annotations (the class order when none is given).
+
+    Args:
+      *annotations: one or more directories of ``*.xml`` files or sequences of XML paths (e.g. the train and
+        validation splits, so both use one class order).
+
+    Raises:
+      DatasetFormatError: naming the file that cannot be parsed.
+    """
+    names = set()
+    for group in annotations:
+        for xml_path in _voc_files(group):
+            try:
+                root = ET.parse(xml_path).getroot()
+            except (ET.ParseError, OSError) as err:
+                raise DatasetFormatError(xml_path, f"cannot parse XML: {err}") from None
+            names.update((o.findtext("name") or "").strip() for o in root.findall("object"))
+    names.discard("")
+    return tuple(sorted(names))
+
+
 def read_voc(
     annotations,
     *,
@@ -303,10 +332,7 @@ def read_voc(
     Returns:
       A :class:`RecordSet`.
     """
-    if isinstance(annotations, (str, os.PathLike)):
-        files = sorted(Path(annotations).glob("*.xml"))
-    else:
-        files = [Path(p) for p in annotations]
+    files = _voc_files(annotations)
     class_names = tuple(class_names)
     name_to_idx = {n: i for i, n in enumerate(class_names)}
     records = []

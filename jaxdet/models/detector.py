@@ -12,8 +12,8 @@ still at least ``S`` on its shorter side, so a 64 px input gives 64→32→16→
 128→64→32→16→8, and a 448 px input with more stages reaches 7 exactly. The output stride is at most
 ``2 ** len(widths)``.
 
-``D`` is ``B * 5 + C`` for the YOLOv1 head and ``1 + 4 + 2K + C`` for the polygon head (see
-:mod:`jaxdet.models.heads` for the per-cell layouts and the activations applied to the raw outputs).
+``D`` and the output bias come from the head (:class:`jaxdet.models.head.Head`; the per-cell layouts and
+activations are in :mod:`jaxdet.models.heads`).
 
 Normalisation is GroupNorm (or none), so the model has **no batch statistics**: a train step needs no
 mutable state besides the parameters and the forward pass is identical in train and eval mode. Every layer
@@ -29,31 +29,17 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-__all__ = ["Detector", "ConvBlock", "head_channels"]
+__all__ = ["Detector", "ConvBlock", "GRID_DETECTOR_DEFAULTS", "build_grid_detector"]
 
-HEADS = ("yolov1", "polygon")
-
-
-def head_channels(head: str, *, num_classes: int, num_boxes: int = 2, num_vertices: int = 8) -> int:
-    """Number of raw output channels per grid cell for ``head``.
-
-    Args:
-      head: "yolov1" (``B * 5 + C``) or "polygon" (``1 + 4 + 2K + C``).
-      num_classes: C.
-      num_boxes: B (YOLOv1 head only).
-      num_vertices: K (polygon head only).
-    """
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    if head == "yolov1":
-        if num_boxes < 1:
-            raise ValueError(f"num_boxes must be >= 1, got {num_boxes}")
-        return num_boxes * 5 + num_classes
-    if head == "polygon":
-        if num_vertices < 3:
-            raise ValueError(f"num_vertices must be >= 3, got {num_vertices}")
-        return 1 + 4 + 2 * num_vertices + num_classes
-    raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+#: the fields of the ``model`` config section read by :func:`build_grid_detector`, with their defaults.
+GRID_DETECTOR_DEFAULTS: dict[str, Any] = {
+    "grid_size": 7,
+    "widths": (16, 32, 64, 128),
+    "depths": (0, 1, 1, 1),
+    "head_width": 128,
+    "norm": "group",
+    "groups": 8,
+}
 
 
 def _num_groups(channels: int, groups: int) -> int:
@@ -98,7 +84,7 @@ class Detector(nnx.Module):
     """YOLO-style grid detector returning the raw head tensor ``[N, S, S, D]``.
 
     Args:
-      out_channels: D, see :func:`head_channels`.
+      out_channels: D, the head's :attr:`~jaxdet.models.head.Head.channels`.
       grid_size: S.
       widths: channels of each stage (each starts with a conv of stride 2, or 1 once the map is near S).
       depths: extra stride-1 conv blocks per stage (same length as ``widths``).
@@ -174,10 +160,20 @@ class Detector(nnx.Module):
         return self.out(x)
 
 
-def config_get(cfg: Mapping[str, Any] | Any, name: str, default: Any) -> Any:
-    """``cfg.get(name, default)`` for ConfigDicts, dicts and plain attribute objects."""
-    if cfg is None:
-        return default
-    if hasattr(cfg, "get"):
-        return cfg.get(name, default)
-    return getattr(cfg, name, default)
+def build_grid_detector(model_cfg, *, out_channels: int, output_bias: Any = None, rngs: nnx.Rngs) -> "Detector":
+    """The :class:`Detector` described by ``model_cfg`` (fields of :data:`GRID_DETECTOR_DEFAULTS`; missing ones
+    take those defaults) with ``out_channels`` outputs per cell and the given ``[D]`` output bias."""
+    from jaxdet.models.head import config_get
+
+    cfg = {k: config_get(model_cfg, k, v) for k, v in GRID_DETECTOR_DEFAULTS.items()}
+    return Detector(
+        out_channels=int(out_channels),
+        grid_size=int(cfg["grid_size"]),
+        widths=tuple(cfg["widths"]),
+        depths=tuple(cfg["depths"]),
+        head_width=int(cfg["head_width"]),
+        norm=str(cfg["norm"]),
+        groups=int(cfg["groups"]),
+        output_bias=None if output_bias is None else jnp.asarray(output_bias),
+        rngs=rngs,
+    )

@@ -44,8 +44,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxdet.assign import yolov1_grid_assign
+from jaxdet import _checks
+from jaxdet.assign import YoloV1Targets, yolov1_grid_assign
 from jaxdet.boxes import generalized_box_iou_loss
+from jaxdet.losses._common import label_log_prob
+from jaxdet.losses.focal import binary_cross_entropy_with_logits
 
 __all__ = [
     "yolov1_activate",
@@ -53,21 +56,10 @@ __all__ = [
     "yolov1_head_decode",
     "PolygonOutputs",
     "polygon_outputs",
+    "polygon_cell_targets",
     "polygon_head_loss",
     "polygon_head_decode",
-    "POLYGON_LOSS_DEFAULTS",
-    "YOLOV1_LOSS_DEFAULTS",
 ]
-
-YOLOV1_LOSS_DEFAULTS: dict[str, Any] = {"lambda_coord": 5.0, "lambda_noobj": 0.5, "iou_target": "stop"}
-POLYGON_LOSS_DEFAULTS: dict[str, Any] = {
-    "lambda_obj": 1.0,
-    "lambda_noobj": 0.5,
-    "lambda_cls": 1.0,
-    "lambda_box": 2.0,
-    "lambda_poly": 2.0,
-    "normalization": "none",
-}
 
 
 def _check_raw(raw: jax.Array, depth: int, what: str) -> jax.Array:
@@ -171,6 +163,42 @@ def polygon_outputs(raw: jax.Array, *, num_vertices: int, num_classes: int) -> P
     return PolygonOutputs(raw[..., 0], boxes, vertices, raw[..., 5 + 2 * k:])
 
 
+def polygon_cell_targets(
+    gt_boxes: jax.Array,
+    gt_classes: jax.Array,
+    gt_valid: jax.Array,
+    gt_polygons: jax.Array,
+    *,
+    grid_size: int,
+    num_vertices: int,
+) -> tuple[YoloV1Targets, jax.Array]:
+    """The cell each ground truth trains and the polygon target of every cell.
+
+    Each ground truth goes to the cell holding its box centre (:func:`jaxdet.assign.yolov1_grid_assign`; the first
+    one wins a shared cell).
+
+    Args:
+      gt_boxes, gt_classes, gt_valid: ``[N, M, 4]``, ``[N, M]``, ``[N, M]`` padded ground truth.
+      gt_polygons: ``[N, M, K, 2]`` canonical (CCW) normalised polygons.
+      grid_size: S.
+      num_vertices: K.
+
+    Returns:
+      ``(assignment, polygons [N, S, S, K, 2])``; cells without an object get GT 0's polygon (masked by
+      ``assignment.has_object`` in the loss).
+    """
+    gt_polygons = jnp.asarray(gt_polygons)
+    expected = (*jnp.shape(gt_boxes)[:-1], num_vertices, 2)
+    if gt_polygons.shape != expected:
+        raise _checks.fail_shape("gt_polygons", f"[N, M, K, 2] = {expected}", gt_polygons.shape)
+    s = int(grid_size)
+    tg = yolov1_grid_assign(gt_boxes, gt_classes, gt_valid, grid_size=s)
+    lead = tg.has_object.shape[:-2]
+    idx = jnp.maximum(tg.gt_index, 0).reshape(*lead, s * s)  # [N, S*S]
+    polygons = jnp.take_along_axis(gt_polygons, idx[..., None, None], axis=-3)  # [N, S*S, K, 2]
+    return tg, polygons.reshape(*lead, s, s, num_vertices, 2)
+
+
 def polygon_head_loss(
     raw: jax.Array,
     gt_boxes: jax.Array,
@@ -208,26 +236,18 @@ def polygon_head_loss(
     from jaxdet.losses.hybrid import hybrid_polygon_loss
 
     out = polygon_outputs(raw, num_vertices=num_vertices, num_classes=num_classes)
-    s = raw.shape[-2]
-    gt_polygons = jnp.asarray(gt_polygons)
-    if gt_polygons.shape != (*gt_boxes.shape[:-1], num_vertices, 2):
-        raise ValueError(
-            f"gt_polygons must have shape {(*gt_boxes.shape[:-1], num_vertices, 2)}; got {gt_polygons.shape}"
-        )
-    tg = yolov1_grid_assign(gt_boxes, gt_classes, gt_valid, grid_size=s)
+    tg, tgt_poly = polygon_cell_targets(
+        gt_boxes, gt_classes, gt_valid, gt_polygons, grid_size=raw.shape[-2], num_vertices=num_vertices
+    )
+    tgt_poly = tgt_poly.astype(raw.dtype)
     pos = tg.has_object  # [N, S, S]
     posf = pos.astype(raw.dtype)
     n_pos = jnp.sum(posf)
     denom = jnp.maximum(n_pos, 1.0)
-    idx = jnp.maximum(tg.gt_index, 0).reshape(*pos.shape[:-2], s * s)  # [N, S*S]
-    tgt_poly = jnp.take_along_axis(gt_polygons, idx[..., None, None], axis=-3)  # [N, S*S, K, 2]
-    tgt_poly = tgt_poly.reshape(*pos.shape, num_vertices, 2).astype(raw.dtype)
 
-    obj_pos = jnp.sum(posf * jax.nn.softplus(-out.obj_logit)) / denom  # BCE(o, 1) = softplus(-o)
-    obj_neg = jnp.sum((1.0 - posf) * jax.nn.softplus(out.obj_logit)) / denom  # BCE(o, 0) = softplus(o)
-    ce = -jnp.sum(jax.nn.log_softmax(out.class_logits, axis=-1)
-                  * jax.nn.one_hot(tg.classes, num_classes, dtype=raw.dtype), axis=-1)
-    cls = jnp.sum(posf * ce) / denom
+    obj_pos = jnp.sum(posf * binary_cross_entropy_with_logits(out.obj_logit, jnp.ones_like(posf))) / denom
+    obj_neg = jnp.sum((1.0 - posf) * binary_cross_entropy_with_logits(out.obj_logit, jnp.zeros_like(posf))) / denom
+    cls = jnp.sum(posf * -label_log_prob(out.class_logits, tg.classes)) / denom
     unit = jnp.asarray([0.0, 0.0, 1.0, 1.0], raw.dtype)
     gt_box = jnp.where(pos[..., None], tg.boxes.astype(raw.dtype), unit)  # well-formed target in empty cells
     box = jnp.sum(posf * generalized_box_iou_loss(out.boxes, gt_box)) / denom

@@ -86,12 +86,12 @@ def standin_task(config):
             h = jax.image.resize(h, (h.shape[0], s, s, h.shape[-1]), "linear")
             return self.c2(h)
 
-    def loss_fn(out, batch, *, alpha):
+    def loss_fn(out, batch, *, step, state):
         pred_box = jax.nn.sigmoid(out[..., :4].mean((1, 2)))  # [N, 4]
         box = jnp.sum((pred_box - batch["boxes"][:, 0]) ** 2, -1)  # [N]
         obj = jnp.mean(jax.nn.sigmoid(out[..., 4]) ** 2, (1, 2))  # [N]
-        loss = jnp.mean(box) + alpha * jnp.mean(obj)
-        return loss, {"box": jnp.mean(box), "obj": jnp.mean(obj)}
+        loss = jnp.mean(box) + 0.5 * jnp.mean(obj)
+        return loss, {"box": jnp.mean(box), "obj": jnp.mean(obj)}, state
 
     size, m = int(config.data.image_size), int(config.data.max_objects)
     return Task(
@@ -100,7 +100,6 @@ def standin_task(config):
         train_source=StandinSource(int(config.data.train_size), size, m),
         val_source=StandinSource(int(config.data.val_size), size, m, offset=10_000),
         augment=(lambda ex, rng: dict(ex, image=ex["image"] * rng.uniform(0.8, 1.0))) if config.data.augment else None,
-        alpha_fn=lambda step, st: 0.5,
     )
 
 

@@ -135,7 +135,7 @@ def test_train_on_coco_voc_yolo_folders(folders, tmp_path):
         assert f"data: {fmt} train {SIZES['train']} images" in out, out
         assert "model.num_classes=3" in out, out
         config = json.loads((workdir / "config.json").read_text())
-        assert config["model"]["num_classes"] == 3 and config["data"]["num_classes"] == 3
+        assert config["model"]["num_classes"] == 3
         assert tuple(config["data"]["class_names"]) == NAMES
         assert tp.checkpoint_steps(workdir) == [3]
         records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -242,7 +242,7 @@ def test_yolo_labels_in_the_wrong_folder(folders):
 def test_voc_imagesets_list_and_yolo_classes_file(folders, tmp_path):
     """A Pascal VOC ``ImageSets/Main/<split>.txt`` list, and a YOLO ``classes.txt``, as the readers'
     inputs: the same records as the XML folder / explicit names."""
-    from train.data import resolve_data_config
+    from train.data import prepare_data, resolve_data_config
 
     root, counts = folders
     main = root / "voc" / "train" / "ImageSets" / "Main"
@@ -265,5 +265,6 @@ def test_voc_imagesets_list_and_yolo_classes_file(folders, tmp_path):
     (yolo / "train" / "labels" / "classes.txt").write_text("\n".join(NAMES) + "\n")
     config = _config(tmp_path, "yolo", class_names=())
     train, val = resolve_data_config(config)
-    assert config.data.class_names == NAMES and config.model.num_classes == len(NAMES)
+    prepared, data = prepare_data(config)  # the run's config records the data's classes
+    assert prepared.data.class_names == NAMES and prepared.model.num_classes == len(NAMES) == data.num_classes
     assert sum(len(r.classes) for r in val) == counts["val"]

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from train.experiments import FULL_IMAGE_AREA, KEPT_SCORE
+from train.experiments.registry import FULL_IMAGE_AREA, KEPT_SCORE
 
 # --------------------------------------------------------------------------------------------------------------
 # helpers

@@ -1,0 +1,31 @@
+"""The head registry: ``model.head`` name -> :class:`jaxdet.models.head.Head` class, and :func:`make_head`.
+
+This is the only place where a head name is compared or dispatched on.
+"""
+
+from __future__ import annotations
+
+from jaxdet import _checks
+from jaxdet.models.head import Head, config_get
+from jaxdet.models.polygon_head import PolygonHead
+from jaxdet.models.yolov1_head import YOLOv1Head
+
+__all__ = ["HEADS", "make_head"]
+
+#: ``model.head`` name -> head class.
+HEADS: dict[str, type[Head]] = {cls.name: cls for cls in (YOLOv1Head, PolygonHead)}
+
+
+def make_head(model_cfg, loss_cfg=None, *, num_classes: int, total_steps: int = 1) -> Head:
+    """The :class:`Head` named by ``model_cfg.head`` (default "yolov1"), built from the config sections.
+
+    Args:
+      model_cfg: the ``model`` config section (``head`` and the head's layout fields).
+      loss_cfg: the ``loss`` config section (the head's loss fields; missing ones take the head's defaults).
+      num_classes: C.
+      total_steps: the run's number of steps (α schedules whose length is given as 0 use it).
+    """
+    name = config_get(model_cfg, "head", "yolov1")
+    _checks.choice(name, "model_cfg.head", tuple(HEADS))
+    _checks.positive_int(num_classes, "num_classes")
+    return HEADS[name].from_config(model_cfg, loss_cfg, num_classes=num_classes, total_steps=int(total_steps))
