@@ -1,6 +1,6 @@
 """The default jaxdet detector and its YOLOv1 training loss, written in plain PyTorch (the train-step contender).
 
-Same computation as :class:`jaxdet.models.detector.Detector` + :func:`jaxdet.models.detection_loss` for the
+Same computation as :class:`jaxdet.models.detector.Detector` + :meth:`jaxdet.models.YOLOv1Head.loss` for the
 ``yolov1`` head, layer for layer (checked against the NNX model to float32 precision in
 ``tests/test_train_step_bench.py``):
 
@@ -129,16 +129,16 @@ class TorchDetector(nn.Module):
 def build_torch_detector(model_cfg, *, num_classes: int) -> TorchDetector:
     """The PyTorch twin of ``jaxdet.models.build_detector(model_cfg, num_classes=...)`` (yolov1 head).
 
-    The output bias starts every confidence at ``jaxdet.models.CONFIDENCE_PRIOR`` like the JAX builder.
+    The output bias is the head's (every confidence at ``jaxdet.models.CONFIDENCE_PRIOR``), as in JAX.
     """
-    from jaxdet.models import CONFIDENCE_PRIOR, head_channels
+    from jaxdet.models import YOLOv1Head, make_head
 
     get = model_cfg.get
-    if get("head", "yolov1") != "yolov1":
-        raise ValueError(f"model_cfg.head must be 'yolov1' for the torch twin, got {get('head')!r}")
-    b = int(get("num_boxes", 2))
+    head = make_head(model_cfg, num_classes=num_classes)
+    if not isinstance(head, YOLOv1Head):
+        raise ValueError(f"the torch twin has only the YOLOv1 head; got model_cfg.head={get('head')!r}")
     model = TorchDetector(
-        out_channels=head_channels("yolov1", num_classes=num_classes, num_boxes=b),
+        out_channels=head.channels,
         grid_size=int(get("grid_size", 7)),
         widths=tuple(get("widths", (16, 32, 64, 128))),
         depths=tuple(get("depths", (0, 1, 1, 1))),
@@ -147,7 +147,7 @@ def build_torch_detector(model_cfg, *, num_classes: int) -> TorchDetector:
         groups=int(get("groups", 8)),
     )
     with torch.no_grad():
-        model.out.bias[4: 5 * b: 5] = math.log(CONFIDENCE_PRIOR / (1.0 - CONFIDENCE_PRIOR))
+        model.out.bias.copy_(torch.from_numpy(head.output_bias()))
     return model
 
 
@@ -195,7 +195,7 @@ def yolov1_head_loss_torch(
     lambda_noobj: float = 0.5,
     iou_target: str = "stop",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``jaxdet.models.detection_loss`` for the yolov1 head, in PyTorch: activations, YOLOv1 loss, image mean.
+    """:meth:`jaxdet.models.YOLOv1Head.loss`, in PyTorch: activations, YOLOv1 loss, image mean.
 
     Args:
       raw: ``[N, S, S, B·5 + C]`` raw head tensor.

@@ -51,9 +51,11 @@ def load_config(*, batch_size: int | None = None, image_size: int | None = None,
     """The experiment config (``configs/<config>.py``) with the benchmark's overrides."""
     import importlib
 
+    from jaxdet.models import YOLOv1Head
+
     cfg = importlib.import_module(f"configs.{config}").get_config()
-    if cfg.model.head != "yolov1":
-        raise ValueError(f"--config {config}: only the yolov1 head has a PyTorch twin, got {cfg.model.head!r}")
+    if not isinstance(make_head(cfg), YOLOv1Head):
+        raise ValueError(f"--config {config}: only the YOLOv1 head has a PyTorch twin, got model.head={cfg.model.head!r}")
     if batch_size is not None:
         cfg.train.batch_size = int(batch_size)
     if image_size is not None:
@@ -80,19 +82,16 @@ def _num_classes(cfg) -> int:
 # ------------------------------------------------------------------------------------------------------ jaxdet
 
 
-def _loss_fn(cfg):
-    from jaxdet import models
+def make_head(cfg):
+    """The config's :class:`jaxdet.models.Head` (``train.task.make_head``)."""
+    from train.task import make_head as task_head
 
-    def loss_fn(outputs, batch, *, alpha):
-        return models.detection_loss(outputs, batch, model_cfg=cfg.model, loss_cfg=cfg.loss, alpha=alpha)
-
-    return loss_fn
+    return task_head(cfg)
 
 
 def _build_model(cfg):
-    from jaxdet import models
-
-    return lambda rngs: models.build_detector(cfg.model, num_classes=_num_classes(cfg), rngs=rngs)
+    head = make_head(cfg)
+    return lambda rngs: head.build_model(cfg.model, rngs=rngs)
 
 
 def jax_step_from_train(cfg):
@@ -101,11 +100,12 @@ def jax_step_from_train(cfg):
     from train import step as step_lib
 
     tx, lr = step_lib.make_optimizer(cfg.train)
-    graphdef, init_fn = step_lib.make_init_fn(_build_model(cfg), tx, seed=int(cfg.seed))
+    head = make_head(cfg)
+    graphdef, init_fn = step_lib.make_init_fn(_build_model(cfg), tx, seed=int(cfg.seed),
+                                              init_loss_state=head.init_state)
     mesh = mesh_lib.make_mesh(tuple(cfg.mesh.shape), tuple(cfg.mesh.axes))
     state = jax.jit(init_fn, out_shardings=mesh_lib.replicated(mesh))()
-    step = step_lib.make_train_step(graphdef, loss_fn=_loss_fn(cfg), tx=tx, lr_schedule=lr,
-                                    alpha_fn=lambda s, a: 1.0)
+    step = step_lib.make_train_step(graphdef, loss_fn=head.loss, tx=tx, lr_schedule=lr)
     return state, step_lib.jit_train_step(step, mesh), (lambda b: mesh_lib.global_batch(mesh, b)), graphdef, mesh
 
 
@@ -128,11 +128,12 @@ def jax_step_local(cfg):
     model = _build_model(cfg)(nnx.Rngs(params=int(cfg.seed), default=int(cfg.seed)))
     graphdef, params = nnx.split(model, nnx.Param)
     state = jax.device_put({"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}, repl)
-    loss_fn = _loss_fn(cfg)
+    head = make_head(cfg)
 
     def train_step(state, batch):
         def loss_of(p):
-            return loss_fn(nnx.merge(graphdef, p)(batch["image"]), batch, alpha=1.0)
+            outputs = nnx.merge(graphdef, p)(batch["image"])
+            return head.loss(outputs, batch, step=state["step"], state=head.init_state())[:2]
 
         (loss, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
@@ -390,7 +391,6 @@ def main(argv=None) -> None:
 def _initial_losses(cfg, batch_np, init_model) -> dict[str, float]:
     """The loss of the initial parameters on the batch, both sides (CPU torch, float32): same computation."""
     import torch
-    from jaxdet import models
 
     from torch_detector import (
         build_torch_detector,
@@ -398,8 +398,8 @@ def _initial_losses(cfg, batch_np, init_model) -> dict[str, float]:
         yolov1_head_loss_torch,
     )
 
-    jl, _ = models.detection_loss(init_model(jnp.asarray(batch_np["image"])), {k: jnp.asarray(v) for k, v in
-                                  batch_np.items()}, model_cfg=cfg.model, loss_cfg=cfg.loss)
+    jbatch = {k: jnp.asarray(v) for k, v in batch_np.items()}
+    jl = make_head(cfg).loss(init_model(jbatch["image"]), jbatch, step=jnp.int32(0), state={})[0]
     tm = load_nnx_params(build_torch_detector(cfg.model, num_classes=_num_classes(cfg)), init_model)
     with torch.no_grad():
         raw = tm(torch.from_numpy(np.ascontiguousarray(batch_np["image"].transpose(0, 3, 1, 2))))

@@ -1,5 +1,5 @@
 """The train-step benchmark compares the same computation: the PyTorch twin of the default detector
-(``benchmarks/torch_detector.py``) against the NNX detector and ``jaxdet.models.detection_loss``.
+(``benchmarks/torch_detector.py``) against the NNX detector and the YOLOv1 head's loss.
 
 The NNX parameters are copied into the torch model; forward outputs, every loss term, the parameter gradients
 and the parameters after a few full train steps (clip + AdamW + LR schedule, as timed by
@@ -76,7 +76,7 @@ def test_torch_twin_matches_nnx_forward_loss_and_grads(image_size, grid_size):
 
     def loss_of(model):
         outputs = model(jbatch["image"])
-        loss, metrics = models.detection_loss(outputs, jbatch, model_cfg=cfg.model, loss_cfg=cfg.loss)
+        loss, metrics, _ = bench.make_head(cfg).loss(outputs, jbatch, step=jnp.int32(0), state={})
         return loss, (metrics, outputs)
 
     (_, (metrics_j, out_j)), grads_j = nnx.jit(nnx.value_and_grad(loss_of, has_aux=True))(jm)

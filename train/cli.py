@@ -8,9 +8,9 @@ Usage::
     python -m train --workdir /tmp/run1               # default: workdir/<config name>
 
 ``--config`` takes a path to a Python file with ``get_config()`` (or a module name under ``configs``).
-``--config.a.b=value`` overrides a field; the value is parsed as a Python literal and must match the
-field's type (ints are accepted for float fields, ``true``/``false`` for bools, lists for tuples). An
-unknown field is an error naming it and listing the valid fields. A run resumes automatically from the
+``--config.a.b=value`` overrides a field (``ml_collections.config_flags``): the value must parse as the
+field's type (ints are accepted for float fields, ``true``/``false`` for bools, ``(4, 8)`` or ``4`` for
+tuples). An unknown field is an error naming it and listing the valid fields (exit status 2). A run resumes automatically from the
 latest checkpoint in ``--workdir``; SIGTERM saves a checkpoint and exits with status 0.
 
 Multi-host: set ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` (see
@@ -19,10 +19,10 @@ Multi-host: set ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PRO
 
 from __future__ import annotations
 
-import ast
 import importlib
 import importlib.util
 import os
+import re
 import sys
 from typing import Any, Sequence
 
@@ -74,39 +74,34 @@ def load_config(spec: str | None) -> tuple[ml_collections.ConfigDict, str]:
     return config, name
 
 
-def _parse_value(text: str, current: Any, field: str) -> Any:
-    if isinstance(current, bool):
-        low = text.strip().lower()
-        if low in ("true", "1", "yes"):
-            return True
-        if low in ("false", "0", "no"):
-            return False
-        raise UsageError(f"--config.{field}: expected a bool (true/false), got {text!r}")
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = text  # a bare string
-    if current is None:
-        return value
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(current, tuple) and isinstance(value, (list, tuple)):
-        return tuple(value)
-    if isinstance(current, tuple) and isinstance(value, (int, float, str)):
-        return (value,)
-    if isinstance(current, str) and not isinstance(value, str):
-        return text
-    if isinstance(current, int) and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if not isinstance(value, type(current)):
-        raise UsageError(
-            f"--config.{field}: expected {type(current).__name__} (current value {current!r}), got {text!r}"
-        )
-    return value
+def _pop_config_spec(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    """Takes ``--config X`` / ``--config=X`` (the base config) out of ``argv``; the rest goes to absl."""
+    spec, rest = None, []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--config":
+            if i + 1 >= len(args):
+                raise UsageError("--config needs a value")
+            spec, i = args[i + 1], i + 2
+            continue
+        if arg.startswith("--config="):
+            spec = arg[len("--config="):]
+        else:
+            rest.append(arg)
+        i += 1
+    return spec, rest
 
 
-def apply_override(config: ml_collections.ConfigDict, dotted: str, text: str) -> None:
-    """Sets ``config.<dotted>`` from the string ``text``, checking the field exists."""
+def _override_fields(argv: Sequence[str]) -> list[str]:
+    """The dotted fields of the ``--config.<field>`` overrides in ``argv``."""
+    return [arg[len("--config."):].partition("=")[0] for arg in argv if arg.startswith("--config.")]
+
+
+def check_override(config: ml_collections.ConfigDict, dotted: str) -> Any:
+    """The current value of ``config.<dotted>``; a :class:`UsageError` naming the valid fields if it is unknown,
+    or if it is a section rather than a field."""
     parts = dotted.split(".")
     node = config
     for i, part in enumerate(parts):
@@ -117,53 +112,53 @@ def apply_override(config: ml_collections.ConfigDict, dotted: str, text: str) ->
             valid = ", ".join(sorted(node.keys()))
             where = "config" if i == 0 else "config." + ".".join(parts[:i])
             raise UsageError(f"--config.{dotted}: unknown config field {path!r}; valid fields of {where}: {valid}")
-        if i < len(parts) - 1:
-            node = node[part]
-    current = node[parts[-1]]
-    if isinstance(current, ml_collections.ConfigDict):
-        raise UsageError(f"--config.{dotted}: is a section; set one of its fields: {', '.join(sorted(current))}")
-    value = _parse_value(text, current, dotted)
-    try:
-        node[parts[-1]] = value
-    except (TypeError, ValueError) as e:
-        raise UsageError(f"--config.{dotted}: cannot set {value!r}: {e}") from None
+        node = node[part]
+    if isinstance(node, ml_collections.ConfigDict):
+        raise UsageError(f"--config.{dotted}: is a section; set one of its fields: {', '.join(sorted(node))}")
+    return node
 
 
 def parse_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, str, str]:
-    """``argv`` (without the program name) -> (config, config name, workdir)."""
-    config_spec, workdir = None, None
-    overrides: list[tuple[str, str]] = []
-    args = list(argv)
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg in ("-h", "--help"):
-            print(__doc__)
-            raise SystemExit(0)
-        if not arg.startswith("--"):
-            raise UsageError(f"unexpected argument {arg!r}; see --help")
-        key, eq, value = arg[2:].partition("=")
-        if not eq:
-            if key.startswith("config.") or key in ("config", "workdir"):
-                if i + 1 >= len(args):
-                    raise UsageError(f"--{key} needs a value")
-                value = args[i + 1]
-                i += 1
-        if key == "config":
-            config_spec = value
-        elif key == "workdir":
-            workdir = value
-        elif key.startswith("config."):
-            overrides.append((key[len("config.") :], value))
-        else:
-            raise UsageError(f"unknown flag --{key}; flags: --config, --config.<field>=<value>, --workdir")
-        i += 1
-    config, name = load_config(config_spec)
-    for dotted, value in overrides:
-        apply_override(config, dotted, value)
-    if workdir is None:
-        workdir = os.path.join("workdir", name)
-    return config, name, workdir
+    """``argv`` (without the program name) -> (config, config name, workdir).
+
+    The base config comes from :func:`load_config`; the overrides are parsed by ``ml_collections.config_flags``
+    (on a private ``absl.flags.FlagValues``), which type-checks each value against its field. Unknown fields,
+    sections, values of the wrong type and unknown flags become a :class:`UsageError` naming the field.
+    """
+    from absl import flags
+    from ml_collections import config_flags
+
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(__doc__)
+        raise SystemExit(0)
+    spec, rest = _pop_config_spec(argv)
+    config, name = load_config(spec)
+    current = {field: check_override(config, field) for field in _override_fields(rest)}
+    command = ["python -m train", *rest]
+    values = flags.FlagValues()
+    flags.DEFINE_string("workdir", None, "run directory (default: workdir/<config name>)", flag_values=values)
+    try:
+        config_flags.DEFINE_config_dict(
+            "config", config, "the experiment config", flag_values=values, lock_config=True, sys_argv=command
+        )
+        positional = values(command)[1:]
+    except flags.UnrecognizedFlagError as e:
+        raise UsageError(f"unknown flag --{e.flagname}; flags: --config, --config.<field>=<value>, --workdir") from None
+    except flags.IllegalFlagValueError as e:
+        match = re.search(r"flag --config\.([\w.]+)=(.*?): ", str(e))
+        if match is None or match.group(1) not in current:
+            raise UsageError(str(e)) from None
+        field, text = match.groups()
+        raise UsageError(
+            f"--config.{field}: expected {type(current[field]).__name__} (current value {current[field]!r}), "
+            f"got {text!r}"
+        ) from None
+    except flags.Error as e:
+        raise UsageError(str(e)) from None
+    if positional:
+        raise UsageError(f"unexpected argument {positional[0]!r}; see --help")
+    workdir = values["workdir"].value or os.path.join("workdir", name)
+    return values["config"].value, name, workdir
 
 
 def main(argv: Sequence[str] | None = None) -> None:

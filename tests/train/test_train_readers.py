@@ -179,13 +179,9 @@ def test_wrong_path_is_a_clear_cli_error(folders, tmp_path):
 
 # ------------------------------------------------------------------------------ in-process config checks
 def _config(root, fmt, **data):
-    from configs import yolov1_shapes
     from train import cli
 
-    config = yolov1_shapes.get_config()
-    for flag in _flags(root, fmt):
-        key, _, value = flag[len("--config.") :].partition("=")
-        cli.apply_override(config, key, value)
+    config, _, _ = cli.parse_args(list(_flags(root, fmt)))  # the default config with the folder's flags
     for k, v in data.items():
         config.data[k] = v
     return config
