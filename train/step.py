@@ -61,7 +61,8 @@ def split_model(model: nnx.Module):
 
 def merge_model(graphdef, state: dict[str, Any], *, train: bool = True) -> nnx.Module:
     """The model of a train state, in train mode (batch statistics updated) or eval mode (running averages)."""
-    model = nnx.merge(graphdef, state["params"], state["model_state"])
+    # copy: fresh Variables in the current trace, so a train-mode forward pass may update batch statistics.
+    model = nnx.merge(graphdef, state["params"], state["model_state"], copy=True)
     if not train:
         model.eval()
     return model
