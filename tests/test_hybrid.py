@@ -312,3 +312,17 @@ def test_seed003_measurement_runs():
     assert np.all(np.abs(plateau["grad_cosine"]) <= 1 + 1e-12)
     np.testing.assert_allclose(plateau["ratio"], plateau["mgiou_grad_norm"] / plateau["l2_grad_norm"])
     assert "seed 003 claim" in format_figures(figures)
+
+
+@pytest.mark.parametrize("normalization", ["none", "loss_ema", "grad_norm"])
+def test_alpha_is_a_constant_in_every_mode(normalization):
+    """α weights the terms; the loss is never differentiated through it (the same in all three modes)."""
+    rng = np.random.default_rng(5)
+    target = jnp.asarray(rng.uniform(0.2, 0.8, (3, 4, 2)), jnp.float32)
+    pred = target + jnp.asarray(rng.normal(0, 0.05, (3, 4, 2)), jnp.float32)
+
+    def total(alpha):
+        return hybrid_polygon_loss(pred, target, alpha=alpha, normalization=normalization).total
+
+    assert float(jax.grad(total)(jnp.float32(0.4))) == 0.0
+    assert float(total(jnp.float32(0.1))) != float(total(jnp.float32(0.9)))  # α does weight the terms

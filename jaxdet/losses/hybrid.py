@@ -217,7 +217,8 @@ def hybrid_polygon_loss(
       pred: ``[..., K, 2]`` predicted polygon vertices (x, y), K the same for all.
       target: ``[..., K, 2]`` ground-truth vertices (canonical order: counter-clockwise).
       alpha: the L2 weight in [0, 1], a float or a traced scalar (e.g. ``schedule(step)`` or
-        ``AdaptiveAlphaState.alpha``); treated as a constant.
+        ``AdaptiveAlphaState.alpha``). It is a constant of the loss in every ``normalization`` mode
+        (``stop_gradient``): the loss is differentiated with respect to ``pred`` only, never ``alpha``.
       normalization: ``"none"``, ``"loss_ema"`` (seed 003's heuristic) or ``"grad_norm"`` (real gradient
         normalisation).
       state: :class:`HybridState` from the previous call (``None``: a fresh one).
@@ -244,7 +245,7 @@ def hybrid_polygon_loss(
     dtype = jnp.result_type(pred, target)
     if state is None:
         state = hybrid_state_init(dtype)
-    alpha = jnp.asarray(alpha, dtype)
+    alpha = jax.lax.stop_gradient(jnp.asarray(alpha, dtype))  # a weight, never a path: the same in every mode
     first = state.count == 0
     args = (target, area, pred_valid, target_valid, weight)
     nan = jnp.full((), jnp.nan, dtype)
