@@ -6,7 +6,8 @@ import pytest
 
 from jaxdet.parity import all_cases, compare, format_table, run_case
 
-CASES = all_cases()
+# The YOLOv8 network rows (whole-model VJPs, the slowest rows) run in tests/test_yolov8_model.py.
+CASES = [case for case in all_cases() if not case.name.startswith("yolov8n_model")]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])

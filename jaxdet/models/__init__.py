@@ -9,6 +9,9 @@ Public API:
 - :class:`YOLOv1Head`, :class:`PolygonHead` — the two heads.
 - :func:`build_detector` ``(model_cfg, *, num_classes, rngs)`` — the head's network; ``model(images
   [N, H, W, 3])`` returns the raw head tensor ``[N, S, S, D]``.
+- :class:`YOLOv8`, :func:`build_yolov8` — the ultralytics YOLOv8 network (:mod:`jaxdet.models.yolov8`);
+  :func:`load_ultralytics` (state dict, ``DetectionModel`` or ``.pt`` -> :class:`YOLOv8`) and
+  :func:`export_ultralytics` (-> an ultralytics state dict) in :mod:`jaxdet.models.ultralytics_io`.
 - :func:`default_model_config` — every ``model`` field with its default.
 
 Config fields (``model_cfg``; anything missing takes its default): ``head``, ``grid_size`` (S=7),
@@ -24,6 +27,8 @@ from jaxdet.models.detector import GRID_DETECTOR_DEFAULTS, Detector
 from jaxdet.models.head import Head
 from jaxdet.models.polygon_head import POLYGON_LOSS_DEFAULTS, PolygonHead
 from jaxdet.models.registry import HEADS, make_head
+from jaxdet.models.ultralytics_io import export_ultralytics, load_ultralytics
+from jaxdet.models.yolov8 import YOLOv8, build_yolov8
 from jaxdet.models.yolov1_head import CONFIDENCE_PRIOR, YOLOV1_LOSS_DEFAULTS, YOLOv1Head
 
 __all__ = [
@@ -35,7 +40,11 @@ __all__ = [
     "PolygonHead",
     "YOLOV1_LOSS_DEFAULTS",
     "YOLOv1Head",
+    "YOLOv8",
     "build_detector",
+    "build_yolov8",
+    "export_ultralytics",
+    "load_ultralytics",
     "default_model_config",
     "make_head",
 ]

@@ -243,7 +243,7 @@ def max_pool_same(x: jax.Array, k: int) -> jax.Array:
     """``nn.MaxPool2d(k, stride=1, padding=k // 2)`` on ``[N, H, W, C]`` (padding never wins the max)."""
     p = k // 2
     return jax.lax.reduce_window(
-        x, jnp.array(-jnp.inf, x.dtype), jax.lax.max, (1, k, k, 1), (1, 1, 1, 1), ((0, 0), (p, p), (p, p), (0, 0))
+        x, -jnp.inf, jax.lax.max, (1, k, k, 1), (1, 1, 1, 1), ((0, 0), (p, p), (p, p), (0, 0))
     )
 
 

@@ -1,0 +1,155 @@
+"""Parity cases of the YOLOv8 network against ultralytics' ``DetectionModel("yolov8n.yaml", nc=C)``.
+
+The ultralytics model is built with random weights (seeded, ``YOLO_OFFLINE``-safe: nothing is downloaded)
+and random BatchNorm affine parameters and running statistics; :func:`jaxdet.models.load_ultralytics`
+imports it. The harness inputs are the channels-last images **and every parameter** (NNX layout, kernels
+``[k, k, I, O]``; the torch side transposes them back inside autograd), so the compared gradients are the
+VJPs of the outputs w.r.t. the images and every parameter. The BatchNorm running statistics are further
+(non-differentiated) inputs.
+
+- ``yolov8n_model_eval``: eval mode, the three per-level outputs ``[N, H/s, W/s, 4·reg_max + C]``.
+- ``yolov8n_model_train``: train mode (batch statistics), the outputs and every updated running mean and
+  running variance (torch's unbiased-variance update, momentum 0.03).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxdet.models.ultralytics_io import load_ultralytics, tensor_name
+from jaxdet.parity.core import ParityCase
+
+NUM_CLASSES = 5
+IMAGE_SHAPE = (2, 64, 96, 3)  # [N, H, W, 3]: levels 8×12, 4×6, 2×3
+
+
+@functools.lru_cache(maxsize=None)
+def ultralytics_model(scale: str = "n", num_classes: int = NUM_CLASSES, seed: int = 0):
+    """A float64 ``DetectionModel(f"yolov8{scale}.yaml", nc=num_classes)`` with random BN statistics.
+
+    The BatchNorm weights are drawn from U(0.5, 1.5), biases and running means from N(0, 0.2²) and N(0, 0.5²),
+    running variances from U(0.5, 1.5), so eval mode differs from train mode and from the identity.
+    """
+    import os
+
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    torch.manual_seed(seed)
+    model = DetectionModel(f"yolov8{scale}.yaml", nc=num_classes, verbose=False)
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                c = m.num_features
+                m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(c, generator=gen) * 0.2)
+                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.5)
+                m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+    return model.double()
+
+
+@functools.lru_cache(maxsize=None)
+def _layout(scale: str, num_classes: int):
+    """The NNX model's graphdef and the flat paths of its Params and BatchStats (the harness input order)."""
+    model = load_ultralytics(ultralytics_model(scale, num_classes), param_dtype=jnp.float32)
+    graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    return graphdef, tuple(p for p, _ in nnx.to_flat_state(params)), tuple(p for p, _ in nnx.to_flat_state(stats))
+
+
+def _numpy_weights(scale: str, num_classes: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Params and BatchStats of the ultralytics model as float64 numpy arrays in the NNX layout."""
+    _, param_paths, stat_paths = _layout(scale, num_classes)
+    state = {k: v.detach().numpy() for k, v in ultralytics_model(scale, num_classes).state_dict().items()}
+
+    def get(path):
+        value = state[tensor_name(path)]
+        return value.transpose(2, 3, 1, 0) if path[-1] == "kernel" else value
+
+    return [get(p) for p in param_paths], [get(p) for p in stat_paths]
+
+
+def make_inputs(rng: np.random.Generator, *, scale: str = "n", num_classes: int = NUM_CLASSES,
+                image_shape=IMAGE_SHAPE) -> tuple[np.ndarray, ...]:
+    """``(images [N, H, W, 3], *params, *running statistics)`` as float64 numpy arrays."""
+    params, stats = _numpy_weights(scale, num_classes)
+    images = rng.uniform(0.0, 1.0, image_shape)
+    return (images, *params, *stats)
+
+
+def jax_forward(*inputs, scale: str = "n", num_classes: int = NUM_CLASSES, train: bool):
+    """The jaxdet model of ``inputs``: per-level outputs, plus the updated statistics in train mode."""
+    graphdef, param_paths, stat_paths = _layout(scale, num_classes)
+    images, rest = inputs[0], inputs[1:]
+    params = nnx.from_flat_state(list(zip(param_paths, [nnx.Param(a) for a in rest[: len(param_paths)]])))
+    stats = nnx.from_flat_state(list(zip(stat_paths, [nnx.BatchStat(a) for a in rest[len(param_paths):]])))
+    model = nnx.merge(graphdef, params, stats, copy=True)
+    model.param_dtype = jnp.dtype(images.dtype)
+    if not train:
+        model.eval()
+        return model(images)
+    outputs = model(images)
+    return outputs, [v[...] for _, v in nnx.to_flat_state(nnx.state(model, nnx.BatchStat))]
+
+
+def torch_forward(*tensors, scale: str = "n", num_classes: int = NUM_CLASSES, train: bool):
+    """ultralytics' model on the same inputs (``torch.func.functional_call``), in the jaxdet output layout."""
+    import copy
+
+    import torch
+
+    _, param_paths, stat_paths = _layout(scale, num_classes)
+    images, rest = tensors[0], tensors[1:]
+    model = copy.deepcopy(ultralytics_model(scale, num_classes)).to(images.dtype)
+    weights = {}
+    for path, t in zip(param_paths + stat_paths, rest):
+        weights[tensor_name(path)] = t.permute(3, 2, 0, 1) if path[-1] == "kernel" else t.clone()
+    model.train(train)
+    x = images.permute(0, 3, 1, 2)
+    preds = torch.func.functional_call(model, weights, (x,))
+    preds = preds if train else preds[1]
+    levels = [f.shape[2:] for f in preds["feats"]]
+    sizes = [int(h * w) for h, w in levels]
+    n = x.shape[0]
+    outputs = tuple(
+        torch.cat([b, s], 1).reshape(n, -1, h, w).permute(0, 2, 3, 1)
+        for b, s, (h, w) in zip(preds["boxes"].split(sizes, -1), preds["scores"].split(sizes, -1), levels)
+    )
+    if not train:
+        return outputs
+    return outputs, [weights[tensor_name(p)] for p in stat_paths]
+
+
+def _wrt(scale: str = "n", num_classes: int = NUM_CLASSES) -> tuple[int, ...]:
+    _, param_paths, _ = _layout(scale, num_classes)
+    return tuple(range(1 + len(param_paths)))
+
+
+def cases() -> list[ParityCase]:
+    wrt = _wrt()
+    return [
+        ParityCase(
+            name="yolov8n_model_eval",
+            reference="ultralytics DetectionModel('yolov8n.yaml') eval",
+            jax_fn=functools.partial(jax_forward, train=False),
+            torch_fn=functools.partial(torch_forward, train=False),
+            make_inputs=make_inputs,
+            wrt=wrt,
+            rtol32=1e-4,
+        ),
+        ParityCase(
+            name="yolov8n_model_train",
+            reference="ultralytics DetectionModel('yolov8n.yaml') train + BN stats",
+            jax_fn=functools.partial(jax_forward, train=True),
+            torch_fn=functools.partial(torch_forward, train=True),
+            make_inputs=make_inputs,
+            wrt=wrt,
+            rtol32=1e-4,
+        ),
+    ]
+

@@ -1,0 +1,115 @@
+"""The YOLOv8 network against ultralytics' DetectionModel: builds, weight import/export, errors, parity.
+
+Parity (eval-mode outputs per level; train-mode outputs and updated BatchNorm statistics; VJPs w.r.t. the
+images and every parameter) runs the rows of :mod:`jaxdet.parity.cases_yolov8_model` here, in float64
+(rel ≤ 1e-10) and float32 (rel ≤ 1e-4). tests/test_parity.py leaves these rows to this file.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+torch = pytest.importorskip("torch")
+pytest.importorskip("ultralytics")
+
+from jaxdet.models import load_ultralytics, export_ultralytics  # noqa: E402
+from jaxdet.models.yolov8 import YOLOv8, count_params, scaled_channels, scaled_repeats  # noqa: E402
+from jaxdet.parity import cases_yolov8_model as cases  # noqa: E402
+from jaxdet.parity.core import run_case  # noqa: E402
+
+
+@pytest.mark.parametrize("scale, expected", [("n", 3157184), ("s", 11166544)])
+def test_builds_with_ultralytics_parameter_counts(scale, expected):
+    """yolov8.yaml's summary lines: 3157184 (n) and 11166544 (s) trainable parameters."""
+    model = nnx.eval_shape(lambda: YOLOv8(scale=scale, num_classes=80, rngs=nnx.Rngs(0)))
+    assert count_params(model) == expected
+    assert model.strides == (8, 16, 32)
+
+
+def test_scaling_rules():
+    assert scaled_channels(1024, 0.25, 1024) == 256 and scaled_channels(1024, 0.75, 768) == 576
+    assert scaled_channels(64, 0.25, 1024) == 16
+    assert [scaled_repeats(n, 0.33) for n in (1, 3, 6)] == [1, 1, 2]
+
+
+@pytest.mark.parametrize("case", cases.cases(), ids=lambda c: c.name)
+def test_parity_with_ultralytics(case):
+    report = run_case(case, seed=0)
+    print("\n" + report.table())
+    assert report.passed(), "\n" + report.table()
+
+
+def test_export_round_trip_loads_into_ultralytics():
+    """load -> export -> DetectionModel.load_state_dict(strict) gives back every tensor exactly."""
+    ref = cases.ultralytics_model("n", cases.NUM_CLASSES)
+    model = load_ultralytics(ref, param_dtype=jnp.float32)
+    exported = export_ultralytics(model)
+    expected = ref.state_dict()
+    assert sorted(exported) == sorted(expected)
+    for name, value in expected.items():
+        if name.endswith("num_batches_tracked"):
+            continue
+        np.testing.assert_array_equal(exported[name].numpy(), value.float().numpy(), err_msg=name)
+    copy = type(ref)("yolov8n.yaml", nc=cases.NUM_CLASSES, verbose=False)
+    copy.load_state_dict(exported, strict=True)
+    # and back again: the same JAX model
+    again = load_ultralytics(copy.state_dict())
+    for (p, a), (_, b) in zip(nnx.to_flat_state(nnx.state(model)), nnx.to_flat_state(nnx.state(again))):
+        np.testing.assert_array_equal(np.asarray(a[...]), np.asarray(b[...]), err_msg=str(p))
+
+
+def test_load_from_pt_checkpoint(tmp_path):
+    """A .pt file as ultralytics saves it ({"model": DetectionModel, ...}) loads with its scale and classes."""
+    ref = cases.ultralytics_model("n", cases.NUM_CLASSES)
+    path = tmp_path / "last.pt"
+    torch.save({"model": ref, "epoch": 3}, path)
+    model = load_ultralytics(str(path))
+    assert (model.scale, model.num_classes, model.reg_max) == ("n", cases.NUM_CLASSES, 16)
+    np.testing.assert_array_equal(np.asarray(model.model[0].bn.var[...]),
+                                  ref.model[0].bn.running_var.float().numpy())
+
+
+def test_mismatch_errors_name_the_tensor():
+    state = cases.ultralytics_model("n", cases.NUM_CLASSES).state_dict()
+    with pytest.raises(ValueError, match=r"tensor 'model.22.cv3.0.2.bias' has shape \(5,\).*"
+                                         r"num_classes=3.*expects \(3,\)"):
+        load_ultralytics(state, num_classes=3)
+    # C > 64 also widens the class branch (c3 = max(ch[0], min(C, 100))): its first tensor is named
+    with pytest.raises(ValueError, match=r"tensor 'model.22.cv3.0.0.bn.bias' has shape \(64,\).*expects \(80,\)"):
+        load_ultralytics(state, num_classes=80)
+    with pytest.raises(ValueError, match=r"tensor 'model.0.conv.weight' has shape \(16, 3, 3, 3\).*yolov8s"):
+        load_ultralytics(state, scale="s")
+    missing = {k: v for k, v in state.items() if k != "model.4.m.1.cv2.bn.running_var"}
+    with pytest.raises(ValueError, match="no tensor 'model.4.m.1.cv2.bn.running_var'"):
+        load_ultralytics(missing)
+    with pytest.raises(ValueError, match="tensors that the yolov8n model .* does not: \\['model.23.extra'\\]"):
+        load_ultralytics({**state, "model.23.extra": torch.zeros(1)})
+    with pytest.raises(ValueError, match="source must be an ultralytics state dict"):
+        load_ultralytics(42)
+
+
+def test_bfloat16_compute_close_to_float32():
+    """dtype=bfloat16: bf16 activations, fp32 parameters and outputs, within bf16 precision of fp32."""
+    ref = cases.ultralytics_model("n", cases.NUM_CLASSES)
+    f32 = load_ultralytics(ref)
+    bf16 = load_ultralytics(ref, dtype=jnp.bfloat16)
+    assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(nnx.state(bf16)))
+    images = jnp.asarray(np.random.default_rng(0).uniform(0, 1, (1, 64, 64, 3)), jnp.float32)
+    f32.eval(), bf16.eval()
+    for a, b in zip(f32(images), bf16(images)):
+        assert b.dtype == jnp.float32
+        err = float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(a)))
+        assert 0 < err < 5e-2, err
+
+
+def test_image_size_must_be_a_multiple_of_32():
+    model = YOLOv8(scale="n", num_classes=2, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"images must have shape \[N, H, W, 3\] with H and W multiples of 32"):
+        model(jnp.zeros((1, 48, 64, 3)))
