@@ -84,7 +84,7 @@ def test_mismatch_errors_name_the_tensor():
     # C > 64 also widens the class branch (c3 = max(ch[0], min(C, 100))): its first tensor is named
     with pytest.raises(ValueError, match=r"tensor 'model.22.cv3.0.0.bn.bias' has shape \(64,\).*expects \(80,\)"):
         load_ultralytics(state, num_classes=80)
-    with pytest.raises(ValueError, match=r"tensor 'model.0.conv.weight' has shape \(16, 3, 3, 3\).*yolov8s"):
+    with pytest.raises(ValueError, match=r"tensor 'model.0.bn.bias' has shape \(16,\) but the yolov8s model.*expects \(32,\)"):
         load_ultralytics(state, scale="s")
     missing = {k: v for k, v in state.items() if k != "model.4.m.1.cv2.bn.running_var"}
     with pytest.raises(ValueError, match="no tensor 'model.4.m.1.cv2.bn.running_var'"):
