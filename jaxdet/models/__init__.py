@@ -5,8 +5,8 @@ Public API:
 - :class:`Head` — the head protocol (:mod:`jaxdet.models.head`): output channels and bias, ``build_model``,
   ``init_state``, ``loss(outputs, batch, *, step, state) -> (loss, metrics, state)`` and ``decode``.
 - :func:`make_head` ``(model_cfg, loss_cfg, *, num_classes, total_steps) -> Head`` from the :data:`HEADS`
-  registry (``model.head``: "yolov1" | "polygon").
-- :class:`YOLOv1Head`, :class:`PolygonHead` — the two heads.
+  registry (``model.head``: "yolov1" | "polygon" | "yolov8").
+- :class:`YOLOv1Head`, :class:`PolygonHead`, :class:`YOLOv8Head` — the heads.
 - :func:`build_detector` ``(model_cfg, *, num_classes, rngs)`` — the head's network; ``model(images
   [N, H, W, 3])`` returns the raw head tensor ``[N, S, S, D]``.
 - :class:`YOLOv8`, :func:`build_yolov8` — the ultralytics YOLOv8 network (:mod:`jaxdet.models.yolov8`);
@@ -16,7 +16,7 @@ Public API:
 
 Config fields (``model_cfg``; anything missing takes its default): ``head``, ``grid_size`` (S=7),
 ``num_boxes`` (B=2, yolov1), ``num_vertices`` (K=8, polygon), ``widths``, ``depths``, ``head_width``,
-``norm`` ("group" | "none"), ``groups``. The ``loss`` fields are each head's (see its module).
+``norm`` ("group" | "none"), ``groups``; yolov8: ``scale``, ``reg_max``, ``dtype``. The ``loss`` fields are each head's (see its module).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from jaxdet.models.polygon_head import POLYGON_LOSS_DEFAULTS, PolygonHead
 from jaxdet.models.registry import HEADS, make_head
 from jaxdet.models.ultralytics_io import export_ultralytics, load_ultralytics
 from jaxdet.models.yolov8 import YOLOv8, build_yolov8
+from jaxdet.models.yolov8_head import YOLOV8_MODEL_DEFAULTS, YOLOv8Head
 from jaxdet.models.yolov1_head import CONFIDENCE_PRIOR, YOLOV1_LOSS_DEFAULTS, YOLOv1Head
 
 __all__ = [
@@ -40,7 +41,9 @@ __all__ = [
     "PolygonHead",
     "YOLOV1_LOSS_DEFAULTS",
     "YOLOv1Head",
+    "YOLOV8_MODEL_DEFAULTS",
     "YOLOv8",
+    "YOLOv8Head",
     "build_detector",
     "build_yolov8",
     "export_ultralytics",
@@ -55,7 +58,7 @@ def default_model_config():
     import ml_collections
 
     return ml_collections.ConfigDict(
-        {"head": "yolov1", "num_boxes": 2, "num_vertices": 8, **GRID_DETECTOR_DEFAULTS}
+        {"head": "yolov1", "num_boxes": 2, "num_vertices": 8, **GRID_DETECTOR_DEFAULTS, **YOLOV8_MODEL_DEFAULTS}
     )
 
 

@@ -9,11 +9,12 @@ from jaxdet import _checks
 from jaxdet.models.head import Head, config_get
 from jaxdet.models.polygon_head import PolygonHead
 from jaxdet.models.yolov1_head import YOLOv1Head
+from jaxdet.models.yolov8_head import YOLOv8Head
 
 __all__ = ["HEADS", "make_head"]
 
 #: ``model.head`` name -> head class.
-HEADS: dict[str, type[Head]] = {cls.name: cls for cls in (YOLOv1Head, PolygonHead)}
+HEADS: dict[str, type[Head]] = {cls.name: cls for cls in (YOLOv1Head, PolygonHead, YOLOv8Head)}
 
 
 def make_head(model_cfg, loss_cfg=None, *, num_classes: int, total_steps: int = 1) -> Head:

@@ -1,0 +1,151 @@
+"""The YOLOv8 head (``model.head = "yolov8"``): the ultralytics YOLOv8 network, its DFL box decoding and loss.
+
+Outputs layout: the model (:class:`jaxdet.models.yolov8.YOLOv8`) returns a **tuple of three per-level arrays**
+``[N, H/s, W/s, 4·reg_max + C]`` for the strides ``s = 8, 16, 32``; the last axis holds the DFL logits of the
+four box sides (``l, t, r, b``, ``reg_max`` bins each, side-major) then the C class logits.
+:meth:`YOLOv8Head.flatten` concatenates the levels row-major into ``[N, A, 4·reg_max + C]`` (ultralytics'
+anchor order, ``A = Σ H/s · W/s``), which is what the loss and decoding read.
+
+Decoding (:meth:`YOLOv8Head.decode`):
+
+.. math::
+    d_k = \\sum_{j=0}^{R-1} j \\, \\mathrm{softmax}(z_k)_j, \\qquad
+    \\text{box} = s \\cdot (a_x - d_l,\\; a_y - d_t,\\; a_x + d_r,\\; a_y + d_b) / (W, H, W, H)
+
+with the anchor point ``a`` at the cell centre (grid units) and the image size ``W = W_l · s``; the score of
+an anchor is its largest class sigmoid (ultralytics' single-label NMS), then the fixed-size class-aware NMS
+of :func:`jaxdet.evaluate.select_detections`. Boxes are normalised to ``[0, 1]``.
+
+Config fields (``model``): ``scale`` ("n" | "s" | "m" | "l" | "x", default "n"), ``reg_max`` (16),
+``dtype`` (compute dtype: "float32" | "bfloat16"). ``model.image_size`` must be a multiple of 32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxdet import _checks
+from jaxdet.evaluate import Detections, select_detections
+from jaxdet.models.head import Head, config_get
+from jaxdet.models.yolov8 import SCALES, YOLOv8
+
+__all__ = ["YOLOv8Head", "YOLOV8_MODEL_DEFAULTS", "level_anchor_points", "dfl_expectation"]
+
+#: the ``model`` fields read by the yolov8 head, with their defaults.
+YOLOV8_MODEL_DEFAULTS: dict[str, Any] = {"scale": "n", "reg_max": 16, "dtype": "float32"}
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+STRIDES = (8, 16, 32)
+
+
+def level_anchor_points(shapes: Sequence[tuple[int, int]], strides: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Cell-centre anchor points ``[A, 2]`` (x, y in grid units of their level) and ``[A]`` strides.
+
+    Levels are concatenated in order, each row-major (y outer, x inner), as ultralytics' ``make_anchors``.
+    """
+    points, stride = [], []
+    for (h, w), s in zip(shapes, strides):
+        y, x = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing="ij")
+        points.append(np.stack([x.reshape(-1), y.reshape(-1)], -1))
+        stride.append(np.full((h * w,), float(s)))
+    return np.concatenate(points).astype(np.float32), np.concatenate(stride).astype(np.float32)
+
+
+def dfl_expectation(logits: jax.Array, reg_max: int) -> jax.Array:
+    """``[..., 4·reg_max]`` DFL logits -> ``[..., 4]`` expected side distances ``Σ_j j · softmax(z)_j``."""
+    probs = jax.nn.softmax(logits.reshape(logits.shape[:-1] + (4, reg_max)), axis=-1)
+    return probs @ jnp.arange(reg_max, dtype=probs.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class YOLOv8Head(Head):
+    """The ultralytics YOLOv8 detection head.
+
+    Attributes:
+      num_classes: C.
+      scale: model scale ("n", "s", ...).
+      reg_max: DFL bins per box side (16).
+      dtype: compute dtype name ("float32" | "bfloat16"); parameters stay float32.
+    """
+
+    name: ClassVar[str] = "yolov8"
+    loss_defaults: ClassVar[Mapping[str, Any]] = {}
+    num_classes: int
+    scale: str = "n"
+    reg_max: int = 16
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        _checks.positive_int(self.num_classes, "num_classes")
+        _checks.choice(self.scale, "model.scale", tuple(SCALES))
+        _checks.positive_int(self.reg_max, "model.reg_max", minimum=2)
+        _checks.choice(self.dtype, "model.dtype", tuple(_DTYPES))
+
+    @classmethod
+    def from_config(cls, model_cfg, loss_cfg, *, num_classes: int, total_steps: int) -> "YOLOv8Head":
+        kw = {k: config_get(model_cfg, k, v) for k, v in YOLOV8_MODEL_DEFAULTS.items()}
+        return cls(num_classes=int(num_classes), scale=str(kw["scale"]), reg_max=int(kw["reg_max"]),
+                   dtype=str(kw["dtype"]))
+
+    @property
+    def channels(self) -> int:
+        return 4 * self.reg_max + self.num_classes
+
+    def output_bias(self) -> np.ndarray:
+        """The stride-8 level's initial bias: 2.0 on the box logits, ``log(5 / C / 80²)`` on the classes
+        (the stride-16/32 levels use ``log(5 / C / (640 / s)²)``, see :class:`jaxdet.models.yolov8.Detect`)."""
+        bias = np.full((self.channels,), 2.0, np.float32)
+        bias[4 * self.reg_max:] = math.log(5 / self.num_classes / (640 / STRIDES[0]) ** 2)
+        return bias
+
+    def build_model(self, model_cfg, *, rngs: nnx.Rngs) -> nnx.Module:
+        """:class:`jaxdet.models.yolov8.YOLOv8` at ``model.scale`` (parameters float32, compute ``model.dtype``)."""
+        return YOLOv8(scale=self.scale, num_classes=self.num_classes, reg_max=self.reg_max, rngs=rngs,
+                      dtype=_DTYPES[self.dtype])
+
+    # ------------------------------------------------------------------------------------------ views
+
+    def flatten(self, outputs: Sequence[jax.Array]) -> tuple[jax.Array, np.ndarray, np.ndarray, tuple[int, int]]:
+        """Per-level outputs -> ``(raw [N, A, 4·reg_max + C], anchor points [A, 2], strides [A], (H, W))``.
+
+        ``(H, W)`` is the input image size in pixels (level 0's size times its stride).
+        """
+        if len(outputs) != len(STRIDES):
+            raise _checks.fail_value("outputs", f"a tuple of {len(STRIDES)} per-level arrays", type(outputs))
+        for i, o in enumerate(outputs):
+            _checks.floating(o, f"outputs[{i}]", min_ndim=4, last=self.channels, shape="[N, H, W, 4·reg_max + C]")
+        shapes = [tuple(int(d) for d in o.shape[1:3]) for o in outputs]
+        raw = jnp.concatenate([o.reshape(o.shape[0], -1, o.shape[-1]) for o in outputs], axis=1)
+        points, strides = level_anchor_points(shapes, STRIDES)
+        return raw, points, strides, (shapes[0][0] * STRIDES[0], shapes[0][1] * STRIDES[0])
+
+    def boxes(self, outputs: Sequence[jax.Array]) -> jax.Array:
+        """Decoded ``[N, A, 4]`` xyxy boxes normalised by the image size."""
+        raw, points, strides, (h, w) = self.flatten(outputs)
+        raw = raw.astype(jnp.promote_types(raw.dtype, jnp.float32))
+        dist = dfl_expectation(raw[..., : 4 * self.reg_max], self.reg_max)  # [N, A, 4]
+        xyxy = jnp.concatenate([points - dist[..., :2], points + dist[..., 2:]], axis=-1) * strides[:, None]
+        return xyxy / jnp.asarray([w, h, w, h], raw.dtype)
+
+    # ------------------------------------------------------------------------------------------ protocol
+
+    def loss(self, outputs, batch, *, step, state):
+        """``yolov8_loss`` of the flattened outputs (see :mod:`jaxdet.losses.yolov8`)."""
+        raise NotImplementedError("the yolov8 loss (jaxdet.losses.yolov8) is not on this branch yet")
+
+    def decode(self, outputs, *, score_threshold: float = 0.05, iou_threshold: float = 0.5,
+               max_detections: int = 100) -> Detections:
+        """DFL boxes, score = max class sigmoid, class = its argmax, then class-aware NMS (``polygons`` None)."""
+        raw, _, _, _ = self.flatten(outputs)
+        cls = jax.nn.sigmoid(raw[..., 4 * self.reg_max:].astype(jnp.promote_types(raw.dtype, jnp.float32)))
+        return select_detections(
+            self.boxes(outputs), jnp.max(cls, -1), jnp.argmax(cls, -1).astype(jnp.int32), None,
+            iou_threshold=iou_threshold, score_threshold=score_threshold, max_detections=max_detections,
+        )

@@ -1,0 +1,69 @@
+"""The yolov8 head: registry, config, DFL decoding against ultralytics' inference output, fixed-size NMS."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxdet.models import HEADS, YOLOv8Head, make_head
+from jaxdet.models.yolov8_head import level_anchor_points
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+
+def test_registered_and_configured():
+    head = make_head({"head": "yolov8", "scale": "s", "reg_max": 16, "dtype": "bfloat16"}, None, num_classes=3)
+    assert HEADS["yolov8"] is YOLOv8Head and isinstance(head, YOLOv8Head)
+    assert (head.scale, head.reg_max, head.dtype, head.channels) == ("s", 16, "bfloat16", 67)
+    model = nnx.eval_shape(lambda: head.build_model(None, rngs=nnx.Rngs(0)))
+    assert model.scale == "s" and model.dtype == jnp.bfloat16
+    with pytest.raises(ValueError, match="model.scale must be one of"):
+        make_head({"head": "yolov8", "scale": "q"}, None, num_classes=3)
+
+
+def test_anchor_points_row_major_cell_centres():
+    points, strides = level_anchor_points([(2, 3), (1, 2)], (8, 16))
+    np.testing.assert_array_equal(points[:4], [[0.5, 0.5], [1.5, 0.5], [2.5, 0.5], [0.5, 1.5]])
+    np.testing.assert_array_equal(points[6:], [[0.5, 0.5], [1.5, 0.5]])
+    np.testing.assert_array_equal(strides, [8] * 6 + [16] * 2)
+
+
+def test_boxes_and_scores_match_ultralytics_inference():
+    """float64: our normalised xyxy boxes times the image size = ultralytics' decoded xywh (DFL + anchors)."""
+    torch = pytest.importorskip("torch")
+    from jaxdet.models import load_ultralytics
+    from jaxdet.parity.cases_yolov8_model import NUM_CLASSES, ultralytics_model
+
+    ref = ultralytics_model("n", NUM_CLASSES).eval()
+    images = np.random.default_rng(1).uniform(0, 1, (2, 64, 96, 3))
+    with torch.no_grad():
+        y, _ = ref(torch.from_numpy(images.transpose(0, 3, 1, 2).copy()))
+    y = y.numpy()  # [N, 4 + C, A]: cx, cy, w, h in pixels, class sigmoids
+    ref_xyxy = np.concatenate([y[:, :2] - y[:, 2:4] / 2, y[:, :2] + y[:, 2:4] / 2], 1).transpose(0, 2, 1)
+    with jax.enable_x64(True):
+        model = load_ultralytics(ref, param_dtype=jnp.float64)
+        model.eval()
+        head = YOLOv8Head(num_classes=NUM_CLASSES)
+        outputs = model(jnp.asarray(images))
+        boxes = np.asarray(head.boxes(outputs)) * np.array([96, 64, 96, 64])
+        raw, _, _, _ = head.flatten(outputs)
+        scores = np.asarray(jax.nn.sigmoid(raw[..., 64:]))
+        np.testing.assert_allclose(boxes, ref_xyxy, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(scores, y[:, 4:].transpose(0, 2, 1), rtol=1e-10, atol=1e-12)
+        dets = jax.jit(lambda o: head.decode(o, score_threshold=0.0, max_detections=7))(outputs)
+    assert dets.boxes.shape == (2, 7, 4) and dets.scores.shape == (2, 7)
+    best = np.asarray(scores).max(-1).max(-1)
+    np.testing.assert_allclose(np.asarray(dets.scores)[:, 0], best, rtol=1e-6)
+
+
+def test_flatten_rejects_wrong_outputs():
+    head = YOLOv8Head(num_classes=2)
+    with pytest.raises(ValueError, match="outputs must be a tuple of 3 per-level arrays"):
+        head.flatten((jnp.zeros((1, 8, 8, 66)),))
+    with pytest.raises(ValueError, match=r"outputs\[1\]"):
+        head.flatten((jnp.zeros((1, 8, 8, 66)), jnp.zeros((1, 4, 4, 65)), jnp.zeros((1, 2, 2, 66))))
