@@ -1,0 +1,36 @@
+"""YOLOv8n under data-parallel jit: 8 simulated devices give the 1-device trajectory, BatchNorm statistics
+included (they are the global batch's, not a per-device batch's)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import trainproc as tp  # noqa: E402
+
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "yolov8_devices.py")
+
+
+def _run(out, devices):
+    proc = subprocess.run([sys.executable, SCRIPT, str(out)], env=tp.env_for(devices), capture_output=True,
+                          text=True, timeout=900, cwd=tp.REPO)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return dict(np.load(out))
+
+
+def test_8_devices_match_1_device_with_batch_statistics(tmp_path):
+    one, eight = _run(tmp_path / "one.npz", 1), _run(tmp_path / "eight.npz", 8)
+    assert int(one["devices"]) == 1 and int(eight["devices"]) == 8
+    assert np.all(np.diff(one["losses"]) != 0), one["losses"]
+    np.testing.assert_allclose(eight["losses"], one["losses"], rtol=1e-5)
+    keys = sorted(k for k in one if k not in ("losses", "devices"))
+    assert keys == sorted(k for k in eight if k not in ("losses", "devices"))
+    assert any(k.endswith("bn/var") for k in keys)
+    for k in keys:
+        np.testing.assert_allclose(eight[k], one[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    # a per-device statistic would differ: the stem's running mean moved from 0
+    assert np.abs(one["model/0/bn/mean"]).max() > 0
