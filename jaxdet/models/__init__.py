@@ -9,7 +9,7 @@ Public API:
 - :class:`YOLOv1Head`, :class:`PolygonHead`, :class:`YOLOv8Head` — the heads.
 - :func:`build_detector` ``(model_cfg, *, num_classes, rngs)`` — the head's network; ``model(images
   [N, H, W, 3])`` returns the raw head tensor ``[N, S, S, D]``.
-- :class:`YOLOv8`, :func:`build_yolov8` — the ultralytics YOLOv8 network (:mod:`jaxdet.models.yolov8`);
+- :class:`YOLOv8` — the ultralytics YOLOv8 network (:mod:`jaxdet.models.yolov8`);
   :func:`load_ultralytics` (state dict, ``DetectionModel`` or ``.pt`` -> :class:`YOLOv8`) and
   :func:`export_ultralytics` (-> an ultralytics state dict) in :mod:`jaxdet.models.ultralytics_io`.
 - :func:`default_model_config` — every ``model`` field with its default.
@@ -28,7 +28,7 @@ from jaxdet.models.head import Head
 from jaxdet.models.polygon_head import POLYGON_LOSS_DEFAULTS, PolygonHead
 from jaxdet.models.registry import HEADS, make_head
 from jaxdet.models.ultralytics_io import export_ultralytics, load_ultralytics
-from jaxdet.models.yolov8 import YOLOv8, build_yolov8
+from jaxdet.models.yolov8 import YOLOv8
 from jaxdet.models.yolov8_head import YOLOV8_MODEL_DEFAULTS, YOLOv8Head
 from jaxdet.models.yolov1_head import CONFIDENCE_PRIOR, YOLOV1_LOSS_DEFAULTS, YOLOv1Head
 
@@ -45,7 +45,6 @@ __all__ = [
     "YOLOv8",
     "YOLOv8Head",
     "build_detector",
-    "build_yolov8",
     "export_ultralytics",
     "load_ultralytics",
     "default_model_config",

@@ -62,7 +62,7 @@ __all__ = [
     "SPPF",
     "Detect",
     "YOLOv8",
-    "build_yolov8",
+    "count_params",
     "scaled_channels",
     "scaled_repeats",
 ]
@@ -320,7 +320,8 @@ class Detect(nnx.Module):
 
 
 class YOLOv8(nnx.Module):
-    """The YOLOv8 detection network (see the module docstring); built by :func:`build_yolov8`.
+    """The YOLOv8 detection network (see the module docstring), randomly initialised as torch would
+    (``U(±1/sqrt(fan_in))`` conv weights and biases) with ultralytics' Detect biases.
 
     Attributes:
       model: the layers of :data:`YOLOV8_LAYERS` (``nnx.List``, index = ultralytics' layer index).
@@ -381,13 +382,6 @@ class YOLOv8(nnx.Module):
             inputs = [x if j < 0 else ys[j] for j in src]  # j = -1 only for layer 0: the images
             ys.append(layer(inputs[0] if len(inputs) == 1 else inputs))
         return tuple(o.astype(self.param_dtype) for o in ys[-1])
-
-
-def build_yolov8(*, scale: str = "n", num_classes: int = 80, reg_max: int = 16, rngs: nnx.Rngs,
-                 param_dtype=jnp.float32, dtype=None) -> YOLOv8:
-    """A randomly initialised :class:`YOLOv8` (torch's default conv init, ultralytics' Detect biases)."""
-    return YOLOv8(scale=scale, num_classes=num_classes, reg_max=reg_max, rngs=rngs, param_dtype=param_dtype,
-                  dtype=dtype)
 
 
 def count_params(model: nnx.Module) -> int:
