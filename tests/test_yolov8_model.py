@@ -82,7 +82,8 @@ def test_mismatch_errors_name_the_tensor():
                                          r"num_classes=3.*expects \(3,\)"):
         load_ultralytics(state, num_classes=3)
     # C > 64 also widens the class branch (c3 = max(ch[0], min(C, 100))): its first tensor is named
-    with pytest.raises(ValueError, match=r"tensor 'model.22.cv3.0.0.bn.bias' has shape \(64,\).*expects \(80,\)"):
+    msg = r"tensor 'model.22.cv3.0.0.bn.bias' has shape \(64,\).*expects \(80,\)"
+    with pytest.raises(ValueError, match=msg):
         load_ultralytics(state, num_classes=80)
     with pytest.raises(ValueError, match=r"tensor 'model.0.bn.bias' has shape \(16,\) but the yolov8s model.*expects \(32,\)"):
         load_ultralytics(state, scale="s")

@@ -135,7 +135,8 @@ class BatchNorm(nnx.Module):
         \\hat\\sigma^2 \\leftarrow (1 - m) \\hat\\sigma^2 + m \\frac{n}{n - 1} \\sigma_B^2
 
     with ``n = N·H·W`` and the biased batch variance :math:`\\sigma_B^2`; the running-average update is not
-    differentiated. Eval mode normalises by :math:`\\hat\\mu, \\hat\\sigma^2`.
+    differentiated. Eval mode normalises by :math:`\\hat\\mu, \\hat\\sigma^2`. With a single value per
+    channel (``n = 1``, where torch raises) the running variance moves towards the biased one (0).
     """
 
     def __init__(self, num_features: int, *, eps: float = BN_EPS, momentum: float = BN_MOMENTUM,
