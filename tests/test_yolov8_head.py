@@ -26,6 +26,12 @@ def test_registered_and_configured():
         make_head({"head": "yolov8", "scale": "q"}, None, num_classes=3)
 
 
+def test_anchor_count_and_assignment_memory():
+    assert YOLOv8Head.num_anchors(640) == 8400 and YOLOv8Head.num_anchors(64) == 84
+    head = YOLOv8Head(num_classes=80)
+    assert head.assignment_bytes(batch_size=2, max_objects=10, image_size=640) == 40 * 2 * 10 * 8400
+
+
 def test_anchor_points_row_major_cell_centres():
     points, strides = level_anchor_points([(2, 3), (1, 2)], (8, 16))
     np.testing.assert_array_equal(points[:4], [[0.5, 0.5], [1.5, 0.5], [2.5, 0.5], [0.5, 1.5]])

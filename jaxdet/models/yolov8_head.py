@@ -98,6 +98,16 @@ class YOLOv8Head(Head):
     def channels(self) -> int:
         return 4 * self.reg_max + self.num_classes
 
+    @staticmethod
+    def num_anchors(image_size: int) -> int:
+        """A: anchor points of a square ``image_size`` input (``Σ_s (image_size / s)²`` over the strides)."""
+        return sum((int(image_size) // s) ** 2 for s in STRIDES)
+
+    def assignment_bytes(self, *, batch_size: int, max_objects: int, image_size: int) -> int:
+        """Task-aligned assignment: about ten ``[N, M, A]`` float32/bool arrays (pairwise CIoU, class scores,
+        alignment metric, in-box, top-k and positive masks and their intermediates): ~40 bytes an entry."""
+        return 40 * batch_size * max_objects * self.num_anchors(image_size)
+
     def output_bias(self) -> np.ndarray:
         """The stride-8 level's initial bias: 2.0 on the box logits, ``log(5 / C / 80²)`` on the classes
         (the stride-16/32 levels use ``log(5 / C / (640 / s)²)``, see :class:`jaxdet.models.yolov8.Detect`)."""
