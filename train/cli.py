@@ -11,7 +11,9 @@ Usage::
 ``--config.a.b=value`` overrides a field (``ml_collections.config_flags``): the value must parse as the
 field's type (ints are accepted for float fields, ``true``/``false`` for bools, ``(4, 8)`` or ``4`` for
 tuples). An unknown field is an error naming it and listing the valid fields (exit status 2). A run resumes automatically from the
-latest checkpoint in ``--workdir``; SIGTERM saves a checkpoint and exits with status 0.
+latest checkpoint in ``--workdir`` (falling back to an older one if the latest cannot be restored);
+SIGTERM or Ctrl-C saves a checkpoint and exits with status 0, a second Ctrl-C exits at once. The config is
+checked before anything compiles (``train.validate``): a bad value exits with status 2 naming the field.
 
 Multi-host: set ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` (see
 ``train.mesh``) and start the same command on every host.
@@ -168,22 +170,35 @@ def main(argv: Sequence[str] | None = None) -> None:
         from train.data import DataConfigError, resolve_data_config
 
         try:
-            resolve_data_config(config)  # COCO/VOC/YOLO folders: check paths, read, set model.num_classes
+            resolve_data_config(config)  # COCO/VOC/YOLO folders: check the paths and read the annotations
         except DataConfigError as e:
             raise UsageError(str(e)) from None
     except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2)
+        _exit_with_error(e, 2)
     # Multi-host initialisation must come before any other JAX call.
     from train import mesh as mesh_lib
 
     mesh_lib.maybe_initialize_distributed()
     from train import loop
+    from train.validate import ConfigError, validate_config
     import jax
 
+    try:
+        validate_config(config, workdir)  # before anything compiles
+    except ConfigError as e:
+        _exit_with_error(e, 2)
     if jax.process_index() == 0:
         print(f"config {name} -> workdir {workdir}", flush=True)
-    summary = loop.run(config, workdir)
+    try:
+        summary = loop.run(config, workdir)
+    except loop.NonFiniteTrainingError as e:
+        _exit_with_error(e, 1)
     if jax.process_index() == 0 and summary.get("eval"):
         ev = summary["eval"]
         print("final: " + ", ".join(f"{k}={v:.4f}" for k, v in ev.items()), flush=True)
+
+
+def _exit_with_error(err: Exception, status: int) -> None:
+    """Prints ``error: ...`` (no traceback) and exits with ``status``."""
+    print(f"error: {err}", file=sys.stderr, flush=True)
+    raise SystemExit(status)

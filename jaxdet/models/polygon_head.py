@@ -27,7 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdet import _checks, schedules
+from jaxdet.losses.hybrid import NORMALIZATIONS
 from jaxdet.evaluate import Detections, select_detections
+from jaxdet.models.detector import GRID_DETECTOR_DEFAULTS
 from jaxdet.models.head import BATCH_KEYS, Head, config_get
 from jaxdet.models.heads import (
     PolygonOutputs,
@@ -66,6 +68,7 @@ class PolygonHead(Head):
 
     Attributes:
       num_classes: C.
+      grid_size: S (the output grid).
       num_vertices: K.
       lambda_obj, lambda_noobj, lambda_cls, lambda_box, lambda_poly: term weights.
       normalization: the hybrid's "none" | "loss_ema" | "grad_norm".
@@ -80,6 +83,7 @@ class PolygonHead(Head):
     #: the ``loss`` config fields this head reads, with their defaults.
     loss_defaults: ClassVar[Mapping[str, Any]] = POLYGON_LOSS_DEFAULTS
     num_classes: int
+    grid_size: int = 7
     num_vertices: int = 8
     lambda_obj: float = 1.0
     lambda_noobj: float = 0.5
@@ -94,6 +98,8 @@ class PolygonHead(Head):
     def __post_init__(self):
         _checks.positive_int(self.num_classes, "num_classes")
         _checks.positive_int(self.num_vertices, "num_vertices", minimum=3)
+        _checks.positive_int(self.grid_size, "grid_size")
+        _checks.choice(self.normalization, "normalization", NORMALIZATIONS)
         if (self.alpha_schedule is None) == (self.adaptive_alpha is None):
             raise ValueError("PolygonHead needs exactly one of alpha_schedule and adaptive_alpha.")
 
@@ -118,6 +124,7 @@ class PolygonHead(Head):
             schedule = schedules.make_alpha_schedule(name, **alpha)
         return cls(
             num_classes=int(num_classes),
+            grid_size=int(config_get(model_cfg, "grid_size", GRID_DETECTOR_DEFAULTS["grid_size"])),
             num_vertices=int(config_get(model_cfg, "num_vertices", 8)),
             lambda_obj=float(kw["lambda_obj"]),
             lambda_noobj=float(kw["lambda_noobj"]),
@@ -129,6 +136,10 @@ class PolygonHead(Head):
             adaptive_alpha=adaptive,
             alpha_start=start,
         )
+
+    def assignment_bytes(self, *, batch_size: int, max_objects: int, image_size: int) -> int:
+        """The grid assignment's ``[N, M, S·S]`` cell-membership mask and its first-match index: ~8 bytes an entry."""
+        return 8 * batch_size * max_objects * self.grid_size**2
 
     @property
     def channels(self) -> int:
@@ -152,11 +163,11 @@ class PolygonHead(Head):
         """The activated outputs of raw ``[N, S, S, D]``: objectness logit, boxes, vertices, class logits."""
         return polygon_outputs(raw, num_vertices=self.num_vertices, num_classes=self.num_classes)
 
-    def cell_targets(self, batch: Mapping[str, jax.Array], *, grid_size: int):
+    def cell_targets(self, batch: Mapping[str, jax.Array]):
         """``(assignment, polygons [N, S, S, K, 2])``: the YOLOv1 grid assignment of the batch and the ground-truth
         polygon each cell is trained towards (that of GT 0 where the cell has no object)."""
         return polygon_cell_targets(
-            batch["boxes"], batch["classes"], batch["valid"], batch["polygons"], grid_size=grid_size,
+            batch["boxes"], batch["classes"], batch["valid"], batch["polygons"], grid_size=self.grid_size,
             num_vertices=self.num_vertices,
         )
 

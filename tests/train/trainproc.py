@@ -43,6 +43,12 @@ def run(workdir, *overrides, devices=1, task="standin", extra=(), timeout=240, c
     return proc
 
 
+def records(workdir) -> list[dict]:
+    """Every record of the run's ``metrics.jsonl``."""
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
 def losses(workdir) -> dict[int, float]:
     out = {}
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
