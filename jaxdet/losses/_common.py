@@ -22,6 +22,14 @@ def check_class_logits(logits: jax.Array, labels: jax.Array, logits_name: str) -
     return logits, labels
 
 
+def check_vertices(pred: jax.Array, target: jax.Array) -> jax.Array:
+    """Float polygon vertices ``pred [..., K, 2]`` and ``target`` of the same shape; returns ``pred`` as an array."""
+    pred = _checks.floating(pred, "pred", shape="[..., K, 2]", min_ndim=2, last=2)
+    _checks.same_shape(pred, target, "pred", "target")
+    _checks.dtype_is(target, "target", "float")
+    return pred
+
+
 def reduce_loss(loss: jax.Array, reduction: str) -> jax.Array:
     """``"none"`` returns ``loss`` unchanged; ``"mean"`` and ``"sum"`` reduce over every axis to a scalar."""
     check_reduction(reduction)

@@ -93,8 +93,8 @@ def yolov1_cell_boxes(xy: jax.Array, sqrt_wh: jax.Array) -> jax.Array:
     """Decodes the YOLOv1 cell layout: offsets in the cell and √w√h ``[..., S, S, B, 2]`` → xyxy normalised boxes
     ``[..., S, S, B, 4]``.
 
-    .. math:: c_x = (\mathrm{col} + x)/S,\quad c_y = (\mathrm{row} + y)/S,\quad w = \mathrm{sqrt\_w}^2,\quad
-              h = \mathrm{sqrt\_h}^2
+    .. math:: c_x = (\\mathrm{col} + x)/S,\\quad c_y = (\\mathrm{row} + y)/S,\\quad w = \\mathrm{sqrt\\_w}^2,\\quad
+              h = \\mathrm{sqrt\\_h}^2
 
     The grid axes are ``-4`` (rows, ``y``) and ``-3`` (columns, ``x``) of a square ``S × S`` grid, and ``B`` the
     predictors of a cell (a head with one box per cell passes ``B = 1``). This is the one decoding of the layout,
