@@ -267,7 +267,9 @@ def make_alpha_schedule(name: str, **kwargs: Any) -> optax.Schedule:
     Returns:
       ``step -> α``.
     """
-    hint = "Adaptive α is a state machine: use adaptive_alpha_init/adaptive_alpha_update." if name == "adaptive" else ""
+    hint = ""
+    if name == "adaptive":
+        hint = "Adaptive α is a state machine: use adaptive_alpha_init/adaptive_alpha_update."
     _checks.choice(name, "name", ALPHA_SCHEDULES, hint=hint)
     _checks.keys_known(kwargs, _ALL_KEYWORDS, "**kwargs (the alpha-schedule keywords)")
     used = {k: v for k, v in kwargs.items() if k in _KEYWORDS[name]}

@@ -12,6 +12,7 @@ import functools
 
 import numpy as np
 
+from jaxdet import _checks
 from jaxdet.data.geometry import canonical_order, canonical_polygon, clip_polygon
 
 __all__ = ["hflip", "scale_jitter", "augment_example", "make_augment"]
@@ -138,8 +139,7 @@ def augment_example(
 
 def make_augment(*, hflip_prob: float = 0.5, scale_range: tuple[float, float] | None = (0.75, 1.25)):
     """:func:`augment_example` with fixed settings, as a ``(example, rng) -> example`` callable."""
-    if not 0.0 <= hflip_prob <= 1.0:
-        raise ValueError(f"hflip_prob must be in [0, 1], got {hflip_prob}")
+    _checks.number(hflip_prob, "hflip_prob", low=0.0, high=1.0)
     if scale_range is not None and not 0 < scale_range[0] <= scale_range[1]:
-        raise ValueError(f"scale_range must satisfy 0 < lo <= hi, got {scale_range!r}")
+        raise _checks.fail_value("scale_range", "(lo, hi) with 0 < lo <= hi, or None", scale_range)
     return functools.partial(augment_example, hflip_prob=hflip_prob, scale_range=scale_range)
