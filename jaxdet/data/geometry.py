@@ -49,6 +49,7 @@ def polygon_signed_area(points: np.ndarray) -> float:
     .. math:: A = \\tfrac12 \\sum_i (x_i y_{i+1} - x_{i+1} y_i)
     """
     p = np.asarray(points, dtype=np.float64)
+    _checks.layout(p, "points", shape="[P, 2]", ndim=2, last=2)
     q = np.concatenate([p[1:], p[:1]], axis=0)
     return float(0.5 * np.sum(p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1]))
 
@@ -56,6 +57,9 @@ def polygon_signed_area(points: np.ndarray) -> float:
 def polygon_bounds(points: np.ndarray) -> np.ndarray:
     """Tight ``xyxy`` box of a ``[P, 2]`` polygon (float64 ``[4]``)."""
     p = np.asarray(points, dtype=np.float64)
+    _checks.layout(p, "points", shape="[P, 2] with P >= 1", ndim=2, last=2)
+    if len(p) == 0:
+        raise _checks.fail_shape("points", "[P, 2] with P >= 1", p)
     return np.array([p[:, 0].min(), p[:, 1].min(), p[:, 0].max(), p[:, 1].max()])
 
 
@@ -164,7 +168,9 @@ def canonical_polygons(polygons, k: int = 8) -> np.ndarray:
 
 def box_to_polygon(box) -> np.ndarray:
     """The 4 corners ``[4, 2]`` (float64) of an ``xyxy`` box, used when an annotation has no polygon."""
-    x0, y0, x1, y1 = np.asarray(box, dtype=np.float64)
+    box = np.asarray(box, dtype=np.float64)
+    _checks.layout(box, "box", shape="[4]", ndim=1, last=4)
+    x0, y0, x1, y1 = box
     return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
 
 
@@ -178,7 +184,9 @@ def clip_polygon(points, x_min=0.0, y_min=0.0, x_max=1.0, y_max=1.0) -> np.ndarr
     Returns:
       ``[Q, 2]`` float64 clipped polygon (``Q`` may be 0 when the polygon lies outside).
     """
-    poly = [tuple(v) for v in np.asarray(points, dtype=np.float64)]
+    points = np.asarray(points, dtype=np.float64)
+    _checks.layout(points, "points", shape="[P, 2]", ndim=2, last=2)
+    poly = [tuple(v) for v in points]
     # Each edge: (axis, bound, keep_if_greater).
     for axis, bound, greater in ((0, x_min, True), (0, x_max, False), (1, y_min, True), (1, y_max, False)):
         if not poly:

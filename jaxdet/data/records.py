@@ -176,6 +176,7 @@ class DetectionSource:
 
 def empty_example(image_shape, *, num_vertices: int = 8, image_id: int = -1) -> dict:
     """An example with a black image and no objects (used to complete a final evaluation batch)."""
+    _checks.positive_int(num_vertices, "num_vertices")
     return {
         "image": np.zeros(tuple(image_shape), np.uint8),
         "boxes": np.zeros((0, 4), np.float32),
@@ -200,6 +201,7 @@ def pad_example(example: dict, max_objects: int) -> dict:
       ValueError: naming ``max_objects`` (and the image id) if the example has more than ``max_objects``
         objects. Nothing is truncated.
     """
+    _checks.keys_present(example, ("image", "boxes", "classes", "polygons", "image_id"), "example")
     boxes = np.asarray(example["boxes"], np.float32).reshape(-1, 4)
     classes = np.asarray(example["classes"], np.int32).reshape(-1)
     polys = np.asarray(example["polygons"], np.float32)
