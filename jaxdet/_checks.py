@@ -4,7 +4,7 @@ Every public function checks its arguments eagerly, at trace time, with these he
 reads the same everywhere and names the argument, what was expected and what was given:
 
 - shape:   ``{arg} must have shape {expected}; got shape {actual}.``
-- dtype:   ``{arg} must have a {kind} dtype; got {dtype}.``
+- dtype:   ``{arg} must have a(n) {kind} dtype; got {dtype}.``
 - value:   ``{arg} must be {condition}; got {value!r}.``
 - choice:  ``{arg} must be one of {options}; got {value!r}.``
 - keys:    ``{arg} must contain {missing}; got keys {keys}.`` and
@@ -69,8 +69,9 @@ def fail_shape(argname: str, expected: str, actual: Any, hint: str = "") -> Valu
 
 
 def fail_dtype(argname: str, kind_word: str, dtype: Any, hint: str = "") -> ValueError:
-    """The dtype error (returned, for ``raise``): ``kind_word`` is e.g. ``"floating"`` or ``"uint8"``."""
-    return _with_hint(f"{argname} must have a {kind_word} dtype; got {dtype}.", hint)
+    """The dtype error (returned, for ``raise``): ``kind_word`` is e.g. ``"floating"`` or ``"integer"``."""
+    article = "an" if kind_word[:1] in "aeiou" else "a"
+    return _with_hint(f"{argname} must have {article} {kind_word} dtype; got {dtype}.", hint)
 
 
 def fail_value(argname: str, condition: str, value: Any, hint: str = "") -> ValueError:
@@ -249,7 +250,7 @@ def number(
     elif high is not None:
         cond = f"{'<' if high_open else '<='} {high}"
     else:
-        cond = "a finite number"
+        cond = "a finite number" if finite else "a number"
     if math.isnan(v) or (finite and math.isinf(v)):
         raise fail_value(argname, cond, value, hint)
     if low is not None and (v < low or (low_open and v == low)):

@@ -89,6 +89,7 @@ def _boundary_step(fraction: float, total_epochs: float, steps_per_epoch: int) -
 
 def static_alpha(alpha: float = 0.5) -> optax.Schedule:
     """Constant α: ``optax.constant_schedule(alpha)``."""
+    _checks.number(alpha, "alpha", low=0.0, high=1.0)
     return optax.constant_schedule(alpha)
 
 
