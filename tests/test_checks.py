@@ -194,8 +194,10 @@ def _example(num_objects: int = 1) -> dict:
 
 
 def _detections():
-    n, d = 1, 2
-    return evaluate.Detections(np.zeros((n, d, 4)), np.zeros((n, d)), np.zeros((n, d), np.int32), np.zeros((n, d), bool))
+    n, d = 1, 2  # images, detection slots
+    return evaluate.Detections(
+        np.zeros((n, d, 4)), np.zeros((n, d)), np.zeros((n, d), np.int32), np.zeros((n, d), bool)
+    )
 
 
 _GT_BATCH = {"boxes": np.zeros((1, 1, 4)), "classes": np.zeros((1, 1), np.int32), "valid": np.zeros((1, 1), bool)}
