@@ -31,6 +31,7 @@ from typing import Callable, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxdet import _checks
 from jaxdet.gradients import GradientPath, route_target
 
 BoxFormat = Literal["xyxy", "cxcywh", "xywh"]
@@ -41,53 +42,31 @@ DEFAULT_EPS = 1e-7
 # ----------------------------------------------------------------------------------------------- validation
 
 
-def _check_boxes(boxes: jax.Array, argname: str) -> jax.Array:
-    """Validates a box array: last axis 4 and a floating dtype. Raises ValueError naming ``argname``."""
-    boxes = jnp.asarray(boxes)
-    if boxes.ndim == 0 or boxes.shape[-1] != 4:
-        raise ValueError(f"{argname} must have shape [..., 4]; got shape {tuple(boxes.shape)}.")
-    if not jnp.issubdtype(boxes.dtype, jnp.floating):
-        raise ValueError(
-            f"{argname} must have a floating dtype (coordinates are differentiated); got {boxes.dtype}. "
-            f"Cast with {argname}.astype(jnp.float32)."
-        )
-    return boxes
+def _check_boxes(boxes: jax.Array, argname: str, shape: str = "[..., 4]", min_ndim: int = 1) -> jax.Array:
+    """A box array: last axis 4 and a floating dtype (coordinates are differentiated)."""
+    return _checks.floating(
+        boxes, argname, shape=shape, min_ndim=min_ndim, last=4, hint=f"Cast with {argname}.astype(jnp.float32)."
+    )
 
 
 def _check_pair(boxes1: jax.Array, boxes2: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Validates two box arrays for an elementwise op: each [..., 4], float, broadcastable leading shapes."""
+    """Two box arrays for an elementwise op: each [..., 4], float, broadcastable shapes."""
     boxes1 = _check_boxes(boxes1, "boxes1")
     boxes2 = _check_boxes(boxes2, "boxes2")
-    try:
-        jnp.broadcast_shapes(boxes1.shape, boxes2.shape)
-    except ValueError:
-        raise ValueError(
-            f"boxes1 and boxes2 must have broadcastable shapes [..., 4]; got {tuple(boxes1.shape)} and "
-            f"{tuple(boxes2.shape)}. For all pairs use the *_pairwise functions."
-        ) from None
+    _checks.broadcastable(
+        boxes2, boxes1.shape, "boxes2", "boxes1.shape", hint="For all pairs use the *_pairwise functions."
+    )
     return boxes1, boxes2
 
 
 def _check_pairwise(boxes1: jax.Array, boxes2: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Validates [..., N, 4] and [..., M, 4] and returns them expanded to [..., N, 1, 4] and [..., 1, M, 4]."""
-    boxes1 = _check_boxes(boxes1, "boxes1")
-    boxes2 = _check_boxes(boxes2, "boxes2")
-    for name, boxes in (("boxes1", boxes1), ("boxes2", boxes2)):
-        if boxes.ndim < 2:
-            raise ValueError(f"{name} must have shape [..., N, 4] for a pairwise op; got {tuple(boxes.shape)}.")
-    try:
-        jnp.broadcast_shapes(boxes1.shape[:-2], boxes2.shape[:-2])
-    except ValueError:
-        raise ValueError(
-            f"boxes1 [..., N, 4] and boxes2 [..., M, 4] must have broadcastable batch axes; got "
-            f"{tuple(boxes1.shape)} and {tuple(boxes2.shape)}."
-        ) from None
+    boxes1 = _check_boxes(boxes1, "boxes1", "[..., N, 4]", min_ndim=2)
+    boxes2 = _check_boxes(boxes2, "boxes2", "[..., M, 4]", min_ndim=2)
+    _checks.broadcastable(
+        boxes2, boxes1.shape[:-2], "boxes2", "boxes1.shape[:-2]", skip_last=2, shape="[..., M, 4] with leading axes"
+    )
     return boxes1[..., :, None, :], boxes2[..., None, :, :]
-
-
-def _check_eps(eps: float) -> None:
-    if not eps >= 0:
-        raise ValueError(f"eps must be a non-negative float; got {eps!r}.")
 
 
 # ------------------------------------------------------------------------------------------ formats, area
@@ -104,9 +83,8 @@ def box_convert(boxes: jax.Array, in_fmt: BoxFormat, out_fmt: BoxFormat) -> jax.
       ``[..., 4]`` boxes in ``out_fmt``.
     """
     boxes = _check_boxes(boxes, "boxes")
-    for name, fmt in (("in_fmt", in_fmt), ("out_fmt", out_fmt)):
-        if fmt not in BOX_FORMATS:
-            raise ValueError(f"{name} must be one of {BOX_FORMATS}; got {fmt!r}.")
+    _checks.choice(in_fmt, "in_fmt", BOX_FORMATS)
+    _checks.choice(out_fmt, "out_fmt", BOX_FORMATS)
     if in_fmt == out_fmt:
         return boxes
     a, b, c, d = jnp.unstack(boxes, axis=-1)
@@ -243,7 +221,7 @@ def box_iou(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS) -
       ``[...]`` IoU in ``[0, 1]``.
     """
     boxes1, boxes2 = _check_pair(boxes1, boxes2)
-    _check_eps(eps)
+    _checks.number(eps, "eps", low=0.0)
     return _iou(_corners(boxes1), _corners(boxes2), eps)[0]
 
 
@@ -262,7 +240,7 @@ def generalized_box_iou(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DE
       ``[...]`` GIoU in ``[-1, 1]``.
     """
     boxes1, boxes2 = _check_pair(boxes1, boxes2)
-    _check_eps(eps)
+    _checks.number(eps, "eps", low=0.0)
     b1, b2 = _corners(boxes1), _corners(boxes2)
     iou, union = _iou(b1, b2, eps)
     enclosing_w, enclosing_h = _enclosure(b1, b2)
@@ -285,7 +263,7 @@ def distance_box_iou(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAU
       ``[...]`` DIoU in ``[-1, 1]``.
     """
     boxes1, boxes2 = _check_pair(boxes1, boxes2)
-    _check_eps(eps)
+    _checks.number(eps, "eps", low=0.0)
     b1, b2 = _corners(boxes1), _corners(boxes2)
     return _iou(b1, b2, eps)[0] - _distance_penalty(b1, b2, eps)
 
@@ -314,7 +292,7 @@ def complete_box_iou(
       ``[...]`` CIoU in ``[-1.5, 1]``.
     """
     boxes1, boxes2 = _check_pair(boxes1, boxes2)
-    _check_eps(eps)
+    _checks.number(eps, "eps", low=0.0)
     b1, b2 = _corners(boxes1), _corners(boxes2)
     iou, _ = _iou(b1, b2, eps)
     diou = iou - _distance_penalty(b1, b2, eps)
