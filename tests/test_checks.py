@@ -412,6 +412,7 @@ EXEMPT = {
     "jaxdet.measurements.main": "a command line: argparse reports bad flags (exit status 2)",
     "jaxdet.data.readers.read_coco": "file contents: DatasetFormatError names the file and record (test_data_readers)",
     "jaxdet.data.readers.read_voc": "file contents: DatasetFormatError names the file and record (test_data_readers)",
+    "jaxdet.data.readers.voc_class_names": "file contents: DatasetFormatError names the file (test_data_readers)",
     "jaxdet.data.readers.read_yolo": "file contents: DatasetFormatError names the file and record (test_data_readers)",
     "jaxdet.data.writers.write_coco": "writes SyntheticShapes.annotation dicts; export_synthetic is the checked entry",
     "jaxdet.data.writers.write_voc": "writes SyntheticShapes.annotation dicts; export_synthetic is the checked entry",
