@@ -24,6 +24,8 @@ from jaxdet import _checks, assign, boxes, evaluate, gradients, measurements, po
 from jaxdet import data as D
 from jaxdet.data import augment, geometry, pipeline, records, synthetic, writers
 from jaxdet.losses import focal, harmonic, hybrid, ssd, vertex, yolo
+from jaxdet import models
+from jaxdet.models import detector, heads, polygon_head, registry, yolov1_head
 
 # --------------------------------------------------------------------------------------------- the wordings
 
@@ -393,6 +395,48 @@ CASES = [
 ]
 
 
+_MODEL_CFG = {"head": "yolov1", "grid_size": 2, "widths": (4,), "depths": (0,), "head_width": 4}
+_RAW_BAD = jnp.zeros((1, 2, 3, 13))  # not a square grid
+_POLY_GT = (jnp.zeros((1, 1, 4)), jnp.zeros((1, 1), jnp.int32), jnp.ones((1, 1), bool))
+
+CASES += [
+    # models
+    _case(registry.make_head, lambda: registry.make_head({"head": "ssd"}, num_classes=3), "model_cfg.head", "choice",
+          "'yolov1', 'polygon'"),
+    _case(registry.make_head, lambda: registry.make_head({"head": "yolov1"}, num_classes=0), "num_classes", "value"),
+    _case(models.build_detector, lambda: models.build_detector(dict(_MODEL_CFG, head="rcnn"), num_classes=3, rngs=None),
+          "model_cfg.head", "choice"),
+    _case(detector.build_grid_detector,
+          lambda: detector.build_grid_detector(dict(_MODEL_CFG, depths=(0, 1)), out_channels=5, rngs=None), "depths",
+          "value", "as long as widths = (4,)"),
+    _case(detector.Detector, lambda: detector.Detector(out_channels=5, widths=(), depths=(), rngs=None), "widths",
+          "value", "non-empty"),
+    _case(yolov1_head.prior_logit, lambda: yolov1_head.prior_logit(1.0), "p", "value", "(0.0, 1.0)"),
+    _case(yolov1_head.YOLOv1Head, lambda: yolov1_head.YOLOv1Head(num_classes=3, iou_target="detach"), "iou_target",
+          "choice", "'stop', 'through'"),
+    _case(polygon_head.PolygonHead,
+          lambda: polygon_head.PolygonHead(num_classes=3, normalization="l1", alpha_schedule=lambda s: 0.5),
+          "normalization", "choice", "'grad_norm'"),
+    _case(heads.yolov1_activate, lambda: heads.yolov1_activate(_RAW_BAD, num_boxes=2, num_classes=3), "outputs",
+          "shape", "square grid"),
+    _case(heads.yolov1_head_loss, lambda: heads.yolov1_head_loss(jnp.zeros((1, 2, 2, 7)), *_POLY_GT[:2],
+                                                                _POLY_GT[2], num_boxes=2, num_classes=3),
+          "outputs", "shape", "[..., S, S, 13]"),
+    _case(heads.yolov1_head_decode, lambda: heads.yolov1_head_decode(jnp.zeros(13), num_boxes=2, num_classes=3),
+          "outputs", "shape"),
+    _case(heads.polygon_outputs, lambda: heads.polygon_outputs(jnp.zeros((1, 2, 2, 9)), num_vertices=3,
+                                                               num_classes=3), "outputs", "shape", "K=3, C=3"),
+    _case(heads.polygon_cell_targets, lambda: heads.polygon_cell_targets(*_POLY_GT, jnp.zeros((1, 1, 4, 2)),
+                                                                         grid_size=2, num_vertices=8),
+          "gt_polygons", "shape", "(1, 1, 8, 2)"),
+    _case(heads.polygon_head_loss, lambda: heads.polygon_head_loss(_RAW_BAD, *_POLY_GT, jnp.zeros((1, 1, 8, 2)),
+                                                                   num_vertices=8, num_classes=3, alpha=0.5),
+          "outputs", "shape"),
+    _case(heads.polygon_head_decode, lambda: heads.polygon_head_decode(_RAW_BAD, num_vertices=8, num_classes=3),
+          "outputs", "shape"),
+]
+
+
 @pytest.mark.parametrize("name, call, argname, kind, fragments", CASES)
 def test_public_function_error_names_the_argument(name, call, argname, kind, fragments):
     with pytest.raises(ValueError) as info:
@@ -417,6 +461,8 @@ EXEMPT = {
     "jaxdet.data.writers.write_coco": "writes SyntheticShapes.annotation dicts; export_synthetic is the checked entry",
     "jaxdet.data.writers.write_voc": "writes SyntheticShapes.annotation dicts; export_synthetic is the checked entry",
     "jaxdet.data.writers.write_yolo": "writes SyntheticShapes.annotation dicts; export_synthetic is the checked entry",
+    "jaxdet.models.default_model_config": "takes no arguments",
+    "jaxdet.models.head.config_get": "any mapping or attribute object is valid; missing fields take the default",
 }
 
 _MODULES = [
@@ -424,7 +470,8 @@ _MODULES = [
     "jaxdet.measurements", "jaxdet.losses.focal", "jaxdet.losses.harmonic", "jaxdet.losses.hybrid",
     "jaxdet.losses.ssd", "jaxdet.losses.vertex", "jaxdet.losses.yolo", "jaxdet.data.augment",
     "jaxdet.data.geometry", "jaxdet.data.pipeline", "jaxdet.data.records", "jaxdet.data.synthetic",
-    "jaxdet.data.writers", "jaxdet.data.readers",
+    "jaxdet.data.writers", "jaxdet.data.readers", "jaxdet.models", "jaxdet.models.detector", "jaxdet.models.head",
+    "jaxdet.models.heads", "jaxdet.models.registry", "jaxdet.models.yolov1_head", "jaxdet.models.polygon_head",
 ]
 
 

@@ -63,9 +63,9 @@ __all__ = [
 
 
 def _check_raw(raw: jax.Array, depth: int, what: str) -> jax.Array:
-    raw = jnp.asarray(raw)
-    if raw.ndim < 3 or raw.shape[-3] != raw.shape[-2] or raw.shape[-1] != depth:
-        raise ValueError(f"outputs must have shape [..., S, S, {depth}] ({what}); got {tuple(raw.shape)}")
+    raw = _checks.array(raw, "outputs", shape=f"[..., S, S, {depth}] ({what})", min_ndim=3, last=depth)
+    if raw.shape[-3] != raw.shape[-2]:
+        raise _checks.fail_shape("outputs", f"[..., S, S, {depth}] ({what}): a square grid", raw.shape)
     return raw
 
 

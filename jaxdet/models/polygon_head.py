@@ -38,7 +38,7 @@ from jaxdet.models.heads import (
     polygon_head_loss,
     polygon_outputs,
 )
-from jaxdet.models.yolov1_head import CONFIDENCE_PRIOR, logit
+from jaxdet.models.yolov1_head import CONFIDENCE_PRIOR, prior_logit
 
 __all__ = ["PolygonHead", "POLYGON_LOSS_DEFAULTS", "INITIAL_POLYGON_RADIUS"]
 
@@ -101,7 +101,8 @@ class PolygonHead(Head):
         _checks.positive_int(self.grid_size, "grid_size")
         _checks.choice(self.normalization, "normalization", NORMALIZATIONS)
         if (self.alpha_schedule is None) == (self.adaptive_alpha is None):
-            raise ValueError("PolygonHead needs exactly one of alpha_schedule and adaptive_alpha.")
+            raise _checks.fail_value("alpha_schedule", "given exactly when adaptive_alpha is None",
+                                     self.alpha_schedule)
 
     @classmethod
     def from_config(cls, model_cfg, loss_cfg, *, num_classes: int, total_steps: int) -> "PolygonHead":
@@ -151,7 +152,7 @@ class PolygonHead(Head):
         angle), so MGIoU never starts from a degenerate polygon."""
         k = self.num_vertices
         bias = np.zeros((self.channels,), np.float32)
-        bias[0] = logit(CONFIDENCE_PRIOR)
+        bias[0] = prior_logit(CONFIDENCE_PRIOR)
         theta = -np.pi + (np.arange(k) + 0.5) * 2 * np.pi / k
         ring = INITIAL_POLYGON_RADIUS * np.stack([np.cos(theta), np.sin(theta)], axis=-1)
         bias[5: 5 + 2 * k] = ring.reshape(-1)

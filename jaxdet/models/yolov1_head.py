@@ -33,8 +33,9 @@ CONFIDENCE_PRIOR = 0.05
 YOLOV1_LOSS_DEFAULTS: dict[str, Any] = {"lambda_coord": 5.0, "lambda_noobj": 0.5, "iou_target": "stop"}
 
 
-def logit(p: float) -> float:
-    """``log(p / (1 - p))``: the bias that makes a sigmoid output ``p``."""
+def prior_logit(p: float) -> float:
+    """``log(p / (1 - p))``: the bias that makes a sigmoid output the prior probability ``p`` in (0, 1)."""
+    p = _checks.number(p, "p", low=0.0, high=1.0, low_open=True, high_open=True)
     return math.log(p / (1.0 - p))
 
 
@@ -89,7 +90,7 @@ class YOLOv1Head(Head):
     def output_bias(self) -> np.ndarray:
         """Every confidence starts at :data:`CONFIDENCE_PRIOR`; the other channels at 0."""
         bias = np.zeros((self.channels,), np.float32)
-        bias[self.confidence_channels] = logit(CONFIDENCE_PRIOR)
+        bias[self.confidence_channels] = prior_logit(CONFIDENCE_PRIOR)
         return bias
 
     # ------------------------------------------------------------------------------------------ views

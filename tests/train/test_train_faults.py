@@ -202,7 +202,7 @@ def _train(args, devices=1):
         (["--config.data.image_size=0"], "data.image_size must be an int > 0; got 0"),
         (["--config.data.loader=threads"], "data.loader must be 'grain' or 'step', got 'threads'"),
         (["--config.loss.iou_target=both"], "iou_target must be one of ('stop', 'through'); got 'both'"),
-        (["--config.model.widths=(32, 64, 128, 256, 512)"], "model: widths and depths must be"),
+        (["--config.model.widths=(32, 64, 128, 256, 512)"], "model: depths must be a sequence as long as widths = (32, 64, 128, 256, 512); got (0, 1, 1)"),
         (["--config.data.max_objects=1000000", "--config.train.batch_size=4096", "--config.model.grid_size=64"],
          "lower data.max_objects or train.batch_size"),
         (["--config.mesh.shape=(3,)"], "mesh.shape / mesh.axes"),
