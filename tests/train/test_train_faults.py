@@ -10,7 +10,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -137,31 +136,12 @@ def _wait_for(path, text, proc, timeout=200):
     raise AssertionError(f"{text!r} never appeared:\n" + open(path).read()[-3000:])
 
 
-def _start_long_run(tmp_path, name, extra=()):
-    work = tmp_path / name
-    cmd = tp.runner_cmd(work, "--config.train.steps=1000000", "--config.train.warmup_steps=10", extra=extra)
-    log = open(tmp_path / f"{name}.txt", "w")
-    proc = subprocess.Popen(cmd, env=tp.env_for(1), cwd=tp.REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 200
-    metrics = work / "metrics.jsonl"
-    while time.time() < deadline and proc.poll() is None:
-        if metrics.exists() and sum(1 for _ in open(metrics)) >= 3:
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, open(tmp_path / f"{name}.txt").read()[-3000:]
-    return work, proc, log
-
-
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
-    work, proc, log = _start_long_run(tmp_path, "sigint")
-    try:
+    work, log = tmp_path / "sigint", tmp_path / "sigint.txt"
+    with tp.long_run(work, log) as proc:
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
-    out = open(tmp_path / "sigint.txt").read()
+    out = open(log).read()
     assert rc == 0, out[-3000:]
     steps = tp.checkpoint_steps(work)
     assert len(steps) == 1 and steps[0] >= 3
@@ -169,17 +149,13 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
 
 
 def test_a_second_ctrl_c_exits_at_once(tmp_path):
-    work, proc, log = _start_long_run(tmp_path, "sigint2", extra=("--save-delay", "30"))  # a slow save
-    try:
+    work, log = tmp_path / "sigint2", tmp_path / "sigint2.txt"
+    with tp.long_run(work, log, extra=("--save-delay", "30")) as proc:  # a slow save
         proc.send_signal(signal.SIGINT)
-        _wait_for(tmp_path / "sigint2.txt", "SIGINT: saving a checkpoint", proc)
+        _wait_for(log, "SIGINT: saving a checkpoint", proc)
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
-    out = open(tmp_path / "sigint2.txt").read()
+    out = open(log).read()
     assert rc == 130, out[-3000:]
     assert "second SIGINT: exiting now, without saving" in out
     assert "saved checkpoint" not in out
