@@ -47,6 +47,7 @@ from jaxdet.losses.yolov8 import (
     YoloV8Loss,
     dfl_loss,
     yolov8_loss,
+    yolov8_loss_from_targets,
 )
 
 __all__ = [
@@ -89,4 +90,5 @@ __all__ = [
     "yolov1_decode",
     "yolov1_loss",
     "yolov8_loss",
+    "yolov8_loss_from_targets",
 ]

@@ -79,7 +79,15 @@ from jaxdet.losses.focal import (
 from jaxdet.losses.harmonic import harmonic_iou_loss_from_iou, harmonic_weighting
 from jaxdet.tal import IOU_EPS, TaskAlignedTargets, bbox2dist, dfl_decode, dist2bbox, task_aligned_assign
 
-__all__ = ["YOLOV8_TERMS", "YOLOV8_CLS_LOSSES", "YOLOV8_BOX_LOSSES", "YoloV8Loss", "dfl_loss", "yolov8_loss"]
+__all__ = [
+    "YOLOV8_TERMS",
+    "YOLOV8_CLS_LOSSES",
+    "YOLOV8_BOX_LOSSES",
+    "YoloV8Loss",
+    "dfl_loss",
+    "yolov8_loss",
+    "yolov8_loss_from_targets",
+]
 
 YOLOV8_TERMS: tuple[str, ...] = ("box", "cls", "dfl")
 YOLOV8_CLS_LOSSES: tuple[str, ...] = ("bce", "varifocal", "quality_focal", "focal")
@@ -175,6 +183,25 @@ def _box_elementwise(name: str, pred: jax.Array, target: jax.Array, kwargs: dict
     return IOU_LOSSES[name](pred, target, eps=IOU_EPS, height_eps=IOU_EPS, **kwargs)
 
 
+def _check_outputs(outputs, anchor_points, anchor_strides, reg_max):
+    reg_max = _checks.positive_int(reg_max, "reg_max", minimum=2)
+    x = _concat_levels(outputs)
+    b, a, channels = x.shape
+    if channels - 4 * reg_max < 1:
+        raise _checks.fail_shape("outputs", f"[B, A, 4·reg_max + C] = [B, A, {4 * reg_max} + C] with C >= 1", x)
+    anchor_points = _checks.floating(anchor_points, "anchor_points", last=2, shape="[A, 2]")
+    _checks.shape_is(anchor_points, (a, 2), "anchor_points", "[A, 2] with A of outputs")
+    anchor_strides = _checks.floating(anchor_strides, "anchor_strides", shape="[A]")
+    _checks.shape_is(anchor_strides, (a,), "anchor_strides", "[A] with A of outputs")
+    return x, anchor_points, anchor_strides, reg_max
+
+
+def _decode(x: jax.Array, anchor_points: jax.Array, reg_max: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(pred_dist [B, A, 4R], logits [B, A, C], pred_boxes [B, A, 4] xyxy grid units)``."""
+    pred_dist, logits = x[..., : 4 * reg_max], x[..., 4 * reg_max :]
+    return pred_dist, logits, dist2bbox(dfl_decode(pred_dist, reg_max=reg_max), anchor_points)
+
+
 def yolov8_loss(
     outputs: jax.Array | Sequence[jax.Array],
     anchor_points: jax.Array,
@@ -202,6 +229,8 @@ def yolov8_loss(
 ) -> YoloV8Loss:
     """YOLOv8's detection loss (ultralytics ``v8DetectionLoss``) from the raw head outputs; see the module doc.
 
+    :func:`jaxdet.tal.task_aligned_assign` on the decoded predictions, then :func:`yolov8_loss_from_targets`.
+
     Args:
       outputs: raw head outputs, ``[B, A, 4·reg_max + C]``, or one ``[B, H, W, 4·reg_max + C]`` map per level
         (concatenated row-major in level order). Channels: the ``4·reg_max`` DFL logits (side-major ``l, t, r,
@@ -226,25 +255,9 @@ def yolov8_loss(
       :class:`YoloV8Loss` ``(total, terms {"box", "cls", "dfl"}, targets)``, the terms gain-scaled and not
       multiplied by the batch size.
     """
-    reg_max = _checks.positive_int(reg_max, "reg_max", minimum=2)
-    x = _concat_levels(outputs)
-    b, a, channels = x.shape
-    num_classes = channels - 4 * reg_max
-    if num_classes < 1:
-        raise _checks.fail_shape("outputs", f"[B, A, 4·reg_max + C] = [B, A, {4 * reg_max} + C] with C >= 1", x)
-    anchor_points = _checks.floating(anchor_points, "anchor_points", last=2, shape="[A, 2]")
-    _checks.shape_is(anchor_points, (a, 2), "anchor_points", "[A, 2] with A of outputs")
-    anchor_strides = _checks.floating(anchor_strides, "anchor_strides", shape="[A]")
-    _checks.shape_is(anchor_strides, (a,), "anchor_strides", "[A] with A of outputs")
-    gains = {name: _checks.number(v, name, low=0) for name, v in (("box", box), ("cls", cls), ("dfl", dfl))}
-    _checks.choice(score_target, "score_target", ("stop", "through"))
-    _checks.choice(cls_loss, "cls_loss", YOLOV8_CLS_LOSSES)
-    _checks.choice(box_loss, "box_loss", YOLOV8_BOX_LOSSES)
-    _checks.choice(harmonic, "harmonic", (None, "stop", "through"))
-
-    pred_dist, logits = x[..., : 4 * reg_max], x[..., 4 * reg_max :]
+    x, anchor_points, anchor_strides, reg_max = _check_outputs(outputs, anchor_points, anchor_strides, reg_max)
+    _, logits, pred_boxes = _decode(x, anchor_points, reg_max)
     stride = anchor_strides[:, None]  # [A, 1]
-    pred_boxes = dist2bbox(dfl_decode(pred_dist, reg_max=reg_max), anchor_points)  # [B, A, 4] grid units
     targets = task_aligned_assign(
         jax.nn.sigmoid(logits),
         pred_boxes * stride,
@@ -255,11 +268,56 @@ def yolov8_loss(
         topk=topk, alpha=alpha, beta=beta, eps=eps, min_gt_side=min_gt_side, score_target=score_target,
         gt_chunk_size=gt_chunk_size,
     )
-    scores = targets.scores  # [B, A, C], routed by score_target
-    fg = targets.fg_mask  # [B, A]
+    return yolov8_loss_from_targets(
+        x, anchor_points, anchor_strides, targets, reg_max=reg_max, box=box, cls=cls, dfl=dfl,
+        cls_loss=cls_loss, box_loss=box_loss, harmonic=harmonic, cls_loss_kwargs=cls_loss_kwargs,
+        box_loss_kwargs=box_loss_kwargs,
+    )
+
+
+def yolov8_loss_from_targets(
+    outputs: jax.Array | Sequence[jax.Array],
+    anchor_points: jax.Array,
+    anchor_strides: jax.Array,
+    targets: TaskAlignedTargets,
+    *,
+    reg_max: int = 16,
+    box: float = 7.5,
+    cls: float = 0.5,
+    dfl: float = 1.5,
+    cls_loss: Literal["bce", "varifocal", "quality_focal", "focal"] = "bce",
+    box_loss: Literal["ciou", "giou", "diou", "harmonic_iou"] = "ciou",
+    harmonic: GradientPath | None = None,
+    cls_loss_kwargs: dict | None = None,
+    box_loss_kwargs: dict | None = None,
+) -> YoloV8Loss:
+    """The three YOLOv8 terms from given targets (e.g. frozen ones, or another assigner's).
+
+    Arguments as :func:`yolov8_loss`; ``targets`` is a :class:`jaxdet.tal.TaskAlignedTargets` (boxes in pixels)
+    whose ``scores`` are used as given: whatever gradient they carry reaches the outputs through the BCE targets,
+    the weights and the normaliser.
+
+    Returns:
+      :class:`YoloV8Loss` ``(total, terms, targets)``.
+    """
+    x, anchor_points, anchor_strides, reg_max = _check_outputs(outputs, anchor_points, anchor_strides, reg_max)
+    b, a, _ = x.shape
+    gains = {name: _checks.number(v, name, low=0) for name, v in (("box", box), ("cls", cls), ("dfl", dfl))}
+    _checks.choice(cls_loss, "cls_loss", YOLOV8_CLS_LOSSES)
+    _checks.choice(box_loss, "box_loss", YOLOV8_BOX_LOSSES)
+    _checks.choice(harmonic, "harmonic", (None, "stop", "through"))
+    num_classes = x.shape[-1] - 4 * reg_max
+    scores = _checks.floating(targets.scores, "targets.scores")
+    _checks.shape_is(scores, (b, a, num_classes), "targets.scores", "[B, A, C] of outputs")
+    fg = _checks.boolean(targets.fg_mask, "targets.fg_mask")
+    _checks.shape_is(fg, (b, a), "targets.fg_mask", "[B, A] of outputs")
+    target_boxes = _checks.floating(targets.boxes, "targets.boxes")
+    _checks.shape_is(target_boxes, (b, a, 4), "targets.boxes", "[B, A, 4] of outputs")
+
+    pred_dist, logits, pred_boxes = _decode(x, anchor_points, reg_max)
     normaliser = jnp.maximum(jnp.sum(scores), 1)
     weight = jnp.sum(scores, axis=-1)  # [B, A]
-    target_boxes = targets.boxes / stride  # [B, A, 4] grid units
+    target_boxes = target_boxes / anchor_strides[:, None]  # [B, A, 4] grid units
 
     cls_per_anchor = jnp.sum(_cls_elementwise(cls_loss, logits, scores, dict(cls_loss_kwargs or {})), axis=-1)
     box_per_anchor = jnp.where(fg, _box_elementwise(box_loss, pred_boxes, target_boxes, dict(box_loss_kwargs or {})), 0)
