@@ -43,7 +43,7 @@ then recomputed only at the ``B · A`` (anchor, assigned GT) pairs. Peak memory 
 ``stop_gradient`` inputs and is piecewise constant anyway. The soft score (step 5) is a target computed from the
 predictions: ``"stop"`` (default, Case 2, as ultralytics' ``no_grad`` assigner) makes it a constant; ``"through"``
 (Case 1) keeps it in the graph, so its IoUs move the predicted boxes and its class scores the logits, through
-:math:`t` and both maxima.
+:math:`t` and both maxima (CIoU's α stays a constant, as in ``bbox_iou``).
 
 **Ties at the k-th metric value** (step 3). ``torch.topk`` on the CPU breaks ties in the order of its selection
 algorithm (a heap over the first ``topk`` anchors when ``64 · topk ≤ A``, an introselect otherwise); jaxdet takes
