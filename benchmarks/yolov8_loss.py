@@ -9,7 +9,8 @@ Peak memory at 1,000 GT per image (batch 16, 8,400 anchors, 80 classes), each si
 its first forward + backward (jaxdet: compiled beforehand): the peak resident set during the step (``VmHWM`` of
 ``/proc/self/status``, reset just before it through ``/proc/self/clear_refs``) minus the resident set before it,
 inputs, model and compiled code already in memory; for jaxdet also XLA's own account of the compiled step
-(``memory_analysis()``: temporaries, and temporaries + arguments + outputs).
+(``memory_analysis()``: temporaries, and temporaries + arguments + outputs); on a GPU also the device's peak
+(JAX ``memory_stats()["peak_bytes_in_use"]``, torch ``max_memory_allocated()``).
 
     python benchmarks/yolov8_loss.py            # writes benchmarks/results/yolov8_loss.md
     python benchmarks/yolov8_loss.py --quick    # smoke test: 2 images, 256 px, 10 classes, 3 repeats
@@ -133,13 +134,22 @@ def memory_child(side: str, batch: int, image: int, classes: int, num_gt: int) -
         jitted, outputs = jax_step(batch, image, classes, num_gt)
         compiled = jitted.lower(outputs).compile()
         result = {"rss_growth": _peak_growth(lambda: jax.block_until_ready(compiled(outputs)))}
+        device = jax.devices()[0]
+        if device.platform != "cpu" and device.memory_stats():
+            result["device_peak"] = device.memory_stats().get("peak_bytes_in_use")
         analysis = compiled.memory_analysis()
         if analysis is not None:
             result["xla_temp"] = analysis.temp_size_in_bytes
             result["xla_total"] = (analysis.temp_size_in_bytes + analysis.argument_size_in_bytes
                                    + analysis.output_size_in_bytes)
         return result
+    import torch
+
     step = torch_step(batch, image, classes, num_gt, compiled=False)
+    if to_torch(np.zeros(1)).device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        result = {"rss_growth": _peak_growth(step), "device_peak": torch.cuda.max_memory_allocated()}
+        return result
     return {"rss_growth": _peak_growth(step)}
 
 
@@ -170,18 +180,21 @@ def memory_table(results: dict[str, dict], batch: int, image: int, classes: int,
     anchors = sum((image // s) ** 2 for s in STRIDES)
     lines = [
         f"\nPeak memory of one assign + loss forward + backward at {num_gt:,} GT/image (B={batch}, {anchors:,} "
-        f"anchors, {classes} classes, float32), each side in a fresh process, its first call (jaxdet compiled beforehand): peak resident "
+        f"anchors, {classes} classes, float32), each side in a fresh process, its first call (jaxdet compiled "
+        "beforehand): peak resident "
         "set during the step (`VmHWM`, reset through `/proc/self/clear_refs` just before) minus the resident "
         "set before it; for jaxdet also XLA's `memory_analysis()` of the compiled step (temporaries; "
         "temporaries + arguments + outputs).\n",
-        "| side | peak RSS growth | XLA temporaries | XLA total |",
-        "|---|---:|---:|---:|",
+        "| side | peak RSS growth | XLA temporaries | XLA total | GPU peak (JAX: peak_bytes_in_use; torch: "
+        "max_memory_allocated) |",
+        "|---|---:|---:|---:|---:|",
     ]
     for side, r in results.items():
         if "error" in r:
-            lines.append(f"| {side} | failed: {r['error']} | — | — |")
+            lines.append(f"| {side} | failed: {r['error']} | — | — | — |")
         else:
-            lines.append(f"| {side} | {_gib(r['rss_growth'])} | {_gib(r.get('xla_temp'))} | {_gib(r.get('xla_total'))} |")
+            lines.append(f"| {side} | {_gib(r['rss_growth'])} | {_gib(r.get('xla_temp'))} "
+                         f"| {_gib(r.get('xla_total'))} | {_gib(r.get('device_peak'))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -193,8 +206,8 @@ def main() -> None:
     else:
         batch, image, classes, gts, memory_gt = 16, 640, 80, (10, 100, 300), 1000
     rows = run_specs(specs(batch, image, classes, gts), repeats=args.repeats, compile_torch=not args.no_compile)
-    markdown = markdown_table("YOLOv8 loss: task-aligned assignment + v8 loss, forward + backward (benchmarks/yolov8_loss.py)",
-                              rows, repeats=args.repeats)
+    title = "YOLOv8 loss: task-aligned assignment + v8 loss, forward + backward (benchmarks/yolov8_loss.py)"
+    markdown = markdown_table(title, rows, repeats=args.repeats)
     if not args.no_memory:
         markdown += memory_table(measure_memory(batch, image, classes, memory_gt), batch, image, classes, memory_gt)
     print(markdown)

@@ -384,7 +384,9 @@ def task_aligned_assign(
     batch = jnp.arange(b)[:, None]
     best_overlap = jnp.zeros((b, g), dtype).at[batch, gt_index].max(overlap)  # [B, G] over each GT's positives
     best_metric = jnp.zeros((b, g), dtype).at[batch, gt_index].max(metric)
-    norm = metric * jnp.take_along_axis(best_overlap, gt_index, 1) / (jnp.take_along_axis(best_metric, gt_index, 1) + eps)
+    gt_best_overlap = jnp.take_along_axis(best_overlap, gt_index, axis=1)  # [B, A]
+    gt_best_metric = jnp.take_along_axis(best_metric, gt_index, axis=1)
+    norm = metric * gt_best_overlap / (gt_best_metric + eps)
     norm = route_target(norm, score_target, argname="score_target")
     scores = jnp.where(jax.nn.one_hot(labels, c, dtype=bool), norm[..., None], jnp.zeros((), dtype))
     return TaskAlignedTargets(labels=labels, boxes=boxes, scores=scores, fg_mask=fg_mask, gt_index=gt_index)
