@@ -5,6 +5,8 @@ padding, the gradient path of the soft score, and argument errors.
 The full parity rows (G = 0, 1, 20, 300, both dtypes) run in tests/test_parity.py; here one float64 batch is
 checked element by element, plus the cases the table does not cover."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -195,6 +197,7 @@ def test_score_target_stop_and_through(x64):
     scores, pred_boxes, points, labels, gt, valid = inputs
     probe = np.random.default_rng(10).normal(size=scores.shape[:2] + (scores.shape[-1],))
 
+    @functools.partial(jax.jit, static_argnums=0)
     def weighted(path, s, b):
         return jnp.sum(task_aligned_assign(s, b, points, labels, gt, valid, score_target=path).scores * probe)
 

@@ -4,6 +4,8 @@ library's own functions, finiteness on degenerate input (hypothesis) and argumen
 
 The full parity rows (G = 20, 300, a batch without objects; both dtypes) run in tests/test_parity.py."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,7 +37,10 @@ def small_inputs(seed=0, dtype=np.float32):
     return outputs, labels, boxes, valid
 
 
+@functools.partial(jax.jit, static_argnames=("reg_max", "box", "cls", "dfl", "score_target", "cls_loss", "box_loss",
+                                             "harmonic", "topk"))
 def loss(x, labels, boxes, valid, **kw):
+    """:func:`yolov8_loss` on the 64-px anchors, jitted (hyper-parameters static, so their checks still run)."""
     dtype = (x[0] if isinstance(x, list) else x).dtype
     points, strides = ANCHORS.points.astype(dtype), ANCHORS.strides.astype(dtype)
     return yolov8_loss(x, points, strides, labels, boxes, valid, **kw)
@@ -110,9 +115,11 @@ def test_case1_through_is_the_total_derivative_and_case2_the_partial(x64):
     points, strides = ANCHORS.points.astype(np.float64), ANCHORS.strides.astype(np.float64)
     targets = loss(outputs, labels, boxes, valid).targets
 
+    @jax.jit
     def from_scores(x, scores):
         return yolov8_loss_from_targets(x, points, strides, targets._replace(scores=scores)).total
 
+    @jax.jit
     def soft_scores(x):
         return loss(x, labels, boxes, valid, score_target="through").targets.scores
 
