@@ -24,7 +24,8 @@ from jaxdet import _checks, assign, boxes, evaluate, gradients, measurements, po
 from jaxdet import data as D
 from jaxdet.data import augment, geometry, pipeline, records, synthetic, writers
 from jaxdet.losses import focal, harmonic, hybrid, ssd, vertex, yolo
-from jaxdet import models
+from jaxdet import models, tal
+from jaxdet.losses import yolov8
 from jaxdet.models import detector, heads, polygon_head, registry, yolov1_head
 
 # --------------------------------------------------------------------------------------------- the wordings
@@ -437,6 +438,32 @@ CASES += [
 ]
 
 
+_A = 4  # anchors
+_PTS, _STRIDES = jnp.zeros((_A, 2)), jnp.ones((_A,))
+_TAL_GT = (jnp.zeros((1, 2), jnp.int32), jnp.zeros((1, 2, 4)), jnp.ones((1, 2), bool))
+
+CASES += [
+    # task-aligned assignment and the YOLOv8 loss
+    _case(tal.make_anchor_points, lambda: tal.make_anchor_points([(2, 2)], [8, 16]), "strides", "value",
+          "one per level"),
+    _case(tal.dist2bbox, lambda: tal.dist2bbox(jnp.zeros((3, 3)), jnp.zeros((3, 2))), "distances", "shape",
+          "[..., 4]"),
+    _case(tal.bbox2dist, lambda: tal.bbox2dist(jnp.zeros((3, 2)), jnp.zeros((3, 4)), max_distance=-1.0),
+          "max_distance", "value", ">= 0"),
+    _case(tal.dfl_expectation, lambda: tal.dfl_expectation(jnp.zeros((3, 5), jnp.int32)), "probs", "dtype",
+          "floating"),
+    _case(tal.dfl_decode, lambda: tal.dfl_decode(jnp.zeros((3, 63))), "pred_dist", "shape", "4·reg_max = 64"),
+    _case(tal.task_aligned_assign, lambda: tal.task_aligned_assign(jnp.zeros((1, _A, 3)), jnp.zeros((1, _A, 4)),
+                                                                   _PTS, *_TAL_GT, topk=0), "topk", "value"),
+    _case(yolov8.dfl_loss, lambda: yolov8.dfl_loss(jnp.zeros((3, 4, 16)), jnp.zeros((3, 3))), "target", "shape",
+          "pred_dist.shape[:-1] = (3, 4)"),
+    _case(yolov8.yolov8_loss, lambda: yolov8.yolov8_loss(jnp.zeros((1, _A, 67)), _PTS, _STRIDES, *_TAL_GT, topk=2,
+                                                         cls_loss="ce"), "cls_loss", "choice", "'varifocal'"),
+    _case(yolov8.yolov8_loss_from_targets, lambda: yolov8.yolov8_loss_from_targets(
+        jnp.zeros((1, _A, 67)), _PTS, _STRIDES, None, box_loss="l1"), "box_loss", "choice", "'harmonic_iou'"),
+]
+
+
 @pytest.mark.parametrize("name, call, argname, kind, fragments", CASES)
 def test_public_function_error_names_the_argument(name, call, argname, kind, fragments):
     with pytest.raises(ValueError) as info:
@@ -472,6 +499,7 @@ _MODULES = [
     "jaxdet.data.geometry", "jaxdet.data.pipeline", "jaxdet.data.records", "jaxdet.data.synthetic",
     "jaxdet.data.writers", "jaxdet.data.readers", "jaxdet.models", "jaxdet.models.detector", "jaxdet.models.head",
     "jaxdet.models.heads", "jaxdet.models.registry", "jaxdet.models.yolov1_head", "jaxdet.models.polygon_head",
+    "jaxdet.tal", "jaxdet.losses.yolov8",
 ]
 
 
