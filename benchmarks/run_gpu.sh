@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every jaxdet benchmark on one GPU, in under 8 minutes: boxes, losses (+ YOLOv1/SSD), polygons, the train
-# step, and the dense-loss roofline (B=64, 8400 anchors, 80 classes). Prints each table with the device name
+# Every jaxdet benchmark on one GPU, in under 8 minutes: boxes, losses (+ YOLOv1/SSD), polygons, the YOLOv8
+# loss (TAL + v8 loss, with peak memory at 1,000 GT/image), the train step, and the dense-loss roofline (B=64, 8400 anchors, 80 classes). Prints each table with the device name
 # and writes them all to benchmarks/results/gpu-<device>.md.
 #
 #   bash benchmarks/run_gpu.sh                     # on a GPU machine (JAX CUDA + torch CUDA)
@@ -128,6 +128,7 @@ run_bench roofline roofline.py "${COMMON[@]}" "${PEAK[@]}"
 run_bench boxes boxes.py "${COMMON[@]}"
 run_bench losses losses.py "${COMMON[@]}"
 run_bench polygons polygons.py "${COMMON[@]}"
+run_bench yolov8_loss yolov8_loss.py "${COMMON[@]}"
 if [[ "$TRAIN_LARGE" == "1" ]]; then
   run_bench train_step_large train_step.py "${COMMON[@]}" --batch-size 256 --image-size 128
 fi
@@ -151,7 +152,7 @@ TOTAL=$(( $(date +%s) - START ))
   echo "| benchmark | status | seconds |"
   echo "|---|---|---:|"
   printf '%s\n' "${STATUS[@]}"
-  for label in train_step roofline boxes losses polygons train_step_large; do
+  for label in train_step roofline boxes losses polygons yolov8_loss train_step_large; do
     [[ -f "$PARTS/$label.md" ]] || continue
     echo
     cat "$PARTS/$label.md"

@@ -66,6 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.end_lr_factor = 0.02  # final LR = learning_rate * end_lr_factor (cosine)
     c.train.weight_decay = 1e-4
     c.train.grad_clip = 10.0  # global-norm clip; 0 disables
+    c.train.max_consecutive_nonfinite = 10  # non-finite steps are skipped; this many in a row stop the run
     c.train.log_every = 25
     c.train.eval_every = 250
     c.train.checkpoint_every = 250

@@ -50,6 +50,16 @@ from jaxdet.polygons import (
 )
 from jaxdet.losses import *  # noqa: F403  (the curated loss API: jaxdet.losses.__all__)
 from jaxdet.losses import __all__ as _loss_names
+from jaxdet.tal import (
+    Anchors,
+    TaskAlignedTargets,
+    bbox2dist,
+    dfl_decode,
+    dfl_expectation,
+    dist2bbox,
+    make_anchor_points,
+    task_aligned_assign,
+)
 from jaxdet.schedules import (
     ALPHA_SCHEDULES,
     AdaptiveAlphaState,
@@ -70,13 +80,16 @@ __version__ = "0.1.0"
 __all__ = [
     "ALPHA_SCHEDULES",
     "AdaptiveAlphaState",
+    "Anchors",
     "GradientPath",
     "IOU_LOSSES",
     "SSD_BOX_WEIGHTS",
+    "TaskAlignedTargets",
     "YoloV1Targets",
     "adaptive_alpha_init",
     "adaptive_alpha_regime",
     "adaptive_alpha_update",
+    "bbox2dist",
     "box_area",
     "box_convert",
     "box_iou",
@@ -88,6 +101,9 @@ __all__ = [
     "convex_polygon_iou",
     "cosine_alpha",
     "cosine_matrix",
+    "dfl_decode",
+    "dfl_expectation",
+    "dist2bbox",
     "distance_box_iou",
     "distance_box_iou_loss",
     "distance_box_iou_pairwise",
@@ -99,6 +115,7 @@ __all__ = [
     "gradient_norms",
     "linear_alpha",
     "make_alpha_schedule",
+    "make_anchor_points",
     "mgiou",
     "mgiou_loss",
     "mgiou_rotated",
@@ -113,6 +130,7 @@ __all__ = [
     "ssd_match",
     "static_alpha",
     "step_alpha",
+    "task_aligned_assign",
     "term_gradients",
     "two_stage_alpha",
     "yolov1_grid_assign",

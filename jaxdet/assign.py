@@ -38,6 +38,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxdet import _checks
 from jaxdet.boxes import box_convert, box_iou, box_iou_pairwise
 
 SSD_BOX_WEIGHTS: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
@@ -47,37 +48,24 @@ SSD_BBOX_XFORM_CLIP: float = math.log(1000.0 / 16)
 # ----------------------------------------------------------------------------------------------- validation
 
 
-def _check_float(x: jax.Array, argname: str, shape_desc: str, ndim_min: int, last: int | None) -> jax.Array:
-    x = jnp.asarray(x)
-    if x.ndim < ndim_min or (last is not None and x.shape[-1] != last):
-        raise ValueError(f"{argname} must have shape {shape_desc}; got shape {tuple(x.shape)}.")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(f"{argname} must have a floating dtype; got {x.dtype}.")
-    return x
-
-
 def _check_gt(gt_boxes: jax.Array, gt_valid: jax.Array) -> tuple[jax.Array, jax.Array]:
-    gt_boxes = _check_float(gt_boxes, "gt_boxes", "[..., M, 4]", 2, 4)
+    """Padded ground truth: float ``gt_boxes [..., M, 4]`` with ``M >= 1`` and its bool mask ``gt_valid [..., M]``."""
+    gt_boxes = _checks.floating(gt_boxes, "gt_boxes", shape="[..., M, 4]", min_ndim=2, last=4)
     if gt_boxes.shape[-2] == 0:
-        raise ValueError("gt_boxes must hold at least one slot (M >= 1); pad an empty image with gt_valid=False.")
-    gt_valid = jnp.asarray(gt_valid)
-    if gt_valid.shape != gt_boxes.shape[:-1]:
-        raise ValueError(
-            f"gt_valid must have shape gt_boxes.shape[:-1] = {tuple(gt_boxes.shape[:-1])}; got {tuple(gt_valid.shape)}."
+        raise _checks.fail_shape(
+            "gt_boxes", "[..., M, 4] with M >= 1", gt_boxes, hint="Pad an empty image with gt_valid=False."
         )
-    if gt_valid.dtype != jnp.bool_:
-        raise ValueError(f"gt_valid must be a bool mask; got dtype {gt_valid.dtype}.")
+    gt_valid = jnp.asarray(gt_valid)
+    _checks.shape_is(gt_valid, gt_boxes.shape[:-1], "gt_valid", "gt_boxes.shape[:-1]")
+    _checks.dtype_is(gt_valid, "gt_valid", "bool")
     return gt_boxes, gt_valid
 
 
 def _check_classes(gt_classes: jax.Array, gt_valid: jax.Array) -> jax.Array:
+    """Integer ``gt_classes`` of the shape of ``gt_valid``."""
     gt_classes = jnp.asarray(gt_classes)
-    if gt_classes.shape != gt_valid.shape:
-        raise ValueError(
-            f"gt_classes must have shape gt_valid.shape = {tuple(gt_valid.shape)}; got {tuple(gt_classes.shape)}."
-        )
-    if not jnp.issubdtype(gt_classes.dtype, jnp.integer):
-        raise ValueError(f"gt_classes must have an integer dtype; got {gt_classes.dtype}.")
+    _checks.same_shape(gt_valid, gt_classes, "gt_valid", "gt_classes")
+    _checks.dtype_is(gt_classes, "gt_classes", "int")
     return gt_classes
 
 
@@ -120,6 +108,8 @@ def yolov1_cell_index(gt_boxes: jax.Array, *, grid_size: int) -> tuple[jax.Array
     Returns:
       ``(row, col)``, two int32 arrays ``[...]``.
     """
+    gt_boxes = _checks.floating(gt_boxes, "gt_boxes", shape="[..., 4]", min_ndim=1, last=4)
+    _checks.positive_int(grid_size, "grid_size")
     centre = (gt_boxes[..., :2] + gt_boxes[..., 2:]) / 2  # [..., 2] (cx, cy)
     cell = jnp.clip(jnp.floor(centre * grid_size), 0, grid_size - 1).astype(jnp.int32)
     return cell[..., 1], cell[..., 0]
@@ -145,8 +135,7 @@ def yolov1_grid_assign(
     """
     gt_boxes, gt_valid = _check_gt(gt_boxes, gt_valid)
     gt_classes = _check_classes(gt_classes, gt_valid)
-    if not (isinstance(grid_size, int) and grid_size >= 1):
-        raise ValueError(f"grid_size must be a positive int; got {grid_size!r}.")
+    _checks.positive_int(grid_size, "grid_size")
     s = grid_size
     row, col = yolov1_cell_index(gt_boxes, grid_size=s)  # [..., M]
     flat = row * s + col  # [..., M]
@@ -190,6 +179,9 @@ def yolov1_responsible_predictor(
     Returns:
       ``(index [...] int32, iou [..., B])``.
     """
+    pred_boxes = _checks.floating(pred_boxes, "pred_boxes", shape="[..., B, 4]", min_ndim=2, last=4)
+    target_boxes = _checks.floating(target_boxes, "target_boxes", shape="[..., 4]", min_ndim=1, last=4)
+    _checks.number(eps, "eps", low=0.0)
     pred_boxes = jax.lax.stop_gradient(pred_boxes)
     target_boxes = jax.lax.stop_gradient(target_boxes)[..., None, :]
     iou = box_iou(pred_boxes, target_boxes, eps=eps)  # [..., B]
@@ -223,9 +215,7 @@ def ssd_match(
     Returns:
       ``[..., A]`` int32: the matched ground-truth index, or ``-1`` for background.
     """
-    anchors = _check_float(anchors, "anchors", "[A, 4]", 2, 4)
-    if anchors.ndim != 2:
-        raise ValueError(f"anchors must have shape [A, 4]; got shape {tuple(anchors.shape)}.")
+    anchors = _checks.floating(anchors, "anchors", shape="[A, 4]", ndim=2, last=4)
     gt_boxes, gt_valid = _check_gt(gt_boxes, gt_valid)
     iou = box_iou_pairwise(jax.lax.stop_gradient(gt_boxes), anchors.astype(gt_boxes.dtype), eps=0.0)  # [..., M, A]
     iou = jnp.where(gt_valid[..., :, None], iou, -1.0)
@@ -246,6 +236,20 @@ def ssd_match(
     )
     claimant = claimant.reshape(*lead, num_anchors)  # [..., A]
     return jnp.where(claimant >= 0, claimant, matches).astype(jnp.int32)
+
+
+def _check_priors(anchors: jax.Array, boxes: jax.Array, boxes_name: str) -> jax.Array:
+    """Float priors ``[..., 4]`` broadcastable with the boxes they encode or decode."""
+    anchors = _checks.floating(anchors, "anchors", shape="[..., 4]", min_ndim=1, last=4)
+    _checks.broadcastable(anchors, boxes.shape, "anchors", f"{boxes_name}.shape")
+    return anchors
+
+
+def _check_weights(weights: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """The box-coder weights: four numbers."""
+    if len(weights) != 4:
+        raise _checks.fail_value("weights", "(w_x, w_y, w_w, w_h), four numbers", weights)
+    return tuple(weights)
 
 
 def ssd_encode(
@@ -270,7 +274,9 @@ def ssd_encode(
     Returns:
       ``[..., 4]`` codes ``(t_x, t_y, t_w, t_h)``.
     """
-    wx, wy, ww, wh = weights
+    gt_boxes = _checks.floating(gt_boxes, "gt_boxes", shape="[..., 4]", min_ndim=1, last=4)
+    anchors = _check_priors(anchors, gt_boxes, "gt_boxes")
+    wx, wy, ww, wh = _check_weights(weights)
     anchors = anchors.astype(gt_boxes.dtype)
     # torchvision's form: size = x2 - x1, centre = x1 + 0.5 * size (kept for bitwise agreement).
     g_w = gt_boxes[..., 2] - gt_boxes[..., 0]
@@ -307,7 +313,9 @@ def ssd_decode(
     Returns:
       ``[..., 4]`` xyxy boxes.
     """
-    wx, wy, ww, wh = weights
+    rel_codes = _checks.floating(rel_codes, "rel_codes", shape="[..., 4]", min_ndim=1, last=4)
+    anchors = _check_priors(anchors, rel_codes, "rel_codes")
+    wx, wy, ww, wh = _check_weights(weights)
     anchors = anchors.astype(rel_codes.dtype)
     a_w = anchors[..., 2] - anchors[..., 0]
     a_h = anchors[..., 3] - anchors[..., 1]

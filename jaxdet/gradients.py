@@ -25,6 +25,8 @@ from typing import Any, Callable, Literal, get_args
 import jax
 import jax.numpy as jnp
 
+from jaxdet import _checks
+
 GradientPath = Literal["stop", "through"]
 GRADIENT_PATHS: tuple[str, ...] = get_args(GradientPath)
 
@@ -33,11 +35,12 @@ PyTree = Any
 
 def check_gradient_path(path: str, *, argname: str) -> None:
     """Raises ValueError naming ``argname`` unless ``path`` is ``"stop"`` or ``"through"``."""
-    if path not in GRADIENT_PATHS:
-        raise ValueError(
-            f"{argname} must be 'stop' (Case 2: the target is a constant) or 'through' (Case 1: gradient flows "
-            f"through the target); got {path!r}."
-        )
+    _checks.choice(
+        path,
+        argname,
+        GRADIENT_PATHS,
+        hint="'stop' is Case 2 (the target is a constant), 'through' Case 1 (the gradient flows through the target).",
+    )
 
 
 def route_target(target: PyTree, path: GradientPath, *, argname: str = "iou_target") -> PyTree:
@@ -76,7 +79,7 @@ def term_gradients(
     terms, vjp_fn = jax.vjp(lambda p: terms_fn(p, *args), preds)
     for name, value in terms.items():
         if jnp.ndim(value) != 0:
-            raise ValueError(f"terms_fn must return scalar terms; term {name!r} has shape {jnp.shape(value)}.")
+            raise _checks.fail_shape(f"terms_fn's term {name!r}", "() (terms_fn must return scalar terms)", value)
     grads = {}
     for name in terms:
         cotangent = {other: jnp.zeros_like(value) for other, value in terms.items()}
@@ -114,6 +117,7 @@ def gradient_cosine(grad1: PyTree, grad2: PyTree, *, eps: float = 1e-12) -> jax.
     Returns:
       Scalar in ``[-1, 1]``.
     """
+    _checks.number(eps, "eps", low=0.0)
     norm_product = safe_global_norm(grad1) * safe_global_norm(grad2)
     return _tree_dot(grad1, grad2) / jnp.maximum(norm_product, eps)
 

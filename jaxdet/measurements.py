@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdet import _checks
 from jaxdet.data.geometry import canonical_polygon
 from jaxdet.gradients import gradient_cosine, gradient_norms, term_gradients
 from jaxdet.losses.vertex import keypoint_loss
@@ -58,6 +59,7 @@ def ground_truth_polygons(*, num_images: int = 128, k: int = 8, seed: int = 0) -
     """``[N, K, 2]`` float64 polygons of the default synthetic dataset's validation split."""
     from jaxdet.data.synthetic import SyntheticShapes
 
+    _checks.positive_int(num_images, "num_images")
     data = SyntheticShapes("val", num_images=num_images, seed=seed, num_vertices=k)
     polys = [data[i]["polygons"] for i in range(num_images)]
     return np.concatenate(polys, axis=0).astype(np.float64)
@@ -65,6 +67,7 @@ def ground_truth_polygons(*, num_images: int = 128, k: int = 8, seed: int = 0) -
 
 def prediction_sets(target: np.ndarray, *, seed: int = 0) -> dict[str, np.ndarray]:
     """The four prediction sets (``[N, K, 2]`` each) described in the module docstring."""
+    _checks.layout(target, "target", shape="[N, K, 2]", ndim=3, last=2)
     rng = np.random.default_rng(seed)
     n, k, _ = target.shape
     return {

@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxdet import _checks
+
 __all__ = [
     "polygon_signed_area",
     "polygon_area",
@@ -40,32 +42,26 @@ __all__ = [
 #                                          input checks                                                      #
 # --------------------------------------------------------------------------------------------------------- #
 def _check_polygon(polygon, argname: str) -> jax.Array:
-    polygon = jnp.asarray(polygon)
-    if polygon.ndim < 2 or polygon.shape[-1] != 2 or polygon.shape[-2] < 1:
-        raise ValueError(f"{argname} must have shape [..., K, 2] with K >= 1, got {polygon.shape}")
-    if not jnp.issubdtype(polygon.dtype, jnp.floating):
-        raise ValueError(f"{argname} must be a floating-point array, got dtype {polygon.dtype}")
+    """A float ``[..., K, 2]`` polygon with ``K >= 1``."""
+    shape = "[..., K, 2] with K >= 1"
+    polygon = _checks.floating(polygon, argname, shape=shape, min_ndim=2, last=2)
+    if polygon.shape[-2] < 1:
+        raise _checks.fail_shape(argname, shape, polygon)
     return polygon
 
 
 def _check_valid(valid, polygon: jax.Array, argname: str) -> jax.Array:
+    """A bool vertex mask of the polygon's ``[..., K]`` (all True when None)."""
     if valid is None:
         return jnp.ones(polygon.shape[:-1], dtype=bool)
-    valid = jnp.asarray(valid)
-    if valid.dtype != jnp.bool_:
-        raise ValueError(f"{argname} must be a boolean mask, got dtype {valid.dtype}")
-    if valid.shape != polygon.shape[:-1]:
-        raise ValueError(f"{argname} must have shape {polygon.shape[:-1]} (the polygon's [..., K]), got {valid.shape}")
+    valid = _checks.boolean(valid, argname)
+    _checks.shape_is(valid, polygon.shape[:-1], argname, "the polygon's [..., K]")
     return valid
 
 
 def _check_rboxes(boxes, argname: str) -> jax.Array:
-    boxes = jnp.asarray(boxes)
-    if boxes.ndim < 1 or boxes.shape[-1] != 5:
-        raise ValueError(f"{argname} must have shape [..., 5] as (cx, cy, w, h, theta), got {boxes.shape}")
-    if not jnp.issubdtype(boxes.dtype, jnp.floating):
-        raise ValueError(f"{argname} must be a floating-point array, got dtype {boxes.dtype}")
-    return boxes
+    """Float rotated boxes ``[..., 5]`` as (cx, cy, w, h, theta)."""
+    return _checks.floating(boxes, argname, shape="[..., 5] as (cx, cy, w, h, theta)", min_ndim=1, last=5)
 
 
 def _cross(a: jax.Array, b: jax.Array) -> jax.Array:

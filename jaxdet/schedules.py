@@ -38,6 +38,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxdet import _checks
+
 __all__ = [
     "ALPHA_SCHEDULES",
     "AdaptiveAlphaState",
@@ -60,15 +62,12 @@ __all__ = [
 
 
 def _check_timing(total_epochs: float, steps_per_epoch: int) -> None:
-    if not (isinstance(steps_per_epoch, int) and steps_per_epoch >= 1):
-        raise ValueError(f"steps_per_epoch must be a positive int; got {steps_per_epoch!r}.")
-    if not total_epochs > 0:
-        raise ValueError(f"total_epochs must be > 0; got {total_epochs!r}.")
+    _checks.positive_int(steps_per_epoch, "steps_per_epoch")
+    _checks.number(total_epochs, "total_epochs", low=0.0, low_open=True)
 
 
 def _check_fraction(value: float, *, argname: str) -> None:
-    if not 0.0 < value <= 1.0:
-        raise ValueError(f"{argname} must be in (0, 1]; got {value!r}.")
+    _checks.number(value, argname, low=0.0, high=1.0, low_open=True)
 
 
 def _epoch(step: jax.typing.ArrayLike, steps_per_epoch: int, per_epoch: bool) -> jax.Array:
@@ -90,6 +89,7 @@ def _boundary_step(fraction: float, total_epochs: float, steps_per_epoch: int) -
 
 def static_alpha(alpha: float = 0.5) -> optax.Schedule:
     """Constant α: ``optax.constant_schedule(alpha)``."""
+    _checks.number(alpha, "alpha", low=0.0, high=1.0)
     return optax.constant_schedule(alpha)
 
 
@@ -200,8 +200,7 @@ def exponential_alpha(
       total_epochs: unused (accepted so every schedule takes the same keywords).
     """
     _check_timing(1 if total_epochs is None else total_epochs, steps_per_epoch)
-    if rate < 0:
-        raise ValueError(f"rate must be >= 0; got {rate!r}.")
+    _checks.number(rate, "rate", low=0.0)
 
     def schedule(step):
         epoch = _epoch(step, steps_per_epoch, per_epoch)
@@ -269,14 +268,11 @@ def make_alpha_schedule(name: str, **kwargs: Any) -> optax.Schedule:
     Returns:
       ``step -> α``.
     """
-    if name not in _FACTORIES:
-        hint = ""
-        if name == "adaptive":
-            hint = " Adaptive α is a state machine: use adaptive_alpha_init/adaptive_alpha_update."
-        raise ValueError(f"name must be one of {ALPHA_SCHEDULES}; got {name!r}.{hint}")
-    unknown = set(kwargs) - _ALL_KEYWORDS
-    if unknown:
-        raise ValueError(f"unknown alpha-schedule keywords {sorted(unknown)}; known: {sorted(_ALL_KEYWORDS)}.")
+    hint = ""
+    if name == "adaptive":
+        hint = "Adaptive α is a state machine: use adaptive_alpha_init/adaptive_alpha_update."
+    _checks.choice(name, "name", ALPHA_SCHEDULES, hint=hint)
+    _checks.keys_known(kwargs, _ALL_KEYWORDS, "**kwargs (the alpha-schedule keywords)")
     used = {k: v for k, v in kwargs.items() if k in _KEYWORDS[name]}
     return _FACTORIES[name](**used)
 
@@ -304,6 +300,7 @@ class AdaptiveAlphaState(NamedTuple):
 
 def adaptive_alpha_init(*, alpha: float = 0.9, dtype: Any = jnp.float32) -> AdaptiveAlphaState:
     """Initial adaptive-α state: α = ``alpha`` (0.9, L2-heavy, as seed 003 starts) until the first update."""
+    _checks.number(alpha, "alpha", low=0.0, high=1.0)
     return AdaptiveAlphaState(
         alpha=jnp.asarray(alpha, dtype),
         regime=jnp.zeros((), jnp.int32),
@@ -312,11 +309,22 @@ def adaptive_alpha_init(*, alpha: float = 0.9, dtype: Any = jnp.float32) -> Adap
     )
 
 
+def _check_thresholds(thresholds: tuple[float, float]) -> tuple[float, float]:
+    """``(lo, hi)`` with ``0 < lo < hi`` (traced thresholds are not checked)."""
+    if not isinstance(thresholds, (tuple, list)) or len(thresholds) != 2:
+        raise _checks.fail_value("thresholds", "(lo, hi) with 0 < lo < hi", thresholds)
+    lo, hi = thresholds
+    traced = isinstance(lo, jax.core.Tracer) or isinstance(hi, jax.core.Tracer)
+    if not traced and not 0 < lo < hi:
+        raise _checks.fail_value("thresholds", "(lo, hi) with 0 < lo < hi", thresholds)
+    return lo, hi
+
+
 def adaptive_alpha_regime(
     ratio: jax.typing.ArrayLike, *, thresholds: tuple[float, float] = (0.01, 0.1)
 ) -> jax.Array:
     """The regime of a ratio without hysteresis: 0 if ``ratio < lo``, 2 if ``ratio > hi``, else 1."""
-    lo, hi = thresholds
+    lo, hi = _check_thresholds(thresholds)
     ratio = jnp.asarray(ratio)
     return jnp.where(ratio < lo, 0, jnp.where(ratio > hi, 2, 1)).astype(jnp.int32)
 
@@ -363,17 +371,15 @@ def adaptive_alpha_update(
     Returns:
       The new state; read ``state.alpha``. jit- and scan-safe (no Python control flow on values).
     """
-    lo, hi = thresholds
-    if not 0 < lo < hi:
-        raise ValueError(f"thresholds must satisfy 0 < lo < hi; got {thresholds!r}.")
-    if not 0.0 <= ema < 1.0:
-        raise ValueError(f"ema must be in [0, 1); got {ema!r}.")
+    lo, hi = _check_thresholds(thresholds)
+    _checks.number(ema, "ema", low=0.0, high=1.0, high_open=True)
     if not (hysteresis >= 1.0 and lo * hysteresis < hi / hysteresis):
-        raise ValueError(
-            f"hysteresis must be >= 1 with lo*h < hi/h (h < {math.sqrt(hi / lo):.3g}); got {hysteresis!r}."
+        raise _checks.fail_value(
+            "hysteresis", f">= 1 with lo*h < hi/h (h < {math.sqrt(hi / lo):.3g})", hysteresis
         )
     if len(alphas) != 3:
-        raise ValueError(f"alphas must hold 3 values (regimes 0, 1, 2); got {alphas!r}.")
+        raise _checks.fail_value("alphas", "3 values (regimes 0, 1, 2)", alphas)
+    _checks.number(eps, "eps", low=0.0)
     dtype = state.ratio_ema.dtype
     l2 = jnp.asarray(l2_grad_norm, dtype)
     mg = jnp.asarray(mgiou_grad_norm, dtype)

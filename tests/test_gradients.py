@@ -31,7 +31,7 @@ def test_route_target_textbook_derivatives():
 
 
 def test_route_target_rejects_unknown_path():
-    with pytest.raises(ValueError, match="iou_target must be 'stop'"):
+    with pytest.raises(ValueError, match=r"iou_target must be one of \('stop', 'through'\)"):
         gradients.route_target(jnp.ones(()), "detach", argname="iou_target")
 
 

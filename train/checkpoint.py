@@ -8,13 +8,17 @@ Each checkpoint step directory holds two items:
   ``meta``   JSON (``JsonSave``): the data-iterator position, the config and run metadata.
 
 Orbax writes into a temporary directory and renames it when complete, so a run killed mid-save leaves
-the previous checkpoint as the latest one.
+the previous checkpoint as the latest one. A checkpoint damaged later (a truncated or deleted file, a full
+disk) is not fatal: :meth:`Checkpointer.restore_latest` warns, moves it aside to
+``<directory>.damaged/<step>`` (never deleting it) and restores the newest one that can be read.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+import shutil
+import time
+from typing import Any, Callable
 
 import orbax.checkpoint as ocp
 
@@ -55,6 +59,33 @@ class Checkpointer:
             args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()),
         )
         return restored["state"], restored["meta"]
+
+    def restore_latest(self, abstract_state: Any, *, log: Callable[[str], None] = print):
+        """``(step, state, meta)`` of the newest checkpoint that restores, or None if there is none.
+
+        A checkpoint that fails to restore is reported with ``log`` (naming it and the error) and moved to
+        ``<directory>.damaged/<step>-<time>``, so later saves at that step are not blocked and nothing is deleted.
+        """
+        for step in sorted(self.all_steps(), reverse=True):
+            try:
+                state, meta = self.restore(step, abstract_state)
+            except Exception as err:  # orbax raises many kinds (ValueError, OSError, KeyError, ...)
+                import jax
+                from jax.experimental import multihost_utils
+
+                path = os.path.join(self.directory, str(step))
+                aside = os.path.join(self.directory + ".damaged", f"{step}-{int(time.time())}")
+                if jax.process_index() == 0:
+                    os.makedirs(os.path.dirname(aside), exist_ok=True)
+                    shutil.move(path, aside)
+                if jax.process_count() > 1:
+                    multihost_utils.sync_global_devices(f"checkpoint {step} moved aside")
+                self.manager.reload()
+                log(f"warning: checkpoint {path} cannot be restored ({type(err).__name__}: {str(err)[:300]}); "
+                    f"moved it to {aside} and trying the previous one")
+                continue
+            return step, state, meta
+        return None
 
     def close(self) -> None:
         self.manager.wait_until_finished()

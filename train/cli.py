@@ -10,8 +10,11 @@ Usage::
 ``--config`` takes a path to a Python file with ``get_config()`` (or a module name under ``configs``).
 ``--config.a.b=value`` overrides a field (``ml_collections.config_flags``): the value must parse as the
 field's type (ints are accepted for float fields, ``true``/``false`` for bools, ``(4, 8)`` or ``4`` for
-tuples). An unknown field is an error naming it and listing the valid fields (exit status 2). A run resumes automatically from the
-latest checkpoint in ``--workdir``; SIGTERM saves a checkpoint and exits with status 0.
+tuples); when a field is given twice the last value wins. An unknown field is an error naming it and
+listing the valid fields (exit status 2). A run resumes automatically from the
+latest checkpoint in ``--workdir`` (falling back to an older one if the latest cannot be restored);
+SIGTERM or Ctrl-C saves a checkpoint and exits with status 0, a second Ctrl-C exits at once. The config is
+checked before anything compiles (``train.validate``): a bad value exits with status 2 naming the field.
 
 Multi-host: set ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` (see
 ``train.mesh``) and start the same command on every host.
@@ -94,9 +97,23 @@ def _pop_config_spec(argv: Sequence[str]) -> tuple[str | None, list[str]]:
     return spec, rest
 
 
-def _override_fields(argv: Sequence[str]) -> list[str]:
-    """The dotted fields of the ``--config.<field>`` overrides in ``argv``."""
-    return [arg[len("--config."):].partition("=")[0] for arg in argv if arg.startswith("--config.")]
+def _last_overrides(argv: Sequence[str]) -> list[str]:
+    """``argv`` with each ``--config.<field> value`` written ``--config.<field>=value`` and only the last
+    override of a field kept: later flags win (``config_flags`` would concatenate repeated tuple flags)."""
+    args, joined = list(argv), []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--config.") and "=" not in arg and i + 1 < len(args) and not args[i + 1].startswith("--"):
+            arg, i = f"{arg}={args[i + 1]}", i + 1
+        joined.append(arg)
+        i += 1
+    last = {_field_of(a): j for j, a in enumerate(joined) if a.startswith("--config.")}
+    return [a for j, a in enumerate(joined) if not a.startswith("--config.") or last[_field_of(a)] == j]
+
+
+def _field_of(override: str) -> str:
+    return override[len("--config."):].partition("=")[0]
 
 
 def check_override(config: ml_collections.ConfigDict, dotted: str) -> Any:
@@ -132,8 +149,9 @@ def parse_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, str, str
         print(__doc__)
         raise SystemExit(0)
     spec, rest = _pop_config_spec(argv)
+    rest = _last_overrides(rest)
     config, name = load_config(spec)
-    current = {field: check_override(config, field) for field in _override_fields(rest)}
+    current = {_field_of(a): check_override(config, _field_of(a)) for a in rest if a.startswith("--config.")}
     command = ["python -m train", *rest]
     values = flags.FlagValues()
     flags.DEFINE_string("workdir", None, "run directory (default: workdir/<config name>)", flag_values=values)
@@ -168,22 +186,35 @@ def main(argv: Sequence[str] | None = None) -> None:
         from train.data import DataConfigError, resolve_data_config
 
         try:
-            resolve_data_config(config)  # COCO/VOC/YOLO folders: check paths, read, set model.num_classes
+            resolve_data_config(config)  # COCO/VOC/YOLO folders: check the paths and read the annotations
         except DataConfigError as e:
             raise UsageError(str(e)) from None
     except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2)
+        _exit_with_error(e, 2)
     # Multi-host initialisation must come before any other JAX call.
     from train import mesh as mesh_lib
 
     mesh_lib.maybe_initialize_distributed()
     from train import loop
+    from train.validate import ConfigError, validate_config
     import jax
 
+    try:
+        validate_config(config, workdir)  # before anything compiles
+    except ConfigError as e:
+        _exit_with_error(e, 2)
     if jax.process_index() == 0:
         print(f"config {name} -> workdir {workdir}", flush=True)
-    summary = loop.run(config, workdir)
+    try:
+        summary = loop.run(config, workdir)
+    except loop.NonFiniteTrainingError as e:
+        _exit_with_error(e, 1)
     if jax.process_index() == 0 and summary.get("eval"):
         ev = summary["eval"]
         print("final: " + ", ".join(f"{k}={v:.4f}" for k, v in ev.items()), flush=True)
+
+
+def _exit_with_error(err: Exception, status: int) -> None:
+    """Prints ``error: ...`` (no traceback) and exits with ``status``."""
+    print(f"error: {err}", file=sys.stderr, flush=True)
+    raise SystemExit(status)

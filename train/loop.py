@@ -37,26 +37,41 @@ def to_host(x) -> np.ndarray:
     return np.asarray(x)
 
 
+class NonFiniteTrainingError(RuntimeError):
+    """``train.max_consecutive_nonfinite`` steps in a row had a non-finite loss or gradients."""
+
+
 class _StopFlag:
-    """Set by SIGTERM; all processes agree on it before acting."""
+    """Set by SIGTERM or SIGINT (Ctrl-C); all processes agree on it before acting.
+
+    The first signal asks the loop to save a checkpoint after the current step and exit; a second SIGINT exits
+    at once (status 130) without saving.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self.signal_name = None
+        self._previous = {}
 
     def install(self):
         def handler(signum, frame):
+            if self.requested and signum == signal.SIGINT:
+                print("second SIGINT: exiting now, without saving", file=sys.stderr, flush=True)
+                os._exit(130)
             self.requested = True
+            self.signal_name = signal.Signals(signum).name
 
         try:
-            self._previous = signal.signal(signal.SIGTERM, handler)
+            self._previous = {s: signal.signal(s, handler) for s in self.SIGNALS}
         except ValueError:  # not the main thread
-            self._previous = None
+            self._previous = {}
         return self
 
     def uninstall(self):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
 
     def agreed(self) -> bool:
         if jax.process_count() == 1:
@@ -123,9 +138,10 @@ def run(
         max_objects=int(config.data.max_objects),
     )
     checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=int(tc.keep_checkpoints))
-    latest = checkpointer.latest_step()
-    if latest is not None:
-        state, meta = checkpointer.restore(latest, step_lib.abstract_state(state_shapes, mesh))
+    restored = checkpointer.restore_latest(step_lib.abstract_state(state_shapes, mesh), log=_log)
+    latest = None if restored is None else restored[0]
+    if restored is not None:
+        _, state, meta = restored
         saved_bs = meta.get("data", {}).get("global_batch_size")
         if saved_bs is not None and saved_bs != global_bs:
             raise ValueError(
@@ -198,6 +214,7 @@ def run(
                 mininterval=0.5,
             )
         log_every = max(int(tc.log_every), 1)
+        max_nonfinite = int(tc.get("max_consecutive_nonfinite", 10))
         t_first_done = None
         excluded = 0.0  # eval/checkpoint time not counted in images/s
         t_log = time.perf_counter()
@@ -208,6 +225,19 @@ def run(
             state, metrics = compiled(state, batch)
             step += 1
             steps_since_log += 1
+            if float(to_host(metrics["skipped"])):  # one scalar a step: name every skipped step
+                run_length = int(to_host(state["nonfinite_run"]))
+                terms = ", ".join(f"{k}={float(to_host(v)):.4g}" for k, v in sorted(metrics.items()))
+                _log(f"step {step}: non-finite loss or gradients, update skipped ({run_length} in a row; params, "
+                     f"optimizer, model and loss state unchanged): {terms}")
+                if run_length >= max_nonfinite:
+                    checkpointer.save(step, state, meta_for(step))
+                    raise NonFiniteTrainingError(
+                        f"{run_length} consecutive steps with a non-finite loss or gradients, the last at step "
+                        f"{step}; saved the last good parameters (unchanged since step {step - run_length}) at step "
+                        f"{step} in {checkpointer.directory}. Lower train.learning_rate, set train.grad_clip, or "
+                        f"check the data (train.max_consecutive_nonfinite={max_nonfinite})"
+                    )
             if t_first_done is None:
                 jax.block_until_ready(state["step"])
                 t_first_done = time.perf_counter()
@@ -229,8 +259,6 @@ def run(
                     if "images_per_sec" in host:
                         post["img/s"] = f"{host['images_per_sec']:.0f}"
                     pbar.set_postfix(post, refresh=False)
-                if not np.isfinite(host["loss"]):
-                    raise FloatingPointError(f"non-finite loss {host['loss']} at step {step}: {host}")
             if pbar is not None:
                 pbar.update(1)
             t_pause = time.perf_counter()
@@ -243,12 +271,14 @@ def run(
             if int(tc.checkpoint_every) > 0 and step % int(tc.checkpoint_every) == 0 and not last:
                 checkpointer.save(step, state, meta_for(step))
             if stop.agreed():
+                _log(f"{stop.signal_name}: saving a checkpoint at step {step} (Ctrl-C again exits at once, without "
+                     "saving)")
                 checkpointer.save(step, state, meta_for(step))
                 summary["stopped"] = True
                 if pbar is not None:
                     pbar.close()
                     pbar = None
-                _log(f"SIGTERM: saved checkpoint at step {step} in {checkpointer.directory}; exiting.")
+                _log(f"{stop.signal_name}: saved checkpoint at step {step} in {checkpointer.directory}; exiting.")
                 break
             if t_first_done is not None:
                 excluded += time.perf_counter() - t_pause

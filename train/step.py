@@ -9,7 +9,14 @@ pure function ``(state, batch) -> (state, metrics)`` of the state dict::
         "model_state": nnx.State,     # every other model variable (e.g. BatchNorm statistics; empty if none)
         "opt_state":   optax state,   # AdamW moments + schedule count
         "loss_state":  pytree,        # the loss's own state (the head's EMAs, adaptive α; {} if none)
+        "skipped_steps": int32 [],    # steps whose loss or gradients were not finite (all time)
+        "nonfinite_run": int32 [],    # of them, the current run of consecutive ones
     }
+
+**Non-finite steps.** A step whose loss or gradients are not finite changes nothing but ``step`` (the batch is
+consumed): params, model state, optimizer state and loss state stay as they were, as if the batch had not
+been there, and ``skipped_steps`` / ``nonfinite_run`` count it. (``optax.apply_if_finite`` does this for the
+optimizer alone; the train state also holds batch statistics and the loss state.)
 
 The loss has one arity: ``loss_fn(outputs, batch, *, step, state) -> (loss, metrics, state)``. The forward pass
 runs in train mode; the model variables it updates (batch statistics) are written back into ``model_state``.
@@ -87,6 +94,8 @@ def make_init_fn(build_model: Callable[[nnx.Rngs], nnx.Module], tx, *, seed: int
             "model_state": model_state,
             "opt_state": tx.init(params),
             "loss_state": init_loss_state(),
+            "skipped_steps": jnp.zeros((), jnp.int32),
+            "nonfinite_run": jnp.zeros((), jnp.int32),
         }
 
     graphdef, _, _ = split_model(nnx.eval_shape(lambda: build_model(nnx.Rngs(params=seed, default=seed))))
@@ -98,18 +107,20 @@ def make_train_step(graphdef, *, loss_fn, tx, lr_schedule):
 
     Args:
       graphdef: from :func:`make_init_fn`.
-      loss_fn: ``loss_fn(outputs, batch, *, step, state) -> (loss scalar, metrics dict of scalars, state)``.
+      loss_fn: ``loss_fn(outputs, batch, *, step, state) -> (loss scalar, metrics dict of scalars, state)``;
+        ``step`` is the number of updates applied so far (skipped non-finite steps do not count).
       tx: the optax transformation.
       lr_schedule: step -> learning rate (logged).
     """
 
     def train_step(state, batch):
         step = state["step"]
+        updates_applied = step - state["skipped_steps"]  # the schedules' position: skipped steps do not count
 
         def loss_of(params):
             model = merge_model(graphdef, dict(state, params=params))
             outputs = model(batch["image"])
-            loss, metrics, loss_state = loss_fn(outputs, batch, step=step, state=state["loss_state"])
+            loss, metrics, loss_state = loss_fn(outputs, batch, step=updates_applied, state=state["loss_state"])
             _, _, model_state = split_model(model)  # batch statistics updated by the forward pass
             return loss, (metrics, loss_state, model_state)
 
@@ -118,15 +129,24 @@ def make_train_step(graphdef, *, loss_fn, tx, lr_schedule):
         )
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
+        finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        learned = {"params": params, "model_state": model_state, "opt_state": opt_state, "loss_state": loss_state}
+        kept = {k: state[k] for k in learned}
         new_state = dict(
-            state, step=step + 1, params=params, model_state=model_state, opt_state=opt_state, loss_state=loss_state
+            state,
+            **jax.tree.map(lambda new, old: jnp.where(finite, new, old), learned, kept),
+            step=step + 1,
+            skipped_steps=state["skipped_steps"] + (~finite).astype(jnp.int32),
+            nonfinite_run=jnp.where(finite, 0, state["nonfinite_run"] + 1),
         )
         out = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
         out.update(
             loss=loss.astype(jnp.float32),
-            lr=jnp.asarray(lr_schedule(step), jnp.float32),
+            lr=jnp.asarray(lr_schedule(updates_applied), jnp.float32),
             grad_norm=optax.tree.norm(grads),
-            param_norm=optax.tree.norm(params),
+            param_norm=optax.tree.norm(new_state["params"]),
+            skipped=(~finite).astype(jnp.float32),
+            skipped_steps=new_state["skipped_steps"].astype(jnp.float32),
         )
         return new_state, out
 

@@ -12,9 +12,15 @@ import functools
 
 import numpy as np
 
+from jaxdet import _checks
 from jaxdet.data.geometry import canonical_order, canonical_polygon, clip_polygon
 
 __all__ = ["hflip", "scale_jitter", "augment_example", "make_augment"]
+
+
+def _check_scale_range(scale_range: tuple[float, float]) -> None:
+    if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]:
+        raise _checks.fail_value("scale_range", "(lo, hi) with 0 < lo <= hi", scale_range)
 
 
 def hflip(example: dict) -> dict:
@@ -22,6 +28,7 @@ def hflip(example: dict) -> dict:
 
     Flipping twice gives back the example (up to float32 rounding of :math:`1 - (1 - x)`).
     """
+    _checks.keys_present(example, ("image", "boxes", "polygons"), "example")
     out = dict(example)
     out["image"] = np.ascontiguousarray(np.asarray(example["image"])[:, ::-1])
     boxes = np.asarray(example["boxes"], np.float64).reshape(-1, 4)
@@ -67,6 +74,8 @@ def scale_jitter(
     """
     from PIL import Image
 
+    _checks.keys_present(example, ("image", "boxes", "classes", "polygons"), "example")
+    _check_scale_range(scale_range)
     image = np.asarray(example["image"])
     h, w = image.shape[:2]
     s = float(rng.uniform(*scale_range))
@@ -129,6 +138,7 @@ def augment_example(
 ) -> dict:
     """Default training augmentation: scale jitter (if ``scale_range``), then a horizontal flip with
     probability ``hflip_prob``. Deterministic given ``rng``."""
+    _checks.number(hflip_prob, "hflip_prob", low=0.0, high=1.0)
     if scale_range is not None:
         example = scale_jitter(example, rng, scale_range=scale_range)
     if rng.random() < hflip_prob:
@@ -138,8 +148,7 @@ def augment_example(
 
 def make_augment(*, hflip_prob: float = 0.5, scale_range: tuple[float, float] | None = (0.75, 1.25)):
     """:func:`augment_example` with fixed settings, as a ``(example, rng) -> example`` callable."""
-    if not 0.0 <= hflip_prob <= 1.0:
-        raise ValueError(f"hflip_prob must be in [0, 1], got {hflip_prob}")
-    if scale_range is not None and not 0 < scale_range[0] <= scale_range[1]:
-        raise ValueError(f"scale_range must satisfy 0 < lo <= hi, got {scale_range!r}")
+    _checks.number(hflip_prob, "hflip_prob", low=0.0, high=1.0)
+    if scale_range is not None:
+        _check_scale_range(scale_range)
     return functools.partial(augment_example, hflip_prob=hflip_prob, scale_range=scale_range)

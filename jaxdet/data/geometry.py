@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxdet import _checks
+
 __all__ = [
     "canonical_polygon",
     "canonical_order",
@@ -47,6 +49,7 @@ def polygon_signed_area(points: np.ndarray) -> float:
     .. math:: A = \\tfrac12 \\sum_i (x_i y_{i+1} - x_{i+1} y_i)
     """
     p = np.asarray(points, dtype=np.float64)
+    _checks.layout(p, "points", shape="[P, 2]", ndim=2, last=2)
     q = np.concatenate([p[1:], p[:1]], axis=0)
     return float(0.5 * np.sum(p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1]))
 
@@ -54,6 +57,9 @@ def polygon_signed_area(points: np.ndarray) -> float:
 def polygon_bounds(points: np.ndarray) -> np.ndarray:
     """Tight ``xyxy`` box of a ``[P, 2]`` polygon (float64 ``[4]``)."""
     p = np.asarray(points, dtype=np.float64)
+    _checks.layout(p, "points", shape="[P, 2] with P >= 1", ndim=2, last=2)
+    if len(p) == 0:
+        raise _checks.fail_shape("points", "[P, 2] with P >= 1", p)
     return np.array([p[:, 0].min(), p[:, 1].min(), p[:, 0].max(), p[:, 1].max()])
 
 
@@ -87,14 +93,13 @@ def canonical_polygon(points, k: int = 8, *, eps: float = 1e-12) -> np.ndarray:
 
     .. math:: v_j = \\gamma\\!\\left(s_0 + \\tfrac{j}{k} T\\right), \\quad j = 0, \\dots, k-1
     """
-    if int(k) != k or k < 3:
-        raise ValueError(f"k must be an integer >= 3, got {k!r}")
+    if isinstance(k, bool) or int(k) != k or k < 3:
+        raise _checks.fail_value("k", "an integer >= 3", k)
     k = int(k)
     p = np.asarray(points, dtype=np.float64)
-    if p.ndim != 2 or p.shape[-1] != 2:
-        raise ValueError(f"points must have shape [P, 2], got {p.shape}")
+    _checks.layout(p, "points", shape="[P, 2]", ndim=2, last=2)
     if not np.all(np.isfinite(p)):
-        raise ValueError("points must be finite")
+        raise _checks.fail_value("points", "finite", f"{np.count_nonzero(~np.isfinite(p))} non-finite coordinates")
     # Remove consecutive duplicates, including the closing vertex.
     if len(p) > 1:
         keep = np.any(p != np.concatenate([p[-1:], p[:-1]], axis=0), axis=1)
@@ -102,10 +107,10 @@ def canonical_polygon(points, k: int = 8, *, eps: float = 1e-12) -> np.ndarray:
             keep[0] = True
         p = p[keep]
     if len(p) < 3:
-        raise ValueError(f"points must have at least 3 distinct vertices, got {len(p)}")
+        raise _checks.fail_shape("points", "[P, 2] with P >= 3 distinct vertices", p)
     area = polygon_signed_area(p)
     if abs(area) <= eps:
-        raise ValueError(f"points describe a degenerate polygon (area {area:.3g})")
+        raise _checks.fail_value("points", f"a polygon whose |area| > eps = {eps}", area, hint="It is degenerate.")
     if area < 0:
         p = p[::-1]
     i0 = _start_index(p)
@@ -115,7 +120,7 @@ def canonical_polygon(points, k: int = 8, *, eps: float = 1e-12) -> np.ndarray:
     cum = np.concatenate([[0.0], np.cumsum(seg)])
     total = cum[-1]
     if total <= eps:
-        raise ValueError("points describe a degenerate polygon (zero perimeter)")
+        raise _checks.fail_value("points", f"a polygon whose perimeter > eps = {eps}", total, hint="It is degenerate.")
     t = np.arange(k, dtype=np.float64) * (total / k)
     out = np.stack([np.interp(t, cum, ring[:, 0]), np.interp(t, cum, ring[:, 1])], axis=1)
     i0 = _start_index(out)
@@ -138,7 +143,7 @@ def canonical_order(points) -> np.ndarray:
     """
     p = np.asarray(points, dtype=np.float64)
     if p.ndim != 2 or p.shape[-1] != 2 or len(p) < 3:
-        raise ValueError(f"points must have shape [k, 2] with k >= 3, got {p.shape}")
+        raise _checks.fail_shape("points", "[k, 2] with k >= 3", p)
     if polygon_signed_area(p) < 0:
         p = p[::-1]
     i0 = _start_index(p)
@@ -163,7 +168,9 @@ def canonical_polygons(polygons, k: int = 8) -> np.ndarray:
 
 def box_to_polygon(box) -> np.ndarray:
     """The 4 corners ``[4, 2]`` (float64) of an ``xyxy`` box, used when an annotation has no polygon."""
-    x0, y0, x1, y1 = np.asarray(box, dtype=np.float64)
+    box = np.asarray(box, dtype=np.float64)
+    _checks.layout(box, "box", shape="[4]", ndim=1, last=4)
+    x0, y0, x1, y1 = box
     return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
 
 
@@ -177,7 +184,9 @@ def clip_polygon(points, x_min=0.0, y_min=0.0, x_max=1.0, y_max=1.0) -> np.ndarr
     Returns:
       ``[Q, 2]`` float64 clipped polygon (``Q`` may be 0 when the polygon lies outside).
     """
-    poly = [tuple(v) for v in np.asarray(points, dtype=np.float64)]
+    points = np.asarray(points, dtype=np.float64)
+    _checks.layout(points, "points", shape="[P, 2]", ndim=2, last=2)
+    poly = [tuple(v) for v in points]
     # Each edge: (axis, bound, keep_if_greater).
     for axis, bound, greater in ((0, x_min, True), (0, x_max, False), (1, y_min, True), (1, y_max, False)):
         if not poly:

@@ -27,6 +27,7 @@ from collections.abc import Callable
 import grain
 import numpy as np
 
+from jaxdet import _checks
 from jaxdet.data.augment import make_augment
 from jaxdet.data.records import collate, empty_example, pad_example
 
@@ -39,15 +40,16 @@ def _shard_of(shard_options) -> tuple[int, int]:
     if shard_options is None:
         shard_options = grain.sharding.ShardByJaxProcess(drop_remainder=True)
     index, count = int(shard_options.shard_index), int(shard_options.shard_count)
-    if not 0 <= index < count:
-        raise ValueError(f"shard_options: shard_index {index} must be in [0, shard_count={count})")
+    _checks.number(index, "shard_options.shard_index", low=0, high=count, high_open=True)
     return index, count
 
 
 def loader_length(num_examples: int, *, batch_size: int, num_epochs: int | None = 1, drop_remainder: bool = True):
     """Number of batches :func:`make_loader` yields (``None`` when ``num_epochs`` is None, i.e. infinite)."""
+    _checks.positive_int(batch_size, "batch_size")
     if num_epochs is None:
         return None
+    _checks.positive_int(num_epochs, "num_epochs", hint="Or None for an endless loader.")
     total = num_examples * num_epochs
     return total // batch_size if drop_remainder else -(-total // batch_size)
 
@@ -95,15 +97,15 @@ def make_loader(
       ``get_state()`` / ``set_state()`` (see the module docstring).
     """
     shard_index, shard_count = _shard_of(shard_options)
-    if batch_size <= 0 or batch_size % shard_count:
-        raise ValueError(f"batch_size={batch_size} must be a positive multiple of the shard count {shard_count}")
-    if num_epochs is not None and num_epochs <= 0:
-        raise ValueError(f"num_epochs must be positive or None, got {num_epochs}")
-    if max_objects <= 0:
-        raise ValueError(f"max_objects must be positive, got {max_objects}")
+    _checks.positive_int(batch_size, "batch_size")
+    if batch_size % shard_count:
+        raise _checks.fail_value("batch_size", f"a positive multiple of the shard count {shard_count}", batch_size)
+    if num_epochs is not None:
+        _checks.positive_int(num_epochs, "num_epochs", hint="Or None for an endless loader.")
+    _checks.positive_int(max_objects, "max_objects")
     n = len(source)
     if n == 0:
-        raise ValueError("source is empty")
+        raise _checks.fail_value("len(source)", "> 0 (a source with examples)", n)
     local = batch_size // shard_count
 
     ds = grain.MapDataset.source(source)
@@ -119,7 +121,9 @@ def make_loader(
     total = _INFINITE if num_epochs is None else n * num_epochs
     n_batches = total // batch_size if (drop_remainder or num_epochs is None) else -(-total // batch_size)
     if n_batches == 0:
-        raise ValueError(f"fewer examples ({total}) than one batch ({batch_size}) with drop_remainder=True")
+        raise _checks.fail_value(
+            "batch_size", f"<= the {total} examples with drop_remainder=True (no full batch)", batch_size
+        )
 
     filler: dict = {}
 

@@ -28,6 +28,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from jaxdet import _checks
+
 __all__ = [
     "DatasetFormatError",
     "DetectionRecord",
@@ -148,7 +150,7 @@ class DetectionSource:
         if isinstance(image_size, int):
             image_size = (image_size, image_size)
         if len(image_size) != 2 or min(image_size) <= 0:
-            raise ValueError(f"image_size must be (height, width) > 0, got {image_size!r}")
+            raise _checks.fail_value("image_size", "(height, width) > 0, or an int", image_size)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.class_names = getattr(records, "class_names", None)
 
@@ -174,6 +176,7 @@ class DetectionSource:
 
 def empty_example(image_shape, *, num_vertices: int = 8, image_id: int = -1) -> dict:
     """An example with a black image and no objects (used to complete a final evaluation batch)."""
+    _checks.positive_int(num_vertices, "num_vertices")
     return {
         "image": np.zeros(tuple(image_shape), np.uint8),
         "boxes": np.zeros((0, 4), np.float32),
@@ -198,19 +201,22 @@ def pad_example(example: dict, max_objects: int) -> dict:
       ValueError: naming ``max_objects`` (and the image id) if the example has more than ``max_objects``
         objects. Nothing is truncated.
     """
+    _checks.keys_present(example, ("image", "boxes", "classes", "polygons", "image_id"), "example")
     boxes = np.asarray(example["boxes"], np.float32).reshape(-1, 4)
     classes = np.asarray(example["classes"], np.int32).reshape(-1)
     polys = np.asarray(example["polygons"], np.float32)
     n = boxes.shape[0]
-    if classes.shape[0] != n or polys.shape[0] != n:
-        raise ValueError(
-            f"example {int(example['image_id'])}: boxes, classes and polygons disagree on the number of "
-            f"objects ({n}, {classes.shape[0]}, {polys.shape[0]})"
-        )
+    image_id = int(example["image_id"])
+    for key, value in (("classes", classes), ("polygons", polys)):
+        if value.shape[0] != n:
+            raise _checks.fail_shape(
+                f"example[{key!r}]", f"[n, ...] with n = {n}, the objects of example['boxes']", value,
+                hint=f"(image_id {image_id})",
+            )
     if n > max_objects:
-        raise ValueError(
-            f"max_objects={max_objects} is smaller than the {n} objects of image_id "
-            f"{int(example['image_id'])}; raise max_objects (objects are never truncated)"
+        raise _checks.fail_value(
+            "max_objects", f">= the {n} objects of image_id {image_id}", max_objects,
+            hint="Objects are never truncated: raise max_objects.",
         )
     k = polys.shape[1] if polys.ndim == 3 else 0
     out_boxes = np.zeros((max_objects, 4), np.float32)
@@ -245,6 +251,6 @@ def collate(examples: Sequence[dict], *, max_objects: int | None = None) -> dict
     if max_objects is not None:
         examples = [pad_example(e, max_objects) for e in examples]
     if not examples:
-        raise ValueError("examples must be non-empty")
+        raise _checks.fail_value("examples", "a non-empty sequence of examples", examples)
     keys = ("image", "boxes", "classes", "valid", "polygons", "image_id")
     return {key: np.stack([np.asarray(e[key]) for e in examples]) for key in keys}

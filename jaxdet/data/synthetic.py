@@ -31,6 +31,7 @@ import math
 
 import numpy as np
 
+from jaxdet import _checks
 from jaxdet.data.geometry import canonical_polygon, polygon_bounds, polygon_signed_area
 
 __all__ = ["SHAPE_CLASSES", "SyntheticShapes"]
@@ -102,19 +103,17 @@ class SyntheticShapes:
         clutter: tuple[int, int] = (2, 6),
         cache: bool = False,
     ):
-        if split not in _SPLITS:
-            raise ValueError(f"split must be one of {sorted(_SPLITS)}, got {split!r}")
+        _checks.choice(split, "split", sorted(_SPLITS))
         if isinstance(image_size, int):
             image_size = (image_size, image_size)
         if len(image_size) != 2 or min(image_size) < 8:
-            raise ValueError(f"image_size must be (height, width) >= 8, got {image_size!r}")
+            raise _checks.fail_value("image_size", "(height, width) >= 8, or an int >= 8", image_size)
         if not 0 <= min_objects <= max_objects_per_image:
-            raise ValueError(
-                f"min_objects/max_objects_per_image must satisfy 0 <= min <= max, got "
-                f"{min_objects}, {max_objects_per_image}"
+            raise _checks.fail_value(
+                "min_objects", f"in [0, max_objects_per_image = {max_objects_per_image}]", min_objects
             )
         if not 0 < size_range[0] <= size_range[1] <= 1:
-            raise ValueError(f"size_range must satisfy 0 < lo <= hi <= 1, got {size_range!r}")
+            raise _checks.fail_value("size_range", "(lo, hi) with 0 < lo <= hi <= 1", size_range)
         self.split = split
         self.num_images = int(num_images if num_images is not None else (8192 if split == "train" else 512))
         self.image_size = (int(image_size[0]), int(image_size[1]))

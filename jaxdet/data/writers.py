@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxdet import _checks
+
 __all__ = ["write_coco", "write_voc", "write_yolo", "export_synthetic"]
 
 
@@ -140,12 +142,11 @@ def write_yolo(annotations, out_dir, *, polygons: bool = True) -> Path:
 def export_synthetic(dataset, out_dir, *, fmt: str = "coco", indices=None) -> Path:
     """Export (part of) a :class:`~jaxdet.data.synthetic.SyntheticShapes` split in ``fmt``
     (``"coco"``, ``"voc"`` or ``"yolo"``). Returns what the writer returns."""
+    _checks.choice(fmt, "fmt", ("coco", "voc", "yolo"))
     indices = range(len(dataset)) if indices is None else indices
     anns = [dataset.annotation(int(i)) for i in indices]
     if fmt == "coco":
         return write_coco(anns, out_dir, dataset.class_names)
     if fmt == "voc":
         return write_voc(anns, out_dir, dataset.class_names)
-    if fmt == "yolo":
-        return write_yolo(anns, out_dir)
-    raise ValueError(f"fmt must be 'coco', 'voc' or 'yolo', got {fmt!r}")
+    return write_yolo(anns, out_dir)

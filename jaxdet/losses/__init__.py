@@ -40,6 +40,15 @@ from jaxdet.losses.vertex import (
     vertex_l2_loss,
 )
 from jaxdet.losses.yolo import YOLOV1_TERMS, YoloV1Loss, yolov1_decode, yolov1_loss
+from jaxdet.losses.yolov8 import (
+    YOLOV8_BOX_LOSSES,
+    YOLOV8_CLS_LOSSES,
+    YOLOV8_TERMS,
+    YoloV8Loss,
+    dfl_loss,
+    yolov8_loss,
+    yolov8_loss_from_targets,
+)
 
 __all__ = [
     "HarmonicLoss",
@@ -51,9 +60,14 @@ __all__ = [
     "SSDLoss",
     "SSD_TERMS",
     "YOLOV1_TERMS",
+    "YOLOV8_BOX_LOSSES",
+    "YOLOV8_CLS_LOSSES",
+    "YOLOV8_TERMS",
     "YoloV1Loss",
+    "YoloV8Loss",
     "binary_cross_entropy_with_logits",
     "box_area_of_polygon",
+    "dfl_loss",
     "hard_negative_mask",
     "harmonic_iou_loss",
     "harmonic_iou_loss_from_iou",
@@ -75,4 +89,6 @@ __all__ = [
     "vertex_l2_loss",
     "yolov1_decode",
     "yolov1_loss",
+    "yolov8_loss",
+    "yolov8_loss_from_targets",
 ]

@@ -1,20 +1,43 @@
-"""Helpers shared by the loss modules: the ``reduction`` keyword and the log-probability of a label."""
+"""Numerics shared by the loss modules: the ``reduction`` keyword, the log-probability of a label, a power and the
+smooth-L1 that are safe at zero. One copy each, so every loss rounds and differentiates them the same way."""
 
 import jax
 import jax.numpy as jnp
 
+from jaxdet import _checks
+
 REDUCTIONS: tuple[str, ...] = ("none", "mean", "sum")
+
+
+def check_reduction(reduction: str) -> str:
+    """The ``reduction`` keyword is one of :data:`REDUCTIONS` (checked before the loss is computed)."""
+    return _checks.choice(reduction, "reduction", REDUCTIONS)
+
+
+def check_class_logits(logits: jax.Array, labels: jax.Array, logits_name: str) -> tuple[jax.Array, jax.Array]:
+    """Float class logits ``[..., C]`` and integer ``labels [...]`` of the logits' shape without the class axis."""
+    logits = _checks.floating(logits, logits_name, shape="[..., C]", min_ndim=1)
+    labels = _checks.integer(labels, "labels")
+    _checks.shape_is(labels, logits.shape[:-1], "labels", f"{logits_name}.shape[:-1]")
+    return logits, labels
+
+
+def check_vertices(pred: jax.Array, target: jax.Array) -> jax.Array:
+    """Float polygon vertices ``pred [..., K, 2]`` and ``target`` of the same shape; returns ``pred`` as an array."""
+    pred = _checks.floating(pred, "pred", shape="[..., K, 2]", min_ndim=2, last=2)
+    _checks.same_shape(pred, target, "pred", "target")
+    _checks.dtype_is(target, "target", "float")
+    return pred
 
 
 def reduce_loss(loss: jax.Array, reduction: str) -> jax.Array:
     """``"none"`` returns ``loss`` unchanged; ``"mean"`` and ``"sum"`` reduce over every axis to a scalar."""
-    if reduction == "none":
-        return loss
+    check_reduction(reduction)
     if reduction == "mean":
         return jnp.mean(loss)
     if reduction == "sum":
         return jnp.sum(loss)
-    raise ValueError(f"reduction must be one of {REDUCTIONS}; got {reduction!r}.")
+    return loss
 
 
 def label_log_prob(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -32,3 +55,36 @@ def label_log_prob(logits: jax.Array, labels: jax.Array) -> jax.Array:
     shifted = logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))  # [..., C]
     selected = jnp.arange(logits.shape[-1]) == labels[..., None]  # [..., C]
     return jnp.sum(jnp.where(selected, shifted, 0), axis=-1) - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1))
+
+
+def safe_pow(base: jax.Array, exponent: float) -> jax.Array:
+    """``base ** exponent`` with finite values and gradients for every finite ``base`` (a Python ``exponent``).
+
+    - ``exponent == 0``: 1 everywhere (:math:`0^0 = 1`).
+    - a positive whole exponent ``n`` (focal's γ = β = 2): ``lax.integer_pow``, exact, cheaper than
+      ``exp(n log base)``, with the exact derivative :math:`n\\,\\mathrm{base}^{n-1}`, finite everywhere.
+    - any other exponent: :math:`\\mathrm{base}^e` where ``base > 0`` and 0 where ``base <= 0``, through a double
+      ``where``, so the gradient there is 0 instead of ``inf * 0`` or NaN (a fractional power of a negative
+      number).
+    """
+    if exponent == 0.0:
+        return jnp.ones_like(base)
+    if float(exponent).is_integer() and exponent > 0:
+        return base ** int(exponent)
+    positive = base > 0
+    safe = jnp.where(positive, base, jnp.ones_like(base))
+    return jnp.where(positive, safe**exponent, jnp.zeros_like(base))
+
+
+def smooth_l1(diff: jax.Array, beta: float) -> jax.Array:
+    """Elementwise smooth-L1 of a difference (PyTorch's ``smooth_l1_loss`` with ``beta``, unreduced).
+
+    .. math:: \\ell(d) = \\begin{cases} 0.5\\,d^2/\\beta & |d| < \\beta \\\\ |d| - 0.5\\,\\beta & \\text{otherwise}
+              \\end{cases}
+
+    ``beta = 0`` is the L1 loss :math:`|d|`.
+    """
+    absd = jnp.abs(diff)
+    if beta == 0:
+        return absd
+    return jnp.where(absd < beta, 0.5 * diff * diff / beta, absd - 0.5 * beta)

@@ -18,8 +18,9 @@ from typing import Callable, Literal
 import jax
 import jax.numpy as jnp
 
+from jaxdet import _checks
 from jaxdet.gradients import GradientPath, route_target
-from jaxdet.losses._common import label_log_prob, reduce_loss
+from jaxdet.losses._common import check_class_logits, check_reduction, label_log_prob, reduce_loss, safe_pow
 
 Reduction = Literal["none", "mean", "sum"]
 
@@ -38,39 +39,12 @@ __all__ = [
 # helpers
 
 
-def _check_float(x: jax.Array, argname: str) -> jax.Array:
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(f"{argname} must be a floating-point array; got dtype {x.dtype}")
-    return x
-
-
-def _check_same_shape(a: jax.Array, b: jax.Array, name_a: str, name_b: str) -> None:
-    if a.shape != b.shape:
-        raise ValueError(f"{name_b} must have the same shape as {name_a} {a.shape}; got {b.shape}")
-
-
-def _check_exponent(value: float, argname: str) -> float:
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{argname} must be a finite number >= 0; got {value}")
-    return value
-
-
-def _safe_pow(base: jax.Array, exponent: float) -> jax.Array:
-    """``base ** exponent`` for ``base >= 0`` with a finite gradient at ``base == 0`` (double ``where``).
-
-    A whole exponent (the defaults γ = β = 2) uses ``lax.integer_pow``: exact, cheaper than
-    ``exp(γ log base)``, with the exact derivative ``n base^(n-1)``, finite at 0. A fractional exponent goes
-    through a double ``where``: at ``base == 0`` the value is 0 and the gradient 0 (instead of ``inf * 0``).
-    """
-    if exponent == 0.0:
-        return jnp.ones_like(base)
-    if exponent.is_integer():
-        return base ** int(exponent)
-    positive = base > 0
-    safe = jnp.where(positive, base, jnp.ones_like(base))
-    return jnp.where(positive, safe**exponent, jnp.zeros_like(base))
+def _check_logits_targets(logits: jax.Array, targets: jax.Array, logits_name: str) -> tuple[jax.Array, jax.Array]:
+    """Float ``logits`` and ``targets`` of the same shape (``targets`` cast to the logits' dtype)."""
+    logits = _checks.floating(logits, logits_name)
+    targets = jnp.asarray(targets, dtype=logits.dtype)
+    _checks.same_shape(logits, targets, logits_name, "targets")
+    return logits, targets
 
 
 def _sigmoid_terms(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
@@ -111,6 +85,8 @@ def binary_cross_entropy_with_logits(logits: jax.Array, targets: jax.Array) -> j
     Returns:
       ``[...]`` unreduced loss.
     """
+    logits = _checks.floating(logits, "logits")
+    _checks.broadcastable(targets, logits.shape, "targets", "logits.shape")
     nonneg, _, _, log1p_e = _sigmoid_terms(logits)
     return _bce_from_terms(logits, targets, nonneg, log1p_e)
 
@@ -150,20 +126,15 @@ def sigmoid_focal_loss(
     References:
       Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, eq. (5).
     """
-    inputs = _check_float(inputs, "inputs")
-    targets = jnp.asarray(targets, dtype=inputs.dtype)
-    _check_same_shape(inputs, targets, "inputs", "targets")
-    alpha = float(alpha)
-    if alpha > 1:
-        raise ValueError(f"alpha must be in [0, 1], or negative to disable the alpha weighting; got {alpha}")
-    gamma = _check_exponent(gamma, "gamma")
-    if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"reduction must be one of 'none', 'mean', 'sum'; got {reduction!r}")
+    inputs, targets = _check_logits_targets(inputs, targets, "inputs")
+    alpha = _checks.number(alpha, "alpha", high=1.0, hint="A negative alpha disables the alpha weighting.")
+    gamma = _checks.number(gamma, "gamma", low=0.0)
+    check_reduction(reduction)
 
     nonneg, p, one_minus_p, log1p_e = _sigmoid_terms(inputs)
     ce = _bce_from_terms(inputs, targets, nonneg, log1p_e)
     one_minus_p_t = p * (1.0 - targets) + one_minus_p * targets
-    loss = ce * _safe_pow(one_minus_p_t, gamma)
+    loss = ce * safe_pow(one_minus_p_t, gamma)
     if alpha >= 0:
         alpha_t = alpha * targets + (1.0 - alpha) * (1.0 - targets)
         loss = alpha_t * loss
@@ -199,23 +170,14 @@ def softmax_focal_loss(
     Returns:
       The loss, reduced as asked.
     """
-    logits = _check_float(logits, "logits")
-    if logits.ndim < 1:
-        raise ValueError(f"logits must have a class axis [..., C]; got shape {logits.shape}")
-    labels = jnp.asarray(labels)
-    if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise ValueError(f"labels must be integer class indices; got dtype {labels.dtype}")
-    if labels.shape != logits.shape[:-1]:
-        raise ValueError(f"labels must have shape {logits.shape[:-1]} (logits without the class axis); "
-                         f"got {labels.shape}")
-    gamma = _check_exponent(gamma, "gamma")
-    if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"reduction must be one of 'none', 'mean', 'sum'; got {reduction!r}")
+    logits, labels = check_class_logits(logits, labels, "logits")
+    gamma = _checks.number(gamma, "gamma", low=0.0)
+    check_reduction(reduction)
     num_classes = logits.shape[-1]
 
     log_p_y = label_log_prob(logits, labels)  # [...]
     one_minus_p_y = -jnp.expm1(log_p_y)
-    loss = -_safe_pow(one_minus_p_y, gamma) * log_p_y
+    loss = -safe_pow(one_minus_p_y, gamma) * log_p_y
     if alpha is not None:
         alpha_arr = jnp.asarray(alpha, dtype=logits.dtype)
         if alpha_arr.ndim == 0:
@@ -223,8 +185,7 @@ def softmax_focal_loss(
         elif alpha_arr.shape == (num_classes,):
             loss = alpha_arr[labels] * loss
         else:
-            raise ValueError(f"alpha must be None, a scalar or a [C] = [{num_classes}] array; "
-                             f"got shape {alpha_arr.shape}")
+            raise _checks.fail_shape("alpha", f"() or [C] = ({num_classes},), or alpha=None", alpha_arr)
     return reduce_loss(loss, reduction)
 
 
@@ -239,9 +200,7 @@ def retinanet_prior_bias(prior_prob: float = 0.01) -> float:
     Returns:
       The bias as a Python float.
     """
-    prior_prob = float(prior_prob)
-    if not 0.0 < prior_prob < 1.0:
-        raise ValueError(f"prior_prob must be in the open interval (0, 1); got {prior_prob}")
+    prior_prob = _checks.number(prior_prob, "prior_prob", low=0.0, high=1.0, low_open=True, high_open=True)
     return -math.log((1.0 - prior_prob) / prior_prob)
 
 
@@ -304,19 +263,17 @@ def varifocal_loss(
     References:
       Zhang et al., "VarifocalNet: An IoU-aware Dense Object Detector", CVPR 2021, eq. (2).
     """
-    logits = _check_float(logits, "logits")
-    targets = route_target(jnp.asarray(targets, dtype=logits.dtype), iou_target, argname="iou_target")
-    _check_same_shape(logits, targets, "logits", "targets")
-    gamma = _check_exponent(gamma, "gamma")
-    if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"reduction must be one of 'none', 'mean', 'sum'; got {reduction!r}")
+    logits, targets = _check_logits_targets(logits, targets, "logits")
+    targets = route_target(targets, iou_target, argname="iou_target")
+    gamma = _checks.number(gamma, "gamma", low=0.0)
+    check_reduction(reduction)
 
     nonneg, p, _, log1p_e = _sigmoid_terms(logits)
     positive = targets > 0
     zero = jnp.zeros_like(targets)
     pos_weight = targets if iou_weighted else jnp.ones_like(targets)
     weight = jnp.where(positive, pos_weight, zero) + jnp.where(
-        positive, zero, alpha * _safe_pow(jnp.abs(p - targets), gamma)
+        positive, zero, alpha * safe_pow(jnp.abs(p - targets), gamma)
     )
     loss = weight * _bce_from_terms(logits, targets, nonneg, log1p_e)
     return reduce_loss(loss, reduction)
@@ -354,13 +311,11 @@ def quality_focal_loss(
       Li et al., "Generalized Focal Loss: Learning Qualified and Distributed Bounding Boxes for Dense Object
       Detection", NeurIPS 2020, eq. (5).
     """
-    logits = _check_float(logits, "logits")
-    targets = route_target(jnp.asarray(targets, dtype=logits.dtype), iou_target, argname="iou_target")
-    _check_same_shape(logits, targets, "logits", "targets")
-    beta = _check_exponent(beta, "beta")
-    if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"reduction must be one of 'none', 'mean', 'sum'; got {reduction!r}")
+    logits, targets = _check_logits_targets(logits, targets, "logits")
+    targets = route_target(targets, iou_target, argname="iou_target")
+    beta = _checks.number(beta, "beta", low=0.0)
+    check_reduction(reduction)
 
     nonneg, p, _, log1p_e = _sigmoid_terms(logits)
-    loss = _safe_pow(jnp.abs(targets - p), beta) * _bce_from_terms(logits, targets, nonneg, log1p_e)
+    loss = safe_pow(jnp.abs(targets - p), beta) * _bce_from_terms(logits, targets, nonneg, log1p_e)
     return reduce_loss(loss, reduction)

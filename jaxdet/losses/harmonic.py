@@ -54,15 +54,15 @@ References:
 
 from __future__ import annotations
 
-import math
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from jaxdet import _checks
 from jaxdet import boxes as _boxes
 from jaxdet.gradients import GradientPath, route_target
-from jaxdet.losses._common import label_log_prob
+from jaxdet.losses._common import check_class_logits, label_log_prob, safe_pow, smooth_l1
 
 __all__ = [
     "HarmonicLoss",
@@ -102,28 +102,21 @@ def smooth_l1_loss(pred: jax.Array, target: jax.Array, *, beta: float = 1.0) -> 
     Returns:
       ``[...]``.
     """
-    beta = float(beta)
-    if beta < 0:
-        raise ValueError(f"beta must be >= 0; got {beta}")
-    diff = pred - target
-    absd = jnp.abs(diff)
-    if beta == 0.0:
-        per = absd
-    else:
-        per = jnp.where(absd < beta, 0.5 * diff * diff / beta, absd - 0.5 * beta)
-    return jnp.sum(per, axis=-1)
+    pred = _checks.floating(pred, "pred", shape="[..., K]", min_ndim=1)
+    target = jnp.asarray(target)
+    _checks.same_shape(pred, target, "pred", "target")
+    beta = _checks.number(beta, "beta", low=0.0)
+    return jnp.sum(smooth_l1(pred - target, beta), axis=-1)
 
 
 def _check_gamma(gamma: float, allow_non_monotone: bool) -> float:
-    gamma = float(gamma)
-    if not math.isfinite(gamma):
-        raise ValueError(f"gamma must be finite; got {gamma}")
+    gamma = _checks.number(gamma, "gamma")
     if gamma > 1.0 and not allow_non_monotone:
-        raise ValueError(
-            f"gamma={gamma} > 1 makes the Harmonic IoU loss (1+IoU)^gamma (1-IoU) non-monotone: its derivative "
+        raise _checks.fail_value(
+            "gamma", "<= 1 (eq. 13 of Wang & Zhang 2021), or pass allow_non_monotone=True", gamma,
+            hint="gamma > 1 makes the Harmonic IoU loss (1+IoU)^gamma (1-IoU) non-monotone: its derivative "
             "(1+IoU)^(gamma-1) [(gamma-1) - (gamma+1) IoU] is positive for IoU < (gamma-1)/(gamma+1), so a worse "
-            "box gets a smaller loss there (eq. 13 of Wang & Zhang 2021 requires gamma <= 1). Pass "
-            "allow_non_monotone=True to use it anyway."
+            "box gets a smaller loss there.",
         )
     return gamma
 
@@ -146,14 +139,10 @@ def harmonic_iou_loss_from_iou(
       ``[...]``.
     """
     gamma = _check_gamma(gamma, allow_non_monotone)
-    iou = jnp.asarray(iou)
-    # 1 + IoU >= 1 for IoU in [0, 1]; clamp at a tiny positive value so that a negative metric (e.g. a GIoU
-    # passed by mistake) cannot produce a NaN power or an infinite gradient (double where).
-    base = 1.0 + iou
-    ok = base > 0
-    safe = jnp.where(ok, base, jnp.ones_like(base))
-    weight = jnp.where(ok, safe**gamma, jnp.zeros_like(base))
-    return weight * (1.0 - iou)
+    iou = _checks.floating(iou, "iou")
+    # 1 + IoU >= 1 for IoU in [0, 1]; the safe power keeps a negative metric (e.g. a GIoU passed by mistake)
+    # from producing a NaN power or an infinite gradient.
+    return safe_pow(1.0 + iou, gamma) * (1.0 - iou)
 
 
 def harmonic_iou_loss(
@@ -230,20 +219,16 @@ def harmonic_weighting(
     Returns:
       :class:`HarmonicLoss` ``(total [...], terms)``.
     """
-    cls_loss = jnp.asarray(cls_loss)
-    reg_loss = jnp.asarray(reg_loss)
-    if cls_loss.shape != reg_loss.shape:
-        raise ValueError(f"reg_loss must have the same shape as cls_loss {cls_loss.shape}; got {reg_loss.shape}")
+    cls_loss = _checks.floating(cls_loss, "cls_loss")
+    reg_loss = _checks.floating(reg_loss, "reg_loss")
+    _checks.same_shape(cls_loss, reg_loss, "cls_loss", "reg_loss")
     beta_c = route_target(jnp.exp(-cls_loss), factor_grad, argname="factor_grad")
     beta_r = route_target(jnp.exp(-reg_loss), factor_grad, argname="factor_grad")
     if positive is None:
         total = (1.0 + beta_r) * cls_loss + (1.0 + beta_c) * reg_loss
         return HarmonicLoss(total, {"cls": cls_loss, "reg": reg_loss, "beta_c": beta_c, "beta_r": beta_r})
-    positive = jnp.asarray(positive)
-    if positive.dtype != jnp.bool_:
-        raise ValueError(f"positive must be a bool mask; got dtype {positive.dtype}")
-    if positive.shape != cls_loss.shape:
-        raise ValueError(f"positive must have the shape of cls_loss {cls_loss.shape}; got {positive.shape}")
+    positive = _checks.boolean(positive, "positive")
+    _checks.same_shape(cls_loss, positive, "cls_loss", "positive")
     zero = jnp.zeros_like(reg_loss)
     reg = jnp.where(positive, reg_loss, zero)
     beta_c = jnp.where(positive, beta_c, zero)
@@ -258,9 +243,8 @@ def _resolve_regression(regression, regression_kwargs):
     elif isinstance(regression, str) and regression in REGRESSION_LOSSES:
         fn = REGRESSION_LOSSES[regression]
     else:
-        raise ValueError(
-            f"regression must be a callable (pred, target) -> [...] or one of {sorted(REGRESSION_LOSSES)}; "
-            f"got {regression!r}"
+        raise _checks.fail_value(
+            "regression", f"a callable (pred, target) -> [...] or one of {tuple(sorted(REGRESSION_LOSSES))}", regression
         )
     if regression_kwargs:
         kwargs = dict(regression_kwargs)
@@ -304,28 +288,17 @@ def harmonic_loss(
     Returns:
       :class:`HarmonicLoss` ``(total [...], terms {"cls", "reg", "beta_c", "beta_r"})``.
     """
-    cls_logits = jnp.asarray(cls_logits)
-    if not jnp.issubdtype(cls_logits.dtype, jnp.floating):
-        raise ValueError(f"cls_logits must be a floating-point array; got dtype {cls_logits.dtype}")
-    labels = jnp.asarray(labels)
-    if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise ValueError(f"labels must be integer class indices; got dtype {labels.dtype}")
-    if cls_logits.ndim < 1 or labels.shape != cls_logits.shape[:-1]:
-        raise ValueError(f"labels must have shape {cls_logits.shape[:-1]} (cls_logits without the class axis); "
-                         f"got {labels.shape}")
+    cls_logits, labels = check_class_logits(cls_logits, labels, "cls_logits")
     box_pred = jnp.asarray(box_pred)
     box_target = jnp.asarray(box_target)
-    if box_pred.shape != box_target.shape:
-        raise ValueError(f"box_target must have the shape of box_pred {box_pred.shape}; got {box_target.shape}")
-    if box_pred.shape[:-1] != labels.shape:
-        raise ValueError(f"box_pred must have shape {labels.shape + (box_pred.shape[-1:] or (4,))} "
-                         f"(labels' shape plus the coordinate axis); got {box_pred.shape}")
+    _checks.same_shape(box_pred, box_target, "box_pred", "box_target")
+    if box_pred.ndim != labels.ndim + 1 or box_pred.shape[:-1] != labels.shape:
+        expected = labels.shape + (box_pred.shape[-1:] or (4,))
+        raise _checks.fail_shape("box_pred", f"labels.shape + (K,) = {expected}", box_pred)
     reg_fn = _resolve_regression(regression, regression_kwargs)
     if positive is not None:
-        positive = jnp.asarray(positive)
-        if positive.dtype != jnp.bool_ or positive.shape != labels.shape:
-            raise ValueError(f"positive must be a bool mask of shape {labels.shape}; got {positive.dtype} "
-                             f"{positive.shape}")
+        positive = _checks.boolean(positive, "positive")
+        _checks.same_shape(labels, positive, "labels", "positive")
         # Double where: negatives (often padded, degenerate boxes) get a harmless regression input, the unit box
         # against itself, so that an unsafe op inside the regression loss cannot leak a NaN into the gradient.
         k = box_pred.shape[-1]

@@ -62,8 +62,10 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxdet import _checks
 from jaxdet import gradients as _gradients
 from jaxdet import polygons as _polygons
+from jaxdet.losses._common import check_vertices
 from jaxdet.losses.vertex import box_area_of_polygon, keypoint_loss
 
 __all__ = [
@@ -135,6 +137,7 @@ def hybrid_components(
     This is the ``terms_fn`` handed to :func:`jaxdet.gradients.term_gradients`. Arguments as in
     :func:`hybrid_polygon_loss` (positional here so it can be passed through ``term_gradients``).
     """
+    pred = check_vertices(pred, target)
     num_vertices = pred.shape[-2]
     batch_shape = pred.shape[:-2]
     dtype = jnp.result_type(pred, target)
@@ -158,23 +161,16 @@ def hybrid_components(
 
 
 def _check_inputs(pred, target, pred_valid, target_valid, weight, area, alpha, normalization):
-    if jnp.ndim(pred) < 2 or jnp.shape(pred)[-1] != 2:
-        raise ValueError(f"pred must have shape [..., K, 2]; got {jnp.shape(pred)}.")
-    if jnp.shape(target) != jnp.shape(pred):
-        raise ValueError(f"target must have the shape of pred {jnp.shape(pred)}; got {jnp.shape(target)}.")
+    pred = check_vertices(pred, target)
     for name, value in (("pred_valid", pred_valid), ("target_valid", target_valid)):
-        if value is not None and jnp.shape(value) != jnp.shape(pred)[:-1]:
-            raise ValueError(f"{name} must have shape {jnp.shape(pred)[:-1]}; got {jnp.shape(value)}.")
+        if value is not None:
+            _checks.shape_is(value, pred.shape[:-1], name, "pred.shape[:-1]")
     for name, value in (("weight", weight), ("area", area)):
         if value is not None:
-            try:
-                jnp.broadcast_shapes(jnp.shape(value), jnp.shape(pred)[:-2])
-            except ValueError as err:
-                raise ValueError(f"{name} must broadcast to {jnp.shape(pred)[:-2]}; got {jnp.shape(value)}.") from err
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}; got {normalization!r}.")
-    if isinstance(alpha, (int, float)) and not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1]; got {alpha!r}.")
+            _checks.broadcastable(value, pred.shape[:-2], name, "pred.shape[:-2]")
+    _checks.choice(normalization, "normalization", NORMALIZATIONS)
+    if isinstance(alpha, (int, float)):
+        _checks.number(alpha, "alpha", low=0.0, high=1.0)
 
 
 def _ema(old: jax.Array, new: jax.Array, decay: float, first: jax.Array) -> jax.Array:
@@ -238,10 +234,10 @@ def hybrid_polygon_loss(
       :class:`HybridLoss` ``(total [], metrics {name: []}, state)``.
     """
     _check_inputs(pred, target, pred_valid, target_valid, weight, area, alpha, normalization)
-    if not 0.0 <= loss_ema_decay < 1.0:
-        raise ValueError(f"loss_ema_decay must be in [0, 1); got {loss_ema_decay!r}.")
-    if norm_ema is not None and not 0.0 <= norm_ema < 1.0:
-        raise ValueError(f"norm_ema must be None or in [0, 1); got {norm_ema!r}.")
+    _checks.number(loss_ema_decay, "loss_ema_decay", low=0.0, high=1.0, high_open=True)
+    if norm_ema is not None:
+        _checks.number(norm_ema, "norm_ema", low=0.0, high=1.0, high_open=True, hint="Or None (the current norm).")
+    _checks.number(norm_eps, "norm_eps", low=0.0)
     dtype = jnp.result_type(pred, target)
     if state is None:
         state = hybrid_state_init(dtype)

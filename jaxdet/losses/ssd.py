@@ -38,8 +38,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxdet import _checks
 from jaxdet.assign import SSD_BOX_WEIGHTS, ssd_encode, ssd_match
-from jaxdet.losses._common import label_log_prob
+from jaxdet.losses._common import label_log_prob, smooth_l1
 
 SSD_TERMS: tuple[str, ...] = ("bbox_regression", "classification")
 
@@ -57,42 +58,29 @@ class SSDLoss(NamedTuple):
 
 
 def _check_heads(cls_logits: jax.Array, box_regression: jax.Array, anchors: jax.Array) -> tuple[jax.Array, ...]:
-    cls_logits = jnp.asarray(cls_logits)
-    box_regression = jnp.asarray(box_regression)
-    anchors = jnp.asarray(anchors)
-    if cls_logits.ndim != 3 or cls_logits.shape[-1] < 2:
-        raise ValueError(f"cls_logits must have shape [N, A, C + 1] with C >= 1; got {tuple(cls_logits.shape)}.")
+    """Float head outputs ``[N, A, C + 1]`` (C >= 1), ``[N, A, 4]`` and priors ``[A, 4]``."""
+    cls_logits = _checks.floating(cls_logits, "cls_logits", shape="[N, A, C + 1] with C >= 1", ndim=3)
+    if cls_logits.shape[-1] < 2:
+        raise _checks.fail_shape("cls_logits", "[N, A, C + 1] with C >= 1", cls_logits)
     n, a = cls_logits.shape[:2]
-    if box_regression.shape != (n, a, 4):
-        raise ValueError(f"box_regression must have shape [N, A, 4] = {(n, a, 4)}; got {tuple(box_regression.shape)}.")
-    if anchors.shape != (a, 4):
-        raise ValueError(f"anchors must have shape [A, 4] = {(a, 4)}; got {tuple(anchors.shape)}.")
-    for name, x in (("cls_logits", cls_logits), ("box_regression", box_regression), ("anchors", anchors)):
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            raise ValueError(f"{name} must have a floating dtype; got {x.dtype}.")
+    box_regression = jnp.asarray(box_regression)
+    _checks.shape_is(box_regression, (n, a, 4), "box_regression", "[N, A, 4]")
+    _checks.dtype_is(box_regression, "box_regression", "float")
+    anchors = jnp.asarray(anchors)
+    _checks.shape_is(anchors, (a, 4), "anchors", "[A, 4]")
+    _checks.dtype_is(anchors, "anchors", "float")
     return cls_logits, box_regression, anchors
 
 
 def _check_gt(gt_boxes: jax.Array, gt_classes: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
-    gt_boxes = jnp.asarray(gt_boxes)
+    """Float ``gt_boxes [N, M, 4]`` and integer ``gt_classes [N, M]``."""
+    gt_boxes = _checks.floating(gt_boxes, "gt_boxes", shape=f"[N, M, 4] with N = {n}", ndim=3, last=4)
+    if gt_boxes.shape[0] != n:
+        raise _checks.fail_shape("gt_boxes", f"[N, M, 4] with N = {n}", gt_boxes)
     gt_classes = jnp.asarray(gt_classes)
-    if gt_boxes.ndim != 3 or gt_boxes.shape[0] != n or gt_boxes.shape[-1] != 4:
-        raise ValueError(f"gt_boxes must have shape [N, M, 4] with N = {n}; got {tuple(gt_boxes.shape)}.")
-    if not jnp.issubdtype(gt_boxes.dtype, jnp.floating):
-        raise ValueError(f"gt_boxes must have a floating dtype; got {gt_boxes.dtype}.")
-    if gt_classes.shape != gt_boxes.shape[:2]:
-        raise ValueError(f"gt_classes must have shape [N, M] = {gt_boxes.shape[:2]}; got {tuple(gt_classes.shape)}.")
-    if not jnp.issubdtype(gt_classes.dtype, jnp.integer):
-        raise ValueError(f"gt_classes must have an integer dtype; got {gt_classes.dtype}.")
+    _checks.shape_is(gt_classes, gt_boxes.shape[:2], "gt_classes", "[N, M]")
+    _checks.dtype_is(gt_classes, "gt_classes", "int")
     return gt_boxes, gt_classes
-
-
-def _smooth_l1(x: jax.Array, beta: float) -> jax.Array:
-    """Elementwise smooth-L1 (Huber / beta), torchvision/PyTorch ``smooth_l1_loss`` with ``beta``."""
-    ax = jnp.abs(x)
-    if beta == 0:
-        return ax
-    return jnp.where(ax < beta, 0.5 * x * x / beta, ax - 0.5 * beta)
 
 
 def _order_keys(x: jax.Array) -> jax.Array:
@@ -136,6 +124,10 @@ def hard_negative_mask(neg_loss: jax.Array, positive: jax.Array, *, neg_pos_rati
       ``[N, A]`` bool mask of the selected priors (positives only when the ranking reaches them, see the
       module docstring).
     """
+    neg_loss = _checks.floating(neg_loss, "neg_loss", shape="[N, A]", ndim=2)
+    positive = _checks.boolean(positive, "positive")
+    _checks.same_shape(neg_loss, positive, "neg_loss", "positive")
+    _checks.number(neg_pos_ratio, "neg_pos_ratio", low=0.0)
     ranked = jnp.where(positive, -jnp.inf, jax.lax.stop_gradient(neg_loss))  # [N, A]
     num_anchors = ranked.shape[-1]
     num_negative = neg_pos_ratio * jnp.sum(positive, axis=-1, keepdims=True)  # [N, 1] (float, as torchvision)
@@ -183,11 +175,10 @@ def ssd_multibox_loss_from_matches(
     n, a, _ = cls_logits.shape
     gt_boxes, gt_classes = _check_gt(gt_boxes, gt_classes, n)
     matched_idxs = jnp.asarray(matched_idxs)
-    if matched_idxs.shape != (n, a) or not jnp.issubdtype(matched_idxs.dtype, jnp.integer):
-        raise ValueError(
-            f"matched_idxs must be an integer array of shape [N, A] = {(n, a)}; got {tuple(matched_idxs.shape)} "
-            f"{matched_idxs.dtype}."
-        )
+    _checks.shape_is(matched_idxs, (n, a), "matched_idxs", "[N, A]")
+    _checks.dtype_is(matched_idxs, "matched_idxs", "int")
+    _checks.number(neg_pos_ratio, "neg_pos_ratio", low=0.0)
+    _checks.number(beta, "beta", low=0.0)
     dtype = box_regression.dtype
     anchors = anchors.astype(dtype)
     positive = matched_idxs >= 0  # [N, A]
@@ -196,7 +187,7 @@ def ssd_multibox_loss_from_matches(
     # Background priors encode their own anchor (target 0): no log of a padded zero box is ever taken.
     matched_boxes = jnp.where(positive[..., None], matched_boxes, anchors)
     target = jax.lax.stop_gradient(ssd_encode(matched_boxes, anchors, weights=box_weights))  # [N, A, 4]
-    box_loss = jnp.sum(jnp.where(positive[..., None], _smooth_l1(box_regression - target, beta), 0))
+    box_loss = jnp.sum(jnp.where(positive[..., None], smooth_l1(box_regression - target, beta), 0))
 
     labels = jnp.where(positive, jnp.take_along_axis(gt_classes, index, axis=1) + 1, 0)  # [N, A]
     ce = -label_log_prob(cls_logits, labels)  # [N, A]

@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdet.losses._common import reduce_loss
+from jaxdet import _checks
+from jaxdet.losses._common import check_reduction, check_vertices, reduce_loss
 
 __all__ = ["OKS_SIGMA", "keypoint_loss", "vertex_l2_loss", "box_area_of_polygon"]
 
@@ -47,13 +48,6 @@ VertexVariant = Literal["oks", "seed"]
 Reduction = Literal["none", "mean", "sum"]
 
 
-def _check_vertices(pred: jax.Array, target: jax.Array) -> None:
-    if jnp.ndim(pred) < 2 or jnp.shape(pred)[-1] != 2:
-        raise ValueError(f"pred must have shape [..., K, 2]; got {jnp.shape(pred)}.")
-    if jnp.shape(target) != jnp.shape(pred):
-        raise ValueError(f"target must have the shape of pred {jnp.shape(pred)}; got {jnp.shape(target)}.")
-
-
 def box_area_of_polygon(polygon: jax.Array, *, valid: jax.Array | None = None) -> jax.Array:
     """Area ``w * h`` of the axis-aligned bounding box of a polygon (the ``area`` ultralytics passes).
 
@@ -64,10 +58,12 @@ def box_area_of_polygon(polygon: jax.Array, *, valid: jax.Array | None = None) -
     Returns:
       ``[...]`` the bounding-box area.
     """
+    polygon = _checks.floating(polygon, "polygon", shape="[..., K, 2]", min_ndim=2, last=2)
     if valid is None:
         lo = jnp.min(polygon, axis=-2)
         hi = jnp.max(polygon, axis=-2)
     else:
+        _checks.shape_is(valid, polygon.shape[:-1], "valid", "polygon.shape[:-1]")
         valid = jnp.asarray(valid, bool)[..., None]
         lo = jnp.min(jnp.where(valid, polygon, jnp.inf), axis=-2)
         hi = jnp.max(jnp.where(valid, polygon, -jnp.inf), axis=-2)
@@ -121,27 +117,23 @@ def keypoint_loss(
       ultralytics ``ultralytics/utils/loss.py::KeypointLoss``; COCO OKS (cocoeval);
       seed 003 / ``ultralytics-mgiou`` ``PolygonLoss`` (L2 mode).
     """
-    _check_vertices(pred, target)
-    if variant not in ("oks", "seed"):
-        raise ValueError(f"variant must be 'oks' or 'seed'; got {variant!r}.")
+    check_vertices(pred, target)
+    _checks.choice(variant, "variant", ("oks", "seed"))
+    check_reduction(reduction)
+    _checks.number(eps, "eps", low=0.0)
     num_vertices = pred.shape[-2]
     dtype = jnp.result_type(pred, target)
     area = jnp.asarray(area, dtype)
     batch_shape = pred.shape[:-2]
     if area.ndim == len(batch_shape) + 1 and area.shape[-1:] == (1,):
         area = area[..., 0]  # ultralytics passes [N, 1]
-    try:
-        area = jnp.broadcast_to(area, batch_shape)
-    except ValueError as err:
-        raise ValueError(
-            f"area must broadcast to {batch_shape} (or be {(*batch_shape, 1)}); got {area.shape}."
-        ) from err
+    _checks.broadcasts_to(area, batch_shape, "area", "pred.shape[:-2]", hint=f"Or pass it as {(*batch_shape, 1)}.")
+    area = jnp.broadcast_to(area, batch_shape)
     if visible is None:
         mask = jnp.ones(pred.shape[:-1], dtype)
     else:
         visible = jnp.asarray(visible)
-        if visible.shape != pred.shape[:-1]:
-            raise ValueError(f"visible must have shape {pred.shape[:-1]}; got {visible.shape}.")
+        _checks.shape_is(visible, pred.shape[:-1], "visible", "pred.shape[:-1]")
         mask = (visible != 0).astype(dtype)
 
     d = jnp.sum(jnp.square(pred - target), axis=-1)  # [..., K]
@@ -149,12 +141,11 @@ def keypoint_loss(
         if sigmas is None:
             sigmas = jnp.full((num_vertices,), 1.0 / num_vertices, dtype)
         sigmas = jnp.asarray(sigmas, dtype)
-        if sigmas.shape != (num_vertices,):
-            raise ValueError(f"sigmas must have shape ({num_vertices},); got {sigmas.shape}.")
+        _checks.shape_is(sigmas, (num_vertices,), "sigmas", "[K]")
         denom = jnp.square(2.0 * sigmas) * (area[..., None] + eps) * 2.0  # [..., K]
     else:
         if sigmas is not None:
-            raise ValueError("sigmas is only used by variant='oks'; the seed variant has none.")
+            raise _checks.fail_value("sigmas", "None for variant='seed'", sigmas, hint="Only 'oks' uses sigmas.")
         denom = area[..., None] + eps  # [..., 1]
     e = d / denom  # [..., K]
     n_visible = jnp.sum(mask, axis=-1)  # [...]
@@ -183,15 +174,15 @@ def vertex_l2_loss(
     Returns:
       ``[...]`` per-instance losses, or a scalar when reduced.
     """
-    _check_vertices(pred, target)
+    check_vertices(pred, target)
+    check_reduction(reduction)
     dtype = jnp.result_type(pred, target)
     d = jnp.sum(jnp.square(pred - target), axis=-1)  # [..., K]
     if visible is None:
         loss = jnp.mean(d, axis=-1)
     else:
         visible = jnp.asarray(visible)
-        if visible.shape != pred.shape[:-1]:
-            raise ValueError(f"visible must have shape {pred.shape[:-1]}; got {visible.shape}.")
+        _checks.shape_is(visible, pred.shape[:-1], "visible", "pred.shape[:-1]")
         mask = (visible != 0).astype(dtype)
         loss = jnp.sum(d * mask, axis=-1) / jnp.maximum(jnp.sum(mask, axis=-1), 1.0)
     return reduce_loss(loss, reduction)

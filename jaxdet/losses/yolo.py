@@ -50,6 +50,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxdet import _checks
 from jaxdet.assign import yolov1_grid_assign, yolov1_responsible_predictor
 from jaxdet.boxes import box_iou
 from jaxdet.gradients import GradientPath, check_gradient_path, route_target
@@ -70,19 +71,14 @@ class YoloV1Loss(NamedTuple):
 
 
 def _check_pred(pred: jax.Array, num_boxes: int, num_classes: int) -> tuple[jax.Array, int]:
-    if not (isinstance(num_boxes, int) and num_boxes >= 1):
-        raise ValueError(f"num_boxes must be a positive int; got {num_boxes!r}.")
-    if not (isinstance(num_classes, int) and num_classes >= 1):
-        raise ValueError(f"num_classes must be a positive int; got {num_classes!r}.")
-    pred = jnp.asarray(pred)
+    """Float ``pred [..., S, S, B·5 + C]`` on a square grid; returns it and ``S``."""
+    _checks.positive_int(num_boxes, "num_boxes")
+    _checks.positive_int(num_classes, "num_classes")
     depth = num_boxes * 5 + num_classes
-    if pred.ndim < 3 or pred.shape[-3] != pred.shape[-2] or pred.shape[-1] != depth:
-        raise ValueError(
-            f"pred must have shape [..., S, S, num_boxes*5 + num_classes] = [..., S, S, {depth}]; "
-            f"got shape {tuple(pred.shape)}."
-        )
-    if not jnp.issubdtype(pred.dtype, jnp.floating):
-        raise ValueError(f"pred must have a floating dtype; got {pred.dtype}.")
+    shape = f"[..., S, S, num_boxes*5 + num_classes] = [..., S, S, {depth}]"
+    pred = _checks.floating(pred, "pred", shape=shape, min_ndim=3, last=depth)
+    if pred.shape[-3] != pred.shape[-2]:
+        raise _checks.fail_shape("pred", shape, pred)
     return pred, pred.shape[-2]
 
 
@@ -93,9 +89,21 @@ def _split(pred: jax.Array, num_boxes: int) -> tuple[jax.Array, jax.Array, jax.A
     return boxes[..., 0:2], boxes[..., 2:4], boxes[..., 4], pred[..., num_boxes * 5 :]
 
 
-def _decode_boxes(xy: jax.Array, sqrt_wh: jax.Array, grid_size: int) -> jax.Array:
-    """Cell offsets and √w√h ``[..., S, S, B, 2]`` → xyxy normalised boxes ``[..., S, S, B, 4]``."""
-    s = grid_size
+def yolov1_cell_boxes(xy: jax.Array, sqrt_wh: jax.Array) -> jax.Array:
+    """Decodes the YOLOv1 cell layout: offsets in the cell and √w√h ``[..., S, S, B, 2]`` → xyxy normalised boxes
+    ``[..., S, S, B, 4]``.
+
+    .. math:: c_x = (\\mathrm{col} + x)/S,\\quad c_y = (\\mathrm{row} + y)/S,\\quad w = \\mathrm{sqrt\\_w}^2,\\quad
+              h = \\mathrm{sqrt\\_h}^2
+
+    The grid axes are ``-4`` (rows, ``y``) and ``-3`` (columns, ``x``) of a square ``S × S`` grid, and ``B`` the
+    predictors of a cell (a head with one box per cell passes ``B = 1``). This is the one decoding of the layout,
+    used by :func:`yolov1_loss`, :func:`yolov1_decode` and the detector heads of :mod:`jaxdet.models.heads`.
+    """
+    xy = _checks.floating(xy, "xy", shape="[..., S, S, B, 2]", min_ndim=4, last=2)
+    sqrt_wh = jnp.asarray(sqrt_wh)
+    _checks.same_shape(xy, sqrt_wh, "xy", "sqrt_wh")
+    s = xy.shape[-3]
     col = jnp.arange(s, dtype=xy.dtype)[None, :, None]  # [1, S, 1] varies along the second grid axis (x)
     row = jnp.arange(s, dtype=xy.dtype)[:, None, None]  # [S, 1, 1] varies along the first grid axis (y)
     cx = (col + xy[..., 0]) / s
@@ -145,12 +153,12 @@ def yolov1_loss(
     """
     pred, s = _check_pred(pred, num_boxes, num_classes)
     check_gradient_path(iou_target, argname="iou_target")
+    _checks.number(lambda_coord, "lambda_coord", low=0.0)
+    _checks.number(lambda_noobj, "lambda_noobj", low=0.0)
     targets = yolov1_grid_assign(gt_boxes, gt_classes, gt_valid, grid_size=s)
     if targets.has_object.shape[:-2] != pred.shape[:-3]:
-        raise ValueError(
-            f"gt_boxes [..., M, 4] must have the leading axes of pred [..., S, S, D]; got {tuple(gt_boxes.shape)} "
-            f"and {tuple(pred.shape)}."
-        )
+        lead = pred.shape[:-3]
+        raise _checks.fail_shape("gt_boxes", f"[..., M, 4] with the leading axes of pred = {lead}", gt_boxes)
     dtype = pred.dtype
     has_obj = targets.has_object  # [..., S, S]
     # Empty cells get a dummy unit box so no IoU/sqrt is evaluated on a degenerate target (values masked anyway).
@@ -158,7 +166,7 @@ def yolov1_loss(
     gt = jnp.where(has_obj[..., None], targets.boxes.astype(dtype), unit)  # [..., S, S, 4]
 
     xy, sqrt_wh, conf, scores = _split(pred, num_boxes)
-    boxes = _decode_boxes(xy, sqrt_wh, s)  # [..., S, S, B, 4]
+    boxes = yolov1_cell_boxes(xy, sqrt_wh)  # [..., S, S, B, 4]
     responsible, _ = yolov1_responsible_predictor(boxes, gt, eps=eps)  # [..., S, S]
     obj = jax.nn.one_hot(responsible, num_boxes, dtype=dtype) * has_obj[..., None].astype(dtype)  # [..., S, S, B]
     cell_obj = has_obj.astype(dtype)
@@ -200,7 +208,7 @@ def yolov1_decode(
     """
     pred, s = _check_pred(pred, num_boxes, num_classes)
     xy, sqrt_wh, conf, scores = _split(pred, num_boxes)
-    boxes = _decode_boxes(xy, sqrt_wh, s)  # [..., S, S, B, 4]
+    boxes = yolov1_cell_boxes(xy, sqrt_wh)  # [..., S, S, B, 4]
     best_score = jnp.max(scores, axis=-1, keepdims=True)  # [..., S, S, 1]
     best_class = jnp.argmax(scores, axis=-1, keepdims=True).astype(jnp.int32)
     lead = pred.shape[:-3]

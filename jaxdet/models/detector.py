@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxdet import _checks
+
 __all__ = ["Detector", "ConvBlock", "GRID_DETECTOR_DEFAULTS", "build_grid_detector"]
 
 #: the fields of the ``model`` config section read by :func:`build_grid_detector`, with their defaults.
@@ -66,7 +68,7 @@ class ConvBlock(nnx.Module):
             self.norm = None
             self.bias = nnx.Param(jnp.zeros((out_ch,), jnp.float32))
         else:
-            raise ValueError(f"norm must be 'group' or 'none', got {norm!r}")
+            raise _checks.fail_value("norm", "one of ('group', 'none')", norm)
 
     def __call__(self, x: jax.Array, *, stride: int = 1) -> jax.Array:
         x = jax.lax.conv_general_dilated(
@@ -109,10 +111,11 @@ class Detector(nnx.Module):
         rngs: nnx.Rngs,
     ):
         widths, depths = tuple(int(w) for w in widths), tuple(int(d) for d in depths)
-        if len(widths) == 0 or len(widths) != len(depths):
-            raise ValueError(f"widths and depths must be non-empty and of equal length, got {widths}, {depths}")
-        if grid_size < 1:
-            raise ValueError(f"grid_size must be >= 1, got {grid_size}")
+        if not widths:
+            raise _checks.fail_value("widths", "a non-empty sequence of channel counts", widths)
+        if len(depths) != len(widths):
+            raise _checks.fail_value("depths", f"a sequence as long as widths = {widths}", depths)
+        _checks.positive_int(grid_size, "grid_size")
         self.grid_size = int(grid_size)
         self.out_channels = int(out_channels)
         stages = []
@@ -130,8 +133,7 @@ class Detector(nnx.Module):
         )
         if output_bias is not None:
             output_bias = jnp.asarray(output_bias, jnp.float32)
-            if output_bias.shape != (out_channels,):
-                raise ValueError(f"output_bias must have shape ({out_channels},), got {output_bias.shape}")
+            _checks.shape_is(output_bias, (out_channels,), "output_bias", "[out_channels]")
             self.out.bias[...] = output_bias
 
     def __call__(self, images: jax.Array) -> jax.Array:
@@ -141,8 +143,7 @@ class Detector(nnx.Module):
         Returns:
           Raw head tensor ``[N, S, S, D]`` (no activation applied).
         """
-        if images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"images must have shape [N, H, W, 3], got {images.shape}")
+        _checks.array(images, "images", shape="[N, H, W, 3]", ndim=4, last=3)
         s = self.grid_size
         x = images.astype(jnp.float32) * 2.0 - 1.0
         for stage in self.stages:

@@ -103,6 +103,12 @@ class Head(abc.ABC):
     ) -> Detections:
         """Raw outputs -> fixed-size :class:`Detections` (``[N, max_detections, ...]``) after class-aware NMS."""
 
+    @abc.abstractmethod
+    def assignment_bytes(self, *, batch_size: int, max_objects: int, image_size: int) -> int:
+        """An estimate of the peak memory (bytes) of the loss's target assignment for ``batch_size`` images with
+        ``max_objects`` ground-truth slots each: what grows with dense data (``train.validate`` refuses a config
+        whose assignment cannot fit on the device)."""
+
     def check_batch(self, batch: Mapping[str, Any]) -> None:
         """Raises a ValueError naming the missing keys of ``batch``."""
         _checks.keys_present(batch, self.batch_keys, "batch")

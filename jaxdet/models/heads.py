@@ -63,9 +63,9 @@ __all__ = [
 
 
 def _check_raw(raw: jax.Array, depth: int, what: str) -> jax.Array:
-    raw = jnp.asarray(raw)
-    if raw.ndim < 3 or raw.shape[-3] != raw.shape[-2] or raw.shape[-1] != depth:
-        raise ValueError(f"outputs must have shape [..., S, S, {depth}] ({what}); got {tuple(raw.shape)}")
+    raw = _checks.array(raw, "outputs", shape=f"[..., S, S, {depth}] ({what})", min_ndim=3, last=depth)
+    if raw.shape[-3] != raw.shape[-2]:
+        raise _checks.fail_shape("outputs", f"[..., S, S, {depth}] ({what}): a square grid", raw.shape)
     return raw
 
 
@@ -146,17 +146,16 @@ class PolygonOutputs(NamedTuple):
 
 def polygon_outputs(raw: jax.Array, *, num_vertices: int, num_classes: int) -> PolygonOutputs:
     """Splits and activates a raw ``[..., S, S, 1 + 4 + 2K + C]`` polygon-head tensor (layout in the module doc)."""
+    from jaxdet.losses.yolo import yolov1_cell_boxes
+
     k = num_vertices
     raw = _check_raw(raw, 5 + 2 * k + num_classes, f"K={k}, C={num_classes}")
     s = raw.shape[-2]
     dtype = raw.dtype
     col = jnp.arange(s, dtype=dtype)[None, :]  # [1, S]: second grid axis is x
     row = jnp.arange(s, dtype=dtype)[:, None]  # [S, 1]
-    t = jax.nn.sigmoid(raw[..., 1:5])
-    cx = (col + t[..., 0]) / s
-    cy = (row + t[..., 1]) / s
-    w, h = t[..., 2] ** 2, t[..., 3] ** 2
-    boxes = jnp.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
+    t = jax.nn.sigmoid(raw[..., None, 1:5])  # [..., S, S, 1, 4]: one YOLOv1-layout box per cell
+    boxes = yolov1_cell_boxes(t[..., :2], t[..., 2:])[..., 0, :]
     off = raw[..., 5: 5 + 2 * k].reshape(*raw.shape[:-1], k, 2)
     centre = jnp.stack(jnp.broadcast_arrays(col + 0.5, row + 0.5), axis=-1)[..., None, :]  # [S, S, 1, 2]
     vertices = (centre + off) / s

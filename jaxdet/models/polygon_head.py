@@ -27,7 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdet import _checks, schedules
+from jaxdet.losses.hybrid import NORMALIZATIONS
 from jaxdet.evaluate import Detections, select_detections
+from jaxdet.models.detector import GRID_DETECTOR_DEFAULTS
 from jaxdet.models.head import BATCH_KEYS, Head, config_get
 from jaxdet.models.heads import (
     PolygonOutputs,
@@ -36,7 +38,7 @@ from jaxdet.models.heads import (
     polygon_head_loss,
     polygon_outputs,
 )
-from jaxdet.models.yolov1_head import CONFIDENCE_PRIOR, logit
+from jaxdet.models.yolov1_head import CONFIDENCE_PRIOR, prior_logit
 
 __all__ = ["PolygonHead", "POLYGON_LOSS_DEFAULTS", "INITIAL_POLYGON_RADIUS"]
 
@@ -66,6 +68,7 @@ class PolygonHead(Head):
 
     Attributes:
       num_classes: C.
+      grid_size: S (the output grid).
       num_vertices: K.
       lambda_obj, lambda_noobj, lambda_cls, lambda_box, lambda_poly: term weights.
       normalization: the hybrid's "none" | "loss_ema" | "grad_norm".
@@ -80,6 +83,7 @@ class PolygonHead(Head):
     #: the ``loss`` config fields this head reads, with their defaults.
     loss_defaults: ClassVar[Mapping[str, Any]] = POLYGON_LOSS_DEFAULTS
     num_classes: int
+    grid_size: int = 7
     num_vertices: int = 8
     lambda_obj: float = 1.0
     lambda_noobj: float = 0.5
@@ -94,8 +98,11 @@ class PolygonHead(Head):
     def __post_init__(self):
         _checks.positive_int(self.num_classes, "num_classes")
         _checks.positive_int(self.num_vertices, "num_vertices", minimum=3)
+        _checks.positive_int(self.grid_size, "grid_size")
+        _checks.choice(self.normalization, "normalization", NORMALIZATIONS)
         if (self.alpha_schedule is None) == (self.adaptive_alpha is None):
-            raise ValueError("PolygonHead needs exactly one of alpha_schedule and adaptive_alpha.")
+            raise _checks.fail_value("alpha_schedule", "given exactly when adaptive_alpha is None",
+                                     self.alpha_schedule)
 
     @classmethod
     def from_config(cls, model_cfg, loss_cfg, *, num_classes: int, total_steps: int) -> "PolygonHead":
@@ -118,6 +125,7 @@ class PolygonHead(Head):
             schedule = schedules.make_alpha_schedule(name, **alpha)
         return cls(
             num_classes=int(num_classes),
+            grid_size=int(config_get(model_cfg, "grid_size", GRID_DETECTOR_DEFAULTS["grid_size"])),
             num_vertices=int(config_get(model_cfg, "num_vertices", 8)),
             lambda_obj=float(kw["lambda_obj"]),
             lambda_noobj=float(kw["lambda_noobj"]),
@@ -130,6 +138,10 @@ class PolygonHead(Head):
             alpha_start=start,
         )
 
+    def assignment_bytes(self, *, batch_size: int, max_objects: int, image_size: int) -> int:
+        """The grid assignment's ``[N, M, S·S]`` cell-membership mask and its first-match index: ~8 bytes an entry."""
+        return 8 * batch_size * max_objects * self.grid_size**2
+
     @property
     def channels(self) -> int:
         return 1 + 4 + 2 * self.num_vertices + self.num_classes
@@ -140,7 +152,7 @@ class PolygonHead(Head):
         angle), so MGIoU never starts from a degenerate polygon."""
         k = self.num_vertices
         bias = np.zeros((self.channels,), np.float32)
-        bias[0] = logit(CONFIDENCE_PRIOR)
+        bias[0] = prior_logit(CONFIDENCE_PRIOR)
         theta = -np.pi + (np.arange(k) + 0.5) * 2 * np.pi / k
         ring = INITIAL_POLYGON_RADIUS * np.stack([np.cos(theta), np.sin(theta)], axis=-1)
         bias[5: 5 + 2 * k] = ring.reshape(-1)
@@ -152,11 +164,11 @@ class PolygonHead(Head):
         """The activated outputs of raw ``[N, S, S, D]``: objectness logit, boxes, vertices, class logits."""
         return polygon_outputs(raw, num_vertices=self.num_vertices, num_classes=self.num_classes)
 
-    def cell_targets(self, batch: Mapping[str, jax.Array], *, grid_size: int):
+    def cell_targets(self, batch: Mapping[str, jax.Array]):
         """``(assignment, polygons [N, S, S, K, 2])``: the YOLOv1 grid assignment of the batch and the ground-truth
         polygon each cell is trained towards (that of GT 0 where the cell has no object)."""
         return polygon_cell_targets(
-            batch["boxes"], batch["classes"], batch["valid"], batch["polygons"], grid_size=grid_size,
+            batch["boxes"], batch["classes"], batch["valid"], batch["polygons"], grid_size=self.grid_size,
             num_vertices=self.num_vertices,
         )
 

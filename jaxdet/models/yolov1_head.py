@@ -22,6 +22,7 @@ import numpy as np
 
 from jaxdet import _checks
 from jaxdet.evaluate import Detections, select_detections
+from jaxdet.models.detector import GRID_DETECTOR_DEFAULTS
 from jaxdet.models.head import Head, config_get
 from jaxdet.models.heads import yolov1_activate, yolov1_head_decode, yolov1_head_loss
 
@@ -32,8 +33,9 @@ CONFIDENCE_PRIOR = 0.05
 YOLOV1_LOSS_DEFAULTS: dict[str, Any] = {"lambda_coord": 5.0, "lambda_noobj": 0.5, "iou_target": "stop"}
 
 
-def logit(p: float) -> float:
-    """``log(p / (1 - p))``: the bias that makes a sigmoid output ``p``."""
+def prior_logit(p: float) -> float:
+    """``log(p / (1 - p))``: the bias that makes a sigmoid output the prior probability ``p`` in (0, 1)."""
+    p = _checks.number(p, "p", low=0.0, high=1.0, low_open=True, high_open=True)
     return math.log(p / (1.0 - p))
 
 
@@ -43,6 +45,7 @@ class YOLOv1Head(Head):
 
     Attributes:
       num_classes: C.
+      grid_size: S (the output grid).
       num_boxes: B predictors per cell.
       lambda_coord, lambda_noobj: the loss weights (5, 0.5).
       iou_target: "stop" (Case 2, darknet) or "through" (Case 1) for the confidence target.
@@ -52,6 +55,7 @@ class YOLOv1Head(Head):
     #: the ``loss`` config fields this head reads, with their defaults.
     loss_defaults: ClassVar[Mapping[str, Any]] = YOLOV1_LOSS_DEFAULTS
     num_classes: int
+    grid_size: int = 7
     num_boxes: int = 2
     lambda_coord: float = 5.0
     lambda_noobj: float = 0.5
@@ -60,6 +64,7 @@ class YOLOv1Head(Head):
     def __post_init__(self):
         _checks.positive_int(self.num_classes, "num_classes")
         _checks.positive_int(self.num_boxes, "num_boxes")
+        _checks.positive_int(self.grid_size, "grid_size")
         _checks.choice(self.iou_target, "iou_target", ("stop", "through"))
 
     @classmethod
@@ -67,11 +72,16 @@ class YOLOv1Head(Head):
         kw = {k: config_get(loss_cfg, k, v) for k, v in YOLOV1_LOSS_DEFAULTS.items()}
         return cls(
             num_classes=int(num_classes),
+            grid_size=int(config_get(model_cfg, "grid_size", GRID_DETECTOR_DEFAULTS["grid_size"])),
             num_boxes=int(config_get(model_cfg, "num_boxes", 2)),
             lambda_coord=float(kw["lambda_coord"]),
             lambda_noobj=float(kw["lambda_noobj"]),
             iou_target=str(kw["iou_target"]),
         )
+
+    def assignment_bytes(self, *, batch_size: int, max_objects: int, image_size: int) -> int:
+        """The grid assignment's ``[N, M, S·S]`` cell-membership mask and its first-match index: ~8 bytes an entry."""
+        return 8 * batch_size * max_objects * self.grid_size**2
 
     @property
     def channels(self) -> int:
@@ -80,7 +90,7 @@ class YOLOv1Head(Head):
     def output_bias(self) -> np.ndarray:
         """Every confidence starts at :data:`CONFIDENCE_PRIOR`; the other channels at 0."""
         bias = np.zeros((self.channels,), np.float32)
-        bias[self.confidence_channels] = logit(CONFIDENCE_PRIOR)
+        bias[self.confidence_channels] = prior_logit(CONFIDENCE_PRIOR)
         return bias
 
     # ------------------------------------------------------------------------------------------ views

@@ -15,6 +15,7 @@ CASE_MODULES: tuple[str, ...] = (
     "jaxdet.parity.cases_dense",
     "jaxdet.parity.cases_polygons",
     "jaxdet.parity.cases_hybrid",
+    "jaxdet.parity.cases_yolov8",
     "jaxdet.parity.cases_yolov8_model",
 )
 

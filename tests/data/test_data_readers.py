@@ -18,6 +18,7 @@ from jaxdet.data import (
     read_coco,
     read_voc,
     read_yolo,
+    voc_class_names,
     write_coco,
     write_voc,
     write_yolo,
@@ -207,6 +208,17 @@ def test_voc_unparsable_and_empty(tmp_path):
     (d / "y.xml").unlink()
     rs = read_voc(d, class_names=VOC_CLASSES)
     assert len(rs) == 1 and rs[0].boxes.shape == (0, 4)
+
+
+def test_voc_class_names_of_both_splits(tmp_path):
+    (tmp_path / "train").mkdir(), (tmp_path / "val").mkdir()
+    train = _voc_xml(tmp_path / "train", [("person", (1, 1, 10, 10)), ("dog", (2, 2, 9, 9))])
+    val = _voc_xml(tmp_path / "val", [("cat", (1, 1, 10, 10)), ("person", (2, 2, 9, 9))])
+    assert voc_class_names(train, val) == ("cat", "dog", "person")
+    assert voc_class_names(sorted(train.glob("*.xml"))) == ("dog", "person")
+    (val / "y.xml").write_text("<annotation><filename>y.png</filename")
+    with pytest.raises(DatasetFormatError, match="y.xml"):
+        voc_class_names(train, val)
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """A tiny stand-in task (model, loss, data) for the train-loop tests, and a runner.
 
-Run as ``python tests/train/standin.py [--task standin|real] [--sigkill-at-step K] --workdir DIR
-[--config.x=y ...]``; it
+Run as ``python tests/train/standin.py [--task standin|real] [--sigkill-at-step K] [--nan-at-steps I,J]
+[--save-delay SECONDS] --workdir DIR [--config.x=y ...]``; it
 honours the multi-host environment like ``python -m train`` and, on process 0, writes
 ``<workdir>/final_params.npz`` (flattened parameters) and ``<workdir>/summary.json``.
 """
@@ -114,13 +114,43 @@ def flat_params(state) -> dict[str, np.ndarray]:
 
 
 def main(argv):
-    task_kind, kill_step = "standin", None
-    while argv[:1] and argv[0] in ("--task", "--sigkill-at-step"):
+    task_kind, kill_step, nan_steps = "standin", None, set()
+    save_delay = 0.0
+    while argv[:1] and argv[0] in ("--task", "--sigkill-at-step", "--nan-at-steps", "--save-delay"):
         if argv[0] == "--task":
             task_kind = argv[1]
+        elif argv[0] == "--save-delay":
+            save_delay = float(argv[1])
+        elif argv[0] == "--nan-at-steps":
+            nan_steps = {int(s) for s in argv[1].split(",")}
         else:
             kill_step = int(argv[1])
         argv = argv[2:]
+    if save_delay:
+        # A slow disk: every checkpoint save first waits ``save_delay`` seconds.
+        import time
+        from train import checkpoint as ckpt_lib
+
+        def slow_save(self, *args, _original=ckpt_lib.Checkpointer.save, **kwargs):
+            time.sleep(save_delay)
+            return _original(self, *args, **kwargs)
+
+        ckpt_lib.Checkpointer.save = slow_save
+    if nan_steps:
+        # The batches of these step indices get one NaN pixel (a corrupt image): the loss turns non-finite.
+        from train import data as data_lib
+
+        for cls in (data_lib.LoaderBatches, data_lib.StepBatcher):
+
+            def poisoned(self, _original=cls.next):
+                index = self.get_state()["step"]
+                batch = _original(self)
+                if index in nan_steps:
+                    batch = dict(batch, image=batch["image"].copy())
+                    batch["image"].flat[0] = np.nan
+                return batch
+
+            cls.next = poisoned
     if kill_step is not None:
         # Simulates a crash mid-training: SIGKILL this process when the batch of step index ``kill_step`` is
         # requested (the previous steps may still be running asynchronously).

@@ -170,3 +170,11 @@ def test_polygon_hybrid_trains_with_the_cosine_alpha(tmp_path):
         assert r["alpha"] == pytest.approx(expected, rel=1e-6)
         for key in ("loss", "l2", "mgiou", "poly", "obj"):
             assert math.isfinite(r[key]), key
+
+
+def test_a_repeated_override_takes_the_last_value():
+    config, _, _ = cli.parse_args(
+        ["--config.model.widths=(8, 16, 32)", "--config.train.steps", "5", "--config.model.widths=(4,)",
+         "--config.train.steps=6"]
+    )
+    assert config.model.widths == (4,) and config.train.steps == 6

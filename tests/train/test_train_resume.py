@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -51,23 +49,9 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
 def test_sigterm_saves_and_exits_cleanly(tmp_path):
     work = tmp_path / "term"
     total = 1_000_000
-    cmd = tp.runner_cmd(work, f"--config.train.steps={total}", "--config.train.warmup_steps=10")
-    log = open(tmp_path / "out.txt", "w")
-    proc = subprocess.Popen(cmd, env=tp.env_for(1), cwd=tp.REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 200
-        metrics = work / "metrics.jsonl"
-        while time.time() < deadline and proc.poll() is None:
-            if metrics.exists() and sum(1 for _ in open(metrics)) >= 3:
-                break
-            time.sleep(0.2)
-        assert proc.poll() is None, open(tmp_path / "out.txt").read()[-3000:]
+    with tp.long_run(work, tmp_path / "out.txt") as proc:
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
     out = open(tmp_path / "out.txt").read()
     assert rc == 0, out[-3000:]
     steps = tp.checkpoint_steps(work)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import contextlib
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -43,6 +45,12 @@ def run(workdir, *overrides, devices=1, task="standin", extra=(), timeout=240, c
     return proc
 
 
+def records(workdir) -> list[dict]:
+    """Every record of the run's ``metrics.jsonl``."""
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
 def losses(workdir) -> dict[int, float]:
     out = {}
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
@@ -69,3 +77,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def long_run(workdir, log_path, *, extra=(), min_records=3):
+    """A stand-in run of 10^6 steps in the background, yielded once it has logged ``min_records`` steps; killed
+    on exit if still running. Its output goes to ``log_path``."""
+    cmd = runner_cmd(workdir, "--config.train.steps=1000000", "--config.train.warmup_steps=10", extra=extra)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, env=env_for(1), cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.time() + 200
+            metrics = os.path.join(workdir, "metrics.jsonl")
+            while time.time() < deadline and proc.poll() is None:
+                if os.path.exists(metrics) and sum(1 for _ in open(metrics)) >= min_records:
+                    break
+                time.sleep(0.2)
+            assert proc.poll() is None, open(log_path).read()[-3000:]
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()

@@ -83,7 +83,7 @@ def polygon_prediction_stats(config, task, head, state, *, graphdef) -> dict[str
     """Near-full-image counts and cell polygon IoU of a trained polygon model on the validation images.
 
     Args:
-      config: the run's config (``eval`` and ``data.max_objects``, ``model.grid_size``).
+      config: the run's config (``eval`` and ``data.max_objects``).
       task: its :class:`train.task.Task` (validation source, ``decode_fn``).
       head: its :class:`jaxdet.models.PolygonHead` (``outputs`` and ``cell_targets`` views).
       state: the train state; graphdef: the model's graph definition.
@@ -104,7 +104,6 @@ def polygon_prediction_stats(config, task, head, state, *, graphdef) -> dict[str
     from train import data as data_lib
     from train import step as step_lib
 
-    s = int(config.model.grid_size)
     model_state = {key: state[key] for key in ("params", "model_state")}
 
     @jax.jit
@@ -112,7 +111,7 @@ def polygon_prediction_stats(config, task, head, state, *, graphdef) -> dict[str
         model = step_lib.merge_model(graphdef, model_state, train=False)
         raw = model(batch["image"])
         out = head.outputs(raw)
-        assignment, tgt = head.cell_targets(batch, grid_size=s)
+        assignment, tgt = head.cell_targets(batch)
         iou = convex_polygon_iou(out.vertices, tgt)
         clipped = jnp.clip(out.vertices, 0.0, 1.0)
         wh = jnp.max(clipped, axis=-2) - jnp.min(clipped, axis=-2)
