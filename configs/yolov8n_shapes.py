@@ -48,7 +48,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.hflip_prob = 0.5
     c.data.scale_range = (0.75, 1.25)
 
-    c.loss = ml_collections.ConfigDict()  # the yolov8 head's loss fields (defaults: ultralytics')
+    c.loss = ml_collections.ConfigDict()  # jaxdet.losses.yolov8.yolov8_loss (ultralytics' defaults)
+    c.loss.box = 7.5  # gains
+    c.loss.cls = 0.5
+    c.loss.dfl = 1.5
+    c.loss.score_target = "stop"  # Case 2 (ultralytics' no_grad assigner); "through" = Case 1
+    c.loss.topk = 10  # task-aligned assignment candidates per object
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 300
@@ -58,6 +63,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.end_lr_factor = 0.02  # final LR = learning_rate * end_lr_factor (cosine)
     c.train.weight_decay = 5e-4
     c.train.grad_clip = 10.0  # global-norm clip; 0 disables
+    c.train.max_consecutive_nonfinite = 10  # non-finite steps are skipped; this many in a row stop the run
     c.train.log_every = 25
     c.train.eval_every = 100
     c.train.checkpoint_every = 100

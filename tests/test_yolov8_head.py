@@ -11,7 +11,6 @@ import pytest
 from flax import nnx
 
 from jaxdet.models import HEADS, YOLOv8Head, make_head
-from jaxdet.models.yolov8_head import level_anchor_points
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
@@ -30,13 +29,6 @@ def test_anchor_count_and_assignment_memory():
     assert YOLOv8Head.num_anchors(640) == 8400 and YOLOv8Head.num_anchors(64) == 84
     head = YOLOv8Head(num_classes=80)
     assert head.assignment_bytes(batch_size=2, max_objects=10, image_size=640) == 40 * 2 * 10 * 8400
-
-
-def test_anchor_points_row_major_cell_centres():
-    points, strides = level_anchor_points([(2, 3), (1, 2)], (8, 16))
-    np.testing.assert_array_equal(points[:4], [[0.5, 0.5], [1.5, 0.5], [2.5, 0.5], [0.5, 1.5]])
-    np.testing.assert_array_equal(points[6:], [[0.5, 0.5], [1.5, 0.5]])
-    np.testing.assert_array_equal(strides, [8] * 6 + [16] * 2)
 
 
 def test_boxes_and_scores_match_ultralytics_inference():
@@ -73,3 +65,25 @@ def test_flatten_rejects_wrong_outputs():
         head.flatten((jnp.zeros((1, 8, 8, 66)),))
     with pytest.raises(ValueError, match=r"outputs\[1\]"):
         head.flatten((jnp.zeros((1, 8, 8, 66)), jnp.zeros((1, 4, 4, 65)), jnp.zeros((1, 2, 2, 66))))
+
+
+def test_loss_is_finite_with_padding_and_empty_images():
+    """The yolov8_loss of the raw per-level outputs: finite value and gradient with a padded slot and an image
+    without objects; the metrics are the total and the three gain-scaled terms."""
+    head = YOLOv8Head(num_classes=3)
+    rng = np.random.default_rng(0)
+    outputs = tuple(jnp.asarray(rng.normal(0, 1, (2, s, s, head.channels)), jnp.float32) for s in (8, 4, 2))
+    batch = {
+        "boxes": jnp.asarray([[[0.1, 0.1, 0.5, 0.6], [0, 0, 0, 0]], [[0, 0, 0, 0], [0, 0, 0, 0]]], jnp.float32),
+        "classes": jnp.asarray([[1, 0], [0, 0]], jnp.int32),
+        "valid": jnp.asarray([[True, False], [False, False]]),
+    }
+
+    def total(o):
+        loss, metrics, state = head.loss(o, batch, step=jnp.int32(0), state={})
+        return loss, metrics
+
+    (loss, metrics), grads = jax.value_and_grad(total, has_aux=True)(outputs)
+    assert set(metrics) == {"loss", "box", "cls", "dfl"}
+    assert bool(jnp.isfinite(loss)) and float(metrics["box"]) > 0
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads)

@@ -16,6 +16,9 @@ with the anchor point ``a`` at the cell centre (grid units) and the image size `
 an anchor is its largest class sigmoid (ultralytics' single-label NMS), then the fixed-size class-aware NMS
 of :func:`jaxdet.evaluate.select_detections`. Boxes are normalised to ``[0, 1]``.
 
+Loss: :func:`jaxdet.losses.yolov8.yolov8_loss` (ultralytics' ``v8DetectionLoss``, normalised: no factor B),
+loss fields ``box, cls, dfl`` (gains 7.5, 0.5, 1.5), ``score_target`` ("stop"), ``topk`` (10).
+
 Config fields (``model``): ``scale`` ("n" | "s" | "m" | "l" | "x", default "n"), ``reg_max`` (16),
 ``dtype`` (compute dtype: "float32" | "bfloat16"). ``model.image_size`` must be a multiple of 32.
 """
@@ -34,34 +37,19 @@ from flax import nnx
 
 from jaxdet import _checks
 from jaxdet.evaluate import Detections, select_detections
+from jaxdet.losses.yolov8 import yolov8_loss
 from jaxdet.models.head import Head, config_get
 from jaxdet.models.yolov8 import SCALES, YOLOv8
+from jaxdet.tal import dfl_decode, dist2bbox, make_anchor_points
 
-__all__ = ["YOLOv8Head", "YOLOV8_MODEL_DEFAULTS", "level_anchor_points", "dfl_expectation"]
+__all__ = ["YOLOv8Head", "YOLOV8_MODEL_DEFAULTS", "YOLOV8_LOSS_DEFAULTS"]
 
 #: the ``model`` fields read by the yolov8 head, with their defaults.
 YOLOV8_MODEL_DEFAULTS: dict[str, Any] = {"scale": "n", "reg_max": 16, "dtype": "float32"}
+#: the ``loss`` fields read by the yolov8 head (:func:`jaxdet.losses.yolov8.yolov8_loss`), ultralytics' defaults.
+YOLOV8_LOSS_DEFAULTS: dict[str, Any] = {"box": 7.5, "cls": 0.5, "dfl": 1.5, "score_target": "stop", "topk": 10}
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 STRIDES = (8, 16, 32)
-
-
-def level_anchor_points(shapes: Sequence[tuple[int, int]], strides: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Cell-centre anchor points ``[A, 2]`` (x, y in grid units of their level) and ``[A]`` strides.
-
-    Levels are concatenated in order, each row-major (y outer, x inner), as ultralytics' ``make_anchors``.
-    """
-    points, stride = [], []
-    for (h, w), s in zip(shapes, strides):
-        y, x = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing="ij")
-        points.append(np.stack([x.reshape(-1), y.reshape(-1)], -1))
-        stride.append(np.full((h * w,), float(s)))
-    return np.concatenate(points).astype(np.float32), np.concatenate(stride).astype(np.float32)
-
-
-def dfl_expectation(logits: jax.Array, reg_max: int) -> jax.Array:
-    """``[..., 4·reg_max]`` DFL logits -> ``[..., 4]`` expected side distances ``Σ_j j · softmax(z)_j``."""
-    probs = jax.nn.softmax(logits.reshape(logits.shape[:-1] + (4, reg_max)), axis=-1)
-    return probs @ jnp.arange(reg_max, dtype=probs.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,23 +64,32 @@ class YOLOv8Head(Head):
     """
 
     name: ClassVar[str] = "yolov8"
-    loss_defaults: ClassVar[Mapping[str, Any]] = {}
+    loss_defaults: ClassVar[Mapping[str, Any]] = YOLOV8_LOSS_DEFAULTS
     num_classes: int
     scale: str = "n"
     reg_max: int = 16
     dtype: str = "float32"
+    box: float = 7.5
+    cls: float = 0.5
+    dfl: float = 1.5
+    score_target: str = "stop"
+    topk: int = 10
 
     def __post_init__(self):
         _checks.positive_int(self.num_classes, "num_classes")
         _checks.choice(self.scale, "model.scale", tuple(SCALES))
         _checks.positive_int(self.reg_max, "model.reg_max", minimum=2)
         _checks.choice(self.dtype, "model.dtype", tuple(_DTYPES))
+        _checks.choice(self.score_target, "loss.score_target", ("stop", "through"))
+        _checks.positive_int(self.topk, "loss.topk")
 
     @classmethod
     def from_config(cls, model_cfg, loss_cfg, *, num_classes: int, total_steps: int) -> "YOLOv8Head":
         kw = {k: config_get(model_cfg, k, v) for k, v in YOLOV8_MODEL_DEFAULTS.items()}
+        lw = {k: config_get(loss_cfg, k, v) for k, v in YOLOV8_LOSS_DEFAULTS.items()}
         return cls(num_classes=int(num_classes), scale=str(kw["scale"]), reg_max=int(kw["reg_max"]),
-                   dtype=str(kw["dtype"]))
+                   dtype=str(kw["dtype"]), box=float(lw["box"]), cls=float(lw["cls"]), dfl=float(lw["dfl"]),
+                   score_target=str(lw["score_target"]), topk=int(lw["topk"]))
 
     @property
     def channels(self) -> int:
@@ -122,7 +119,7 @@ class YOLOv8Head(Head):
 
     # ------------------------------------------------------------------------------------------ views
 
-    def flatten(self, outputs: Sequence[jax.Array]) -> tuple[jax.Array, np.ndarray, np.ndarray, tuple[int, int]]:
+    def flatten(self, outputs: Sequence[jax.Array]) -> tuple[jax.Array, jax.Array, jax.Array, tuple[int, int]]:
         """Per-level outputs -> ``(raw [N, A, 4·reg_max + C], anchor points [A, 2], strides [A], (H, W))``.
 
         ``(H, W)`` is the input image size in pixels (level 0's size times its stride).
@@ -133,22 +130,31 @@ class YOLOv8Head(Head):
             _checks.floating(o, f"outputs[{i}]", min_ndim=4, last=self.channels, shape="[N, H, W, 4·reg_max + C]")
         shapes = [tuple(int(d) for d in o.shape[1:3]) for o in outputs]
         raw = jnp.concatenate([o.reshape(o.shape[0], -1, o.shape[-1]) for o in outputs], axis=1)
-        points, strides = level_anchor_points(shapes, STRIDES)
+        points, strides = make_anchor_points(shapes, STRIDES, dtype=jnp.promote_types(raw.dtype, jnp.float32))
         return raw, points, strides, (shapes[0][0] * STRIDES[0], shapes[0][1] * STRIDES[0])
 
     def boxes(self, outputs: Sequence[jax.Array]) -> jax.Array:
         """Decoded ``[N, A, 4]`` xyxy boxes normalised by the image size."""
         raw, points, strides, (h, w) = self.flatten(outputs)
         raw = raw.astype(jnp.promote_types(raw.dtype, jnp.float32))
-        dist = dfl_expectation(raw[..., : 4 * self.reg_max], self.reg_max)  # [N, A, 4]
-        xyxy = jnp.concatenate([points - dist[..., :2], points + dist[..., 2:]], axis=-1) * strides[:, None]
+        dist = dfl_decode(raw[..., : 4 * self.reg_max], reg_max=self.reg_max)  # [N, A, 4]
+        xyxy = dist2bbox(dist, points) * strides[:, None]
         return xyxy / jnp.asarray([w, h, w, h], raw.dtype)
 
     # ------------------------------------------------------------------------------------------ protocol
 
     def loss(self, outputs, batch, *, step, state):
-        """``yolov8_loss`` of the flattened outputs (see :mod:`jaxdet.losses.yolov8`)."""
-        raise NotImplementedError("the yolov8 loss (jaxdet.losses.yolov8) is not on this branch yet")
+        """:func:`jaxdet.losses.yolov8.yolov8_loss` (the batch's normalised boxes scaled to pixels); metrics
+        ``loss, box, cls, dfl`` (gain-scaled, not multiplied by the batch size as ultralytics' are)."""
+        self.check_batch(batch)
+        raw, points, strides, (h, w) = self.flatten(outputs)
+        scale = jnp.asarray([w, h, w, h], raw.dtype)
+        res = yolov8_loss(
+            raw, points, strides, batch["classes"], batch["boxes"].astype(raw.dtype) * scale, batch["valid"],
+            reg_max=self.reg_max, box=self.box, cls=self.cls, dfl=self.dfl, score_target=self.score_target,
+            topk=self.topk,
+        )
+        return res.total, {"loss": res.total, **res.terms}, state
 
     def decode(self, outputs, *, score_threshold: float = 0.05, iou_threshold: float = 0.5,
                max_detections: int = 100) -> Detections:
