@@ -10,6 +10,11 @@ VJPs of the outputs w.r.t. the images and every parameter. The BatchNorm running
 - ``yolov8n_model_eval``: eval mode, the three per-level outputs ``[N, H/s, W/s, 4·reg_max + C]``.
 - ``yolov8n_model_train``: train mode (batch statistics), the outputs and every updated running mean and
   running variance (torch's unbiased-variance update, momentum 0.03).
+- ``yolov8n_model_loss``: the train-mode outputs through the ``yolov8`` head's loss
+  (:func:`jaxdet.losses.yolov8.yolov8_loss`) against ``v8DetectionLoss`` (its terms divided by the batch size,
+  :func:`jaxdet.parity.torch_yolov8.v8_detection_loss_torch`): the total and the three terms, and their
+  gradient w.r.t. the images and every parameter (torch autograd through the whole network). 64-px square
+  images, 84 anchors, three GT slots per image, one of them padding.
 """
 
 from __future__ import annotations
@@ -125,6 +130,44 @@ def torch_forward(*tensors, scale: str = "n", num_classes: int = NUM_CLASSES, tr
     return outputs, [weights[tensor_name(p)] for p in stat_paths]
 
 
+LOSS_IMAGE = 64
+
+
+def make_loss_inputs(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """``(images [2, 64, 64, 3], *params, *statistics, gt_labels [2, 3], gt_boxes [2, 3, 4] px, valid [2, 3])``."""
+    base = make_inputs(rng, image_shape=(2, LOSS_IMAGE, LOSS_IMAGE, 3))
+    size = rng.uniform(8.0, 40.0, (2, 3, 2))
+    centre = rng.uniform(size / 2, LOSS_IMAGE - size / 2)
+    boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=-1)
+    valid = np.array([[True, True, False], [True, False, False]])
+    boxes = np.where(valid[..., None], boxes, 0.0)
+    labels = np.where(valid, rng.integers(0, NUM_CLASSES, (2, 3)), 0).astype(np.int32)
+    return (*base, labels, boxes, valid)
+
+
+def jax_loss(*inputs):
+    """The yolov8 head's loss of the jaxdet model's train-mode outputs: ``{"total", "box", "cls", "dfl"}``."""
+    from jaxdet.models.yolov8_head import YOLOv8Head
+
+    *net, labels, boxes, valid = inputs
+    outputs, _ = jax_forward(*net, train=True)
+    batch = {"boxes": boxes / LOSS_IMAGE, "classes": labels, "valid": valid}
+    total, metrics, _ = YOLOv8Head(num_classes=NUM_CLASSES).loss(outputs, batch, step=0, state={})
+    return {"total": total, "box": metrics["box"], "cls": metrics["cls"], "dfl": metrics["dfl"]}
+
+
+def torch_loss(*tensors):
+    """``v8DetectionLoss`` of ultralytics' train-mode outputs (per-level maps flattened to ``[B, A, 64 + C]``)."""
+    import torch
+
+    from jaxdet.parity.torch_yolov8 import v8_detection_loss_torch
+
+    *net, labels, boxes, valid = tensors
+    outputs, _ = torch_forward(*net, train=True)
+    flat = torch.cat([o.reshape(o.shape[0], -1, o.shape[-1]) for o in outputs], 1)
+    return v8_detection_loss_torch(flat, labels, boxes, valid, image_size=LOSS_IMAGE)
+
+
 def _wrt(scale: str = "n", num_classes: int = NUM_CLASSES) -> tuple[int, ...]:
     _, param_paths, _ = _layout(scale, num_classes)
     return tuple(range(1 + len(param_paths)))
@@ -149,6 +192,16 @@ def cases() -> list[ParityCase]:
             torch_fn=functools.partial(torch_forward, train=True),
             make_inputs=make_inputs,
             wrt=wrt,
+            rtol32=1e-4,
+        ),
+        ParityCase(
+            name="yolov8n_model_loss",
+            reference="ultralytics v8DetectionLoss(DetectionModel('yolov8n.yaml')) train, autograd",
+            jax_fn=jax_loss,
+            torch_fn=torch_loss,
+            make_inputs=make_loss_inputs,
+            wrt=wrt,
+            rtol64=1e-8,
             rtol32=1e-4,
         ),
     ]
