@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
+from jaxdet.compile_options import compiler_options
 from train import checkpoint as ckpt_lib
 from train import data as data_lib
 from train import mesh as mesh_lib
@@ -186,10 +187,11 @@ def run(
         if step < total_steps:
             batch = fetch(step)
             t0 = time.perf_counter()
-            compiled = train_step.lower(state, batch).compile()
+            options = compiler_options()
+            compiled = train_step.lower(state, batch).compile(options)
             compile_s = time.perf_counter() - t0
             summary["compile_s"] = compile_s
-            _log(f"first-step compile: {compile_s:.2f} s")
+            _log(f"first-step compile: {compile_s:.2f} s (compiler options {options or 'default'})")
         pbar = None
         if is_main and tc.get("progress_bar", True):
             from tqdm import tqdm
@@ -341,7 +343,12 @@ class _Evaluator:
             model = step_lib.merge_model(graphdef, model_state)
             return task.decode_fn(model(images))
 
-        self._predict = jax.jit(predict, in_shardings=(repl, mesh_lib.batch_sharding(mesh)), out_shardings=repl)
+        self._predict = jax.jit(
+            predict,
+            in_shardings=(repl, mesh_lib.batch_sharding(mesh)),
+            out_shardings=repl,
+            compiler_options=compiler_options(),
+        )
 
     def __call__(self, state, step, *, collect_images: bool = False):
         if not self.enabled:
