@@ -120,6 +120,8 @@ def run(
         rows=rows,
         augment=task.augment,
         max_objects=int(config.data.max_objects),
+        num_threads=int(config.data.get("num_threads", 2)),
+        prefetch=int(config.data.get("prefetch", 8)),
     )
     checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=int(tc.keep_checkpoints))
     latest = checkpointer.latest_step()
@@ -209,6 +211,7 @@ def run(
         excluded = 0.0  # eval/checkpoint time not counted in images/s
         t_log = time.perf_counter()
         steps_since_log = 0
+        data_wait_s = 0.0  # steady state: time the loop waited for the loader
         while step < total_steps:
             if step != start_step:
                 batch = fetch(step)
@@ -220,19 +223,25 @@ def run(
                 t_first_done = time.perf_counter()
                 t_log = t_first_done
                 steps_since_log = 0
+                batches.stats.take()  # the loader's counters start with the steady state
                 summary["first_step_s"] = t_first_done - t0
             last = step == total_steps
             if step % log_every == 0 or last:
                 host = {k: float(to_host(v)) for k, v in metrics.items()}
                 now = time.perf_counter()
+                loader = batches.stats.take()  # the loader's own images/s and the loop's wait for it
                 if steps_since_log:
                     host["images_per_sec"] = steps_since_log * global_bs / max(now - t_log, 1e-9)
+                    host.update(loader)
+                    data_wait_s += loader["data_wait_s"]
                 t_log, steps_since_log = now, 0
                 writer.write("train", step, host)
                 if pbar is not None:
                     post = {"loss": f"{host['loss']:.4f}", "alpha": f"{host['alpha']:.3f}"}
                     if "images_per_sec" in host:
                         post["img/s"] = f"{host['images_per_sec']:.0f}"
+                    if "loader_images_per_sec" in host:
+                        post["loader img/s"] = f"{host['loader_images_per_sec']:.0f}"
                     pbar.set_postfix(post, refresh=False)
                 if not np.isfinite(host["loss"]):
                     raise FloatingPointError(f"non-finite loss {host['loss']} at step {step}: {host}")
@@ -264,9 +273,11 @@ def run(
             jax.block_until_ready(state["step"])
             span = time.perf_counter() - t_first_done - excluded
             summary["images_per_sec"] = (step - start_step - 1) * global_bs / max(span, 1e-9)
+            summary["data_wait_s"] = data_wait_s
             _log(
                 f"steady-state throughput: {summary['images_per_sec']:.1f} images/s "
-                f"({(step - start_step - 1)} steps after the first, {span:.1f} s)"
+                f"({(step - start_step - 1)} steps after the first, {span:.1f} s, {data_wait_s:.1f} s of it "
+                "waiting for the loader)"
             )
         checkpointer.save(step, state, meta_for(step))
         summary["final_step"] = step
