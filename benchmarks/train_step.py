@@ -33,7 +33,6 @@ import argparse
 import math
 import os
 import platform
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -48,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import _timing
-from _timing import Timing, write_results
+from _timing import write_results
 from _timing import torch_device as _default_torch_device
 
 # ------------------------------------------------------------------------------------------------ config/data
@@ -310,30 +309,6 @@ EAGER = "torch eager"
 COMPILED = "torch.compile"
 
 
-def time_interleaved(runs: dict[str, Callable[[], Any]], *, repeats: int, warmup: int = 2,
-                     first_extra: dict[str, float] | None = None) -> dict[str, Timing]:
-    """Times every contender in round robin, one step each per round, so the machine's drift and other jobs'
-    load fall on all of them alike; returns the median of ``repeats`` rounds after ``warmup`` rounds.
-
-    ``first_extra`` adds seconds (an ahead-of-time compile) to a contender's first-step time.
-    """
-    first = {}
-    for name, run in runs.items():
-        t0 = time.perf_counter()
-        _timing._block(run())
-        first[name] = time.perf_counter() - t0 + (first_extra or {}).get(name, 0.0)
-    for _ in range(warmup):
-        for run in runs.values():
-            _timing._block(run())
-    samples: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            t0 = time.perf_counter()
-            _timing._block(run())
-            samples[name].append(time.perf_counter() - t0)
-    return {name: Timing(first_s=first[name], median_s=statistics.median(v)) for name, v in samples.items()}
-
-
 def run_case(args, batch_size: int, image_size: int, tdev) -> dict[str, Any]:
     """Builds every contender for one (batch, image size) and times them interleaved."""
     from jaxdet.compile_options import compiler_options
@@ -354,7 +329,7 @@ def run_case(args, batch_size: int, image_size: int, tdev) -> dict[str, Any]:
         runs[label], model = make_torch_runner(cfg, batch_np, compiled=compiled, device=tdev, init_model=init_model,
                                                channels_last=args.channels_last)
         n_params = sum(p.numel() for p in model.parameters())
-    timings = time_interleaved(runs, repeats=args.repeats, first_extra=compile_s)
+    timings = _timing.time_interleaved(runs, repeats=args.repeats, first_extra=compile_s)
     row = {"batch": batch_size, "image": image_size, "timings": timings, "cfg": cfg, "info": info,
            "n_params": n_params, "init_model": init_model, "batch_np": batch_np}
     print(_case_line(row), flush=True)
