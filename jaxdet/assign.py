@@ -214,6 +214,11 @@ def ssd_match(
               \\text{ (highest such } g\\text{)} \\\\ \\arg\\max_g \\mathrm{IoU}(g, a) & \\text{if }
               \\max_g \\mathrm{IoU}(g, a) \\ge t \\\\ -1 & \\text{otherwise} \\end{cases}
 
+    When JAX's default backend is the CPU the images are matched one at a time under ``lax.map`` (each
+    ``[M, A]`` IoU stays in cache; about 2x faster there), elsewhere as whole-batch ``[..., M, A]`` reductions
+    (parallel on a GPU). Both follow the rule above; at an exact geometric IoU tie, float rounding of the
+    differently fused IoUs may pick a different one of the tied priors.
+
     Args:
       anchors: ``[A, 4]`` xyxy priors (positive area), in the same coordinates as ``gt_boxes``.
       gt_boxes: ``[..., M, 4]`` xyxy ground truth, padded.
@@ -237,8 +242,9 @@ def ssd_match(
 
 def _ssd_match_per_image(anchors: jax.Array, gt_boxes: jax.Array, gt_valid: jax.Array, iou_threshold: float):
     """:func:`ssd_match` of ``gt_boxes [B, M, 4]`` one image at a time (``lax.map``): each image's ``[M, A]`` IoU
-    stays in cache while its reductions read it. On XLA:CPU about 2.5x faster than :func:`_ssd_match_batched`
-    (whose three ``[B, M, A]`` fusions each recompute part of the IoU); bit-identical matches."""
+    stays in cache while its reductions read it. On XLA:CPU about 2x faster than :func:`_ssd_match_batched` at
+    batch 32 × 20 objects × 8732 priors (60 against 127 ms on a loaded 2-core machine; the batched form's
+    ``[B, M, A]`` fusions each recompute part of the IoU); the same matches."""
 
     def one(args):
         gt, valid = args  # [M, 4], [M]

@@ -1,14 +1,15 @@
 """Per-executable XLA compiler options that make jaxdet's convolutions faster on the current backend.
 
-On XLA:CPU of jaxlib 0.10, convolutions are lowered by default to YNNPACK library fusions (``__ynn_fusion`` in
-the optimized HLO). On the 2-core x86-64 machine this project is developed on they are slower than XLA's own
-(Eigen) convolutions: the weight-gradient convolutions of the default detector's train step took 25.8 ms
-against 14.4 ms, and the whole step runs about 1.5× faster without them (``benchmarks/train_step.py``, table in
+On XLA:CPU of jaxlib 0.10, convolutions above a small size are lowered by default to YNNPACK library fusions
+(``__ynn_fusion`` in the optimized HLO). On the 2-core x86-64 machine this project is developed on they are
+slower than XLA's own (Eigen) convolutions, most of all the weight-gradient convolutions of the backward pass
+(``benchmarks/train_step.py`` times the default detector's train step both ways; table in
 ``benchmarks/results/train_step.md``). :func:`compiler_options` therefore returns, for XLA:CPU,
 
     {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
 
-i.e. YNNPACK for dots and reductions as before, but not for convolutions. The options only change which
+i.e. YNNPACK for dots and reductions as by default (the default set is these two plus
+``LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION``), but not for convolutions. The options only change which
 kernels compute a convolution; results agree to float rounding (``tests/test_compile_options.py`` checks a
 train step's loss and gradients).
 
