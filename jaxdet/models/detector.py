@@ -78,7 +78,8 @@ class GroupNorm(nnx.Module):
     the spatial axes to ``[N, C]``, then over each group's channels to ``[N, G]``, instead of reshaping to
     ``[N, H, W, G, C/G]`` and reducing three axes at once, and the normalisation is folded into one
     multiply-add per element, ``x · m + (β − μ m)`` with ``m = γ / √(σ² + ε)``. On XLA:CPU the forward + backward of a
-    ``[32, 32, 32, 16]`` map with 8 groups is about 2-3x faster this way (``benchmarks/train_step.py``).
+    ``[32, 32, 32, 16]`` map with 8 groups is about 4.5x faster this way (24.0 → 5.3 ms on a loaded 2-core machine,
+    ``benchmarks/groupnorm.py``); the two-stage sums are also closer to the float64 result than flax's.
 
     Args:
       num_features: ``C``, the channel count (last axis).
