@@ -11,7 +11,7 @@ from flax import nnx
 
 from jaxdet import compile_options
 from jaxdet.data import SyntheticShapes, collate
-from jaxdet.models import build_detector, default_loss_config, default_model_config, detection_loss
+from jaxdet.models import default_model_config, make_head
 
 cpu_only = pytest.mark.skipif(jax.default_backend() != "cpu", reason="the options are for XLA:CPU")
 
@@ -43,14 +43,14 @@ def test_train_step_loss_and_gradients_unchanged():
         pytest.skip("this jaxlib runs no convolution through YNNPACK (nothing to change)")
     cfg = default_model_config()
     cfg.grid_size, cfg.widths, cfg.depths, cfg.head_width = 8, (16, 32), (1, 1), 32
-    model = build_detector(cfg, num_classes=5, rngs=nnx.Rngs(0))
+    head = make_head(cfg, num_classes=5)
+    model = head.build_model(cfg, rngs=nnx.Rngs(0))
     graphdef, params = nnx.split(model, nnx.Param)
     data = SyntheticShapes("train", num_images=32, image_size=32)
     batch = {k: jnp.asarray(v) for k, v in collate([data[i] for i in range(32)], max_objects=6).items()}
-    loss_cfg = default_loss_config("yolov1")
 
     def loss(params):
-        return detection_loss(nnx.merge(graphdef, params)(batch["image"]), batch, model_cfg=cfg, loss_cfg=loss_cfg)[0]
+        return head.loss(nnx.merge(graphdef, params)(batch["image"]), batch, step=0, state={})[0]
 
     lowered = jax.jit(jax.value_and_grad(loss)).lower(params)
     default, tuned = lowered.compile({}), lowered.compile(options)
