@@ -61,6 +61,20 @@ def torch_device_label() -> str:
     return str(device)
 
 
+def jit(fn: Callable, **kwargs) -> Callable:
+    """``jax.jit(fn, **kwargs)`` with ``jaxdet.compile_options.compiler_options()``, as the library compiles."""
+    from jaxdet.compile_options import compiler_options
+
+    return jax.jit(fn, compiler_options=compiler_options(), **kwargs)
+
+
+def options_line() -> str:
+    """The header sentence naming the compiler options jaxdet's steps are compiled with."""
+    from jaxdet.compile_options import compiler_options
+
+    return f"jaxdet compiler options (`jaxdet.compile_options.compiler_options()`): `{compiler_options() or {}}`."
+
+
 @dataclasses.dataclass(frozen=True)
 class BenchSpec:
     """One row of a benchmark table.
@@ -102,6 +116,28 @@ def time_callable(step: Callable[[], Any], *, repeats: int, warmup: int = 2) -> 
     return Timing(first_s=first, median_s=statistics.median(samples))
 
 
+def time_interleaved(runs: dict[str, Callable[[], Any]], *, repeats: int, warmup: int = 2,
+                     first_extra: dict[str, float] | None = None) -> dict[str, Timing]:
+    """Times every contender in round robin, one call each per round, so the machine's drift and other jobs'
+    load fall on all of them alike; returns each one's first call and median of ``repeats`` rounds after
+    ``warmup`` rounds. ``first_extra`` adds seconds (an ahead-of-time compile) to a contender's first call."""
+    first = {}
+    for name, run in runs.items():
+        start = time.perf_counter()
+        _block(run())
+        first[name] = time.perf_counter() - start + (first_extra or {}).get(name, 0.0)
+    for _ in range(warmup):
+        for run in runs.values():
+            _block(run())
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            _block(run())
+            samples[name].append(time.perf_counter() - start)
+    return {name: Timing(first_s=first[name], median_s=statistics.median(v)) for name, v in samples.items()}
+
+
 def _block(result: Any) -> None:
     if _is_jax_tree(result):
         jax.block_until_ready(result)
@@ -119,14 +155,16 @@ def _is_jax_tree(result: Any) -> bool:
 
 
 def run_specs(specs: list[BenchSpec], *, repeats: int, compile_torch: bool = True) -> list[dict[str, Any]]:
-    """Runs every spec's contenders in this process and returns one dict of timings per row."""
+    """Runs every spec's contenders in this process, interleaved (:func:`time_interleaved`), and returns one
+    dict of timings per row."""
     rows = []
     for spec in specs:
-        row: dict[str, Any] = {"name": spec.name, "jaxdet": time_callable(spec.make_jax(), repeats=repeats)}
+        runs = {"jaxdet": spec.make_jax()}
         if spec.make_torch is not None:
-            row["eager"] = time_callable(spec.make_torch(False), repeats=repeats)
+            runs["eager"] = spec.make_torch(False)
             if compile_torch:
-                row["compiled"] = time_callable(spec.make_torch(True), repeats=repeats)
+                runs["compiled"] = spec.make_torch(True)
+        row: dict[str, Any] = {"name": spec.name, **time_interleaved(runs, repeats=repeats)}
         rows.append(row)
         print(_format_row(row), flush=True)
     return rows
@@ -155,10 +193,12 @@ def markdown_table(title: str, rows: list[dict[str, Any]], *, repeats: int) -> s
 
     header = (
         f"### {title}\n\n"
-        f"Median of {repeats} runs, forward + backward. Device: {jax.devices()[0].device_kind} "
+        f"Median of {repeats} rounds, forward + backward, the contenders interleaved (one call each per round). Device: {jax.devices()[0].device_kind} "
         f"({platform.processor() or platform.machine()}, {_cpu_count()} cores); jax {jax.__version__} on "
         f"{jax.devices()[0].platform}, torch {torch.__version__} on {torch_device_label()}. "
-        "Ratio = PyTorch time / jaxdet time (higher is better for jaxdet).\n\n"
+        "Ratio = PyTorch time / jaxdet time (higher is better for jaxdet). "
+        f"{options_line()} Load average at the end: {os.getloadavg()[0]:.2f}"
+        f"{' (a CPU shared with other jobs)' if os.getloadavg()[0] > 1.5 else ''}.\n\n"
         "| case | jaxdet jit (ms) | torch eager (ms) | torch.compile (ms) | vs eager | vs compile "
         "| jaxdet first call (s) |\n"
         "|---|---:|---:|---:|---:|---:|---:|\n"

@@ -14,6 +14,7 @@ from jaxdet.parity.cases_boxes import random_boxes
 
 from _timing import (
     BenchSpec,
+    jit,
     markdown_table,
     parse_args,
     run_specs,
@@ -35,7 +36,7 @@ def make_specs(num_pairs: int) -> list[BenchSpec]:
 
     def spec(label: str, jax_loss, torch_name: str) -> BenchSpec:
         def make_jax():
-            grad = jax.jit(jax.grad(lambda p, t: jnp.sum(jax_loss(p, t))))
+            grad = jit(jax.grad(lambda p, t: jnp.sum(jax_loss(p, t))))
             p, t = jnp.asarray(pred), jnp.asarray(target)
             return lambda: grad(p, t)
 

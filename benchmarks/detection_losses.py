@@ -28,6 +28,7 @@ from jaxdet.losses.yolo import yolov1_loss  # noqa: E402
 
 from _timing import (  # noqa: E402
     BenchSpec,
+    jit,
     markdown_table,
     parse_args,
     run_specs,
@@ -70,7 +71,7 @@ def _yolo_spec(n: int, s: int = 7, b: int = 2, c: int = 20, m: int = 20) -> Benc
 
     def make_jax():
         args = [jnp.asarray(x) for x in (pred, gt, cls, valid)]
-        step = jax.jit(jax.grad(lambda p, *a: yolov1_loss(p, *a, num_boxes=b, num_classes=c).total.sum()))
+        step = jit(jax.grad(lambda p, *a: yolov1_loss(p, *a, num_boxes=b, num_classes=c).total.sum()))
         return lambda: step(*args)
 
     def make_torch(compiled: bool):
@@ -104,7 +105,7 @@ def _ssd_spec(n: int, anchors: np.ndarray, c: int = 20, m: int = 20) -> BenchSpe
 
     def make_jax():
         args = [jnp.asarray(x) for x in (logits, reg, anchors, gt, cls, valid)]
-        step = jax.jit(jax.grad(lambda lg, rg, *rest: ssd_multibox_loss(lg, rg, *rest).total, argnums=(0, 1)))
+        step = jit(jax.grad(lambda lg, rg, *rest: ssd_multibox_loss(lg, rg, *rest).total, argnums=(0, 1)))
         return lambda: step(*args)
 
     def make_torch(compiled: bool):

@@ -20,6 +20,7 @@ from jaxdet.losses import focal, harmonic
 
 from _timing import (
     BenchSpec,
+    jit,
     markdown_table,
     parse_args,
     run_specs,
@@ -38,7 +39,7 @@ def _dense_inputs(shape: tuple[int, ...]):
 
 def _dense_spec(label: str, jax_loss, torch_loss, logits: np.ndarray, targets: np.ndarray) -> BenchSpec:
     def make_jax():
-        grad = jax.jit(jax.grad(lambda x, t: jnp.sum(jax_loss(x, t))))
+        grad = jit(jax.grad(lambda x, t: jnp.sum(jax_loss(x, t))))
         x, t = jnp.asarray(logits), jnp.asarray(targets)
         return lambda: grad(x, t)
 
@@ -93,7 +94,7 @@ def _harmonic_spec(label: str, regression: str, inputs) -> BenchSpec:
         def loss(z, b, y, t, m):
             return jnp.sum(harmonic.harmonic_loss(z, y, b, t, regression=regression, positive=m).total)
 
-        grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+        grad = jit(jax.grad(loss, argnums=(0, 1)))
         args = [jnp.asarray(a) for a in (logits, pred, labels.astype(np.int32), target, positive)]
         return lambda: grad(*args)
 

@@ -28,6 +28,7 @@ from jaxdet.parity.cases_polygons import random_convex_polygons, random_rotated_
 
 from _timing import (  # noqa: E402
     BenchSpec,
+    jit,
     markdown_table,
     parse_args,
     run_specs,
@@ -39,7 +40,7 @@ from _timing import (  # noqa: E402
 
 def _jax_step(loss_fn, pred: np.ndarray, target: np.ndarray):
     def make():
-        grad = jax.jit(jax.grad(lambda p, t: loss_fn(p, t).sum()))
+        grad = jit(jax.grad(lambda p, t: loss_fn(p, t).sum()))
         p, t = jax.device_put(pred), jax.device_put(target)
         return lambda: grad(p, t)
 

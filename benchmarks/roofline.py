@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import _timing
-from _timing import Timing, time_callable, write_results
+from _timing import Timing, jit, time_callable, write_results
 
 #: (substring of the upper-cased device name, peak DRAM bandwidth in GB/s = 1e9 B/s), first match wins.
 #: Sources: NVIDIA H200 / H100 / A100 datasheets.
@@ -112,7 +112,7 @@ def _losses():
 
 
 def _jax_step(loss, logits, targets) -> Callable[[], Any]:
-    grad = jax.jit(jax.grad(lambda x, t: jnp.sum(loss(x, t))))
+    grad = jit(jax.grad(lambda x, t: jnp.sum(loss(x, t))))
     x, t = jax.device_put(logits), jax.device_put(targets)
     return lambda: grad(x, t)
 

@@ -1,11 +1,14 @@
 """Train step of the default detector: jaxdet (jit, batch sharded over the local devices) vs PyTorch eager / compile.
 
 One train step = forward + YOLOv1 loss + backward + global-norm clip + AdamW update (warmup-cosine LR), for the
-detector and loss of ``configs/yolov1_shapes.py`` (batch 32 of 64x64 images, S=8, B=2, C=5 by default).
+detector and loss of ``configs/yolov1_shapes.py`` (S=8, B=2, C=5), at batch 16, 32, 64 and 128 of 64x64 images
+and batch 16 of 256x256 images (``--cases`` to choose).
 
 - **jaxdet**: the real train step of ``python -m train`` (``train.step.make_train_step`` +
   ``train.step.jit_train_step``: ``jax.jit`` with explicit ``NamedSharding``s, the batch split over the mesh's
-  ``data`` axis of all local devices, the state replicated and donated). ``--step-builder local`` uses a
+  ``data`` axis of all local devices, the state replicated and donated), compiled ahead of time with
+  ``jaxdet.compile_options.compiler_options()`` as ``python -m train`` does; the same step compiled with XLA's
+  default options is a second contender (``--no-default-options`` drops it). ``--step-builder local`` uses a
   self-contained equivalent (``jax.jit`` + ``nnx.split/merge`` + ``optax``) instead.
 - **PyTorch**: the same architecture and loss in plain PyTorch (``benchmarks/torch_detector.py``; parity with the
   NNX model is tested in ``tests/test_train_step_bench.py``), started from the *same* initial parameters (copied
@@ -13,12 +16,14 @@ detector and loss of ``configs/yolov1_shapes.py`` (batch 32 of 64x64 images, S=8
   eager, and with ``torch.compile`` (inductor) on the forward + loss (its backward runs the AOTAutograd graph;
   the optimizer step stays eager).
 
-Both sides use the same fixed batch of synthetic shapes (data loading is not timed). Reported: median step time
-and images/s, speed ratios in the same run, and the first step's time (trace + compile for jaxdet and
-torch.compile). On CUDA every torch step ends with ``torch.cuda.synchronize()``.
+All contenders of a case are built first and then timed in round robin (one step each per round, median over
+the rounds), so a shared machine's drift falls on all of them alike. Both sides use the same fixed batch of
+synthetic shapes (data loading is not timed). Reported: median step time, jaxdet's images/s, the speed ratios,
+and the first step's time. On CUDA every torch step ends with ``torch.cuda.synchronize()``.
 
     python benchmarks/train_step.py                      # writes benchmarks/results/train_step.md
-    python benchmarks/train_step.py --batch-size 128 --image-size 128 --out /tmp/ts.md
+    python benchmarks/train_step.py --cases 32x64,16x256 --out /tmp/ts.md
+    python benchmarks/train_step.py --batch-size 128 --image-size 128 --out /tmp/ts.md   # one case
     python benchmarks/train_step.py --quick --out /tmp/train_step.md    # smoke test, tiny sizes
 """
 
@@ -29,6 +34,7 @@ import math
 import os
 import platform
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import _timing
-from _timing import Timing, time_callable, write_results
+from _timing import write_results
 from _timing import torch_device as _default_torch_device
 
 # ------------------------------------------------------------------------------------------------ config/data
@@ -145,9 +151,16 @@ def jax_step_local(cfg):
     return state, step, to_global, graphdef, mesh
 
 
-def make_jax_runner(cfg, batch_np: dict[str, np.ndarray], *, builder: str = "train"):
-    """Returns ``(run_one_step, initial_nnx_model, info)``; ``run_one_step()`` advances the (donated) state."""
+def make_jax_runner(cfg, batch_np: dict[str, np.ndarray], *, builder: str = "train",
+                    options: dict[str, str] | None = None):
+    """Returns ``(run_one_step, initial_nnx_model, info)``; ``run_one_step()`` advances the (donated) state.
+
+    The step is compiled ahead of time with ``options`` as per-executable compiler options (default:
+    ``jaxdet.compile_options.compiler_options()``, what ``python -m train`` uses; ``{}`` = XLA's defaults).
+    """
     from flax import nnx
+
+    from jaxdet.compile_options import compiler_options
 
     if builder == "train":
         state, step, to_global, graphdef, mesh = jax_step_from_train(cfg)
@@ -161,13 +174,15 @@ def make_jax_runner(cfg, batch_np: dict[str, np.ndarray], *, builder: str = "tra
     # A host copy of the initial parameters (the state is donated by the first step).
     init_model = nnx.merge(graphdef, jax.device_get(state["params"]))
     batch = to_global(batch_np)
+    options = compiler_options() if options is None else dict(options)
+    step = step.lower(state, batch).compile(options)
     holder = {"state": state}
 
     def run():
         holder["state"], metrics = step(holder["state"], batch)
         return holder["state"]["params"], metrics
 
-    return run, init_model, {"devices": n_dev, "builder": builder}
+    return run, init_model, {"devices": n_dev, "builder": builder, "options": options}
 
 
 # ----------------------------------------------------------------------------------------------------- PyTorch
@@ -285,35 +300,83 @@ def make_torch_optimizer(params, train_cfg, *, fused: bool = False):
 
 # ------------------------------------------------------------------------------------------------------- report
 
+#: (global batch, image side) of the full run: the default 64 px detector at four batch sizes, and a 256 px model.
+CASES: tuple[tuple[int, int], ...] = ((16, 64), (32, 64), (64, 64), (128, 64), (16, 256))
+QUICK_CASES: tuple[tuple[int, int], ...] = ((4, 32), (2, 64))
 
-def images_per_s_table(title: str, rows: list[dict[str, Any]], *, batch: int, repeats: int, header: str) -> str:
-    """Markdown table: contender, median step, images/s, jaxdet's speed-up over it, first step."""
-    ours = rows[0]["timing"].median_s
+JAX = "jaxdet"
+JAX_DEFAULT = "jaxdet, XLA default options"
+EAGER = "torch eager"
+COMPILED = "torch.compile"
+
+
+def run_case(args, batch_size: int, image_size: int, tdev) -> dict[str, Any]:
+    """Builds every contender for one (batch, image size) and times them interleaved."""
+    from jaxdet.compile_options import compiler_options
+
+    cfg = load_config(batch_size=batch_size, image_size=image_size, config=args.config)
+    batch_np = make_batch(cfg)
+    runs, compile_s = {}, {}
+    t0 = time.perf_counter()
+    runs[JAX], init_model, info = make_jax_runner(cfg, batch_np, builder=args.step_builder)
+    compile_s[JAX] = time.perf_counter() - t0
+    if info["options"] and not args.no_default_options:
+        t0 = time.perf_counter()
+        runs[JAX_DEFAULT], _, _ = make_jax_runner(cfg, batch_np, builder=args.step_builder, options={})
+        compile_s[JAX_DEFAULT] = time.perf_counter() - t0
+    contenders = [(EAGER, False)] + ([] if args.no_compile else [(COMPILED, True)])
+    n_params = 0
+    for label, compiled in contenders:
+        runs[label], model = make_torch_runner(cfg, batch_np, compiled=compiled, device=tdev, init_model=init_model,
+                                               channels_last=args.channels_last)
+        n_params = sum(p.numel() for p in model.parameters())
+    timings = _timing.time_interleaved(runs, repeats=args.repeats, first_extra=compile_s)
+    row = {"batch": batch_size, "image": image_size, "timings": timings, "cfg": cfg, "info": info,
+           "n_params": n_params, "init_model": init_model, "batch_np": batch_np}
+    print(_case_line(row), flush=True)
+    return row
+
+
+def _case_line(row) -> str:
+    return f"batch {row['batch']}, {row['image']} px: " + ", ".join(
+        f"{name} {tm.median_s * 1e3:.2f} ms" for name, tm in row["timings"].items())
+
+
+def _cell_ms(timings, name) -> str:
+    return f"{timings[name].median_s * 1e3:.2f}" if name in timings else "—"
+
+
+def _cell_ratio(timings, name) -> str:
+    return f"{timings[name].median_s / timings[JAX].median_s:.2f}×" if name in timings else "—"
+
+
+def cases_table(title: str, rows: list[dict[str, Any]], *, repeats: int, header: str) -> str:
+    """Markdown table, one line per (batch, image size): median step of every contender and the ratios."""
     lines = [
         f"### {title}\n",
         header,
-        (f"\nMedian of {repeats} steps after 2 warm-up steps; images/s = batch {batch} / median step time. "
-         "Ratio = contender step time / jaxdet step time (above 1: jaxdet is faster). First step = first call "
-         "including tracing and compilation.\n"),
-        "| contender | median step (ms) | images/s | jaxdet speed-up | first step (s) |",
-        "|---|---:|---:|---:|---:|",
+        (f"\nMedian of {repeats} rounds after 2 warm-up rounds; in each round every contender runs one step in turn "
+         "(interleaved, so drift and other jobs' load fall on all alike). Ratio = contender step time / jaxdet step "
+         "time (above 1: jaxdet is faster). images/s = batch / jaxdet's median step. First step (s): jaxdet's "
+         "ahead-of-time compile + first step; torch.compile's first call.\n"),
+        f"| batch × image | {JAX} (ms) | {JAX_DEFAULT} (ms) | {EAGER} (ms) | {COMPILED} (ms) | jaxdet images/s "
+        "| vs XLA defaults | vs eager | vs compile | first step jaxdet / compile (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        tm: Timing = row["timing"]
-        lines.append(f"| {row['name']} | {tm.median_s * 1e3:.2f} | {batch / tm.median_s:,.0f} | "
-                     f"{tm.median_s / ours:.2f}× | {tm.first_s:.2f} |")
+        t = row["timings"]
+        first_c = f"{t[COMPILED].first_s:.1f}" if COMPILED in t else "—"
+        lines.append(
+            f"| {row['batch']} × {row['image']} px | {_cell_ms(t, JAX)} | {_cell_ms(t, JAX_DEFAULT)} | "
+            f"{_cell_ms(t, EAGER)} | {_cell_ms(t, COMPILED)} | {row['batch'] / t[JAX].median_s:,.0f} | "
+            f"{_cell_ratio(t, JAX_DEFAULT)} | {_cell_ratio(t, EAGER)} | {_cell_ratio(t, COMPILED)} | "
+            f"{t[JAX].first_s:.1f} / {first_c} |")
     return "\n".join(lines) + "\n"
 
 
-def _row_line(row) -> str:
-    tm = row["timing"]
-    return f"{row['name']}: median {tm.median_s * 1e3:.2f} ms, first {tm.first_s:.2f} s"
-
-
-def _device_header(cfg, info, tdev, n_params: int, losses: dict[str, float], args) -> str:
+def _device_header(cfg, info, tdev, n_params: int, losses: dict[str, float], args, load: tuple) -> str:
     import torch
 
-    h = w = int(cfg.model.image_size)
     m = cfg.model
     jdev = jax.devices()[0]
     tname = torch.cuda.get_device_name(tdev) if tdev.type == "cuda" else f"CPU ({torch.get_num_threads()} thread(s))"
@@ -322,67 +385,68 @@ def _device_header(cfg, info, tdev, n_params: int, losses: dict[str, float], arg
         f"Model: `configs/{args.config}.py` detector (widths {tuple(m.widths)}, depths {tuple(m.depths)}, head "
         f"{m.head_width}, GroupNorm, S={m.grid_size}, B={m.num_boxes}, C={m.num_classes}; {n_params:,} "
         f"parameters), YOLOv1 loss (iou_target={cfg.loss.iou_target!r}), AdamW + clip {cfg.train.grad_clip}, "
-        f"float32. Batch {cfg.train.batch_size} of {h}×{w} images.\n\n"
+        f"float32; one fixed batch of synthetic shapes (data loading not timed).\n\n"
         f"Device: jax {jax.__version__} on {info['devices']} × {jdev.device_kind} ({jdev.platform}; step "
         f"builder `{info['builder']}`); torch {torch.__version__} on {tname}. Host: "
-        f"{platform.processor() or platform.machine()}, {cores} cores.\n\n"
-        f"Same initial parameters on both sides; loss at the initial parameters (float32, CPU): jaxdet "
-        f"{losses['jaxdet']:.6f}, torch {losses['torch']:.6f}.\n"
+        f"{platform.processor() or platform.machine()}, {cores} cores; load average {load[0]:.2f} at the start, "
+        f"{load[1]:.2f} at the end{' (a CPU shared with other jobs)' if max(load) > 1.5 else ''}.\n\n"
+        f"jaxdet compiler options (`jaxdet.compile_options.compiler_options()`): `{info['options'] or {}}`; the "
+        f"'{JAX_DEFAULT}' column is the same step compiled with `{{}}`.\n\n"
+        f"Same initial parameters on both sides; loss at the initial parameters (float32, CPU, batch "
+        f"{cfg.train.batch_size} × {cfg.model.image_size} px): jaxdet {losses['jaxdet']:.6f}, torch "
+        f"{losses['torch']:.6f}.\n"
     )
+
+
+def _parse_cases(text: str) -> tuple[tuple[int, int], ...]:
+    try:
+        return tuple(tuple(int(v) for v in item.split("x")) for item in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--cases: expected BATCHxSIZE[,BATCHxSIZE...], got {text!r}") from None
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="yolov1_shapes", help="module under configs/ (yolov1 head)")
-    p.add_argument("--batch-size", type=int, default=None, help="global batch (default: the config's)")
-    p.add_argument("--image-size", type=int, default=None, help="square image side (default: the config's)")
+    p.add_argument("--cases", type=_parse_cases, default=None,
+                   help="BATCHxSIZE list, e.g. 32x64,16x256 (default: " + ",".join(f"{b}x{i}" for b, i in CASES) + ")")
+    p.add_argument("--batch-size", type=int, default=None, help="one case of this global batch (with --image-size)")
+    p.add_argument("--image-size", type=int, default=None, help="one case of this image side (with --batch-size)")
     p.add_argument("--step-builder", choices=("train", "local"), default="train",
                    help="jaxdet step from train/step.py (default) or the self-contained equivalent")
+    p.add_argument("--no-default-options", action="store_true",
+                   help="skip the jaxdet contender compiled with XLA's default options")
     p.add_argument("--torch-device", default=None, help="torch device (default: $JAXDET_TORCH_DEVICE, else cuda when available, else cpu)")
     p.add_argument("--channels-last", action="store_true", help="torch channels_last memory format")
     p.add_argument("--torch-threads", type=int, default=None,
-                   help="torch.set_num_threads (default: torch's, all cores); on a CPU shared with other jobs "
-                        "OpenMP spinning can slow torch by 10-100x, use 1 there")
+                   help="torch.set_num_threads (default: torch's, all cores)")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     args = _timing.parse_args(__doc__.splitlines()[0], add_arguments=_add_arguments, argv=argv)
-    if args.quick:
-        args.batch_size = args.batch_size or 4
-        args.image_size = args.image_size or 32
+    if args.batch_size or args.image_size:
+        if args.cases:
+            raise SystemExit("--cases cannot be combined with --batch-size/--image-size")
+        args.cases = ((args.batch_size or 32, args.image_size or 64),)
+    if args.cases is None:
+        args.cases = QUICK_CASES if args.quick else CASES
     return args
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    cfg = load_config(batch_size=args.batch_size, image_size=args.image_size, config=args.config)
-    batch_np = make_batch(cfg)
     tdev = torch_device(args.torch_device)
     if args.torch_threads:
         import torch
 
         torch.set_num_threads(args.torch_threads)
-
-    jax_run, init_model, info = make_jax_runner(cfg, batch_np, builder=args.step_builder)
-    rows = []
-    name = f"jaxdet jit, batch sharded over {info['devices']} {jax.devices()[0].platform} device(s)"
-    rows.append({"name": name, "timing": time_callable(jax_run, repeats=args.repeats)})
-    print(_row_line(rows[-1]), flush=True)
-
-    contenders = [("torch eager", False)] + ([] if args.no_compile else [("torch.compile (inductor)", True)])
-    n_params = 0
-    for label, compiled in contenders:
-        run, model = make_torch_runner(cfg, batch_np, compiled=compiled, device=tdev, init_model=init_model,
-                                       channels_last=args.channels_last)
-        n_params = sum(p.numel() for p in model.parameters())
-        rows.append({"name": label + (" (channels_last)" if args.channels_last else ""),
-                     "timing": time_callable(run, repeats=args.repeats)})
-        print(_row_line(rows[-1]), flush=True)
-
-    losses = _initial_losses(cfg, batch_np, init_model)
-    header = _device_header(cfg, info, tdev, n_params, losses, args)
-    table = images_per_s_table("Train step: default detector, forward + loss + backward + AdamW "
-                               "(benchmarks/train_step.py)", rows, batch=int(cfg.train.batch_size),
-                               repeats=args.repeats, header=header)
+    load_start = os.getloadavg()[0]
+    rows = [run_case(args, b, i, tdev) for b, i in args.cases]
+    load = (load_start, os.getloadavg()[0])
+    first = rows[0]
+    losses = _initial_losses(first["cfg"], first["batch_np"], first["init_model"])
+    header = _device_header(first["cfg"], first["info"], tdev, first["n_params"], losses, args, load)
+    table = cases_table("Train step: default detector, forward + loss + backward + AdamW "
+                        "(benchmarks/train_step.py)", rows, repeats=args.repeats, header=header)
     print()
     print(table)
     write_results(table, "train_step.md", args)

@@ -43,6 +43,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.image_size = image_size
     c.data.num_vertices = num_vertices
     c.data.loader = "grain"  # "grain" (jaxdet.data.make_loader) | "step"
+    c.data.num_threads = 2  # grain reader threads (reading/decoding + augmentation)
+    c.data.prefetch = 8  # batches the grain loader prepares ahead of the step
     c.data.max_objects = 6  # ground-truth slots per image (padding)
     c.data.min_objects = 1
     c.data.max_objects_per_image = 4

@@ -206,6 +206,11 @@ def ssd_match(
               \\text{ (highest such } g\\text{)} \\\\ \\arg\\max_g \\mathrm{IoU}(g, a) & \\text{if }
               \\max_g \\mathrm{IoU}(g, a) \\ge t \\\\ -1 & \\text{otherwise} \\end{cases}
 
+    When JAX's default backend is the CPU the images are matched one at a time under ``lax.map`` (each
+    ``[M, A]`` IoU stays in cache; about 2x faster there), elsewhere as whole-batch ``[..., M, A]`` reductions
+    (parallel on a GPU). Both follow the rule above; at an exact geometric IoU tie, float rounding of the
+    differently fused IoUs may pick a different one of the tied priors.
+
     Args:
       anchors: ``[A, 4]`` xyxy priors (positive area), in the same coordinates as ``gt_boxes``.
       gt_boxes: ``[..., M, 4]`` xyxy ground truth, padded.
@@ -217,24 +222,49 @@ def ssd_match(
     """
     anchors = _checks.floating(anchors, "anchors", shape="[A, 4]", ndim=2, last=4)
     gt_boxes, gt_valid = _check_gt(gt_boxes, gt_valid)
-    iou = box_iou_pairwise(jax.lax.stop_gradient(gt_boxes), anchors.astype(gt_boxes.dtype), eps=0.0)  # [..., M, A]
+    gt_boxes = jax.lax.stop_gradient(gt_boxes)
+    anchors = anchors.astype(gt_boxes.dtype)
+    lead, (num_gt, num_anchors) = gt_boxes.shape[:-2], (gt_boxes.shape[-2], anchors.shape[0])
+    gt_flat, valid_flat = gt_boxes.reshape(-1, num_gt, 4), gt_valid.reshape(-1, num_gt)  # [B, M, 4], [B, M]
+    match = _ssd_match_per_image if jax.default_backend() == "cpu" else _ssd_match_batched
+    return match(anchors, gt_flat, valid_flat, iou_threshold).reshape(*lead, num_anchors)
+
+
+def _ssd_match_per_image(anchors: jax.Array, gt_boxes: jax.Array, gt_valid: jax.Array, iou_threshold: float):
+    """:func:`ssd_match` of ``gt_boxes [B, M, 4]`` one image at a time (``lax.map``): each image's ``[M, A]`` IoU
+    stays in cache while its reductions read it. On XLA:CPU about 2x faster than :func:`_ssd_match_batched` at
+    batch 32 × 20 objects × 8732 priors (60 against 127 ms on a loaded 2-core machine; the batched form's
+    ``[B, M, A]`` fusions each recompute part of the IoU); the same matches."""
+
+    def one(args):
+        gt, valid = args  # [M, 4], [M]
+        iou = jnp.where(valid[:, None], box_iou_pairwise(gt, anchors, eps=0.0), -1.0)  # [M, A]
+        matches = jnp.where(jnp.max(iou, axis=0) >= iou_threshold, jnp.argmax(iou, axis=0).astype(jnp.int32), -1)
+        best_prior = jnp.argmax(iou, axis=1).astype(jnp.int32)  # [M], ties to the lowest prior
+        # Each valid ground truth claims its best prior; a scatter-max makes the highest index win a shared prior.
+        claim = jnp.where(valid, jnp.arange(gt.shape[0], dtype=jnp.int32), -1)
+        claimant = jnp.full(anchors.shape[:1], -1, jnp.int32).at[best_prior].max(claim)  # [A]
+        return jnp.where(claimant >= 0, claimant, matches).astype(jnp.int32)
+
+    return jax.lax.map(one, (gt_boxes, gt_valid))
+
+
+def _ssd_match_batched(anchors: jax.Array, gt_boxes: jax.Array, gt_valid: jax.Array, iou_threshold: float):
+    """:func:`ssd_match` of ``gt_boxes [B, M, 4]`` as whole-batch ``[B, M, A]`` reductions (parallel on a GPU)."""
+    iou = box_iou_pairwise(gt_boxes, anchors, eps=0.0)  # [B, M, A]
     iou = jnp.where(gt_valid[..., :, None], iou, -1.0)
-    num_gt, num_anchors = iou.shape[-2], iou.shape[-1]
+    num_batch, num_gt, num_anchors = iou.shape
     # Materialise the IoU once: otherwise XLA fuses its computation into each of the reductions below.
     iou = jax.lax.optimization_barrier(iou)
-    best_val = jnp.max(iou, axis=-2)  # [..., A]
-    best_gt = jnp.argmax(iou, axis=-2).astype(jnp.int32)  # [..., A]
+    best_val = jnp.max(iou, axis=-2)  # [B, A]
+    best_gt = jnp.argmax(iou, axis=-2).astype(jnp.int32)  # [B, A]
     matches = jnp.where(best_val >= iou_threshold, best_gt, -1)
-    # lax.top_k(·, 1) is argmax with ties to the lowest index, and runs ~2× faster than jnp.argmax on XLA:CPU here.
-    best_prior = jax.lax.top_k(iou, 1)[1][..., 0].astype(jnp.int32)  # [..., M]
+    # jnp.argmax: ties to the lowest prior index (lax.top_k(·, 1) on a [B, M, A] array broke ties differently).
+    best_prior = jnp.argmax(iou, axis=-1).astype(jnp.int32)  # [B, M]
     # Each valid ground truth claims its best prior; a scatter-max makes the highest index win a shared prior.
-    lead = best_prior.shape[:-1]
-    claim = jnp.where(gt_valid, jnp.arange(num_gt, dtype=jnp.int32), -1).reshape(-1, num_gt)  # [B, M]
-    rows = jnp.arange(claim.shape[0], dtype=jnp.int32)[:, None]
-    claimant = jnp.full((claim.shape[0], num_anchors), -1, jnp.int32).at[rows, best_prior.reshape(-1, num_gt)].max(
-        claim
-    )
-    claimant = claimant.reshape(*lead, num_anchors)  # [..., A]
+    claim = jnp.where(gt_valid, jnp.arange(num_gt, dtype=jnp.int32), -1)  # [B, M]
+    rows = jnp.arange(num_batch, dtype=jnp.int32)[:, None]
+    claimant = jnp.full((num_batch, num_anchors), -1, jnp.int32).at[rows, best_prior].max(claim)  # [B, A]
     return jnp.where(claimant >= 0, claimant, matches).astype(jnp.int32)
 
 

@@ -180,6 +180,57 @@ def test_ssd_match_hand_cases():
     np.testing.assert_array_equal(ours, _torchvision_match(anchors, gt2, np.array([True, True])))
 
 
+def _match_both_paths(anchors, gt, valid):
+    from jaxdet import assign
+
+    m = gt.shape[-2]
+    flat_gt, flat_valid = gt.reshape(-1, m, 4), valid.reshape(-1, m)
+    per_image = jax.jit(assign._ssd_match_per_image, static_argnums=3)(anchors, flat_gt, flat_valid, 0.5)
+    batched = jax.jit(assign._ssd_match_batched, static_argnums=3)(anchors, flat_gt, flat_valid, 0.5)
+    assert per_image.dtype == batched.dtype == jnp.int32
+    return np.asarray(per_image), np.asarray(batched)
+
+
+@pytest.mark.parametrize("lead", [(), (5,), (2, 3)])
+def test_ssd_match_per_image_path_equals_torchvision_on_ties(lead, x64):
+    """The CPU path (one image at a time under lax.map) equals torchvision's SSDMatcher with duplicated ground
+    truth, boxes equal to priors, symmetric priors (geometric IoU ties) and padding, and ssd_match returns it in
+    the input's leading shape. (The whole-batch GPU path breaks an occasional geometric tie of this data
+    differently: its fused IoU rounds differently; general position is tested below.)"""
+    rng = np.random.default_rng(11)
+    anchors = _anchors(6)
+    m = 9
+    centre = rng.uniform(0.05, 0.95, (*lead, m, 2))
+    size = rng.uniform(0.02, 0.6, (*lead, m, 2))
+    gt = np.concatenate([centre - size / 2, centre + size / 2], -1)
+    gt[..., 1, :] = gt[..., 0, :]  # a duplicate: both claim the same best prior
+    gt[..., 2, :] = anchors[7]  # exactly a prior
+    valid = rng.uniform(size=(*lead, m)) < 0.8
+    per_image, _ = _match_both_paths(anchors, gt, valid)
+    flat_gt, flat_valid = gt.reshape(-1, m, 4), valid.reshape(-1, m)
+    for i in range(len(flat_gt)):
+        np.testing.assert_array_equal(per_image[i], _torchvision_match(anchors, flat_gt[i], flat_valid[i]))
+    ours = jax.jit(ssd_match)(anchors, gt, valid)
+    assert ours.shape == (*lead, len(anchors))
+    if jax.default_backend() == "cpu":
+        np.testing.assert_array_equal(np.asarray(ours).reshape(-1, len(anchors)), per_image)
+    assert (per_image >= 0).any()
+
+
+def test_ssd_match_paths_bit_identical_float32():
+    """float32, priors and ground truth in general position (no geometric IoU ties), 20 slots per image."""
+    rng = np.random.default_rng(12)
+    xy = rng.uniform(0, 0.8, (500, 2))
+    anchors = np.concatenate([xy, xy + rng.uniform(0.05, 0.4, (500, 2))], -1).astype(np.float32)
+    centre = rng.uniform(0.05, 0.95, (8, 20, 2))
+    size = rng.uniform(0.05, 0.5, (8, 20, 2))
+    gt = np.clip(np.concatenate([centre - size / 2, centre + size / 2], -1), 0, 1).astype(np.float32)
+    valid = np.arange(20)[None] < rng.integers(1, 21, (8, 1))
+    per_image, batched = _match_both_paths(anchors, gt, valid)
+    np.testing.assert_array_equal(per_image, batched)
+    assert (per_image >= 0).sum() > 100
+
+
 def test_ssd_match_errors_name_argument():
     with pytest.raises(ValueError, match="anchors"):
         ssd_match(np.zeros((2, 3, 4)), np.zeros((2, 4)), np.ones(2, bool))

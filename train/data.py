@@ -35,9 +35,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from train import loader_stats
 
 BATCH_KEYS = ("image", "boxes", "classes", "valid", "polygons", "image_id")
 
@@ -76,6 +79,7 @@ class StepBatcher:
         self._step = 0
         self._pending: dict[int, Any] = {}
         self._pool = None
+        self.stats = loader_stats.LoaderStats(1)
 
     def _index(self, g: int) -> int:
         epoch, pos = divmod(g, self._n)
@@ -89,6 +93,7 @@ class StepBatcher:
 
     def local_batch(self, step: int) -> dict[str, np.ndarray]:
         """This process's rows of the global batch of ``step``."""
+        t0 = time.perf_counter()
         examples = []
         for r in self.rows:
             g = int(step) * self.global_batch_size + int(r)
@@ -100,6 +105,7 @@ class StepBatcher:
 
                 ex = pad_example(ex, self.max_objects)
             examples.append(ex)
+        self.stats.produced(time.perf_counter() - t0, len(examples))
         return stack_examples(examples)
 
     def next(self) -> dict[str, np.ndarray]:
@@ -107,8 +113,10 @@ class StepBatcher:
 
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        t0 = time.perf_counter()
         fut = self._pending.pop(self._step, None)
         batch = fut.result() if fut is not None else self.local_batch(self._step)
+        self.stats.waited(time.perf_counter() - t0)
         self._step += 1
         for s in (self._step, self._step + 1):
             if s not in self._pending:
@@ -145,6 +153,11 @@ class LoaderBatches:
       rows: this process's rows of the global batch (a contiguous block, ``train.mesh.process_rows``).
       augment: False, True (the loader's default flip + scale jitter) or ``(example, rng) -> example``.
       max_objects: ground-truth slots per image.
+      num_threads: grain reader threads (reading/decoding and augmentation run in them).
+      prefetch: batches grain prepares ahead of the loop (its ``prefetch_buffer_size``).
+
+    ``stats`` (:class:`train.loader_stats.LoaderStats`) times the reading and augmentation of every example
+    and the loop's waits.
     """
 
     def __init__(
@@ -157,9 +170,10 @@ class LoaderBatches:
         augment,
         max_objects: int,
         num_threads: int = 2,
+        prefetch: int = 8,
     ):
         import grain
-        from jaxdet.data import make_loader
+        from jaxdet.data import make_augment, make_loader
 
         rows = np.asarray(rows)
         local = len(rows)
@@ -170,22 +184,28 @@ class LoaderBatches:
             )
         self.global_batch_size = int(global_batch_size)
         self.seed = int(seed)
+        self.stats = loader_stats.LoaderStats(num_threads)
+        if augment is True:
+            augment = make_augment()
         self._options = dict(
             batch_size=self.global_batch_size,
             seed=self.seed,
             shuffle=True,
-            augment=augment if augment is not None else False,
+            augment=self.stats.timed(augment) if callable(augment) else False,
             num_epochs=None,
             max_objects=int(max_objects),
             shard_options=grain.sharding.ShardOptions(int(rows[0] // local), global_batch_size // local),
             num_threads=num_threads,
+            prefetch_buffer_size=prefetch,
         )
         self._source = source
-        self._it = make_loader(source, **self._options)
+        self._it = make_loader(loader_stats.TimedSource(source, self.stats), **self._options)
         self._step = 0
 
     def next(self) -> dict[str, np.ndarray]:
+        t0 = time.perf_counter()
         batch = next(self._it)
+        self.stats.waited(time.perf_counter() - t0)
         self._step += 1
         return batch
 
@@ -209,11 +229,21 @@ class LoaderBatches:
         pass
 
 
-def make_train_batches(loader: str, source, *, global_batch_size, seed, rows, augment, max_objects):
-    """The training batch iterator named by ``config.data.loader`` ("grain" | "step")."""
+def make_train_batches(
+    loader: str, source, *, global_batch_size, seed, rows, augment, max_objects, num_threads=2, prefetch=8
+):
+    """The training batch iterator named by ``config.data.loader`` ("grain" | "step"); ``num_threads`` and
+    ``prefetch`` are the grain loader's (``data.num_threads``, ``data.prefetch``)."""
     if loader == "grain":
         return LoaderBatches(
-            source, global_batch_size=global_batch_size, seed=seed, rows=rows, augment=augment, max_objects=max_objects
+            source,
+            global_batch_size=global_batch_size,
+            seed=seed,
+            rows=rows,
+            augment=augment,
+            max_objects=max_objects,
+            num_threads=num_threads,
+            prefetch=prefetch,
         )
     if loader == "step":
         return StepBatcher(

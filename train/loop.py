@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
+from jaxdet.compile_options import compiler_options
 from train import checkpoint as ckpt_lib
 from train import data as data_lib
 from train import mesh as mesh_lib
@@ -136,6 +137,8 @@ def run(
         rows=rows,
         augment=task.augment,
         max_objects=int(config.data.max_objects),
+        num_threads=int(config.data.get("num_threads", 2)),
+        prefetch=int(config.data.get("prefetch", 8)),
     )
     checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=int(tc.keep_checkpoints))
     restored = checkpointer.restore_latest(step_lib.abstract_state(state_shapes, mesh), log=_log)
@@ -197,10 +200,11 @@ def run(
         if step < total_steps:
             batch = fetch(step)
             t0 = time.perf_counter()
-            compiled = train_step.lower(state, batch).compile()
+            options = compiler_options()
+            compiled = train_step.lower(state, batch).compile(options)
             compile_s = time.perf_counter() - t0
             summary["compile_s"] = compile_s
-            _log(f"first-step compile: {compile_s:.2f} s")
+            _log(f"first-step compile: {compile_s:.2f} s (compiler options {options or 'default'})")
         pbar = None
         if is_main and tc.get("progress_bar", True):
             from tqdm import tqdm
@@ -219,6 +223,7 @@ def run(
         excluded = 0.0  # eval/checkpoint time not counted in images/s
         t_log = time.perf_counter()
         steps_since_log = 0
+        data_wait_s = 0.0  # steady state: time the loop waited for the loader
         while step < total_steps:
             if step != start_step:
                 batch = fetch(step)
@@ -243,13 +248,17 @@ def run(
                 t_first_done = time.perf_counter()
                 t_log = t_first_done
                 steps_since_log = 0
+                batches.stats.take()  # the loader's counters start with the steady state
                 summary["first_step_s"] = t_first_done - t0
             last = step == total_steps
             if step % log_every == 0 or last:
                 host = {k: float(to_host(v)) for k, v in metrics.items()}
                 now = time.perf_counter()
+                loader = batches.stats.take()  # the loader's own images/s and the loop's wait for it
                 if steps_since_log:
                     host["images_per_sec"] = steps_since_log * global_bs / max(now - t_log, 1e-9)
+                    host.update(loader)
+                    data_wait_s += loader["data_wait_s"]
                 t_log, steps_since_log = now, 0
                 writer.write("train", step, host)
                 if pbar is not None:
@@ -258,6 +267,8 @@ def run(
                         post["alpha"] = f"{host['alpha']:.3f}"
                     if "images_per_sec" in host:
                         post["img/s"] = f"{host['images_per_sec']:.0f}"
+                    if "loader_images_per_sec" in host:
+                        post["loader img/s"] = f"{host['loader_images_per_sec']:.0f}"
                     pbar.set_postfix(post, refresh=False)
             if pbar is not None:
                 pbar.update(1)
@@ -289,9 +300,11 @@ def run(
             jax.block_until_ready(state["step"])
             span = time.perf_counter() - t_first_done - excluded
             summary["images_per_sec"] = (step - start_step - 1) * global_bs / max(span, 1e-9)
+            summary["data_wait_s"] = data_wait_s
             _log(
                 f"steady-state throughput: {summary['images_per_sec']:.1f} images/s "
-                f"({(step - start_step - 1)} steps after the first, {span:.1f} s)"
+                f"({(step - start_step - 1)} steps after the first, {span:.1f} s, {data_wait_s:.1f} s of it "
+                "waiting for the loader)"
             )
         checkpointer.save(step, state, meta_for(step))
         summary["final_step"] = step
@@ -367,7 +380,12 @@ class _Evaluator:
             model = step_lib.merge_model(graphdef, model_state, train=False)
             return task.decode_fn(model(images))
 
-        self._predict = jax.jit(predict, in_shardings=(repl, mesh_lib.batch_sharding(mesh)), out_shardings=repl)
+        self._predict = jax.jit(
+            predict,
+            in_shardings=(repl, mesh_lib.batch_sharding(mesh)),
+            out_shardings=repl,
+            compiler_options=compiler_options(),
+        )
 
     def __call__(self, state, step, *, collect_images: bool = False):
         if not self.enabled:

@@ -17,7 +17,10 @@ def _plt():
     return plt
 
 
-_NOT_LOSS = {"kind", "step", "alpha", "lr", "grad_norm", "param_norm", "images_per_sec", "step_time"}
+_NOT_LOSS = {
+    "kind", "step", "alpha", "lr", "grad_norm", "param_norm", "images_per_sec", "step_time",
+    "loader_images_per_sec", "data_wait_s",
+}
 
 
 def plot_history(history: dict[str, list[dict[str, Any]]], out_dir: str) -> list[str]:

@@ -22,6 +22,7 @@ is finite on any finite input (GroupNorm's variance has Flax's eps=1e-6).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,7 +32,7 @@ from flax import nnx
 
 from jaxdet import _checks
 
-__all__ = ["Detector", "ConvBlock", "GRID_DETECTOR_DEFAULTS", "build_grid_detector"]
+__all__ = ["Detector", "ConvBlock", "GroupNorm", "GRID_DETECTOR_DEFAULTS", "build_grid_detector"]
 
 #: the fields of the ``model`` config section read by :func:`build_grid_detector`, with their defaults.
 GRID_DETECTOR_DEFAULTS: dict[str, Any] = {
@@ -51,6 +52,63 @@ def _num_groups(channels: int, groups: int) -> int:
     return g
 
 
+class GroupNorm(nnx.Module):
+    """Group normalisation of channels-last maps with spatial-first statistics; a drop-in for ``nnx.GroupNorm``.
+
+    .. math:: y = \\frac{x - \\mu_g}{\\sqrt{\\sigma_g^2 + \\epsilon}}\\,\\gamma_c + \\beta_c,\\qquad
+              \\mu_g = \\frac{1}{|g|\\,HW} \\sum_{c \\in g} \\sum_{h, w} x_{hwc},\\quad
+              \\sigma_g^2 = \\max\\big(0,\\ \\overline{x^2}_g - \\mu_g^2\\big)
+
+    The same function, parameters and initialisation as ``nnx.GroupNorm(num_features, num_groups=G)`` with its
+    defaults (``epsilon=1e-6``, the fast variance ``E[x²] − E[x]²`` clipped at 0, ``scale`` ones and ``bias``
+    zeros of shape ``[C]``, two ``rngs.params()`` keys drawn), so checkpoints of either load into the other and a
+    model initialises identically. Only the order of the sums differs: ``x`` and ``x²`` are first summed over
+    the spatial axes to ``[N, C]``, then over each group's channels to ``[N, G]``, instead of reshaping to
+    ``[N, H, W, G, C/G]`` and reducing three axes at once, and the normalisation is folded into one
+    multiply-add per element, ``x · m + (β − μ m)`` with ``m = γ / √(σ² + ε)``. On XLA:CPU the forward + backward of a
+    ``[32, 32, 32, 16]`` map with 8 groups is about 4.5x faster this way (24.0 → 5.3 ms on a loaded 2-core machine,
+    ``benchmarks/groupnorm.py``); the two-stage sums are also closer to the float64 result than flax's.
+
+    Args:
+      num_features: ``C``, the channel count (last axis).
+      num_groups: ``G``, a divisor of ``C``.
+      epsilon: added to the variance (Flax's 1e-6).
+      rngs: parameter RNGs (two keys are drawn, as ``nnx.GroupNorm`` does).
+
+    Call with ``x`` float ``[N, ..., C]`` (statistics over every axis but the first and last, per group);
+    returns the same shape.
+
+    References:
+      Wu and He, "Group Normalization", ECCV 2018.
+    """
+
+    def __init__(self, num_features: int, *, num_groups: int, epsilon: float = 1e-6, rngs: nnx.Rngs):
+        if num_groups < 1 or num_features % num_groups:
+            raise _checks.fail_value("num_groups", f"a positive divisor of num_features={num_features}", num_groups)
+        self.num_groups = int(num_groups)
+        self.epsilon = float(epsilon)
+        self.scale = nnx.Param(nnx.initializers.ones_init()(rngs.params(), (num_features,), jnp.float32))
+        self.bias = nnx.Param(nnx.initializers.zeros_init()(rngs.params(), (num_features,), jnp.float32))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        scale, bias = self.scale[...], self.bias[...]
+        _checks.array(x, "x", shape=f"[N, ..., {scale.shape[0]}]", min_ndim=2, last=scale.shape[0])
+        dtype = jnp.promote_types(jnp.result_type(x, scale, bias), jnp.float32)
+        x = x.astype(dtype)
+        n, c, g = x.shape[0], x.shape[-1], self.num_groups
+        spatial = tuple(range(1, x.ndim - 1))
+        count = math.prod(x.shape[1:-1]) * (c // g)
+        s1 = jnp.sum(x, axis=spatial)  # [N, C]
+        s2 = jnp.sum(x * x, axis=spatial)  # [N, C]
+        mean = jnp.sum(s1.reshape(n, g, c // g), axis=-1) / count  # [N, G]
+        mean2 = jnp.sum(s2.reshape(n, g, c // g), axis=-1) / count  # [N, G]
+        inv = jax.lax.rsqrt(jnp.maximum(0.0, mean2 - mean * mean) + self.epsilon)  # [N, G]
+        mul = jnp.repeat(inv, c // g, axis=1) * scale  # [N, C]
+        shift = bias - jnp.repeat(mean, c // g, axis=1) * mul  # [N, C]
+        stats = (n,) + (1,) * len(spatial) + (c,)
+        return x * mul.reshape(stats) + shift.reshape(stats)
+
+
 class ConvBlock(nnx.Module):
     """conv3x3 -> GroupNorm (optional) -> SiLU, channels-last; the stride is a call argument.
 
@@ -62,7 +120,7 @@ class ConvBlock(nnx.Module):
         init = nnx.initializers.variance_scaling(2.0, "fan_in", "truncated_normal")
         self.kernel = nnx.Param(init(rngs.params(), (3, 3, in_ch, out_ch), jnp.float32))
         if norm == "group":
-            self.norm = nnx.GroupNorm(out_ch, num_groups=_num_groups(out_ch, groups), rngs=rngs)
+            self.norm = GroupNorm(out_ch, num_groups=_num_groups(out_ch, groups), rngs=rngs)
             self.bias = None
         elif norm == "none":
             self.norm = None

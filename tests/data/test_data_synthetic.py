@@ -39,6 +39,19 @@ def test_cache_returns_same_example():
             np.testing.assert_array_equal(val, b[2][key])
 
 
+def test_cache_is_automatic_below_the_size_limit(monkeypatch):
+    from jaxdet.data import synthetic
+
+    small = SyntheticShapes("val", num_images=4)
+    assert small[1]["image"] is small[1]["image"]  # cached: the same read-only array
+    assert not small[1]["image"].flags.writeable
+    monkeypatch.setattr(synthetic, "AUTO_CACHE_BYTES", 4 * 64 * 64 * 3 - 1)
+    large = SyntheticShapes("val", num_images=4)
+    assert large[1]["image"] is not large[1]["image"]  # generated on every read
+    np.testing.assert_array_equal(large[1]["image"], small[1]["image"])
+    assert SyntheticShapes("val", num_images=4, cache=True)[1]["image"] is not None
+
+
 @pytest.mark.parametrize("image_size", [64, (48, 80)])
 def test_shapes_dtypes_and_targets(image_size):
     ds = SyntheticShapes("train", num_images=40, image_size=image_size, num_vertices=8, max_objects_per_image=5)
