@@ -41,6 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.val_images = ""
     c.data.class_names = ()  # () = from the data; the run's model.num_classes is len(class_names)
     c.data.image_size = image_size
+    c.data.resize = "letterbox"  # folders: "letterbox" (keep the aspect ratio, grey 114 padding) | "stretch"
     c.data.num_vertices = num_vertices
     c.data.loader = "grain"  # "grain" (jaxdet.data.make_loader) | "step"
     c.data.num_threads = 2  # grain reader threads (reading/decoding + augmentation)

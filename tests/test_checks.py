@@ -22,7 +22,7 @@ import pytest
 
 from jaxdet import _checks, assign, boxes, evaluate, gradients, measurements, polygons, schedules
 from jaxdet import data as D
-from jaxdet.data import augment, geometry, pipeline, records, synthetic, writers
+from jaxdet.data import augment, geometry, letterbox, pipeline, records, synthetic, writers
 from jaxdet.losses import focal, harmonic, hybrid, ssd, vertex, yolo
 from jaxdet import models, tal
 from jaxdet.losses import yolov8
@@ -386,6 +386,16 @@ CASES = [
           "choice", "'coco', 'voc', 'yolo'"),
     _case(synthetic.SyntheticShapes, lambda: synthetic.SyntheticShapes("validation"), "split", "choice", "'train'"),
     _case(records.DetectionSource, lambda: records.DetectionSource([], image_size=(0, 8)), "image_size", "value"),
+    _case(letterbox.letterbox_params, lambda: letterbox.letterbox_params((0, 4), 8), "orig_size", "value"),
+    _case(letterbox.identity_letterbox, lambda: letterbox.identity_letterbox((8,)), "size", "value"),
+    _case(letterbox.letterbox_image, lambda: letterbox.letterbox_image(np.zeros((4, 4, 3)), 8), "image", "shape",
+          "uint8 [h, w, 3]"),
+    _case(letterbox.letterbox_points,
+          lambda: letterbox.letterbox_points(np.zeros((2, 3)), orig_size=4, ratio_pad=np.ones(4), size=8), "points",
+          "shape", "[..., 2]"),
+    _case(letterbox.boxes_to_original,
+          lambda: letterbox.boxes_to_original(np.zeros((2, 3, 4)), ratio_pad=np.ones((2, 4)), orig_size=np.ones((3, 2)),
+                                              size=8), "orig_size", "shape", "[2, 2]"),
     # measurements
     _case(measurements.full_image_polygon, lambda: measurements.full_image_polygon(2), "k", "value"),
     _case(measurements.ground_truth_polygons, lambda: measurements.ground_truth_polygons(num_images=0), "num_images",
@@ -496,7 +506,7 @@ _MODULES = [
     "jaxdet.assign", "jaxdet.boxes", "jaxdet.gradients", "jaxdet.polygons", "jaxdet.schedules", "jaxdet.evaluate",
     "jaxdet.measurements", "jaxdet.losses.focal", "jaxdet.losses.harmonic", "jaxdet.losses.hybrid",
     "jaxdet.losses.ssd", "jaxdet.losses.vertex", "jaxdet.losses.yolo", "jaxdet.data.augment",
-    "jaxdet.data.geometry", "jaxdet.data.pipeline", "jaxdet.data.records", "jaxdet.data.synthetic",
+    "jaxdet.data.geometry", "jaxdet.data.letterbox", "jaxdet.data.pipeline", "jaxdet.data.records", "jaxdet.data.synthetic",
     "jaxdet.data.writers", "jaxdet.data.readers", "jaxdet.models", "jaxdet.models.detector", "jaxdet.models.head",
     "jaxdet.models.heads", "jaxdet.models.registry", "jaxdet.models.yolov1_head", "jaxdet.models.polygon_head",
     "jaxdet.tal", "jaxdet.losses.yolov8",

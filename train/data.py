@@ -281,7 +281,8 @@ def eval_batches(source, *, num_images: int, batch_size: int, max_objects: int):
 #   class_names                 class order; () = from the data (COCO categories by id, the sorted VOC <name>s
 #                               of both splits, YOLO classes.txt / obj.names)
 # The class count is taken from the data: :func:`prepare_data` sets ``model.num_classes`` to
-# ``len(class_names)`` in the config it returns. Images are resized (bilinear, aspect ratio not kept) to ``data.image_size``.
+# ``len(class_names)`` in the config it returns. Images are letterboxed to ``data.image_size`` (aspect ratio kept,
+# grey 114 padding; ``data.resize="stretch"`` resizes without keeping it), see jaxdet.data.letterbox.
 # ------------------------------------------------------------------------------------------------------------
 
 DATASET_NAMES = ("shapes", "coco", "voc", "yolo")
@@ -573,7 +574,7 @@ def prepare_data(config) -> tuple[Any, Data]:
 
     The returned config is ``config`` with ``data.class_names`` and ``model.num_classes`` set to the data's
     class order (the input config is not changed), so the run's recorded config tells what was trained.
-    Images of a COCO/VOC/YOLO folder are resized (bilinear, aspect ratio not kept) to ``data.image_size``.
+    Images of a COCO/VOC/YOLO folder are letterboxed to ``data.image_size`` (``data.resize``).
     """
     from jaxdet.data import DetectionSource, SyntheticShapes, make_augment
     from jaxdet.data.synthetic import SHAPE_CLASSES
@@ -600,8 +601,9 @@ def prepare_data(config) -> tuple[Any, Data]:
     else:
         train, val = resolved
         size = int(d.image_size)
-        data = Data(DetectionSource(train, image_size=size), DetectionSource(val, image_size=size), augment,
-                    tuple(train.class_names))
+        resize = str(d.get("resize", "letterbox"))
+        data = Data(DetectionSource(train, image_size=size, resize=resize),
+                    DetectionSource(val, image_size=size, resize=resize), augment, tuple(train.class_names))
         import jax
 
         if jax.process_index() == 0:

@@ -7,14 +7,15 @@ Typical use::
     train = data.SyntheticShapes("train", image_size=64, seed=0)
     it = data.make_loader(train, batch_size=32, seed=0, augment=True, max_objects=8)
     batch = next(it)          # dict: image [L,64,64,3] f32, boxes [L,8,4], classes [L,8], valid [L,8],
-                              #       polygons [L,8,K,2], image_id [L]
+                              #       polygons [L,8,K,2], image_id [L], orig_size [L,2], ratio_pad [L,4]
     state = it.get_state()    # save with orbax (ocp.args.JsonSave) ...; it.set_state(state) to resume
 
     coco = data.read_coco("instances.json", image_dir="images/")     # -> RecordSet
-    source = data.DetectionSource(coco, image_size=(256, 256))        # -> grain source of examples
+    source = data.DetectionSource(coco, image_size=(256, 256))        # -> grain source of letterboxed examples
 
 See :mod:`jaxdet.data.records` for the record/example/batch conventions and :mod:`jaxdet.data.geometry` for the
-canonical polygon order.
+canonical polygon order, :mod:`jaxdet.data.letterbox` for letterboxing and mapping predictions back to the
+original pixels.
 """
 
 from jaxdet.data.augment import augment_example, hflip, make_augment, scale_jitter
@@ -27,6 +28,7 @@ from jaxdet.data.geometry import (
     polygon_bounds,
     polygon_signed_area,
 )
+from jaxdet.data.letterbox import boxes_to_original, letterbox_image
 from jaxdet.data.pipeline import loader_length, make_loader
 from jaxdet.data.readers import IMAGE_EXTENSIONS, VOC_CLASSES, read_coco, read_voc, read_yolo, voc_class_names
 from jaxdet.data.records import (
@@ -52,6 +54,7 @@ __all__ = [
     "VOC_CLASSES",
     "augment_example",
     "box_to_polygon",
+    "boxes_to_original",
     "canonical_order",
     "canonical_polygon",
     "canonical_polygons",
@@ -60,6 +63,7 @@ __all__ = [
     "empty_example",
     "export_synthetic",
     "hflip",
+    "letterbox_image",
     "loader_length",
     "make_augment",
     "make_loader",

@@ -7,14 +7,17 @@ Vocabulary:
 * An **example** is a dict of numpy arrays for one image, with a variable number ``n`` of objects::
 
       {"image": uint8 [H, W, 3], "boxes": float32 [n, 4] (xyxy in [0, 1]), "classes": int32 [n],
-       "polygons": float32 [n, K, 2] (canonical, normalised), "image_id": int32 []}
+       "polygons": float32 [n, K, 2] (canonical, normalised), "image_id": int32 [],
+       "orig_size": int32 [2], "ratio_pad": float32 [4]}   # optional, see jaxdet.data.letterbox
 
-  Sources (:class:`~jaxdet.data.synthetic.SyntheticShapes`, :class:`DetectionSource`) return examples;
+  ``orig_size`` / ``ratio_pad`` say how the image was letterboxed from the original file (absent: it was
+  not, the identity). Sources (:class:`~jaxdet.data.synthetic.SyntheticShapes`, :class:`DetectionSource`) return examples;
   augmentations map examples to examples.
 * A **batch** (contract of the training loop) is a dict of numpy arrays with objects padded to ``M``::
 
       {"image": float32 [N, H, W, 3] in [0, 1], "boxes": float32 [N, M, 4], "classes": int32 [N, M],
-       "valid": bool [N, M], "polygons": float32 [N, M, K, 2], "image_id": int32 [N]}
+       "valid": bool [N, M], "polygons": float32 [N, M, K, 2], "image_id": int32 [N],
+       "orig_size": int32 [N, 2], "ratio_pad": float32 [N, 4]}
 
   Padded slots hold zeros (boxes, polygons), class 0 and ``valid=False``. Padding images added to complete a
   final evaluation batch have ``image_id == -1`` and no valid objects.
@@ -29,6 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from jaxdet import _checks
+from jaxdet.data.letterbox import identity_letterbox, letterbox_image, letterbox_points
 
 __all__ = [
     "DatasetFormatError",
@@ -39,6 +43,10 @@ __all__ = [
     "collate",
     "empty_example",
 ]
+
+
+#: how :class:`DetectionSource` brings images to its ``image_size``.
+RESIZE_MODES = ("letterbox", "stretch")
 
 
 class DatasetFormatError(ValueError):
@@ -135,23 +143,29 @@ class RecordSet(Sequence):
 
 
 class DetectionSource:
-    """Random-access grain source of examples built from records, images resized to a fixed size.
+    """Random-access grain source of examples built from records, images brought to a fixed size.
 
-    Images are resized (bilinear, aspect ratio not kept) to ``image_size``; normalised boxes and polygons are
-    unchanged by the resize.
+    With ``resize="letterbox"`` (the default, as ultralytics) an image keeps its aspect ratio and is padded
+    with grey 114 (:mod:`jaxdet.data.letterbox`); its boxes and polygons are mapped into the letterboxed
+    image. With ``resize="stretch"`` it is resized to ``image_size`` without keeping the aspect ratio, and the
+    normalised targets are unchanged. Either way each example records ``orig_size`` (``(h, w)``) and
+    ``ratio_pad`` (``(gain_x, gain_y, pad_x, pad_y)``), so predictions map back to original pixels
+    (:func:`~jaxdet.data.letterbox.boxes_to_original`).
 
     Args:
       records: a :class:`RecordSet` or a sequence of :class:`DetectionRecord`.
       image_size: ``(height, width)`` of the produced images, or an int for square images.
+      resize: ``"letterbox"`` or ``"stretch"``.
     """
 
-    def __init__(self, records, *, image_size=(64, 64)):
+    def __init__(self, records, *, image_size=(64, 64), resize: str = "letterbox"):
         self.records = records
         if isinstance(image_size, int):
             image_size = (image_size, image_size)
         if len(image_size) != 2 or min(image_size) <= 0:
             raise _checks.fail_value("image_size", "(height, width) > 0, or an int", image_size)
         self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.resize = _checks.choice(resize, "resize", RESIZE_MODES)
         self.class_names = getattr(records, "class_names", None)
 
     def __len__(self) -> int:
@@ -163,21 +177,36 @@ class DetectionSource:
         rec = self.records[index]
         img = rec.load_image()
         h, w = self.image_size
-        if img.shape[:2] != (h, w):
-            img = np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
+        boxes = np.asarray(rec.boxes, np.float32).reshape(-1, 4)
+        polygons = np.asarray(rec.polygons, np.float32)
+        orig_size = np.array(img.shape[:2], np.int32)
+        if self.resize == "letterbox":
+            img, ratio_pad = letterbox_image(img, self.image_size)
+            geometry = dict(orig_size=orig_size, ratio_pad=ratio_pad, size=self.image_size)
+            boxes = letterbox_points(boxes.reshape(-1, 2, 2), **geometry).reshape(-1, 4)
+            polygons = letterbox_points(polygons, **geometry)
+        else:
+            ratio_pad = np.array([w / img.shape[1], h / img.shape[0], 0.0, 0.0], np.float32)
+            if img.shape[:2] != (h, w):
+                img = np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
         return {
             "image": img,
-            "boxes": np.asarray(rec.boxes, np.float32).reshape(-1, 4),
+            "boxes": boxes,
             "classes": np.asarray(rec.classes, np.int32).reshape(-1),
-            "polygons": np.asarray(rec.polygons, np.float32),
+            "polygons": polygons,
             "image_id": np.int32(rec.image_id),
+            "orig_size": orig_size,
+            "ratio_pad": ratio_pad,
         }
 
 
 def empty_example(image_shape, *, num_vertices: int = 8, image_id: int = -1) -> dict:
     """An example with a black image and no objects (used to complete a final evaluation batch)."""
     _checks.positive_int(num_vertices, "num_vertices")
+    orig_size, ratio_pad = identity_letterbox(tuple(image_shape)[:2])
     return {
+        "orig_size": orig_size,
+        "ratio_pad": ratio_pad,
         "image": np.zeros(tuple(image_shape), np.uint8),
         "boxes": np.zeros((0, 4), np.float32),
         "classes": np.zeros((0,), np.int32),
@@ -195,7 +224,8 @@ def pad_example(example: dict, max_objects: int) -> dict:
 
     Returns:
       A new dict with ``boxes [M, 4]``, ``classes [M]``, ``polygons [M, K, 2]``, ``valid [M]`` (first ``n``
-      True) and ``image`` converted to float32 in ``[0, 1]``.
+      True), ``image`` converted to float32 in ``[0, 1]``, and ``orig_size`` / ``ratio_pad`` (the identity when
+      the example has none).
 
     Raises:
       ValueError: naming ``max_objects`` (and the image id) if the example has more than ``max_objects``
@@ -228,7 +258,10 @@ def pad_example(example: dict, max_objects: int) -> dict:
         out_poly[:n] = polys
     image = np.asarray(example["image"])
     image = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+    orig_size, ratio_pad = identity_letterbox(image.shape[:2])
     return {
+        "orig_size": np.asarray(example.get("orig_size", orig_size), np.int32).reshape(2),
+        "ratio_pad": np.asarray(example.get("ratio_pad", ratio_pad), np.float32).reshape(4),
         "image": image,
         "boxes": out_boxes,
         "classes": out_cls,
@@ -252,5 +285,5 @@ def collate(examples: Sequence[dict], *, max_objects: int | None = None) -> dict
         examples = [pad_example(e, max_objects) for e in examples]
     if not examples:
         raise _checks.fail_value("examples", "a non-empty sequence of examples", examples)
-    keys = ("image", "boxes", "classes", "valid", "polygons", "image_id")
+    keys = ("image", "boxes", "classes", "valid", "polygons", "image_id", "orig_size", "ratio_pad")
     return {key: np.stack([np.asarray(e[key]) for e in examples]) for key in keys}
