@@ -12,13 +12,16 @@ Typical use::
 
     coco = data.read_coco("instances.json", image_dir="images/")     # -> RecordSet
     source = data.DetectionSource(coco, image_size=(256, 256))        # -> grain source of letterboxed examples
+    image = data.read_image("photo.jpg")   # uint8 [h, w, 3] RGB, upright (EXIF), any mode/bit depth -> 8-bit
 
 See :mod:`jaxdet.data.records` for the record/example/batch conventions and :mod:`jaxdet.data.geometry` for the
-canonical polygon order, :mod:`jaxdet.data.letterbox` for letterboxing and mapping predictions back to the
+canonical polygon order, :mod:`jaxdet.data.images` for how files are decoded (EXIF, grayscale, alpha,
+16-bit, TIFF), :mod:`jaxdet.data.letterbox` for letterboxing and mapping predictions back to the
 original pixels.
 """
 
 from jaxdet.data.augment import augment_example, hflip, make_augment, scale_jitter
+from jaxdet.data.errors import BadImageError, DatasetFormatError, InvalidBoxError
 from jaxdet.data.geometry import (
     box_to_polygon,
     canonical_order,
@@ -28,11 +31,20 @@ from jaxdet.data.geometry import (
     polygon_bounds,
     polygon_signed_area,
 )
+from jaxdet.data.images import image_size, read_image, verify_image
 from jaxdet.data.letterbox import boxes_to_original, letterbox_image
 from jaxdet.data.pipeline import loader_length, make_loader
-from jaxdet.data.readers import IMAGE_EXTENSIONS, VOC_CLASSES, read_coco, read_voc, read_yolo, voc_class_names
+from jaxdet.data.readers import (
+    IMAGE_EXTENSIONS,
+    INVALID_BOXES,
+    ON_BAD_IMAGE,
+    VOC_CLASSES,
+    read_coco,
+    read_voc,
+    read_yolo,
+    voc_class_names,
+)
 from jaxdet.data.records import (
-    DatasetFormatError,
     DetectionRecord,
     DetectionSource,
     RecordSet,
@@ -44,10 +56,14 @@ from jaxdet.data.synthetic import SHAPE_CLASSES, SyntheticShapes
 from jaxdet.data.writers import export_synthetic, write_coco, write_voc, write_yolo
 
 __all__ = [
+    "BadImageError",
     "DatasetFormatError",
     "DetectionRecord",
     "DetectionSource",
     "IMAGE_EXTENSIONS",
+    "INVALID_BOXES",
+    "InvalidBoxError",
+    "ON_BAD_IMAGE",
     "RecordSet",
     "SHAPE_CLASSES",
     "SyntheticShapes",
@@ -63,6 +79,7 @@ __all__ = [
     "empty_example",
     "export_synthetic",
     "hflip",
+    "image_size",
     "letterbox_image",
     "loader_length",
     "make_augment",
@@ -71,9 +88,11 @@ __all__ = [
     "polygon_bounds",
     "polygon_signed_area",
     "read_coco",
+    "read_image",
     "read_voc",
     "read_yolo",
     "scale_jitter",
+    "verify_image",
     "voc_class_names",
     "write_coco",
     "write_voc",

@@ -10,14 +10,31 @@ with the same conventions, so the same annotations in any of the formats give id
 
 Validation rules, identical for every format (nothing is dropped silently):
 
-* A malformed file or record raises :class:`~jaxdet.data.records.DatasetFormatError` (a ``ValueError``) whose
+* A malformed file or record raises :class:`~jaxdet.data.errors.DatasetFormatError` (a ``ValueError``) whose
   message names the file and the record: ``annotation id N`` (COCO), ``object N`` (VOC, 0-based order in the
   XML), ``line N`` (YOLO, 1-based).
 * A class that is not in ``class_names`` (or a COCO ``category_id`` missing from ``categories``) raises.
-* A box with zero or negative width or height raises (zero-area boxes are never kept or dropped silently).
-* Coordinates may exceed the image by at most ``tolerance`` pixels (default 1, for rounding in exported
-  datasets) and are then clipped to the image; further out raises.
-* A polygon with fewer than 3 distinct points or zero area raises.
+* **Images** are checked when read (``verify_images=True``, :func:`~jaxdet.data.images.verify_image`, as
+  ultralytics' ``verify_image_label``), so a bad file is found before training starts rather than in a
+  loader worker. A missing, unreadable or corrupt file is an error naming it (``on_bad_image="error"``,
+  :class:`~jaxdet.data.errors.BadImageError`), or with ``on_bad_image="skip"`` it is left out with its
+  objects and listed in ``RecordSet.skipped`` (path -> reason). An annotated size (COCO ``width``/``height``,
+  VOC ``<size>``) must equal the *displayed* size of the file (EXIF orientation applied,
+  :mod:`jaxdet.data.images`); a mismatch always raises.
+* **Object geometry** is invalid when (in the image's pixels, after the format's conversion to xyxy):
+
+  - the box has zero or negative width or height (``x1 <= x0`` or ``y1 <= y0``, as annotated);
+  - the box or a polygon vertex lies further outside the image than ``tolerance`` (default 1 pixel for
+    COCO/VOC, 0.001 of the longer side for YOLO: rounding in exported datasets); within the tolerance it is
+    clipped to the image, and a box that has zero area after clipping is invalid too;
+  - the polygon has fewer than 3 distinct points or zero area.
+
+  A box partly outside the image by more than the tolerance is invalid rather than clipped: ultralytics'
+  ``verify_image_label`` rejects such labels too (coordinates beyond 1% of the image mark the whole image
+  corrupt); it clips only boxes its own augmentations move off the canvas (``Instances.clip`` then
+  ``remove_zero_area_boxes``), which :mod:`jaxdet.data.augment` handles. With ``invalid_boxes="error"`` (the
+  default) an invalid object raises :class:`~jaxdet.data.errors.InvalidBoxError` naming the file and record;
+  with ``"drop"`` it is left out and listed in ``RecordSet.dropped`` (image path -> one message per object).
 * Images without objects are kept (an empty COCO image, a VOC file without ``<object>``, a missing or empty
   YOLO label file).
 
@@ -39,10 +56,22 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxdet import _checks
+from jaxdet.data.errors import BadImageError, DatasetFormatError, InvalidBoxError
 from jaxdet.data.geometry import box_to_polygon, canonical_polygon, polygon_bounds
-from jaxdet.data.records import DatasetFormatError, DetectionRecord, RecordSet
+from jaxdet.data.images import image_size, verify_image
+from jaxdet.data.records import DetectionRecord, RecordSet, check_image_size
 
-__all__ = ["read_coco", "read_voc", "read_yolo", "voc_class_names", "VOC_CLASSES", "IMAGE_EXTENSIONS"]
+__all__ = [
+    "read_coco",
+    "read_voc",
+    "read_yolo",
+    "voc_class_names",
+    "VOC_CLASSES",
+    "IMAGE_EXTENSIONS",
+    "ON_BAD_IMAGE",
+    "INVALID_BOXES",
+]
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -51,32 +80,87 @@ VOC_CLASSES: tuple[str, ...] = (
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
+#: what a reader does with a missing, unreadable or corrupt image file.
+ON_BAD_IMAGE = ("error", "skip")
+#: what a reader does with an object whose geometry is invalid (zero area, outside the image).
+INVALID_BOXES = ("error", "drop")
 
-def _image_size(path) -> tuple[int, int]:
-    from PIL import Image
 
-    with Image.open(path) as im:
-        return im.size  # (width, height)
+class _Screen:
+    """What one read keeps, skips (bad images) and drops (invalid objects), by the reader's options."""
+
+    def __init__(self, on_bad_image: str, invalid_boxes: str, verify_images: bool):
+        self.on_bad_image = _checks.choice(on_bad_image, "on_bad_image", ON_BAD_IMAGE)
+        self.invalid_boxes = _checks.choice(invalid_boxes, "invalid_boxes", INVALID_BOXES)
+        if not isinstance(verify_images, bool):
+            raise _checks.fail_value("verify_images", "True or False", verify_images)
+        self.verify_images = verify_images
+        self.skipped: dict[str, str] = {}
+        self.dropped: dict[str, list[str]] = {}
+
+    def image(self, path, record: str, declared=None) -> tuple[int, int] | None:
+        """The ``(width, height)`` of the image at ``path``, or None when it is bad and skipped.
+
+        With ``verify_images`` the file is checked (:func:`~jaxdet.data.images.verify_image`) and a
+        ``declared`` size must equal its displayed size; without, only a missing ``declared`` size is read
+        from the header.
+        """
+        try:
+            if self.verify_images:
+                size = verify_image(path)
+            else:
+                size = declared if declared is not None else image_size(path)
+        except BadImageError as err:
+            if self.on_bad_image == "error":
+                raise BadImageError(path, err.reason, record) from None
+            self.skipped[os.fspath(path)] = err.reason
+            self.dropped.pop(os.fspath(path), None)  # the objects of a skipped image are gone with it
+            return None
+        if declared is not None:
+            check_image_size(path, *declared, size, record)
+            return tuple(declared)
+        return size
+
+    def object(self, image_path, *finalise_args) -> tuple | None:
+        """:func:`_finalise_object`, or None when the object is invalid and dropped (recorded per image)."""
+        try:
+            return _finalise_object(*finalise_args)
+        except InvalidBoxError as err:
+            if self.invalid_boxes == "error":
+                raise
+            self.dropped.setdefault(os.fspath(image_path), []).append(str(err))
+            return None
+
+    def record_set(self, records, class_names) -> RecordSet:
+        return RecordSet(
+            records=tuple(records),
+            class_names=tuple(class_names),
+            skipped=dict(self.skipped),
+            dropped={path: tuple(messages) for path, messages in self.dropped.items()},
+        )
 
 
 def _finalise_object(path, record, box_px, poly_px, width, height, k, tolerance):
-    """Validate one object in pixel coordinates and return (box_norm, poly_norm, has_polygon)."""
+    """Validate one object in pixel coordinates and return (box_norm, poly_norm, has_polygon).
+
+    Raises:
+      DatasetFormatError: a box that is not 4 finite numbers, a polygon that is not finite (x, y) pairs.
+      InvalidBoxError: invalid geometry (the module doc's rules), which ``invalid_boxes="drop"`` drops.
+    """
     box = np.asarray(box_px, np.float64)
     if box.shape != (4,) or not np.all(np.isfinite(box)):
         raise DatasetFormatError(path, f"box must be 4 finite numbers, got {box_px!r}", record)
     if not (box[2] > box[0] and box[3] > box[1]):
-        raise DatasetFormatError(
-            path, f"box has zero or negative width/height (xyxy pixels {box.tolist()})", record
-        )
+        raise InvalidBoxError(path, f"box has zero or negative width/height (xyxy pixels {box.tolist()})", record)
     lo = np.array([-tolerance, -tolerance, -tolerance, -tolerance])
     hi = np.array([width, height, width, height]) + tolerance
     if np.any(box < lo) or np.any(box > hi):
-        raise DatasetFormatError(
+        raise InvalidBoxError(
             path, f"box {box.tolist()} (xyxy pixels) lies outside the {width}x{height} image", record
         )
     box = np.clip(box, 0, [width, height, width, height])
     if not (box[2] > box[0] and box[3] > box[1]):
-        raise DatasetFormatError(path, "box has zero area after clipping to the image", record)
+        raise InvalidBoxError(path, "box has zero area after clipping to the image", record)
     scale = np.array([width, height], np.float64)
     if poly_px is None:
         poly = box_to_polygon(box / np.array([width, height, width, height]))
@@ -86,13 +170,13 @@ def _finalise_object(path, record, box_px, poly_px, width, height, k, tolerance)
         if pts.ndim != 2 or pts.shape[1] != 2 or not np.all(np.isfinite(pts)):
             raise DatasetFormatError(path, "polygon must be finite (x, y) pairs", record)
         if np.any(pts < -tolerance) or np.any(pts > scale + tolerance):
-            raise DatasetFormatError(path, f"polygon lies outside the {width}x{height} image", record)
+            raise InvalidBoxError(path, f"polygon lies outside the {width}x{height} image", record)
         poly = np.clip(pts, 0, scale) / scale
         has_polygon = True
     try:
         canon = canonical_polygon(poly, k)
     except ValueError as err:
-        raise DatasetFormatError(path, f"invalid polygon: {err}", record) from None
+        raise InvalidBoxError(path, f"invalid polygon: {err}", record) from None
     box_n = box / np.array([width, height, width, height])
     return box_n.astype(np.float32), canon, has_polygon
 
@@ -125,6 +209,9 @@ def read_coco(
     num_vertices: int = 8,
     include_crowd: bool = False,
     tolerance: float = 1.0,
+    on_bad_image: str = "error",
+    invalid_boxes: str = "error",
+    verify_images: bool = True,
 ) -> RecordSet:
     """Read a COCO detection / instance-segmentation JSON file.
 
@@ -136,7 +223,17 @@ def read_coco(
       num_vertices: ``K`` of the canonical polygons.
       include_crowd: ``iscrowd=1`` annotations are excluded by default (COCO evaluation ignores them);
         with True they are kept, with their box rectangle as polygon when the segmentation is RLE.
-      tolerance: pixels by which a coordinate may exceed the image before it is an error (then clipped).
+      tolerance: pixels by which a coordinate may exceed the image before it is invalid (then clipped).
+      on_bad_image: ``"error"``: a missing, unreadable or corrupt image raises
+        :class:`~jaxdet.data.errors.BadImageError` naming it; ``"skip"``: the image and its objects are left
+        out and listed in ``RecordSet.skipped`` with the reason.
+      invalid_boxes: ``"error"``: an object with invalid geometry (the module doc's rules) raises
+        :class:`~jaxdet.data.errors.InvalidBoxError` naming the file and record; ``"drop"``: it is left out
+        and listed in ``RecordSet.dropped`` under its image.
+      verify_images: check every image file when reading (:func:`~jaxdet.data.images.verify_image`: the
+        header, ``Image.verify()``, JPEG completeness, the annotated size against the displayed size).
+        False opens no file that the annotations do not need (the image size of a YOLO folder, or of a VOC
+        file without ``<size>``, is still read from the header); a bad file then fails when it is loaded.
 
     Segmentation: a list of polygons ``[[x1, y1, x2, y2, ...], ...]``; one polygon is used as is, several parts
     are merged into their convex hull (which encloses the object, like its box). A missing or empty
@@ -146,6 +243,7 @@ def read_coco(
       A :class:`RecordSet`, records in the order of the ``images`` array.
     """
     path = Path(annotation_file)
+    screen = _Screen(on_bad_image, invalid_boxes, verify_images)
     try:
         with open(path) as fh:
             data = json.load(fh)
@@ -232,16 +330,18 @@ def read_coco(
             if not isinstance(seg, dict):
                 raise DatasetFormatError(path, f"unsupported segmentation {type(seg).__name__}", rec)
             raise DatasetFormatError(path, "RLE segmentation is only supported for iscrowd=1", rec)
-        box_n, poly_n, has_poly = _finalise_object(
-            path, rec, [x, y, x + bw, y + bh], poly, w, h, num_vertices, tolerance
+        obj = screen.object(
+            image_dir / images[iid][0], path, rec, [x, y, x + bw, y + bh], poly, w, h, num_vertices, tolerance
         )
-        objs[iid].append((box_n, poly_n, has_poly, name_to_idx[cat_name[cid]]))
+        if obj is not None:
+            objs[iid].append((*obj, name_to_idx[cat_name[cid]]))
 
-    records = tuple(
-        _make_record(iid, image_dir / images[iid][0], images[iid][1], images[iid][2], objs[iid], num_vertices)
-        for iid in order
-    )
-    return RecordSet(records=records, class_names=class_names)
+    records = []
+    for iid in order:
+        fname, w, h = images[iid]
+        if screen.image(image_dir / fname, f"image id {iid}", declared=(w, h)) is not None:
+            records.append(_make_record(iid, image_dir / fname, w, h, objs[iid], num_vertices))
+    return screen.record_set(records, class_names)
 
 
 def _convex_hull(points: np.ndarray) -> np.ndarray:
@@ -313,6 +413,9 @@ def read_voc(
     num_vertices: int = 8,
     include_difficult: bool = True,
     tolerance: float = 1.0,
+    on_bad_image: str = "error",
+    invalid_boxes: str = "error",
+    verify_images: bool = True,
 ) -> RecordSet:
     """Read Pascal VOC XML annotations.
 
@@ -324,7 +427,17 @@ def read_voc(
       num_vertices: ``K`` of the canonical polygons.
       include_difficult: keep ``<difficult>1</difficult>`` objects (default True; with False they are skipped,
         as VOC evaluation does).
-      tolerance: pixels by which a coordinate may exceed the image before it is an error (then clipped).
+      tolerance: pixels by which a coordinate may exceed the image before it is invalid (then clipped).
+      on_bad_image: ``"error"``: a missing, unreadable or corrupt image raises
+        :class:`~jaxdet.data.errors.BadImageError` naming it; ``"skip"``: the image and its objects are left
+        out and listed in ``RecordSet.skipped`` with the reason.
+      invalid_boxes: ``"error"``: an object with invalid geometry (the module doc's rules) raises
+        :class:`~jaxdet.data.errors.InvalidBoxError` naming the file and record; ``"drop"``: it is left out
+        and listed in ``RecordSet.dropped`` under its image.
+      verify_images: check every image file when reading (:func:`~jaxdet.data.images.verify_image`: the
+        header, ``Image.verify()``, JPEG completeness, the annotated size against the displayed size).
+        False opens no file that the annotations do not need (the image size of a YOLO folder, or of a VOC
+        file without ``<size>``, is still read from the header); a bad file then fails when it is loaded.
 
     ``image_id`` is the position of the XML file in the (sorted) list. ``<size>`` gives the image size; without
     it the image header is read.
@@ -333,6 +446,7 @@ def read_voc(
       A :class:`RecordSet`.
     """
     files = _voc_files(annotations)
+    screen = _Screen(on_bad_image, invalid_boxes, verify_images)
     class_names = tuple(class_names)
     name_to_idx = {n: i for i, n in enumerate(class_names)}
     records = []
@@ -353,16 +467,15 @@ def read_voc(
             idir = jpeg if jpeg.is_dir() else xml_path.parent
         img_path = idir / fname.strip()
         size = root.find("size")
+        declared = None
         if size is not None:
-            w = _text(size, "width", xml_path, "size", int)
-            h = _text(size, "height", xml_path, "size", int)
-        else:
-            try:
-                w, h = _image_size(img_path)
-            except OSError as err:
-                raise DatasetFormatError(xml_path, f"no <size> and cannot open the image: {err}") from None
-        if w <= 0 or h <= 0:
-            raise DatasetFormatError(xml_path, f"non-positive image size {w}x{h}", "size")
+            declared = (_text(size, "width", xml_path, "size", int), _text(size, "height", xml_path, "size", int))
+            if min(declared) <= 0:
+                raise DatasetFormatError(xml_path, f"non-positive image size {declared[0]}x{declared[1]}", "size")
+        wh = screen.image(img_path, f"image_id {image_id} of {xml_path}", declared=declared)
+        if wh is None:
+            continue
+        w, h = wh
         objs = []
         for j, obj in enumerate(root.findall("object")):
             rec = f"object {j}"
@@ -393,12 +506,13 @@ def read_voc(
                 if len(pts) != len(coords) // 2 or len(coords) % 2:
                     raise DatasetFormatError(xml_path, "<polygon> children must be x1, y1, x2, y2, ...", rec)
                 poly = np.asarray(pts, np.float64).reshape(-1, 2)
-            box_n, poly_n, has_poly = _finalise_object(
-                xml_path, rec, [xmin - 1.0, ymin - 1.0, xmax, ymax], poly, w, h, num_vertices, tolerance
+            obj = screen.object(
+                img_path, xml_path, rec, [xmin - 1.0, ymin - 1.0, xmax, ymax], poly, w, h, num_vertices, tolerance
             )
-            objs.append((box_n, poly_n, has_poly, name_to_idx[name]))
+            if obj is not None:
+                objs.append((*obj, name_to_idx[name]))
         records.append(_make_record(image_id, img_path, w, h, objs, num_vertices))
-    return RecordSet(records=tuple(records), class_names=class_names)
+    return screen.record_set(records, class_names)
 
 
 # --------------------------------------------------------------------------------------------------- YOLO
@@ -409,6 +523,9 @@ def read_yolo(
     label_dir=None,
     num_vertices: int = 8,
     tolerance: float = 1e-3,
+    on_bad_image: str = "error",
+    invalid_boxes: str = "error",
+    verify_images: bool = True,
 ) -> RecordSet:
     """Read a YOLO (ultralytics/darknet) folder: one ``<stem>.txt`` label file per image.
 
@@ -418,11 +535,23 @@ def read_yolo(
       label_dir: directory of label files (default: ``image_dir`` with its last ``images`` path component
         replaced by ``labels`` when that exists, else ``image_dir`` itself).
       num_vertices: ``K`` of the canonical polygons.
-      tolerance: normalised amount by which a coordinate may leave ``[0, 1]`` before it is an error.
+      tolerance: normalised amount by which a coordinate may leave ``[0, 1]`` before it is invalid.
+      on_bad_image: ``"error"``: a missing, unreadable or corrupt image raises
+        :class:`~jaxdet.data.errors.BadImageError` naming it; ``"skip"``: the image and its objects are left
+        out and listed in ``RecordSet.skipped`` with the reason.
+      invalid_boxes: ``"error"``: an object with invalid geometry (the module doc's rules) raises
+        :class:`~jaxdet.data.errors.InvalidBoxError` naming the file and record; ``"drop"``: it is left out
+        and listed in ``RecordSet.dropped`` under its image.
+      verify_images: check every image file when reading (:func:`~jaxdet.data.images.verify_image`: the
+        header, ``Image.verify()``, JPEG completeness, the annotated size against the displayed size).
+        False opens no file that the annotations do not need (the image size of a YOLO folder, or of a VOC
+        file without ``<size>``, is still read from the header); a bad file then fails when it is loaded.
 
     Each line is ``cls cx cy w h`` (a box) or ``cls x1 y1 ... xn yn`` with ``n >= 3`` (a polygon; its box is
     the polygon's tight box). Blank lines are ignored. A missing label file means an image without objects.
-    ``image_id`` is the image's position in sorted order. The image size is read from the file header.
+    ``image_id`` is the image's position in sorted order (skipped images keep their numbers free). The image
+    size is the displayed size read from the file header (EXIF orientation 5-8 swaps width and height, as
+    ultralytics' ``exif_size``): YOLO coordinates are fractions of the image as displayed.
 
     Returns:
       A :class:`RecordSet`.
@@ -439,14 +568,15 @@ def read_yolo(
         else:
             label_dir = image_dir
     label_dir = Path(label_dir)
+    screen = _Screen(on_bad_image, invalid_boxes, verify_images)
     class_names = tuple(class_names)
     files = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     records = []
     for image_id, img_path in enumerate(files):
-        try:
-            w, h = _image_size(img_path)
-        except OSError as err:
-            raise DatasetFormatError(img_path, f"cannot open image: {err}") from None
+        wh = screen.image(img_path, f"image_id {image_id}")
+        if wh is None:
+            continue
+        w, h = wh
         label_path = label_dir / (img_path.stem + ".txt")
         objs = []
         if label_path.exists():
@@ -482,7 +612,8 @@ def read_yolo(
                         rec,
                     )
                 scale = np.array([w, h, w, h], np.float64)
-                box_n, poly_n, has_poly = _finalise_object(
+                obj = screen.object(
+                    img_path,
                     label_path,
                     rec,
                     box * scale,
@@ -492,6 +623,7 @@ def read_yolo(
                     num_vertices,
                     tolerance * max(w, h),
                 )
-                objs.append((box_n, poly_n, has_poly, cls))
+                if obj is not None:
+                    objs.append((*obj, cls))
         records.append(_make_record(image_id, img_path, w, h, objs, num_vertices))
-    return RecordSet(records=tuple(records), class_names=class_names)
+    return screen.record_set(records, class_names)

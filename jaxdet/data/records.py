@@ -32,11 +32,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from jaxdet import _checks
+from jaxdet.data.errors import DatasetFormatError
+from jaxdet.data.images import read_image
 from jaxdet.data.letterbox import identity_letterbox, letterbox_image, letterbox_points
 
 __all__ = [
     "DatasetFormatError",
     "DetectionRecord",
+    "check_image_size",
     "RecordSet",
     "DetectionSource",
     "pad_example",
@@ -49,18 +52,29 @@ __all__ = [
 RESIZE_MODES = ("letterbox", "stretch")
 
 
-class DatasetFormatError(ValueError):
-    """A malformed annotation file or record.
+def check_image_size(path, width: int, height: int, actual, record: str | None = None) -> None:
+    """Raise if an image's displayed size differs from its annotated ``width`` x ``height``.
 
-    The message always names the file and, when the problem is in one record, which record it is (COCO
-    annotation id, VOC object index, YOLO line number). ``path`` and ``record`` are also kept as attributes.
+    Args:
+      path: the image file (named in the error).
+      width, height: the size the annotation declares.
+      actual: ``(width, height)`` of the image as jaxdet reads it (EXIF orientation applied,
+        :mod:`jaxdet.data.images`).
+      record: the record named in the error (e.g. ``"image_id 3"``).
+
+    Raises:
+      DatasetFormatError: the two sizes, and, when they are each other's transpose, the EXIF rule.
     """
-
-    def __init__(self, path, message: str, record: str | None = None):
-        self.path = None if path is None else os.fspath(path)
-        self.record = record
-        where = f"{self.path}" + (f" [{record}]" if record else "")
-        super().__init__(f"{where}: {message}")
+    aw, ah = (int(v) for v in actual)
+    if (aw, ah) == (int(width), int(height)):
+        return
+    message = f"image is {aw}x{ah} (WxH) but the annotation says {width}x{height}"
+    if (aw, ah) == (int(height), int(width)):
+        message += (
+            "; the file is probably EXIF-rotated: jaxdet reads images upright (EXIF orientation applied, as "
+            "ultralytics and cv2.imread do), so width/height and boxes must be given in the displayed frame"
+        )
+    raise DatasetFormatError(path, message, record)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -70,7 +84,8 @@ class DetectionRecord:
     Attributes:
       image_id: integer id (COCO image id; position in sorted file order for VOC/YOLO).
       image_path: path of the image file (or ``None`` when ``image`` holds the pixels).
-      width, height: image size in pixels as declared by the annotation (or read from the file header).
+      width, height: displayed image size in pixels (EXIF orientation applied) as declared by the annotation
+        (or read from the file header).
       boxes: float32 ``[n, 4]`` normalised ``xyxy``, ``0 <= x0 < x1 <= 1``, ``0 <= y0 < y1 <= 1``.
       classes: int32 ``[n]`` in ``[0, C)``.
       polygons: float32 ``[n, K, 2]`` canonical polygons (the box rectangle when the annotation has none).
@@ -89,24 +104,18 @@ class DetectionRecord:
     image: np.ndarray | None = None
 
     def load_image(self) -> np.ndarray:
-        """Return the image as uint8 ``[height, width, 3]`` RGB.
+        """Return the image as uint8 ``[height, width, 3]`` RGB, upright (:func:`~jaxdet.data.images.read_image`).
 
         Raises:
-          DatasetFormatError: if the file's size differs from the annotated ``width``/``height``.
+          BadImageError: naming the file if it cannot be decoded.
+          DatasetFormatError: if its displayed size differs from the annotated ``width``/``height``.
         """
         if self.image is not None:
             return self.image
-        from PIL import Image
-
-        with Image.open(self.image_path) as im:
-            arr = np.asarray(im.convert("RGB"))
-        if arr.shape[:2] != (self.height, self.width):
-            raise DatasetFormatError(
-                self.image_path,
-                f"image is {arr.shape[1]}x{arr.shape[0]} (WxH) but the annotation says "
-                f"{self.width}x{self.height}",
-                record=f"image_id {self.image_id}",
-            )
+        arr = read_image(self.image_path)
+        check_image_size(
+            self.image_path, self.width, self.height, arr.shape[1::-1], record=f"image_id {self.image_id}"
+        )
         return arr
 
     def targets(self) -> dict[str, np.ndarray]:
@@ -121,15 +130,27 @@ class DetectionRecord:
 
 @dataclasses.dataclass(frozen=True)
 class RecordSet(Sequence):
-    """What every reader returns: the records (in a fixed order) and the class names.
+    """What every reader returns: the records (in a fixed order), the class names, and what was left out.
 
     Attributes:
       records: tuple of :class:`DetectionRecord`.
       class_names: tuple of class names; ``classes`` index into it.
+      skipped: ``{image path: reason}`` of the images left out under ``on_bad_image="skip"`` (missing,
+        unreadable or corrupt files; their objects are left out with them).
+      dropped: ``{image path: (message, ...)}`` of the objects dropped under ``invalid_boxes="drop"``, one
+        message per object naming the annotation file, the record and the reason; the per-file count is
+        ``len(dropped[path])``.
     """
 
     records: tuple
     class_names: tuple
+    skipped: dict = dataclasses.field(default_factory=dict)
+    dropped: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def num_dropped(self) -> int:
+        """The number of objects dropped, over all files."""
+        return sum(len(v) for v in self.dropped.values())
 
     def __len__(self) -> int:
         return len(self.records)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from jaxdet.data import (
     SHAPE_CLASSES,
@@ -114,6 +115,8 @@ def _coco(tmp_path, anns, images=None, cats=None):
     }
     path = tmp_path / "ann.json"
     path.write_text(json.dumps(data))
+    for im in data["images"]:  # the readers check the image files too
+        Image.new("RGB", (im["width"], im["height"])).save(tmp_path / im["file_name"])
     return path
 
 
@@ -179,6 +182,7 @@ def _voc_xml(tmp_path, objects, name="x.xml", size=True):
     d = tmp_path / "Annotations"
     d.mkdir(exist_ok=True)
     ET.ElementTree(root).write(d / name)
+    Image.new("RGB", (100, 50)).save(d / "x.png")  # the readers check the image files too
     return d
 
 
@@ -235,7 +239,6 @@ def test_voc_class_names_of_both_splits(tmp_path):
     ],
 )
 def test_yolo_malformed_names_file_and_line(tmp_path, line, message):
-    from PIL import Image
 
     (tmp_path / "images").mkdir()
     (tmp_path / "labels").mkdir()
