@@ -42,6 +42,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.class_names = ()  # () = from the data; the run's model.num_classes is len(class_names)
     c.data.image_size = image_size
     c.data.resize = "letterbox"  # folders: "letterbox" (keep the aspect ratio, grey 114 padding) | "stretch"
+    # Folders: every image file is checked when the annotations are read (header, Image.verify, JPEG end).
+    c.data.on_bad_image = "error"  # unreadable/corrupt image: "error" (names the files) | "skip" (counted, listed)
+    c.data.invalid_boxes = "error"  # zero-area / out-of-image object: "error" (file + record) | "drop" (counted)
     c.data.num_vertices = num_vertices
     c.data.loader = "grain"  # "grain" (jaxdet.data.make_loader) | "step"
     c.data.num_threads = 2  # grain reader threads (reading/decoding + augmentation)

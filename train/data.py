@@ -280,6 +280,14 @@ def eval_batches(source, *, num_images: int, batch_size: int, max_objects: int):
 #   train_images, val_images    image folders ("" = the format's default location, below)
 #   class_names                 class order; () = from the data (COCO categories by id, the sorted VOC <name>s
 #                               of both splits, YOLO classes.txt / obj.names)
+#   on_bad_image                "error" | "skip": a missing, unreadable or corrupt image file (found when the
+#                               annotations are read, jaxdet.data.verify_image) stops the run naming the
+#                               files, or is left out and counted; a missing file is always an error
+#                               (usually a wrong data.*_images)
+#   invalid_boxes               "error" | "drop": an object with zero area or outside the image (rules in
+#                               jaxdet.data.readers) stops the run naming the file and record, or is dropped
+# Skipped images and dropped objects are counted in the ``data:`` line and listed per file in
+# ``<workdir>/data_report.json`` (:func:`data_report`).
 # The class count is taken from the data: :func:`prepare_data` sets ``model.num_classes`` to
 # ``len(class_names)`` in the config it returns. Images are letterboxed to ``data.image_size`` (aspect ratio kept,
 # grey 114 padding; ``data.resize="stretch"`` resizes without keeping it), see jaxdet.data.letterbox.
@@ -454,33 +462,62 @@ def _default_class_names(config, paths, val_paths) -> tuple[str, ...] | None:
 
 
 def _read_records(config, paths, class_names, split: str):
-    from jaxdet.data import DatasetFormatError, read_coco, read_voc, read_yolo
+    """The split's :class:`jaxdet.data.RecordSet`. Bad images are always skipped here (``skipped`` lists them)
+    and :func:`_check_records` applies ``data.on_bad_image``, so an error can name every bad file at once."""
+    from jaxdet.data import DatasetFormatError, InvalidBoxError, read_coco, read_voc, read_yolo
 
     k = int(config.data.num_vertices)
+    invalid_boxes = str(_field(config, "invalid_boxes", "error"))
     names_key = None if class_names is None else tuple(class_names)
-    key = (paths["fmt"], paths["ann"], paths["images"], names_key, k)
+    key = (paths["fmt"], paths["ann"], paths["images"], names_key, k, invalid_boxes)
     if key in _RECORD_CACHE:
         return _RECORD_CACHE[key]
+    options = dict(class_names=class_names, num_vertices=k, on_bad_image="skip", invalid_boxes=invalid_boxes)
     try:
         if paths["fmt"] == "coco":
-            records = read_coco(paths["ann"], image_dir=paths["images"], class_names=class_names, num_vertices=k)
+            records = read_coco(paths["ann"], image_dir=paths["images"], **options)
         elif paths["fmt"] == "voc":
-            records = read_voc(
-                paths["xml_files"], image_dir=paths["images"], class_names=class_names, num_vertices=k
-            )
+            records = read_voc(paths["xml_files"], image_dir=paths["images"], **options)
         else:
-            records = read_yolo(
-                paths["images"], class_names=class_names, label_dir=paths["ann"] or None, num_vertices=k
-            )
+            records = read_yolo(paths["images"], label_dir=paths["ann"] or None, **options)
+    except InvalidBoxError as err:
+        raise DataConfigError(
+            f"data.{split}_path: {err}; --config.data.invalid_boxes=drop drops such objects (counted per file)"
+        ) from None
     except DatasetFormatError as err:
         raise DataConfigError(f"data.{split}_path: {err}") from None
     _RECORD_CACHE[key] = records
-    _RECORD_CACHE[key[:3] + (tuple(records.class_names), k)] = records  # the same read with explicit names
+    _RECORD_CACHE[key[:3] + (tuple(records.class_names),) + key[4:]] = records  # the same read, explicit names
     return records
+
+
+def _check_images(config, records, paths, split: str) -> None:
+    """Applies ``data.on_bad_image`` to the images the reader skipped (a missing file is always an error)."""
+    skipped = records.skipped
+    total = len(records) + len(skipped)
+    missing = [p for p in skipped if not os.path.exists(p)]
+    if missing:
+        raise DataConfigError(
+            f"data.{split}_images: {len(missing)} of the {total} images of data.{split}_path are missing, "
+            f"e.g. {missing[0]!r}; set data.{split}_images to the folder that holds them"
+        )
+    if skipped and _field(config, "on_bad_image", "error") == "error":
+        listed = "; ".join(f"{p}: {reason}" for p, reason in list(skipped.items())[:3])
+        more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        raise DataConfigError(
+            f"data.{split}_images: {len(skipped)} of the {total} images cannot be read: {listed}{more}. "
+            "Set --config.data.on_bad_image=skip to train without them (they are counted and listed)"
+        )
+    if not records and skipped:
+        raise DataConfigError(
+            f"data.{split}_images: all {total} images of the {split} split are unreadable, e.g. "
+            f"{next(iter(skipped.items()))}"
+        )
 
 
 def _check_records(config, records, paths, split: str) -> None:
     fmt = paths["fmt"]
+    _check_images(config, records, paths, split)
     if len(records) == 0:
         raise DataConfigError(f"data.{split}_path: the {split} split {paths['ann'] or paths['images']!r} has no images")
     if fmt == "yolo":
@@ -494,12 +531,6 @@ def _check_records(config, records, paths, split: str) -> None:
                 f"{field}: none of the {len(records)} images in {paths['images']!r} has a label file "
                 f"(<stem>.txt) in {str(label_dir)!r}"
             )
-    missing = [r.image_path for r in records if r.image is None and not os.path.isfile(r.image_path)]
-    if missing:
-        raise DataConfigError(
-            f"data.{split}_images: {len(missing)} of the {len(records)} images of data.{split}_path are missing, "
-            f"e.g. {missing[0]!r}; set data.{split}_images to the folder that holds them"
-        )
     m = int(config.data.max_objects)
     counts = np.asarray([len(r.classes) for r in records])
     if counts.max(initial=0) > m:
@@ -523,10 +554,16 @@ def resolve_data_config(config) -> Any:
       ``(train_records, val_records)`` (``jaxdet.data.RecordSet``, each with its ``class_names``), or None for
       ``"shapes"``.
 
+    Every image file is checked while reading (``jaxdet.data.verify_image``); ``data.on_bad_image`` and
+    ``data.invalid_boxes`` say what happens to a bad file or an invalid object (error or skip / drop; the
+    records' ``skipped`` and ``dropped`` list them).
+
     Raises:
       DataConfigError: naming the field: unknown ``data.name``, an empty or non-existent path, a folder
-        without annotations or images, a malformed annotation (the reader's message: file and record),
-        ``data.max_objects`` below the largest object count of an image, an unknown ``data.loader``.
+        without annotations or images, a missing image file, a malformed annotation (the reader's message:
+        file and record), an invalid object under ``data.invalid_boxes="error"``, unreadable images under
+        ``data.on_bad_image="error"`` (the files and reasons), ``data.max_objects`` below the largest object
+        count of an image, an unknown ``data.loader``, ``data.on_bad_image`` or ``data.invalid_boxes``.
     """
     name = _field(config, "name", "shapes")
     if name not in DATASET_NAMES:
@@ -534,6 +571,14 @@ def resolve_data_config(config) -> Any:
     loader = _field(config, "loader", "grain")
     if loader not in ("grain", "step"):
         raise DataConfigError(f"data.loader must be 'grain' or 'step', got {loader!r}")
+    from jaxdet import _checks
+    from jaxdet.data import INVALID_BOXES, ON_BAD_IMAGE
+
+    for field, options in (("on_bad_image", ON_BAD_IMAGE), ("invalid_boxes", INVALID_BOXES)):
+        try:
+            _checks.choice(_field(config, field, options[0]), f"data.{field}", options)
+        except ValueError as err:
+            raise DataConfigError(str(err)) from None
     if name == "shapes":
         return None
     train_paths = _split_paths(config, "train")
@@ -557,24 +602,68 @@ class Data:
       train_source, val_source: random-access raw examples (see the module doc).
       augment: ``augment(example, rng) -> example`` for training examples, or None.
       class_names: the class order (``classes`` index into it).
+      report: for a COCO/VOC/YOLO folder, :func:`data_report` of its splits (empty for synthetic data).
     """
 
     train_source: Any
     val_source: Any
     augment: Callable | None
     class_names: tuple[str, ...]
+    report: dict = dataclasses.field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
 
-def prepare_data(config) -> tuple[Any, Data]:
+DATA_REPORT = "data_report.json"
+
+
+def data_report(config, train, val) -> dict[str, Any]:
+    """What reading a folder left out, per split and per file (JSON-serialisable)::
+
+        {"on_bad_image": ..., "invalid_boxes": ...,
+         "train": {"images": N, "skipped_images": {path: reason}, "dropped_objects": {path: [message, ...]},
+                   "num_skipped": int, "num_dropped": int},
+         "val": {...}}
+    """
+    out: dict[str, Any] = {
+        "on_bad_image": str(_field(config, "on_bad_image", "error")),
+        "invalid_boxes": str(_field(config, "invalid_boxes", "error")),
+    }
+    for split, records in (("train", train), ("val", val)):
+        out[split] = {
+            "images": len(records),
+            "num_skipped": len(records.skipped),
+            "num_dropped": records.num_dropped,
+            "skipped_images": dict(records.skipped),
+            "dropped_objects": {path: list(messages) for path, messages in records.dropped.items()},
+        }
+    return out
+
+
+def _report_line(report: dict[str, Any], workdir: str | None) -> str:
+    """The ``data:`` line's account of skipped images and dropped objects."""
+    parts = []
+    for split in ("train", "val"):
+        r = report[split]
+        files = len(r["dropped_objects"])
+        parts.append(
+            f"{split} {r['num_skipped']} bad image(s) skipped, {r['num_dropped']} invalid object(s) dropped"
+            + (f" in {files} file(s)" if files else "")
+        )
+    where = f" (per file: {os.path.join(workdir, DATA_REPORT)})" if workdir else ""
+    return "; ".join(parts) + where
+
+
+def prepare_data(config, workdir: str | None = None) -> tuple[Any, Data]:
     """``(config, data)``: the sources of ``config.data`` and a copy of the config that records them.
 
     The returned config is ``config`` with ``data.class_names`` and ``model.num_classes`` set to the data's
     class order (the input config is not changed), so the run's recorded config tells what was trained.
-    Images of a COCO/VOC/YOLO folder are letterboxed to ``data.image_size`` (``data.resize``).
+    Images of a COCO/VOC/YOLO folder are letterboxed to ``data.image_size`` (``data.resize``). For a folder,
+    the ``data:`` line printed by process 0 counts the skipped images and dropped objects of each split, and
+    with ``workdir`` their per-file list is written to ``<workdir>/data_report.json`` (``data.report``).
     """
     from jaxdet.data import DetectionSource, SyntheticShapes, make_augment
     from jaxdet.data.synthetic import SHAPE_CLASSES
@@ -602,8 +691,10 @@ def prepare_data(config) -> tuple[Any, Data]:
         train, val = resolved
         size = int(d.image_size)
         resize = str(d.get("resize", "letterbox"))
+        report = data_report(config, train, val)
         data = Data(DetectionSource(train, image_size=size, resize=resize),
-                    DetectionSource(val, image_size=size, resize=resize), augment, tuple(train.class_names))
+                    DetectionSource(val, image_size=size, resize=resize), augment, tuple(train.class_names),
+                    report)
         import jax
 
         if jax.process_index() == 0:
@@ -611,9 +702,16 @@ def prepare_data(config) -> tuple[Any, Data]:
             print(
                 f"data: {d.name} train {len(train)} images ({d.train_path or d.train_images}), val {len(val)} images "
                 f"({d.val_path or d.val_images}); {len(names)} classes {names[:10]}"
-                f"{' ...' if len(names) > 10 else ''} -> model.num_classes={len(names)}",
+                f"{' ...' if len(names) > 10 else ''} -> model.num_classes={len(names)}; "
+                + _report_line(report, workdir),
                 flush=True,
             )
+            if workdir:
+                import json
+
+                os.makedirs(workdir, exist_ok=True)
+                with open(os.path.join(workdir, DATA_REPORT), "w") as fh:
+                    json.dump(report, fh, indent=2)
     config = config.copy_and_resolve_references()
     if resolved is not None:
         config.data.class_names = data.class_names

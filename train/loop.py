@@ -105,7 +105,7 @@ def run(
     t_start = time.perf_counter()
     is_main = jax.process_index() == 0
     if task is None:
-        config, data = data_lib.prepare_data(config)
+        config, data = data_lib.prepare_data(config, workdir)
         task = make_task(config, data)
     if is_main:
         os.makedirs(workdir, exist_ok=True)
