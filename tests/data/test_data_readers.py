@@ -239,7 +239,6 @@ def test_voc_class_names_of_both_splits(tmp_path):
     ],
 )
 def test_yolo_malformed_names_file_and_line(tmp_path, line, message):
-
     (tmp_path / "images").mkdir()
     (tmp_path / "labels").mkdir()
     Image.new("RGB", (20, 10)).save(tmp_path / "images" / "a.png")
