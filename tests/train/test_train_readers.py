@@ -112,10 +112,29 @@ for args in json.loads(sys.argv[2]):
 """
 
 
+def _with_bad_files(root, dest):
+    """A copy of the YOLO folder whose training split also holds a corrupt image and a zero-area box."""
+    import shutil
+
+    shutil.copytree(root / "yolo", dest / "yolo")
+    train = dest / "yolo" / "train"
+    (train / "images" / "zzz_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    (train / "labels" / "zzz_corrupt.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    with open(train / "labels" / "000000.txt", "a") as fh:
+        fh.write("1 0.5 0.5 0 0.25\n")  # zero width
+    return str(train / "images" / "zzz_corrupt.jpg"), str(train / "images" / "000000.png")
+
+
 def test_train_on_coco_voc_yolo_folders(folders, tmp_path):
+    """The three formats, and the YOLO folder with a corrupt image and a zero-area box under
+    ``on_bad_image=skip`` / ``invalid_boxes=drop`` ("yolo_bad": the same training data once they are left out)."""
     root, counts = folders
-    runs = {fmt: tmp_path / fmt for fmt in ("coco", "voc", "yolo")}
-    argvs = [[*TINY, *_flags(root, fmt), "--workdir", str(w)] for fmt, w in runs.items()]
+    corrupt, with_zero_area = _with_bad_files(root, tmp_path / "bad")
+    runs = {fmt: tmp_path / fmt for fmt in ("coco", "voc", "yolo", "yolo_bad")}
+    flags = {fmt: _flags(root, fmt) for fmt in ("coco", "voc", "yolo")}
+    flags["yolo_bad"] = [*_flags(tmp_path / "bad", "yolo"), "--config.data.on_bad_image=skip",
+                         "--config.data.invalid_boxes=drop"]  # fmt: skip
+    argvs = [[*TINY, *flags[fmt], "--workdir", str(w)] for fmt, w in runs.items()]
     proc = subprocess.run(
         [sys.executable, "-c", _MULTI, str(tmp_path / "jax_cache"), json.dumps(argvs)],
         env=tp.env_for(1),
@@ -127,10 +146,10 @@ def test_train_on_coco_voc_yolo_folders(folders, tmp_path):
     )
     assert proc.returncode == 0, f"runs failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     logs = dict(zip(runs, proc.stdout.split("config yolov1_shapes -> workdir ")[1:]))
-    assert len(logs) == 3, proc.stdout
+    assert len(logs) == 4, proc.stdout
     first_loss = {}
-    for fmt, workdir in runs.items():
-        out = logs[fmt]
+    for run, workdir in runs.items():
+        fmt, out = run.split("_")[0], logs[run]
         assert out.startswith(str(workdir)), out
         assert f"data: {fmt} train {SIZES['train']} images" in out, out
         assert "model.num_classes=3" in out, out
@@ -149,9 +168,19 @@ def test_train_on_coco_voc_yolo_folders(folders, tmp_path):
         assert 0.0 <= ev["mAP"] <= ev["mAP50"] <= 1.0
         assert ev["num_images"] == SIZES["val"] and ev["num_gt"] == counts["val"]
         assert os.path.exists(workdir / "plots" / "val_predictions.png")
-        first_loss[fmt] = train[1]
-    # Same images, boxes and classes in three formats -> the same first step (the COCO run is the oracle).
-    for fmt in ("voc", "yolo"):
+        first_loss[run] = train[1]
+    # Skipped and dropped: counted in the data: line, listed per file in data_report.json.
+    assert "train 1 bad image(s) skipped, 1 invalid object(s) dropped in 1 file(s); val 0 bad image(s)" in logs[
+        "yolo_bad"], logs["yolo_bad"]  # fmt: skip
+    assert "train 0 bad image(s) skipped, 0 invalid object(s) dropped; val 0" in logs["yolo"], logs["yolo"]
+    report = json.loads((runs["yolo_bad"] / "data_report.json").read_text())
+    assert list(report["train"]["skipped_images"]) == [corrupt]
+    assert list(report["train"]["dropped_objects"]) == [with_zero_area]
+    assert "[line 2]" in report["train"]["dropped_objects"][with_zero_area][0]
+    assert report["val"]["num_skipped"] == report["val"]["num_dropped"] == 0
+    # Same images, boxes and classes in three formats (and with the bad entries left out) -> the same first
+    # step (the COCO run is the oracle).
+    for fmt in ("voc", "yolo", "yolo_bad"):
         for key in ("loss", "coord_xy", "coord_wh", "obj", "noobj", "cls"):
             np.testing.assert_allclose(first_loss[fmt][key], first_loss["coco"][key], rtol=1e-4, err_msg=f"{fmt} {key}")
 
@@ -264,3 +293,22 @@ def test_voc_imagesets_list_and_yolo_classes_file(folders, tmp_path):
     prepared, data = prepare_data(config)  # the run's config records the data's classes
     assert prepared.data.class_names == NAMES and prepared.model.num_classes == len(NAMES) == data.num_classes
     assert sum(len(r.classes) for r in val) == counts["val"]
+
+
+def test_bad_images_and_invalid_boxes_in_the_config(folders, tmp_path):
+    """``data.on_bad_image="error"`` names the bad file, ``data.invalid_boxes="error"`` the file and line, each
+    with the override that skips / drops; unknown values of either field are refused naming it."""
+    root, _ = folders
+    corrupt, with_zero_area = _with_bad_files(root, tmp_path)
+    msg = _error(_config(tmp_path, "yolo", invalid_boxes="drop"))
+    assert msg.startswith("data.train_images: 1 of the 17 images cannot be read: " + corrupt), msg
+    assert "--config.data.on_bad_image=skip" in msg
+    msg = _error(_config(tmp_path, "yolo", on_bad_image="skip"))
+    import pathlib
+
+    label = pathlib.Path(with_zero_area).parent.parent / "labels" / "000000.txt"
+    assert msg.startswith(f"data.train_path: {label} [line 2]: box has zero or negative width/height"), msg
+    assert "--config.data.invalid_boxes=drop" in msg
+    for field in ("on_bad_image", "invalid_boxes"):
+        msg = _error(_config(tmp_path, "yolo", **{field: "maybe"}))
+        assert msg.startswith(f"data.{field} must be one of"), msg
