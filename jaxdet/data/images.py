@@ -139,9 +139,8 @@ def verify_image(path) -> tuple[int, int]:
 
     try:
         with Image.open(path) as im:
-            fmt = im.format
-            im.verify()  # must come first: it needs the file as just opened, and leaves the image unusable
-        size = image_size(path)
+            im.verify()  # must come first: it needs the file as just opened; the header stays readable
+            size, fmt = _displayed_size(im, path), im.format
     except BadImageError:
         raise
     except FileNotFoundError:
