@@ -284,8 +284,9 @@ def eval_batches(source, *, num_images: int, batch_size: int, max_objects: int):
 #                               annotations are read, jaxdet.data.verify_image) stops the run naming the
 #                               files, or is left out and counted; a missing file is always an error
 #                               (usually a wrong data.*_images)
-#   invalid_boxes               "error" | "drop": an object with zero area or outside the image (rules in
-#                               jaxdet.data.readers) stops the run naming the file and record, or is dropped
+#   invalid_boxes               "error" | "drop": objects with zero area or outside the image (rules in
+#                               jaxdet.data.readers) stop the run, counted per file and the first named by
+#                               file and record, or are dropped
 # Skipped images and dropped objects are counted in the ``data:`` line and listed per file in
 # ``<workdir>/data_report.json`` (:func:`data_report`).
 # The class count is taken from the data: :func:`prepare_data` sets ``model.num_classes`` to
@@ -462,17 +463,17 @@ def _default_class_names(config, paths, val_paths) -> tuple[str, ...] | None:
 
 
 def _read_records(config, paths, class_names, split: str):
-    """The split's :class:`jaxdet.data.RecordSet`. Bad images are always skipped here (``skipped`` lists them)
-    and :func:`_check_records` applies ``data.on_bad_image``, so an error can name every bad file at once."""
-    from jaxdet.data import DatasetFormatError, InvalidBoxError, read_coco, read_voc, read_yolo
+    """The split's :class:`jaxdet.data.RecordSet`, read with bad images skipped and invalid objects dropped
+    (``skipped`` / ``dropped`` list them): :func:`_check_records` applies ``data.on_bad_image`` and
+    ``data.invalid_boxes``, so an error can count and name every bad file at once."""
+    from jaxdet.data import DatasetFormatError, read_coco, read_voc, read_yolo
 
     k = int(config.data.num_vertices)
-    invalid_boxes = str(_field(config, "invalid_boxes", "error"))
     names_key = None if class_names is None else tuple(class_names)
-    key = (paths["fmt"], paths["ann"], paths["images"], names_key, k, invalid_boxes)
+    key = (paths["fmt"], paths["ann"], paths["images"], names_key, k)
     if key in _RECORD_CACHE:
         return _RECORD_CACHE[key]
-    options = dict(class_names=class_names, num_vertices=k, on_bad_image="skip", invalid_boxes=invalid_boxes)
+    options = dict(class_names=class_names, num_vertices=k, on_bad_image="skip", invalid_boxes="drop")
     try:
         if paths["fmt"] == "coco":
             records = read_coco(paths["ann"], image_dir=paths["images"], **options)
@@ -480,15 +481,25 @@ def _read_records(config, paths, class_names, split: str):
             records = read_voc(paths["xml_files"], image_dir=paths["images"], **options)
         else:
             records = read_yolo(paths["images"], label_dir=paths["ann"] or None, **options)
-    except InvalidBoxError as err:
-        raise DataConfigError(
-            f"data.{split}_path: {err}; --config.data.invalid_boxes=drop drops such objects (counted per file)"
-        ) from None
     except DatasetFormatError as err:
         raise DataConfigError(f"data.{split}_path: {err}") from None
     _RECORD_CACHE[key] = records
-    _RECORD_CACHE[key[:3] + (tuple(records.class_names),) + key[4:]] = records  # the same read, explicit names
+    _RECORD_CACHE[key[:3] + (tuple(records.class_names), k)] = records  # the same read with explicit names
     return records
+
+
+def _check_objects(config, records, split: str) -> None:
+    """Applies ``data.invalid_boxes="error"`` to the objects the reader dropped: their count per file."""
+    dropped = records.dropped
+    if not dropped or _field(config, "invalid_boxes", "error") != "error":
+        return
+    counts = ", ".join(f"{p}: {len(m)}" for p, m in list(dropped.items())[:5])
+    more = f", and {len(dropped) - 5} more files" if len(dropped) > 5 else ""
+    first = next(iter(dropped.values()))[0]
+    raise DataConfigError(
+        f"data.{split}_path: {records.num_dropped} invalid object(s) in {len(dropped)} image(s) ({counts}{more}); "
+        f"the first: {first}. Set --config.data.invalid_boxes=drop to train without them (counted and listed)"
+    )
 
 
 def _check_images(config, records, paths, split: str) -> None:
@@ -518,6 +529,7 @@ def _check_images(config, records, paths, split: str) -> None:
 def _check_records(config, records, paths, split: str) -> None:
     fmt = paths["fmt"]
     _check_images(config, records, paths, split)
+    _check_objects(config, records, split)
     if len(records) == 0:
         raise DataConfigError(f"data.{split}_path: the {split} split {paths['ann'] or paths['images']!r} has no images")
     if fmt == "yolo":

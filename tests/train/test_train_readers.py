@@ -296,8 +296,9 @@ def test_voc_imagesets_list_and_yolo_classes_file(folders, tmp_path):
 
 
 def test_bad_images_and_invalid_boxes_in_the_config(folders, tmp_path):
-    """``data.on_bad_image="error"`` names the bad file, ``data.invalid_boxes="error"`` the file and line, each
-    with the override that skips / drops; unknown values of either field are refused naming it."""
+    """``data.on_bad_image="error"`` names the bad file, ``data.invalid_boxes="error"`` counts the invalid objects
+    per file and names the first's file and line, each with the override that skips / drops; unknown values of
+    either field are refused naming it."""
     root, _ = folders
     corrupt, with_zero_area = _with_bad_files(root, tmp_path)
     msg = _error(_config(tmp_path, "yolo", invalid_boxes="drop"))
@@ -307,7 +308,9 @@ def test_bad_images_and_invalid_boxes_in_the_config(folders, tmp_path):
     import pathlib
 
     label = pathlib.Path(with_zero_area).parent.parent / "labels" / "000000.txt"
-    assert msg.startswith(f"data.train_path: {label} [line 2]: box has zero or negative width/height"), msg
+    image = pathlib.Path(with_zero_area)
+    assert msg.startswith(f"data.train_path: 1 invalid object(s) in 1 image(s) ({image}: 1); the first: "
+                          f"{label} [line 2]: box has zero or negative width/height"), msg  # fmt: skip
     assert "--config.data.invalid_boxes=drop" in msg
     for field in ("on_bad_image", "invalid_boxes"):
         msg = _error(_config(tmp_path, "yolo", **{field: "maybe"}))
