@@ -29,12 +29,15 @@ Validation rules, identical for every format (nothing is dropped silently):
     clipped to the image, and a box that has zero area after clipping is invalid too;
   - the polygon has fewer than 3 distinct points or zero area.
 
-  A box partly outside the image by more than the tolerance is invalid rather than clipped: ultralytics'
-  ``verify_image_label`` rejects such labels too (coordinates beyond 1% of the image mark the whole image
-  corrupt); it clips only boxes its own augmentations move off the canvas (``Instances.clip`` then
-  ``remove_zero_area_boxes``), which :mod:`jaxdet.data.augment` handles. With ``invalid_boxes="error"`` (the
-  default) an invalid object raises :class:`~jaxdet.data.errors.InvalidBoxError` naming the file and record;
-  with ``"drop"`` it is left out and listed in ``RecordSet.dropped`` (image path -> one message per object).
+  A box partly outside the image by more than the tolerance is invalid rather than clipped, since it usually
+  means a wrong image size or box format; a larger ``tolerance`` clips such boxes instead (and a box wholly
+  outside then has zero area after clipping: invalid). ultralytics differs here: ``verify_image_label``
+  checks a label's normalised centre and size against ``[-0.01, 1.01]`` (beyond, the whole image is marked
+  corrupt and left out), keeps a box whose centre and size pass even if its edges leave the image, and clips
+  boxes only in its augmentations (``Instances.clip`` then ``remove_zero_area_boxes``), as
+  :mod:`jaxdet.data.augment` does. With ``invalid_boxes="error"`` (the default) an invalid object raises
+  :class:`~jaxdet.data.errors.InvalidBoxError` naming the file and record; with ``"drop"`` it is left out
+  and listed in ``RecordSet.dropped`` (image path -> one message per object).
 * Images without objects are kept (an empty COCO image, a VOC file without ``<object>``, a missing or empty
   YOLO label file).
 
