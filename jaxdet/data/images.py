@@ -124,7 +124,7 @@ def image_size(path) -> tuple[int, int]:
 
 
 def verify_image(path) -> tuple[int, int]:
-    """Check an image file cheaply, without decoding it, and return its displayed ``(width, height)``.
+    """Check an image file cheaply (as a rule without decoding it) and return its displayed ``(width, height)``.
 
     The check is ultralytics' ``check_image`` (used by ``verify_image_label``): Pillow opens the header and
     runs ``Image.verify()`` (chunk checksums of PNG, structure of other formats); a JPEG that does not end with
