@@ -169,10 +169,10 @@ class DetectionSource:
     Images are decoded by :meth:`DetectionRecord.load_image` (:func:`~jaxdet.data.images.read_image`: upright,
     RGB uint8 whatever the file's mode or bit depth). With ``resize="letterbox"`` (the default, as
     ultralytics) an image keeps its aspect ratio and is padded with grey 114 (:mod:`jaxdet.data.letterbox`);
-    its boxes and polygons are mapped into the letterboxed image. With ``resize="stretch"`` it is resized to ``image_size`` without keeping the aspect ratio, and the
-    normalised targets are unchanged. Either way each example records ``orig_size`` (``(h, w)``) and
-    ``ratio_pad`` (``(gain_x, gain_y, pad_x, pad_y)``), so predictions map back to original pixels
-    (:func:`~jaxdet.data.letterbox.boxes_to_original`).
+    its boxes and polygons are mapped into the letterboxed image. With ``resize="stretch"`` it is resized to
+    ``image_size`` without keeping the aspect ratio, and the normalised targets are unchanged. Either way each
+    example records ``orig_size`` (``(h, w)``) and ``ratio_pad`` (``(gain_x, gain_y, pad_x, pad_y)``), so
+    predictions map back to original pixels (:func:`~jaxdet.data.letterbox.boxes_to_original`).
 
     Args:
       records: a :class:`RecordSet` or a sequence of :class:`DetectionRecord`.
