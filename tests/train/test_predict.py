@@ -68,18 +68,14 @@ def image_dir(tmp_path_factory):
     return d
 
 
-def test_predict_command_writes_images_and_coco_results(run_dir, image_dir, tmp_path):
+def test_predict_command_writes_images_and_coco_results(run_dir, image_dir, tmp_path, capsys):
     from faster_coco_eval import COCO
     from PIL import Image
 
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "train.predict", "--workdir", str(run_dir), "--images", str(image_dir),
-         "--out", str(out), "--score-threshold", "0.0"],
-        env=tp.env_for(1), cwd=tp.REPO, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert "checkpoint step 2" in proc.stdout
+    predict_lib.main(["--workdir", str(run_dir), "--images", str(image_dir), "--out", str(out),
+                      "--score-threshold", "0.0"])  # `python -m train.predict ...`, in this process
+    assert "checkpoint step 2" in capsys.readouterr().out
     assert sorted(os.listdir(out)) == ["images.json", "predictions.json", "tall.jpg", "wide.png"]
     assert Image.open(out / "wide.png").size == (90, 40) and Image.open(out / "tall.jpg").size == (30, 70)
 
@@ -110,6 +106,12 @@ def test_predict_function_takes_paths_and_arrays(run_dir, image_dir):
         np.testing.assert_allclose(a["boxes"], b["boxes"], atol=1e-4)  # batch of 1 vs 2: same predictions
         np.testing.assert_array_equal(a["classes"], b["classes"])
         assert a["names"] == [predictor.class_names[c] for c in a["classes"]]
+
+
+def test_command_exits_2_naming_the_problem(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "train.predict", "--workdir", str(tmp_path), "--images", str(tmp_path)],
+                          env=tp.env_for(1), cwd=tp.REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "holds no image files" in proc.stderr, proc.stderr[-2000:]
 
 
 def test_clear_errors(run_dir, image_dir, tmp_path):
