@@ -38,4 +38,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.weight_decay = 5e-4
     c.train.eval_every = 100
     c.train.checkpoint_every = 100
+
+    # Validation as ultralytics' DetectionValidator: conf 0.001, NMS IoU 0.7, max_det 300, multi-label NMS over
+    # the 30,000 best (anchor, class) pairs (max_nms); mAP in original image pixels.
+    c.eval.score_threshold = 0.001
+    c.eval.iou_threshold = 0.7
+    c.eval.max_detections = 300
+    c.eval.multi_label = True
+    c.eval.pre_nms_top_k = 30000
     return c

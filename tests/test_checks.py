@@ -354,6 +354,10 @@ CASES = [
           "polygon_metrics", "value"),
     _case(evaluate.format_metrics_table, lambda: evaluate.format_metrics_table({"mAP": 0.5}), "metrics", "keys",
           "'mAP50'"),
+    _case(evaluate.per_class_rows, lambda: evaluate.per_class_rows({"mAP": 0.5, "mAP50": 0.5}), "metrics", "keys",
+          "'per_class'"),
+    _case(evaluate.format_per_class_table, lambda: evaluate.format_per_class_table({"mAP": 0.5}), "metrics", "keys",
+          "'per_class'"),
     _case(evaluate.draw_detections, lambda: evaluate.draw_detections(np.zeros((2, 8, 8))), "images", "shape",
           "[N, H, W, 3]"),
     # data
@@ -396,6 +400,9 @@ CASES = [
     _case(letterbox.boxes_to_original,
           lambda: letterbox.boxes_to_original(np.zeros((2, 3, 4)), ratio_pad=np.ones((2, 4)), orig_size=np.ones((3, 2)),
                                               size=8), "orig_size", "shape", "[2, 2]"),
+    _case(letterbox.points_to_original,
+          lambda: letterbox.points_to_original(np.zeros((2, 3, 2)), ratio_pad=np.ones((3, 4)), size=8), "ratio_pad",
+          "shape", "[2, 4]"),
     # measurements
     _case(measurements.full_image_polygon, lambda: measurements.full_image_polygon(2), "k", "value"),
     _case(measurements.ground_truth_polygons, lambda: measurements.ground_truth_polygons(num_images=0), "num_images",

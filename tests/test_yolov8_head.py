@@ -87,3 +87,34 @@ def test_loss_is_finite_with_padding_and_empty_images():
     assert set(metrics) == {"loss", "box", "cls", "dfl"}
     assert bool(jnp.isfinite(loss)) and float(metrics["box"]) > 0
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
+
+
+@pytest.mark.parametrize("multi_label", [True, False])
+def test_decode_matches_ultralytics_non_max_suppression(multi_label):
+    """Validation settings (conf 0.001, IoU 0.7, max_det 300): the kept (box, score, class) rows equal
+    ultralytics' ``non_max_suppression`` on the same decoded boxes and class sigmoids, multi-label (its
+    validator: one candidate per anchor × class above conf) and single-label (its predictor)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    from ultralytics.utils.nms import non_max_suppression
+
+    head = YOLOv8Head(num_classes=4)
+    rng = np.random.default_rng(3)
+    outputs = tuple(jnp.asarray(rng.normal(0, 2, (2, h, w, head.channels)), jnp.float32)
+                    for h, w in ((8, 12), (4, 6), (2, 3)))  # a 64 x 96 image: 126 anchors, 504 (anchor, class) pairs
+    dets = jax.jit(lambda o: head.decode(o, score_threshold=0.001, iou_threshold=0.7, max_detections=300,
+                                         multi_label=multi_label, pre_nms_top_k=30000))(outputs)
+    boxes = np.asarray(head.boxes(outputs)) * np.array([96, 64, 96, 64], np.float32)  # [N, A, 4] xyxy pixels
+    raw, _, _, _ = head.flatten(outputs)
+    cls = np.asarray(jax.nn.sigmoid(raw[..., 4 * head.reg_max:]))
+    xywh = np.concatenate([(boxes[..., :2] + boxes[..., 2:]) / 2, boxes[..., 2:] - boxes[..., :2]], -1)
+    pred = torch.from_numpy(np.concatenate([xywh, cls], -1).transpose(0, 2, 1).copy())  # [N, 4 + C, A]
+    ref = non_max_suppression(pred, 0.001, 0.7, multi_label=multi_label, max_det=300)
+    for i in range(2):
+        v = np.asarray(dets.valid[i])
+        ours = np.concatenate([np.asarray(dets.boxes[i])[v] * np.array([96, 64, 96, 64]),
+                               np.asarray(dets.scores[i])[v, None], np.asarray(dets.classes[i])[v, None]], -1)
+        theirs = ref[i].numpy()
+        assert len(theirs) > (150 if multi_label else 40)  # enough survivors to compare
+        assert ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-3)

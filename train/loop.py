@@ -24,6 +24,7 @@ from jax.experimental import multihost_utils
 from jaxdet.compile_options import compiler_options
 from train import checkpoint as ckpt_lib
 from train import data as data_lib
+from train import eval_report
 from train import mesh as mesh_lib
 from train import metrics_log
 from train import plots
@@ -314,6 +315,8 @@ def run(
                 writer.write("eval", step, ev)
                 summary["eval"] = ev
                 _log(f"final evaluation at step {step}:\n{table}")
+                if is_main:
+                    eval_report.write_report(workdir, evaluator.last_result, step=step)
                 if is_main and evaluator.last_images is not None and task.draw_fn is not None:
                     images, dets, gt = evaluator.last_images
                     shown = dets._replace(
@@ -329,18 +332,10 @@ def run(
                         )
             writer.flush()
             if is_main:
-                paths = plots.plot_history(metrics_log.read_history(writer.path), os.path.join(workdir, "plots"))
-                _log(
-                    "plots: "
-                    + ", ".join(
-                        sorted(os.path.relpath(p, workdir) for p in paths)
-                        + (
-                            ["plots/val_predictions.png"]
-                            if os.path.exists(os.path.join(workdir, "plots", "val_predictions.png"))
-                            else []
-                        )
-                    )
-                )
+                plots.plot_history(metrics_log.read_history(writer.path), os.path.join(workdir, "plots"))
+                written = [os.path.join(d, f) for d in ("plots", "eval") if os.path.isdir(os.path.join(workdir, d))
+                           for f in sorted(os.listdir(os.path.join(workdir, d)))]
+                _log("plots and evaluation files: " + ", ".join(written))
         summary["wall_s"] = time.perf_counter() - t_start
         if is_main:
             with open(os.path.join(workdir, "summary.json"), "w") as f:
@@ -365,6 +360,7 @@ class _Evaluator:
         self.task = task
         self.mesh = mesh
         self.last_images = None
+        self.last_result = None  # the full result of the latest evaluation (per-class rows, PR arrays)
         ec = config.eval
         self.batch_size = int(ec.batch_size)
         dsize = mesh_lib.data_size(mesh)
@@ -408,7 +404,7 @@ class _Evaluator:
             gts.append({k: v[keep] for k, v in full.items()})
         det = jax.tree.map(lambda *parts: np.concatenate(parts), *dets)
         gt = {k: np.concatenate([g[k] for g in gts]) for k in gts[0]}
-        metrics, table = self.task.evaluate_fn(det, gt)
+        metrics, table, self.last_result = self.task.evaluate_fn(det, gt)
         if collect_images:
             n = min(n_plot, len(gt["image"]))
             self.last_images = (gt["image"][:n], jax.tree.map(lambda v: v[:n], det), {k: v[:n] for k, v in gt.items()})

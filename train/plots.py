@@ -1,4 +1,6 @@
-"""PNG plots written at the end of a run (matplotlib, Agg backend)."""
+"""PNG plots written at the end of a run (matplotlib, Agg backend): loss terms, α and learning rate, norms and
+validation mAP over training (:func:`plot_history`, from ``metrics.jsonl``), the precision–recall curve of the
+final evaluation (:func:`plot_pr_curve`) and image grids (:func:`save_image`)."""
 
 from __future__ import annotations
 
@@ -105,6 +107,51 @@ def plot_history(history: dict[str, list[dict[str, Any]]], out_dir: str) -> list
         ax.set_title("validation metrics")
         written.append(_save(fig, plt, out_dir, "map.png"))
     return written
+
+
+def plot_pr_curve(precision: np.ndarray, path: str, *, class_names=None, recall=None) -> str:
+    """Writes the precision–recall curve at IoU 0.5 (as ultralytics' ``PR_curve.png``).
+
+    One thin line per class with ground truth, labelled with its AP50 (legend when fewer than 21 classes), and
+    the mean over those classes at each recall as a thick line labelled with mAP@0.5.
+
+    Args:
+      precision: ``[K, R]`` COCO interpolated precision per class at the recall thresholds (-1 for classes
+        without ground truth), e.g. ``jaxdet.evaluate.coco_metrics(...)["precision50"]``.
+      path: the PNG to write.
+      class_names: K names (default: the class indices).
+      recall: ``[R]`` recall thresholds (default: COCO's 101, ``jaxdet.evaluate.RECALL_THRESHOLDS``).
+    """
+    from jaxdet.evaluate import RECALL_THRESHOLDS
+
+    plt = _plt()
+    precision = np.asarray(precision, np.float64)
+    recall = RECALL_THRESHOLDS if recall is None else np.asarray(recall, np.float64)
+    if precision.ndim != 2 or precision.shape[1] != recall.shape[0]:
+        raise ValueError(f"precision: expected [K, {recall.shape[0]}], got shape {precision.shape}")
+    names = [str(k) for k in range(precision.shape[0])] if class_names is None else [str(c) for c in class_names]
+    have = np.flatnonzero(np.all(precision > -1, axis=1))
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for k in have:
+        ap50 = precision[k].mean()
+        if len(have) < 21:
+            ax.plot(recall, precision[k], lw=1, label=f"{names[k]} {ap50:.3f}")
+        else:
+            ax.plot(recall, precision[k], lw=1, color="gray")
+    if len(have):
+        mean = precision[have].mean(0)
+        ax.plot(recall, mean, lw=3, color="blue", label=f"all classes {mean.mean():.3f} mAP@0.5")
+    ax.set_xlabel("Recall")
+    ax.set_ylabel("Precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    if len(have):
+        ax.legend(bbox_to_anchor=(1.04, 1), loc="upper left", fontsize=8)
+    ax.set_title("Precision-Recall Curve (IoU 0.5)")
+    out_dir, name = os.path.split(path)
+    os.makedirs(out_dir or ".", exist_ok=True)
+    return _save(fig, plt, out_dir or ".", name)
 
 
 def save_image(grid: np.ndarray, path: str, *, title: str | None = None) -> str:

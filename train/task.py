@@ -26,7 +26,9 @@ class Task:
       init_loss_state: ``() -> loss_state`` (``{}`` when the loss has none).
       augment: optional ``augment(example, rng) -> example`` applied to training examples.
       decode_fn: optional ``decode_fn(outputs) -> jaxdet.evaluate.Detections`` (jit-safe).
-      evaluate_fn: optional ``evaluate_fn(detections: Detections of numpy, gt: dict of numpy) -> (metrics, table)``.
+      evaluate_fn: optional ``evaluate_fn(detections: Detections of numpy, gt: dict of numpy) -> (metrics, table,
+        result)``: scalar metrics, a printable table, and the full result (``jaxdet.evaluate.coco_metrics``'s,
+        with ``class_names``) from which the final evaluation writes its per-class table and PR curve.
       draw_fn: optional ``draw_fn(images, detections: Detections, gt) -> uint8 image grid``.
     """
 
@@ -48,6 +50,33 @@ def make_head(config: ml_collections.ConfigDict):
     return models.make_head(
         config.model, config.loss, num_classes=int(config.model.num_classes), total_steps=int(config.train.steps)
     )
+
+
+#: optional ``eval`` fields passed to the head's ``decode`` when set (the yolov8 head accepts them).
+DECODE_OPTIONS = ("multi_label", "pre_nms_top_k")
+
+
+def decode_options(config: ml_collections.ConfigDict, head) -> dict[str, Any]:
+    """The optional decode keywords of ``config.eval`` (``multi_label``, ``pre_nms_top_k``) that are set.
+
+    Raises:
+      ValueError: naming the field when it is set but ``head.decode`` does not take it.
+    """
+    import inspect
+
+    accepted = inspect.signature(head.decode).parameters
+    out = {}
+    for name in DECODE_OPTIONS:
+        value = config.eval.get(name, None)
+        if value in (None, False, 0):
+            continue
+        if name not in accepted:
+            raise ValueError(
+                f"eval.{name}={value!r}: the {config.model.head!r} head's decode has no {name} option "
+                f"(heads that have it: yolov8); remove the field"
+            )
+        out[name] = bool(value) if name == "multi_label" else int(value)
+    return out
 
 
 def make_task(config: ml_collections.ConfigDict, data=None) -> Task:
@@ -74,20 +103,25 @@ def make_task(config: ml_collections.ConfigDict, data=None) -> Task:
     def build_model(rngs):
         return head.build_model(config.model, rngs=rngs)
 
+    options = decode_options(config, head)
+
     def decode_fn(outputs):
         return head.decode(
             outputs,
             score_threshold=float(ec.score_threshold),
             iou_threshold=float(ec.iou_threshold),
             max_detections=int(ec.max_detections),
+            **options,
         )
 
     def evaluate_fn(detections, gt):
         result = evaluate.coco_metrics(
-            detections, gt, image_size=int(config.data.image_size), num_classes=data.num_classes
+            detections, gt, image_size=int(config.data.image_size), num_classes=data.num_classes,
+            max_detections=int(ec.max_detections),
         )
         metrics = {k: float(v) for k, v in result.items() if np.ndim(v) == 0 and _is_number(v)}
-        return metrics, evaluate.format_metrics_table(result, class_names=class_names)
+        result["class_names"] = list(class_names)
+        return metrics, evaluate.format_metrics_table(result, class_names=class_names), result
 
     def draw_fn(images, detections, gt):
         return evaluate.draw_detections(images, detections, gt, class_names=class_names)

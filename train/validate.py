@@ -5,7 +5,8 @@
 - positive ``train.steps``, ``train.batch_size``, ``train.learning_rate``, ``data.image_size``,
   ``eval.batch_size`` and ``train.max_consecutive_nonfinite``; non-negative ``train.warmup_steps``,
   ``train.weight_decay``, ``train.grad_clip``;
-- the head and its loss fields (``model.head``, e.g. ``loss.iou_target``), by building the head;
+- the head and its loss fields (``model.head``, e.g. ``loss.iou_target``), by building the head, and the
+  optional decode fields ``eval.multi_label`` / ``eval.pre_nms_top_k`` against the head's ``decode``;
 - the network, by tracing its construction abstractly (``nnx.eval_shape``: e.g. ``model.widths`` and
   ``model.depths`` of different lengths);
 - the mesh against the devices, and ``train.batch_size`` divisible by the data-axis size;
@@ -64,7 +65,7 @@ def validate_config(config: ml_collections.ConfigDict, workdir: str, *, devices:
     from flax import nnx
 
     from train import mesh as mesh_lib
-    from train.task import make_head
+    from train.task import decode_options, make_head
 
     for dotted in ("train.steps", "train.batch_size", "data.image_size", "eval.batch_size"):
         _positive(config, dotted, integer=True)
@@ -81,6 +82,10 @@ def validate_config(config: ml_collections.ConfigDict, workdir: str, *, devices:
         head = make_head(config)
     except ValueError as err:
         raise ConfigError(f"model.head={config.model.get('head')!r} / loss: {err}") from None
+    try:
+        decode_options(config, head)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     try:
         nnx.eval_shape(lambda: head.build_model(config.model, rngs=nnx.Rngs(0)))
     except ValueError as err:

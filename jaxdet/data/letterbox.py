@@ -28,7 +28,7 @@ import numpy as np
 from jaxdet import _checks
 
 __all__ = ["PAD_VALUE", "letterbox_params", "letterbox_image", "letterbox_points", "identity_letterbox",
-           "boxes_to_original"]
+           "boxes_to_original", "points_to_original"]
 
 #: ultralytics' grey padding value.
 PAD_VALUE = 114
@@ -148,3 +148,26 @@ def boxes_to_original(boxes: np.ndarray, *, ratio_pad: np.ndarray, orig_size: np
     x = np.clip(x, 0.0, hw[..., 1:2])
     y = np.clip(y, 0.0, hw[..., 0:1])
     return np.stack([x[..., 0], y[..., 0], x[..., 1], y[..., 1]], axis=-1)
+
+
+def points_to_original(points: np.ndarray, *, ratio_pad: np.ndarray, size) -> np.ndarray:
+    """Map normalised points on letterboxed images back to pixels of the original images (not clipped).
+
+    Args:
+      points: ``[..., P, 2]`` normalised ``(x, y)`` on the letterboxed images (``P`` points per image).
+      ratio_pad: ``[..., 4]`` per image (the batch's ``ratio_pad``).
+      size: ``(H, W)`` of the letterboxed images.
+
+    Returns:
+      float64 ``[..., P, 2]``: :math:`x = (W x' - p_x) / g_x` and the same for ``y``, the inverse of
+      :func:`letterbox_points` in pixels.
+    """
+    big_h, big_w = _size_hw(size, "size")
+    pts = np.asarray(points, np.float64)
+    if pts.ndim < 2 or pts.shape[-1] != 2:
+        raise _checks.fail_shape("points", "[..., P, 2]", pts)
+    rp = np.asarray(ratio_pad, np.float64)[..., None, :]  # [..., 1, 4]
+    if rp.shape[:-2] != pts.shape[:-2] or rp.shape[-1] != 4:
+        raise _checks.fail_shape("ratio_pad", f"[{', '.join(map(str, pts.shape[:-2]))}, 4]", np.asarray(ratio_pad))
+    return np.stack([(pts[..., 0] * big_w - rp[..., 2]) / rp[..., 0], (pts[..., 1] * big_h - rp[..., 3]) / rp[..., 1]],
+                    axis=-1)

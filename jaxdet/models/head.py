@@ -101,7 +101,12 @@ class Head(abc.ABC):
     def decode(
         self, outputs: jax.Array, *, score_threshold: float, iou_threshold: float, max_detections: int
     ) -> Detections:
-        """Raw outputs -> fixed-size :class:`Detections` (``[N, max_detections, ...]``) after class-aware NMS."""
+        """Raw outputs -> fixed-size :class:`Detections` (``[N, max_detections, ...]``) after class-aware NMS.
+
+        A head may take further keyword-only options (the yolov8 head: ``multi_label``, ``pre_nms_top_k``);
+        ``train.task`` passes ``eval.multi_label`` / ``eval.pre_nms_top_k`` only when a config sets them, and
+        ``train.validate`` refuses them for a head whose ``decode`` lacks them.
+        """
 
     @abc.abstractmethod
     def assignment_bytes(self, *, batch_size: int, max_objects: int, image_size: int) -> int:

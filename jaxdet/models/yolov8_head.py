@@ -13,8 +13,9 @@ Decoding (:meth:`YOLOv8Head.decode`):
     \\text{box} = s \\cdot (a_x - d_l,\\; a_y - d_t,\\; a_x + d_r,\\; a_y + d_b) / (W, H, W, H)
 
 with the anchor point ``a`` at the cell centre (grid units) and the image size ``W = W_l · s``; the score of
-an anchor is its largest class sigmoid (ultralytics' single-label NMS), then the fixed-size class-aware NMS
-of :func:`jaxdet.evaluate.select_detections`. Boxes are normalised to ``[0, 1]``.
+an anchor is its largest class sigmoid (ultralytics' single-label NMS of its predictor), or with
+``multi_label=True`` every (anchor, class) pair is a candidate (its validator), then the fixed-size
+class-aware NMS of :func:`jaxdet.evaluate.select_detections`. Boxes are normalised to ``[0, 1]``.
 
 Loss: :func:`jaxdet.losses.yolov8.yolov8_loss` (ultralytics' ``v8DetectionLoss``, normalised: no factor B),
 loss fields ``box, cls, dfl`` (gains 7.5, 0.5, 1.5), ``score_target`` ("stop"), ``topk`` (10).
@@ -157,11 +158,25 @@ class YOLOv8Head(Head):
         return res.total, {"loss": res.total, **res.terms}, state
 
     def decode(self, outputs, *, score_threshold: float = 0.05, iou_threshold: float = 0.5,
-               max_detections: int = 100) -> Detections:
-        """DFL boxes, score = max class sigmoid, class = its argmax, then class-aware NMS (``polygons`` None)."""
+               max_detections: int = 100, multi_label: bool = False, pre_nms_top_k: int | None = None) -> Detections:
+        """DFL boxes and class sigmoids, then class-aware NMS (``polygons`` None).
+
+        Single-label (default, ultralytics' predictor): one candidate per anchor, score = its largest class
+        sigmoid, class = the argmax. ``multi_label=True`` (ultralytics' validator): one candidate per
+        (anchor, class) pair, ``A · C`` of them, each with that class's sigmoid. ``pre_nms_top_k`` caps the
+        candidates entering NMS to the best-scoring ones (ultralytics' ``max_nms`` = 30,000).
+        """
         raw, _, _, _ = self.flatten(outputs)
         cls = jax.nn.sigmoid(raw[..., 4 * self.reg_max:].astype(jnp.promote_types(raw.dtype, jnp.float32)))
+        boxes = self.boxes(outputs)  # [N, A, 4]
+        if multi_label:
+            n, a, c = cls.shape
+            boxes = jnp.broadcast_to(boxes[:, :, None, :], (n, a, c, 4)).reshape(n, a * c, 4)
+            scores = cls.reshape(n, a * c)  # anchor-major, class-minor, as ultralytics' torch.where
+            classes = jnp.broadcast_to(jnp.arange(c, dtype=jnp.int32), (n, a, c)).reshape(n, a * c)
+        else:
+            scores, classes = jnp.max(cls, -1), jnp.argmax(cls, -1).astype(jnp.int32)
         return select_detections(
-            self.boxes(outputs), jnp.max(cls, -1), jnp.argmax(cls, -1).astype(jnp.int32), None,
-            iou_threshold=iou_threshold, score_threshold=score_threshold, max_detections=max_detections,
+            boxes, scores, classes, None, iou_threshold=iou_threshold, score_threshold=score_threshold,
+            max_detections=max_detections, pre_nms_top_k=pre_nms_top_k,
         )
