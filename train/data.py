@@ -42,7 +42,7 @@ import numpy as np
 
 from train import loader_stats
 
-BATCH_KEYS = ("image", "boxes", "classes", "valid", "polygons", "image_id")
+BATCH_KEYS = ("image", "boxes", "classes", "valid", "polygons", "image_id", "dropped_boxes")
 
 
 def stack_examples(examples: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -58,7 +58,8 @@ class StepBatcher:
       global_batch_size: images per step over all processes.
       seed: shuffling/augmentation seed.
       rows: the rows of the global batch this process loads (``train.mesh.process_rows``).
-      augment: optional ``augment(example, rng: np.random.Generator) -> example``.
+      augment: optional ``augment(example, rng: np.random.Generator) -> example`` (called with ``step=`` too
+        when it has ``uses_step = True``, e.g. ``jaxdet.data.yolo_augment.YoloAugment``).
       shuffle: shuffle each epoch.
     """
 
@@ -99,7 +100,11 @@ class StepBatcher:
             g = int(step) * self.global_batch_size + int(r)
             ex = self.source[self._index(g)]
             if self.augment is not None:
-                ex = self.augment(ex, np.random.default_rng([self.seed, 1, g]))
+                rng = np.random.default_rng([self.seed, 1, g])
+                if getattr(self.augment, "uses_step", False):
+                    ex = self.augment(ex, rng, step=int(step))
+                else:
+                    ex = self.augment(ex, rng)
             if self.max_objects is not None:
                 from jaxdet.data.records import pad_example
 

@@ -14,7 +14,11 @@ Vocabulary:
 * A **batch** (contract of the training loop) is a dict of numpy arrays with objects padded to ``M``::
 
       {"image": float32 [N, H, W, 3] in [0, 1], "boxes": float32 [N, M, 4], "classes": int32 [N, M],
-       "valid": bool [N, M], "polygons": float32 [N, M, K, 2], "image_id": int32 [N]}
+       "valid": bool [N, M], "polygons": float32 [N, M, K, 2], "image_id": int32 [N],
+       "dropped_boxes": int32 [N]}
+
+  ``dropped_boxes`` is the example's ``num_dropped`` (int32 scalar an augmentation sets: objects it removed,
+  e.g. boxes that left the image; 0 when absent).
 
   Padded slots hold zeros (boxes, polygons), class 0 and ``valid=False``. Padding images added to complete a
   final evaluation batch have ``image_id == -1`` and no valid objects.
@@ -195,7 +199,8 @@ def pad_example(example: dict, max_objects: int) -> dict:
 
     Returns:
       A new dict with ``boxes [M, 4]``, ``classes [M]``, ``polygons [M, K, 2]``, ``valid [M]`` (first ``n``
-      True) and ``image`` converted to float32 in ``[0, 1]``.
+      True), ``image`` converted to float32 in ``[0, 1]`` and ``dropped_boxes`` (int32 scalar, the example's
+      ``num_dropped`` or 0).
 
     Raises:
       ValueError: naming ``max_objects`` (and the image id) if the example has more than ``max_objects``
@@ -235,6 +240,7 @@ def pad_example(example: dict, max_objects: int) -> dict:
         "valid": valid,
         "polygons": out_poly,
         "image_id": np.int32(example["image_id"]),
+        "dropped_boxes": np.int32(example.get("num_dropped", 0)),
     }
 
 
@@ -252,5 +258,5 @@ def collate(examples: Sequence[dict], *, max_objects: int | None = None) -> dict
         examples = [pad_example(e, max_objects) for e in examples]
     if not examples:
         raise _checks.fail_value("examples", "a non-empty sequence of examples", examples)
-    keys = ("image", "boxes", "classes", "valid", "polygons", "image_id")
+    keys = ("image", "boxes", "classes", "valid", "polygons", "image_id", "dropped_boxes")
     return {key: np.stack([np.asarray(e[key]) for e in examples]) for key in keys}

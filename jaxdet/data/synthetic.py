@@ -86,6 +86,8 @@ class SyntheticShapes:
       size_range: object size as a fraction of the shorter image side (outer diameter).
       noise_std: range of the per-image Gaussian noise std (in [0, 1] intensity units).
       clutter: number range of clutter items (lines + dots) per image.
+      max_iou: 0 (default): objects' boxes are at least 1 px apart; > 0: an object may overlap each placed one
+        up to this box IoU (light overlap for dense scenes).
       cache: keep generated examples in memory (about ``H*W*3`` bytes each, read-only) so later epochs skip
         generation; None (default): when the whole split takes at most :data:`AUTO_CACHE_BYTES`.
 
@@ -108,6 +110,7 @@ class SyntheticShapes:
         size_range: tuple[float, float] = (0.25, 0.5),
         noise_std: tuple[float, float] = (0.01, 0.05),
         clutter: tuple[int, int] = (2, 6),
+        max_iou: float = 0.0,
         cache: bool | None = None,
     ):
         _checks.choice(split, "split", sorted(_SPLITS))
@@ -121,6 +124,7 @@ class SyntheticShapes:
             )
         if not 0 < size_range[0] <= size_range[1] <= 1:
             raise _checks.fail_value("size_range", "(lo, hi) with 0 < lo <= hi <= 1", size_range)
+        _checks.number(max_iou, "max_iou", low=0.0, high=1.0, high_open=True)
         self.split = split
         self.num_images = int(num_images if num_images is not None else (8192 if split == "train" else 512))
         self.image_size = (int(image_size[0]), int(image_size[1]))
@@ -131,6 +135,7 @@ class SyntheticShapes:
         self.size_range = tuple(float(s) for s in size_range)
         self.noise_std = tuple(float(s) for s in noise_std)
         self.clutter = tuple(int(c) for c in clutter)
+        self.max_iou = float(max_iou)
         if cache is None:
             cache = self.num_images * self.image_size[0] * self.image_size[1] * 3 <= AUTO_CACHE_BYTES
         self._cache: dict | None = {} if cache else None
@@ -175,6 +180,20 @@ class SyntheticShapes:
             return np.stack([r * np.cos(angles), r * np.sin(angles)], axis=1)
         raise AssertionError(cls)
 
+    def _free(self, box: np.ndarray, others: np.ndarray) -> bool:
+        """Whether ``box`` may be placed beside the ``others`` ``[m, 4]`` (1 px apart, or box IoU <= max_iou)."""
+        if self.max_iou == 0.0:
+            apart = (
+                (box[0] >= others[:, 2] + 1) | (others[:, 0] >= box[2] + 1)
+                | (box[1] >= others[:, 3] + 1) | (others[:, 1] >= box[3] + 1)
+            )
+            return bool(np.all(apart))
+        iw = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
+        ih = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
+        inter = iw * ih
+        union = (box[2] - box[0]) * (box[3] - box[1]) + (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+        return bool(np.all(inter <= self.max_iou * (union - inter)))
+
     # ------------------------------------------------------------------ generation
     def annotation(self, index: int) -> dict:
         """Generate image ``index`` with its raw annotation.
@@ -218,20 +237,19 @@ class SyntheticShapes:
 
         n_obj = int(rng.integers(self.min_objects, self.max_objects_per_image + 1))
         outlines, classes, boxes = [], [], []
+        placed_boxes = np.zeros((n_obj, 4))  # xyxy pixels of the objects placed so far (first len(boxes) rows)
         for _ in range(n_obj):
             cls = int(rng.integers(0, len(SHAPE_CLASSES)))
             size = rng.uniform(*self.size_range) * side
             base = self._outline(cls, size, rng)
             lo, hi = base.min(axis=0), base.max(axis=0)
             placed = False
+            others = placed_boxes[: len(boxes)]
             for _try in range(30):
                 cx = rng.uniform(-lo[0], w - hi[0])
                 cy = rng.uniform(-lo[1], h - hi[1])
                 box = np.array([cx + lo[0], cy + lo[1], cx + hi[0], cy + hi[1]])
-                if all(
-                    box[0] >= b[2] + 1 or b[0] >= box[2] + 1 or box[1] >= b[3] + 1 or b[1] >= box[3] + 1
-                    for b in boxes
-                ):
+                if self._free(box, others):
                     placed = True
                     break
             if not placed:
@@ -251,6 +269,7 @@ class SyntheticShapes:
             outlines.append(pts)
             classes.append(cls)
             boxes.append(polygon_bounds(pts))
+            placed_boxes[len(boxes) - 1] = boxes[-1]
 
         img = canvas.resize((w, h), Image.BOX)
         arr = np.asarray(img, dtype=np.float32)
