@@ -234,6 +234,33 @@ class LoaderBatches:
         pass
 
 
+class DroppedBoxes:
+    """Running total of the objects augmentation removed (the batches' ``dropped_boxes``), over the global batch.
+
+    Every process adds each global batch (a collective on the tiny ``[B]`` array, in step on all processes);
+    :meth:`total` is the same on every process, so the checkpoint's value restores on any process layout.
+    """
+
+    def __init__(self, mesh, start: int = 0):
+        import jax
+        import jax.numpy as jnp
+
+        from train import mesh as mesh_lib
+
+        self._total = jnp.asarray(int(start), jnp.int32)
+        self._add = jax.jit(lambda t, d: t + jnp.sum(d, dtype=jnp.int32), out_shardings=mesh_lib.replicated(mesh))
+
+    def add(self, batch) -> None:
+        if "dropped_boxes" in batch:
+            self._total = self._add(self._total, batch["dropped_boxes"])
+
+    def total(self) -> int:
+        import jax
+
+        t = self._total
+        return int(t.addressable_data(0) if isinstance(t, jax.Array) and not t.is_fully_addressable else t)
+
+
 def make_train_batches(
     loader: str, source, *, global_batch_size, seed, rows, augment, max_objects, num_threads=2, prefetch=8
 ):
@@ -289,7 +316,8 @@ def eval_batches(source, *, num_images: int, batch_size: int, max_objects: int):
 # ``len(class_names)`` in the config it returns. Images are resized (bilinear, aspect ratio not kept) to ``data.image_size``.
 # ------------------------------------------------------------------------------------------------------------
 
-DATASET_NAMES = ("shapes", "coco", "voc", "yolo")
+DATASET_NAMES = ("shapes", "dense_shapes", "coco", "voc", "yolo")
+SYNTHETIC_NAMES = ("shapes", "dense_shapes")
 FILE_FORMATS = ("coco", "voc", "yolo")
 CLASS_FILES = ("classes.txt", "obj.names", "classes.names")  # YOLO class-name files (one name a line)
 
@@ -518,19 +546,20 @@ def _check_records(config, records, paths, split: str) -> None:
 def resolve_data_config(config) -> Any:
     """Checks ``config.data`` and, for a COCO/VOC/YOLO folder, reads both splits (the config is not changed).
 
-    For ``data.name="shapes"`` nothing is read. For ``"coco" | "voc" | "yolo"`` the train and validation
+    For ``data.name="shapes" | "dense_shapes"`` nothing is read. For ``"coco" | "voc" | "yolo"`` the train and validation
     annotations are read (cached per process, so :func:`prepare_data` does not read them again) with one class
     order: ``data.class_names``, or the data's own (COCO categories by id, the sorted VOC ``<name>``s of both
     splits, YOLO ``classes.txt`` / ``obj.names``).
 
     Returns:
       ``(train_records, val_records)`` (``jaxdet.data.RecordSet``, each with its ``class_names``), or None for
-      ``"shapes"``.
+      the synthetic ``"shapes"`` and ``"dense_shapes"``.
 
     Raises:
       DataConfigError: naming the field: unknown ``data.name``, an empty or non-existent path, a folder
         without annotations or images, a malformed annotation (the reader's message: file and record),
-        ``data.max_objects`` below the largest object count of an image, an unknown ``data.loader``.
+        ``data.max_objects`` below the largest object count of an image, an unknown ``data.loader``, an unknown
+        ``data.augment`` or a recipe field out of range.
     """
     name = _field(config, "name", "shapes")
     if name not in DATASET_NAMES:
@@ -538,7 +567,8 @@ def resolve_data_config(config) -> Any:
     loader = _field(config, "loader", "grain")
     if loader not in ("grain", "step"):
         raise DataConfigError(f"data.loader must be 'grain' or 'step', got {loader!r}")
-    if name == "shapes":
+    augment_recipe(config)  # checks data.augment and the recipe's fields
+    if name in SYNTHETIC_NAMES:
         return None
     train_paths = _split_paths(config, "train")
     val_paths = _split_paths(config, "val")
@@ -551,6 +581,71 @@ def resolve_data_config(config) -> Any:
     _check_records(config, train, train_paths, "train")
     _check_records(config, val, val_paths, "val")
     return train, val
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Training augmentation (``config.data.augment``): "none" | "flip_scale" | "yolo".
+#   flip_scale   scale jitter in data.scale_range, then a horizontal flip with data.hflip_prob (jaxdet.data.augment)
+#   yolo         ultralytics' recipe (jaxdet.data.yolo_augment): data.mosaic, data.close_mosaic (steps),
+#                data.degrees, data.translate, data.scale, data.shear, data.hsv_h / hsv_s / hsv_v, data.hflip_prob
+# True / False (the old boolean field) mean "flip_scale" / "none".
+# ------------------------------------------------------------------------------------------------------------
+
+AUGMENT_RECIPES = ("none", "flip_scale", "yolo")
+
+#: ``data.name="dense_shapes"``: 50-300 small shapes per image (2.5-6 % of the image side), 1 px apart.
+DENSE_SHAPES = dict(min_objects=50, max_objects_per_image=300, size_range=(0.025, 0.06))
+
+
+def augment_recipe(config) -> str:
+    """The recipe ``data.augment`` names ("none" | "flip_scale" | "yolo"), its fields checked.
+
+    Raises:
+      DataConfigError: naming the field.
+    """
+    value = _field(config, "augment", "flip_scale")
+    value = {True: "flip_scale", False: "none", "True": "flip_scale", "False": "none"}.get(value, value)
+    if value not in AUGMENT_RECIPES:
+        raise DataConfigError(f"data.augment must be one of {', '.join(AUGMENT_RECIPES)}; got {value!r}")
+    if value == "yolo":
+        _yolo_recipe(config)
+    return value
+
+
+def _yolo_recipe(config):
+    from jaxdet.data.yolo_augment import YoloRecipe
+
+    close = _field(config, "close_mosaic", 0)
+    if isinstance(close, bool) or not isinstance(close, int) or close < 0:
+        raise DataConfigError(f"data.close_mosaic must be an int >= 0 (steps without mosaic at the end); got {close!r}")
+    steps = int(config.train.steps)
+    defaults = {f.name: f.default for f in dataclasses.fields(YoloRecipe) if f.name not in ("close_mosaic_at", "fliplr")}
+    values = {k: _field(config, k, v) for k, v in defaults.items()}
+    values["fliplr"] = _field(config, "hflip_prob", 0.5)
+    for k, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise DataConfigError(f"data.{'hflip_prob' if k == 'fliplr' else k} must be a number; got {v!r}")
+    try:
+        return YoloRecipe(**{k: float(v) for k, v in values.items()},
+                          close_mosaic_at=max(steps - close, 0) if close else None)
+    except ValueError as err:  # the recipe's own check names the field
+        msg = str(err)
+        raise DataConfigError("data." + ("hflip_prob" + msg[len("fliplr"):] if msg.startswith("fliplr") else msg)) from None
+
+
+def make_train_augment(config, source) -> Callable | None:
+    """The training augmentation ``data.augment`` names, over ``source`` (the mosaic draws its partners there)."""
+    recipe = augment_recipe(config)
+    d = config.data
+    if recipe == "none":
+        return None
+    if recipe == "flip_scale":
+        from jaxdet.data import make_augment
+
+        return make_augment(hflip_prob=float(d.hflip_prob), scale_range=tuple(d.scale_range) or None)
+    from jaxdet.data.yolo_augment import YoloAugment
+
+    return YoloAugment(source, _yolo_recipe(config))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -580,32 +675,29 @@ def prepare_data(config) -> tuple[Any, Data]:
     class order (the input config is not changed), so the run's recorded config tells what was trained.
     Images of a COCO/VOC/YOLO folder are resized (bilinear, aspect ratio not kept) to ``data.image_size``.
     """
-    from jaxdet.data import DetectionSource, SyntheticShapes, make_augment
+    from jaxdet.data import DetectionSource, SyntheticShapes
     from jaxdet.data.synthetic import SHAPE_CLASSES
 
     d = config.data
-    augment = None
-    if d.augment:
-        augment = make_augment(hflip_prob=float(d.hflip_prob), scale_range=tuple(d.scale_range) or None)
     resolved = resolve_data_config(config)
     if resolved is None:
-        common = dict(
-            image_size=int(d.image_size),
-            seed=int(d.seed),
-            num_vertices=int(d.num_vertices),
-            min_objects=int(d.min_objects),
-            max_objects_per_image=int(d.max_objects_per_image),
-        )
+        common = dict(image_size=int(d.image_size), seed=int(d.seed), num_vertices=int(d.num_vertices))
+        if d.name == "dense_shapes":
+            common.update(DENSE_SHAPES)
+        else:
+            common.update(min_objects=int(d.min_objects), max_objects_per_image=int(d.max_objects_per_image))
+        train = SyntheticShapes("train", num_images=int(d.train_size), **common)
         data = Data(
-            SyntheticShapes("train", num_images=int(d.train_size), **common),
+            train,
             SyntheticShapes("val", num_images=int(d.val_size), **common),
-            augment,
+            make_train_augment(config, train),
             tuple(SHAPE_CLASSES),
         )
     else:
         train, val = resolved
         size = int(d.image_size)
-        data = Data(DetectionSource(train, image_size=size), DetectionSource(val, image_size=size), augment,
+        train_source = DetectionSource(train, image_size=size)
+        data = Data(train_source, DetectionSource(val, image_size=size), make_train_augment(config, train_source),
                     tuple(train.class_names))
         import jax
 

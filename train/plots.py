@@ -1,4 +1,4 @@
-"""PNG plots written at the end of a run (matplotlib, Agg backend)."""
+"""PNG plots of a run (matplotlib, Agg backend): the first training batch at the start, the rest at the end."""
 
 from __future__ import annotations
 
@@ -123,6 +123,36 @@ def save_image(grid: np.ndarray, path: str, *, title: str | None = None) -> str:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_train_batch(batch: dict[str, np.ndarray], path: str, *, class_names=None, max_images: int = 16,
+                     title: str | None = None) -> str:
+    """Draws a training batch as the model sees it, after augmentation (ultralytics' ``train_batch0.jpg``).
+
+    Each object's box is drawn in its class colour with its class name, its polygon as a thin outline.
+
+    Args:
+      batch: a (host) batch dict: ``image [N, H, W, 3]``, ``boxes [N, M, 4]``, ``classes [N, M]``,
+        ``valid [N, M]``, optional ``polygons [N, M, K, 2]``.
+      path: PNG path.
+      class_names: names for the labels.
+      max_images: at most this many images (the first ones).
+      title: optional title.
+    """
+    from jaxdet.evaluate import Detections, draw_detections
+
+    n = min(int(max_images), len(batch["image"]))
+    valid = np.asarray(batch["valid"][:n])
+    gt_as_boxes = Detections(
+        boxes=np.asarray(batch["boxes"][:n]), scores=np.ones(valid.shape, np.float32),
+        classes=np.asarray(batch["classes"][:n]), valid=valid,
+        polygons=None if batch.get("polygons") is None else np.asarray(batch["polygons"][:n]),
+    )
+    scale = max(1, 256 // int(np.asarray(batch["image"]).shape[1]))
+    grid = draw_detections(np.asarray(batch["image"][:n]), gt_as_boxes, None, class_names=class_names, scale=scale,
+                           max_images=n)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    return save_image(grid, path, title=title)
 
 
 def _save(fig, plt, out_dir, name):

@@ -2,8 +2,8 @@
 
 Examples are the dicts of :mod:`jaxdet.data.records` (uint8 image, normalised xyxy boxes, canonical polygons).
 Every function returns a new example; other (per-image) keys are kept, the letterbox record ``orig_size`` /
-``ratio_pad`` (when present) is reset to the identity (:func:`reset_letterbox`), and removed objects are added to
-``num_dropped`` (:func:`add_dropped`). Ultralytics' recipe (mosaic, affine, HSV) is :mod:`jaxdet.data.yolo_augment`. Polygons stay canonical: a flip reverses the vertex order, which
+``ratio_pad`` (when present) is reset to the identity (:func:`_reset_letterbox`), and removed objects are added to
+``num_dropped`` (:func:`_add_dropped`). Ultralytics' recipe (mosaic, affine, HSV) is :mod:`jaxdet.data.yolo_augment`. Polygons stay canonical: a flip reverses the vertex order, which
 :func:`~jaxdet.data.geometry.canonical_order` fixes without resampling (so flipping twice is the identity);
 a polygon cut by the frame is clipped and resampled with :func:`~jaxdet.data.geometry.canonical_polygon`.
 """
@@ -17,10 +17,10 @@ import numpy as np
 from jaxdet import _checks
 from jaxdet.data.geometry import canonical_order, canonical_polygon, clip_polygon
 
-__all__ = ["hflip", "scale_jitter", "augment_example", "make_augment", "reset_letterbox", "add_dropped"]
+__all__ = ["hflip", "scale_jitter", "augment_example", "make_augment"]
 
 
-def reset_letterbox(example: dict) -> dict:
+def _reset_letterbox(example: dict) -> dict:
     """Set ``orig_size`` / ``ratio_pad`` (when present) to the identity of the example's own image, in place.
 
     After a geometric augmentation the image no longer maps back to the original file image, so the letterbox
@@ -35,7 +35,7 @@ def reset_letterbox(example: dict) -> dict:
     return example
 
 
-def add_dropped(example: dict, count: int) -> dict:
+def _add_dropped(example: dict, count: int) -> dict:
     """Add ``count`` removed objects to the example's ``num_dropped`` (int32 scalar, 0 when absent), in place."""
     example["num_dropped"] = np.int32(int(example.get("num_dropped", 0)) + int(count))
     return example
@@ -65,7 +65,7 @@ def hflip(example: dict) -> dict:
     out["polygons"] = (
         np.stack([canonical_order(p) for p in flipped]) if len(polys) else polys.astype(np.float32)
     ).astype(np.float32)
-    return reset_letterbox(out)
+    return _reset_letterbox(out)
 
 
 def scale_jitter(
@@ -149,8 +149,8 @@ def scale_jitter(
     out["boxes"] = clipped[keep].astype(np.float32).reshape(-1, 4)
     out["classes"] = np.asarray(example["classes"], np.int32)[keep]
     out["polygons"] = np.stack(out_polys).astype(np.float32) if out_polys else np.zeros((0, k, 2), np.float32)
-    add_dropped(out, len(boxes) - len(keep))
-    return reset_letterbox(out)
+    _add_dropped(out, len(boxes) - len(keep))
+    return _reset_letterbox(out)
 
 
 def augment_example(

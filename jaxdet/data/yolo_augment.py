@@ -52,7 +52,7 @@ import math
 import numpy as np
 
 from jaxdet import _checks
-from jaxdet.data.augment import add_dropped, hflip, reset_letterbox
+from jaxdet.data.augment import _add_dropped, hflip, _reset_letterbox
 from jaxdet.data.geometry import canonical_order, canonical_polygon, clip_polygon
 
 __all__ = [
@@ -122,7 +122,7 @@ def _select(example: dict, keep: np.ndarray, boxes, polys) -> dict:
     out["boxes"] = np.asarray(boxes, np.float32).reshape(-1, 4)[keep]
     out["classes"] = np.asarray(example["classes"], np.int32).reshape(-1)[keep]
     out["polygons"] = np.asarray(polys, np.float32)[keep]
-    add_dropped(out, int(np.count_nonzero(~keep)))
+    _add_dropped(out, int(np.count_nonzero(~keep)))
     return out
 
 
@@ -179,7 +179,7 @@ def mosaic4(examples, rng: np.random.Generator, *, fill: int = FILL) -> dict:
     out["classes"] = np.concatenate(classes)
     out["num_dropped"] = np.int32(dropped)
     out = _select(out, visible, clipped / [2 * w, 2 * h, 2 * w, 2 * h], fitted)
-    return reset_letterbox(out)
+    return _reset_letterbox(out)
 
 
 def _affine_matrix(rng, in_size, out_size, *, degrees, translate, scale, shear) -> tuple[np.ndarray, float]:
@@ -281,7 +281,7 @@ def random_affine(
     fitted[keep], ok = _fit_polygons(p[keep], cut[keep], resample=sheared)
     keep[np.flatnonzero(keep)[~ok]] = False
     out = _select(out, keep, clipped / [ow, oh, ow, oh], fitted)
-    return reset_letterbox(out)
+    return _reset_letterbox(out)
 
 
 _HSV_SHIFT = 12  # OpenCV's fixed-point precision for the 8-bit RGB -> HSV division tables
@@ -307,7 +307,8 @@ def _rgb_to_hsv(image: np.ndarray) -> np.ndarray:
 
 
 def _hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
-    """OpenCV 8-bit HSV -> uint8 RGB (float sector formula, rounded to nearest)."""
+    """OpenCV 8-bit HSV -> uint8 RGB (float sector formula, rounded to nearest, as OpenCV's scalar code; its
+    vectorised code rounds some values down, so ``cv2.cvtColor`` differs by up to 1 level)."""
     h = hsv[..., 0].astype(np.float32) * np.float32(6.0 / 180.0)
     s = hsv[..., 1].astype(np.float32) * np.float32(1.0 / 255.0)
     v = hsv[..., 2].astype(np.float32) * np.float32(1.0 / 255.0)
