@@ -62,9 +62,7 @@ def hflip(example: dict) -> dict:
     flipped = polys.copy()
     flipped[..., 0] = 1.0 - flipped[..., 0]
     # Mirroring keeps the even arc-length spacing; only the order must be fixed (no resampling).
-    out["polygons"] = (
-        np.stack([canonical_order(p) for p in flipped]) if len(polys) else polys.astype(np.float32)
-    ).astype(np.float32)
+    out["polygons"] = canonical_order(flipped) if len(polys) else polys.astype(np.float32)
     return _reset_letterbox(out)
 
 

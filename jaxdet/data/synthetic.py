@@ -34,7 +34,7 @@ import math
 import numpy as np
 
 from jaxdet import _checks
-from jaxdet.data.geometry import canonical_polygon, polygon_bounds, polygon_signed_area
+from jaxdet.data.geometry import canonical_polygons, polygon_bounds, polygon_signed_area
 
 __all__ = ["AUTO_CACHE_BYTES", "SHAPE_CLASSES", "SyntheticShapes"]
 
@@ -295,8 +295,7 @@ class SyntheticShapes:
         h, w = self.image_size
         scale = np.array([w, h], np.float64)
         boxes = (ann["boxes_px"] / np.array([w, h, w, h])).astype(np.float32)
-        polys = [canonical_polygon(o / scale, self.num_vertices) for o in ann["outlines"]]
-        polygons = np.stack(polys) if polys else np.zeros((0, self.num_vertices, 2), np.float32)
+        polygons = canonical_polygons([o / scale for o in ann["outlines"]], self.num_vertices)
         example = {
             "image": ann["image"],
             "boxes": boxes.reshape(-1, 4),

@@ -53,7 +53,7 @@ import numpy as np
 
 from jaxdet import _checks
 from jaxdet.data.augment import _add_dropped, hflip, _reset_letterbox
-from jaxdet.data.geometry import canonical_order, canonical_polygon, clip_polygon
+from jaxdet.data.geometry import canonical_order, canonical_polygon, canonical_polygons, clip_polygon
 
 __all__ = [
     "FILL",
@@ -105,14 +105,19 @@ def _fit_polygons(polys: np.ndarray, cut: np.ndarray, *, resample: bool) -> tupl
     n, k = polys.shape[0], polys.shape[1]
     out = np.zeros((n, k, 2), np.float32)
     ok = np.ones(n, bool)
-    for i in range(n):
-        if cut[i] or resample:
+    redo = cut | resample
+    if np.any(~redo):
+        out[~redo] = canonical_order(polys[~redo])
+    rows = np.flatnonzero(redo)
+    outlines = [clip_polygon(polys[i]) if cut[i] else polys[i] for i in rows]
+    try:
+        out[rows] = canonical_polygons(outlines, k)
+    except ValueError:  # some clipped outline is degenerate: find which, one by one
+        for i, outline in zip(rows, outlines):
             try:
-                out[i] = canonical_polygon(clip_polygon(polys[i]) if cut[i] else polys[i], k)
+                out[i] = canonical_polygon(outline, k)
             except ValueError:
                 ok[i] = False
-        else:
-            out[i] = canonical_order(polys[i])
     return out, ok
 
 
