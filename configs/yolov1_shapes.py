@@ -34,7 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.groups = 8
 
     c.data = ml_collections.ConfigDict()
-    c.data.name = "shapes"  # "shapes" (embedded synthetic) | "coco" | "voc" | "yolo" (your folder; train/README.md)
+    c.data.name = "shapes"  # "shapes" | "dense_shapes" (embedded synthetic) | "coco" | "voc" | "yolo" (your folder)
     # Annotated folders (data.name = coco | voc | yolo; ignored for shapes). "" = the format's default.
     c.data.train_path = ""  # coco: annotation JSON; voc: dir of *.xml or ImageSets .txt; yolo: labels dir
     c.data.train_images = ""  # image folder (coco: JSON's dir; voc: <xml dir>/../JPEGImages; yolo: images dir)
@@ -47,7 +47,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.num_threads = 2  # grain reader threads (reading/decoding + augmentation)
     c.data.prefetch = 8  # batches the grain loader prepares ahead of the step
     c.data.max_objects = 6  # ground-truth slots per image (padding)
-    c.data.min_objects = 1
+    c.data.min_objects = 1  # shapes only (dense_shapes: 50..300, train.data.DENSE_SHAPES)
     c.data.max_objects_per_image = 4
     c.data.train_size = 4096
     c.data.val_size = 256

@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 _ANGLE_WRAP_TOL = 1e-6
+_MIN_BATCH = 8  # canonical_polygons resamples groups of at least this many equal-length polygons together
 
 
 def polygon_signed_area(points: np.ndarray) -> float:
@@ -195,8 +196,8 @@ def _start_indices(points: np.ndarray) -> np.ndarray:
 def canonical_polygons(polygons, k: int = 8) -> np.ndarray:
     """Apply :func:`canonical_polygon` to a sequence of (possibly ragged) polygons.
 
-    Polygons with the same vertex count are resampled together (vectorised, bit-identical to
-    :func:`canonical_polygon`); a degenerate one raises its ValueError.
+    Polygons with the same vertex count (8 or more of them) are resampled together (vectorised, bit-identical
+    to :func:`canonical_polygon`); a degenerate one raises its ValueError.
 
     Args:
       polygons: sequence of ``[P_i, 2]`` arrays (or an ``[n, P, 2]`` array).
@@ -216,6 +217,10 @@ def canonical_polygons(polygons, k: int = 8) -> np.ndarray:
         else:
             out[i] = canonical_polygon(p, k)  # raises its shape error
     for idx in groups.values():
+        if len(idx) < _MIN_BATCH:  # a few polygons: the vectorised path's fixed cost is not worth it
+            for i in idx:
+                out[i] = canonical_polygon(polys[i], k)
+            continue
         batch, ok = _canonical_same_length(np.stack([polys[i] for i in idx]), int(k))
         for row, i in enumerate(idx):
             out[i] = batch[row] if ok[row] else canonical_polygon(polys[i], k)

@@ -180,18 +180,16 @@ class SyntheticShapes:
             return np.stack([r * np.cos(angles), r * np.sin(angles)], axis=1)
         raise AssertionError(cls)
 
-    def _free(self, box: np.ndarray, others: np.ndarray) -> bool:
-        """Whether ``box`` may be placed beside the ``others`` ``[m, 4]`` (1 px apart, or box IoU <= max_iou)."""
+    def _free(self, x0: float, y0: float, x1: float, y1: float, others: np.ndarray) -> bool:
+        """Whether the box ``(x0, y0, x1, y1)`` may be placed beside the ``others`` ``[4, m]`` (columns x0, y0,
+        x1, y1): at least 1 px apart, or (``max_iou > 0``) box IoU at most ``max_iou`` with each."""
         if self.max_iou == 0.0:
-            apart = (
-                (box[0] >= others[:, 2] + 1) | (others[:, 0] >= box[2] + 1)
-                | (box[1] >= others[:, 3] + 1) | (others[:, 1] >= box[3] + 1)
-            )
-            return bool(np.all(apart))
-        iw = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
-        ih = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
+            apart = (x0 >= others[2] + 1) | (others[0] >= x1 + 1) | (y0 >= others[3] + 1) | (others[1] >= y1 + 1)
+            return bool(apart.all())
+        iw = np.clip(np.minimum(x1, others[2]) - np.maximum(x0, others[0]), 0, None)
+        ih = np.clip(np.minimum(y1, others[3]) - np.maximum(y0, others[1]), 0, None)
         inter = iw * ih
-        union = (box[2] - box[0]) * (box[3] - box[1]) + (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+        union = (x1 - x0) * (y1 - y0) + (others[2] - others[0]) * (others[3] - others[1])
         return bool(np.all(inter <= self.max_iou * (union - inter)))
 
     # ------------------------------------------------------------------ generation
@@ -237,22 +235,19 @@ class SyntheticShapes:
 
         n_obj = int(rng.integers(self.min_objects, self.max_objects_per_image + 1))
         outlines, classes, boxes = [], [], []
-        placed_boxes = np.zeros((n_obj, 4))  # xyxy pixels of the objects placed so far (first len(boxes) rows)
+        placed = np.zeros((4, n_obj))  # columns x0, y0, x1, y1 (pixels) of the objects placed so far
         for _ in range(n_obj):
             cls = int(rng.integers(0, len(SHAPE_CLASSES)))
             size = rng.uniform(*self.size_range) * side
             base = self._outline(cls, size, rng)
             lo, hi = base.min(axis=0), base.max(axis=0)
-            placed = False
-            others = placed_boxes[: len(boxes)]
+            others = placed[:, : len(boxes)]
             for _try in range(30):
                 cx = rng.uniform(-lo[0], w - hi[0])
                 cy = rng.uniform(-lo[1], h - hi[1])
-                box = np.array([cx + lo[0], cy + lo[1], cx + hi[0], cy + hi[1]])
-                if self._free(box, others):
-                    placed = True
+                if self._free(cx + lo[0], cy + lo[1], cx + hi[0], cy + hi[1], others):
                     break
-            if not placed:
+            else:
                 continue
             pts = base + np.array([cx, cy])
             pts = np.clip(pts, 0.0, [w, h])
@@ -262,14 +257,14 @@ class SyntheticShapes:
                 col = rng.integers(0, 256, size=3)
                 if np.abs(col - bgcol).sum() > 150:
                     break
-            draw.polygon([tuple(v) for v in (pts * f - 0.5)], fill=tuple(int(v) for v in col))
+            draw.polygon((pts * f - 0.5).ravel().tolist(), fill=tuple(int(v) for v in col))
             # Counter-clockwise in array coordinates.
             if polygon_signed_area(pts) < 0:
                 pts = pts[::-1]
             outlines.append(pts)
             classes.append(cls)
             boxes.append(polygon_bounds(pts))
-            placed_boxes[len(boxes) - 1] = boxes[-1]
+            placed[:, len(boxes) - 1] = boxes[-1]
 
         img = canvas.resize((w, h), Image.BOX)
         arr = np.asarray(img, dtype=np.float32)
