@@ -160,9 +160,11 @@ class LoaderBatches:
       max_objects: ground-truth slots per image.
       num_threads: grain reader threads (reading/decoding and augmentation run in them).
       prefetch: batches grain prepares ahead of the loop (its ``prefetch_buffer_size``).
+      num_workers: worker processes building whole batches (grain ``mp_prefetch``; 0: none). The batches do
+        not depend on it.
 
     ``stats`` (:class:`train.loader_stats.LoaderStats`) times the reading and augmentation of every example
-    and the loop's waits.
+    and the loop's waits (with worker processes only the waits: the work happens in the workers).
     """
 
     def __init__(
@@ -176,6 +178,7 @@ class LoaderBatches:
         max_objects: int,
         num_threads: int = 2,
         prefetch: int = 8,
+        num_workers: int = 0,
     ):
         import grain
         from jaxdet.data import make_augment, make_loader
@@ -202,6 +205,7 @@ class LoaderBatches:
             shard_options=grain.sharding.ShardOptions(int(rows[0] // local), global_batch_size // local),
             num_threads=num_threads,
             prefetch_buffer_size=prefetch,
+            num_workers=int(num_workers),
         )
         self._source = source
         self._it = make_loader(loader_stats.TimedSource(source, self.stats), **self._options)
@@ -262,10 +266,12 @@ class DroppedBoxes:
 
 
 def make_train_batches(
-    loader: str, source, *, global_batch_size, seed, rows, augment, max_objects, num_threads=2, prefetch=8
+    loader: str, source, *, global_batch_size, seed, rows, augment, max_objects, num_threads=2, prefetch=8,
+    num_workers=0,
 ):
-    """The training batch iterator named by ``config.data.loader`` ("grain" | "step"); ``num_threads`` and
-    ``prefetch`` are the grain loader's (``data.num_threads``, ``data.prefetch``)."""
+    """The training batch iterator named by ``config.data.loader`` ("grain" | "step"); ``num_threads``,
+    ``prefetch`` and ``num_workers`` are the grain loader's (``data.num_threads``, ``data.prefetch``,
+    ``data.num_workers``)."""
     if loader == "grain":
         return LoaderBatches(
             source,
@@ -276,6 +282,7 @@ def make_train_batches(
             max_objects=max_objects,
             num_threads=num_threads,
             prefetch=prefetch,
+            num_workers=num_workers,
         )
     if loader == "step":
         return StepBatcher(

@@ -139,6 +139,7 @@ def run(
         max_objects=int(config.data.max_objects),
         num_threads=int(config.data.get("num_threads", 2)),
         prefetch=int(config.data.get("prefetch", 8)),
+        num_workers=int(config.data.get("num_workers", 0)),
     )
     checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=int(tc.keep_checkpoints))
     restored = checkpointer.restore_latest(step_lib.abstract_state(state_shapes, mesh), log=_log)

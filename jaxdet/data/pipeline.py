@@ -83,6 +83,7 @@ def make_loader(
     shard_options: grain.sharding.ShardOptions | None = None,
     num_threads: int = 2,
     prefetch_buffer_size: int = 8,
+    num_workers: int = 0,
 ):
     """Build a checkpointable iterator of padded batches.
 
@@ -106,6 +107,9 @@ def make_loader(
         ``grain.sharding.ShardByJaxProcess()`` (``jax.process_index()`` of ``jax.process_count()``).
       num_threads, prefetch_buffer_size: grain ``ReadOptions`` for the prefetching threads (0 threads
         disables prefetching).
+      num_workers: worker processes that build whole batches (grain ``mp_prefetch``; 0: none, all in this
+        process). Batches are the same for any number of workers (each batch is a pure function of its index);
+        each worker holds its own copy of ``source`` (and of its cache).
 
     Returns:
       A ``grain.DatasetIterator`` over batch dicts with local batch size ``L = B // shard_count``:
@@ -170,4 +174,12 @@ def make_loader(
         .batch(local, drop_remainder=True, batch_fn=collate)
     )
     read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch_buffer_size)
-    return iter(local_ds.to_iter_dataset(read))
+    iter_ds = local_ds.to_iter_dataset(read)
+    if num_workers:
+        _checks.positive_int(num_workers, "num_workers", hint="Or 0 for no worker processes.")
+        from absl import flags
+
+        if not flags.FLAGS.is_parsed():  # grain's workers read absl flags (python -m train parses them)
+            flags.FLAGS.mark_as_parsed()
+        iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(num_workers)))
+    return iter(iter_ds)

@@ -145,6 +145,7 @@ def test_loader_shapes_determinism_and_epochs():
         "valid": ((8, 6), np.bool_),
         "polygons": ((8, 6, 8, 2), np.float32),
         "image_id": ((8,), np.int32),
+        "dropped_boxes": ((8,), np.int32),
     }
     # Finite epochs: every epoch is a permutation of the dataset, reshuffled between epochs.
     batches = list(make_loader(ds, seed=5, num_epochs=2, **kw))

@@ -285,3 +285,18 @@ def test_loader_passes_the_step_and_resumes_bit_identically_across_close_mosaic(
 def test_pad_example_carries_the_dropped_count():
     e = dict(_SHAPES[0], num_dropped=np.int32(3))
     assert pad_example(e, 8)["dropped_boxes"] == 3 and pad_example(_SHAPES[0], 8)["dropped_boxes"] == 0
+
+
+def test_worker_processes_give_the_same_batches_and_resume():
+    aug = YoloAugment(_SHAPES, YoloRecipe(close_mosaic_at=2))
+    kw = dict(batch_size=4, seed=2, augment=aug, max_objects=40, shard_options=NO_SHARD, num_threads=0)
+    ref = make_loader(_SHAPES, **kw)
+    ref = [next(ref) for _ in range(3)]
+    it = make_loader(_SHAPES, num_workers=1, **kw)
+    first = next(it)
+    state = it.get_state()
+    again = make_loader(_SHAPES, num_workers=1, **kw)
+    again.set_state(state)
+    for a, b in zip([ref[0], ref[1], ref[1], ref[2]], [first, next(it), next(again), next(again)]):
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)

@@ -72,6 +72,8 @@ def test_yolo_recipe_trains_logs_dropped_boxes_and_plots_the_batch(tmp_path):
         train = [r for r in map(json.loads, f) if r["kind"] == "train"]
     totals = [r["dropped_boxes"] for r in train]
     assert len(totals) == 3 and totals == sorted(totals) and totals[-1] > 0  # a running total
+    with open(tmp_path / "checkpoints" / "3" / "meta" / "metadata") as f:
+        assert json.load(f)["dropped_boxes"] == totals[-1]  # restored on resume (train.loop)
     assert os.path.getsize(tmp_path / "plots" / "train_batch.png") > 1000
 
 
