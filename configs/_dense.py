@@ -1,7 +1,7 @@
 """The dense-scene data, recipe and evaluation shared by ``configs/yolov8n_dense.py`` and ``configs/yolov1_dense.py``
 (not a config itself: :func:`apply` edits one in place).
 
-``data.name="dense_shapes"`` is a built-in synthetic split (``train.data.DENSE_SHAPES``): 50-300 shapes per
+``data.name="dense_shapes"`` is a built-in synthetic split (``jaxdet.data.synthetic.DENSE_SHAPES``): 50-300 shapes per
 256 px image, 2.5-6 % of the image side (6-15 px), 1 px apart. The generated images are cached in memory like the
 shapes split (``data.train_size`` x 192 KiB).
 """

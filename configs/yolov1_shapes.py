@@ -48,7 +48,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.prefetch = 8  # batches the grain loader prepares ahead of the step
     c.data.num_workers = 0  # grain worker processes building batches (0: none; same batches for any number)
     c.data.max_objects = 6  # ground-truth slots per image (padding)
-    c.data.min_objects = 1  # shapes only (dense_shapes: 50..300, train.data.DENSE_SHAPES)
+    c.data.min_objects = 1  # shapes only (dense_shapes: 50..300, jaxdet.data.synthetic.DENSE_SHAPES)
     c.data.max_objects_per_image = 4
     c.data.train_size = 4096
     c.data.val_size = 256

@@ -600,9 +600,6 @@ def resolve_data_config(config) -> Any:
 
 AUGMENT_RECIPES = ("none", "flip_scale", "yolo")
 
-#: ``data.name="dense_shapes"``: 50-300 small shapes per image (2.5-6 % of the image side), 1 px apart.
-DENSE_SHAPES = dict(min_objects=50, max_objects_per_image=300, size_range=(0.025, 0.06))
-
 
 def augment_recipe(config) -> str:
     """The recipe ``data.augment`` names ("none" | "flip_scale" | "yolo"), its fields checked.
@@ -683,7 +680,7 @@ def prepare_data(config) -> tuple[Any, Data]:
     Images of a COCO/VOC/YOLO folder are resized (bilinear, aspect ratio not kept) to ``data.image_size``.
     """
     from jaxdet.data import DetectionSource, SyntheticShapes
-    from jaxdet.data.synthetic import SHAPE_CLASSES
+    from jaxdet.data.synthetic import DENSE_SHAPES, SHAPE_CLASSES
 
     d = config.data
     resolved = resolve_data_config(config)
