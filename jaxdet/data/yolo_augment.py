@@ -294,20 +294,19 @@ _HSV_SHIFT = 12  # OpenCV's fixed-point precision for the 8-bit RGB -> HSV divis
 
 def _rgb_to_hsv(image: np.ndarray) -> np.ndarray:
     """uint8 RGB ``[..., 3]`` -> OpenCV 8-bit HSV (``H`` in [0, 180), ``S``, ``V`` in [0, 255]), uint8."""
-    rgb = image.astype(np.int32)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    v = rgb.max(axis=-1)
-    diff = v - rgb.min(axis=-1)
+    r, g, b = (image[..., c].astype(np.int32) for c in range(3))
+    v = np.maximum(np.maximum(r, g), b)
+    diff = v - np.minimum(np.minimum(r, g), b)
     half = 1 << (_HSV_SHIFT - 1)
     # OpenCV's tables: sdiv[v] = round(255 * 2**12 / v), hdiv[d] = round(180 * 2**12 / (6 d)); 0 for 0.
     idx = np.arange(256, dtype=np.float64)
     with np.errstate(divide="ignore"):
-        sdiv = np.where(idx > 0, np.round((255 << _HSV_SHIFT) / idx), 0).astype(np.int64)
-        hdiv = np.where(idx > 0, np.round((180 << _HSV_SHIFT) / (6.0 * idx)), 0).astype(np.int64)
+        sdiv = np.where(idx > 0, np.round((255 << _HSV_SHIFT) / idx), 0).astype(np.int32)
+        hdiv = np.where(idx > 0, np.round((180 << _HSV_SHIFT) / (6.0 * idx)), 0).astype(np.int32)
     s = (diff * sdiv[v] + half) >> _HSV_SHIFT
     x = np.where(v == r, g - b, np.where(v == g, b - r + 2 * diff, r - g + 4 * diff))
     h = (x * hdiv[diff] + half) >> _HSV_SHIFT
-    h = np.where(h < 0, h + 180, h)
+    h += np.where(h < 0, 180, 0)
     return np.stack([h, s, v], axis=-1).astype(np.uint8)
 
 
@@ -320,15 +319,12 @@ def _hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
     h = np.where(h >= 6, h - 6, h)
     sector = np.floor(h)
     f = h - sector
-    sector = sector.astype(np.int64) % 6
+    sector = sector.astype(np.int8) % 6
     p = v * (1 - s)
     q = v * (1 - s * f)
     t = v * (1 - s * (1 - f))
-    tab = np.stack([v, p, q, t], axis=-1)
-    # (r, g, b) rows of (v, p, q, t) for each sector.
-    order = np.array([[0, 3, 1], [2, 0, 1], [1, 0, 3], [1, 2, 0], [3, 1, 0], [0, 1, 2]])
-    rgb = np.take_along_axis(tab, order[sector], axis=-1)
-    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+    rgb = [np.choose(sector, choices) for choices in ((v, q, p, p, t, v), (t, v, v, q, p, p), (p, p, t, v, v, q))]
+    return np.clip(np.rint(np.stack(rgb, axis=-1) * 255.0), 0, 255).astype(np.uint8)
 
 
 def apply_hsv_gains(image: np.ndarray, gains) -> np.ndarray:
