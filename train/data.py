@@ -251,7 +251,7 @@ class DroppedBoxes:
 
         from train import mesh as mesh_lib
 
-        self._total = jnp.asarray(int(start), jnp.int32)
+        self._total = np.int32(start)  # a host value: replicated input on any process layout
         self._add = jax.jit(lambda t, d: t + jnp.sum(d, dtype=jnp.int32), out_shardings=mesh_lib.replicated(mesh))
 
     def add(self, batch) -> None:
