@@ -18,6 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Shared between sections: changing one changes the other.
     image_size = ml_collections.FieldReference(64)
     num_vertices = ml_collections.FieldReference(8)
+    steps = ml_collections.FieldReference(1000)
 
     c.model = ml_collections.ConfigDict()
     c.model.head = "yolov1"  # "yolov1" | "polygon"
@@ -33,7 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.groups = 8
 
     c.data = ml_collections.ConfigDict()
-    c.data.name = "shapes"  # "shapes" (embedded synthetic) | "coco" | "voc" | "yolo" (your folder; train/README.md)
+    c.data.name = "shapes"  # "shapes" | "dense_shapes" (embedded synthetic) | "coco" | "voc" | "yolo" (your folder)
     # Annotated folders (data.name = coco | voc | yolo; ignored for shapes). "" = the format's default.
     c.data.train_path = ""  # coco: annotation JSON; voc: dir of *.xml or ImageSets .txt; yolo: labels dir
     c.data.train_images = ""  # image folder (coco: JSON's dir; voc: <xml dir>/../JPEGImages; yolo: images dir)
@@ -49,15 +50,27 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.loader = "grain"  # "grain" (jaxdet.data.make_loader) | "step"
     c.data.num_threads = 2  # grain reader threads (reading/decoding + augmentation)
     c.data.prefetch = 8  # batches the grain loader prepares ahead of the step
+    c.data.num_workers = 0  # grain worker processes building batches (0: none; same batches for any number)
     c.data.max_objects = 6  # ground-truth slots per image (padding)
-    c.data.min_objects = 1
+    c.data.min_objects = 1  # shapes only (dense_shapes: 50..300, jaxdet.data.synthetic.DENSE_SHAPES)
     c.data.max_objects_per_image = 4
     c.data.train_size = 4096
     c.data.val_size = 256
     c.data.seed = 0
-    c.data.augment = True  # scale jitter + horizontal flip
-    c.data.hflip_prob = 0.5
-    c.data.scale_range = (0.75, 1.25)
+    # Training augmentation: "none" | "flip_scale" (scale jitter, then flip) | "yolo" (ultralytics: mosaic, affine,
+    # HSV, flip; jaxdet/data/yolo_augment.py). The yolo fields below are ultralytics' default.yaml (8.4.190).
+    c.data.augment = "flip_scale"
+    c.data.hflip_prob = 0.5  # horizontal flip probability, both recipes (ultralytics: fliplr)
+    c.data.scale_range = (0.75, 1.25)  # flip_scale: zoom range
+    c.data.mosaic = 1.0  # yolo: probability of a 4-image mosaic
+    c.data.close_mosaic = steps // 10  # yolo: last steps without mosaic (ultralytics: last 10 of 100 epochs)
+    c.data.degrees = 0.0  # yolo affine: rotation range (deg)
+    c.data.translate = 0.1  # yolo affine: shift range (fraction of the image)
+    c.data.scale = 0.5  # yolo affine: zoom in [1 - scale, 1 + scale]
+    c.data.shear = 0.0  # yolo affine: shear range (deg)
+    c.data.hsv_h = 0.015  # yolo HSV gains (hue, saturation, value)
+    c.data.hsv_s = 0.7
+    c.data.hsv_v = 0.4
 
     c.loss = ml_collections.ConfigDict()
     c.loss.iou_target = "stop"  # Case 2 (detached IoU target); "through" = Case 1
@@ -65,7 +78,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.loss.lambda_noobj = 0.5
 
     c.train = ml_collections.ConfigDict()
-    c.train.steps = 1000
+    c.train.steps = steps  # data.close_mosaic follows it (steps // 10) unless set
     c.train.batch_size = 32  # global batch, divisible by the data-axis size
     c.train.learning_rate = 2e-3
     c.train.warmup_steps = 100

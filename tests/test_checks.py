@@ -22,7 +22,7 @@ import pytest
 
 from jaxdet import _checks, assign, boxes, evaluate, gradients, measurements, polygons, schedules
 from jaxdet import data as D
-from jaxdet.data import augment, geometry, letterbox, pipeline, records, synthetic, writers
+from jaxdet.data import augment, geometry, letterbox, pipeline, records, synthetic, writers, yolo_augment
 from jaxdet.losses import focal, harmonic, hybrid, ssd, vertex, yolo
 from jaxdet import models, tal
 from jaxdet.losses import yolov8
@@ -369,6 +369,17 @@ CASES = [
           lambda: augment.augment_example(_example(), np.random.default_rng(0), hflip_prob=2.0), "hflip_prob",
           "value"),
     _case(augment.make_augment, lambda: augment.make_augment(scale_range=(0.0, 1.0)), "scale_range", "value"),
+    _case(yolo_augment.box_candidates, lambda: yolo_augment.box_candidates(np.zeros((2, 4)), np.zeros((3, 4))),
+          "after", "shape"),
+    _case(yolo_augment.mosaic4, lambda: yolo_augment.mosaic4([_example()] * 3, np.random.default_rng(0)),
+          "examples", "value", "4 examples"),
+    _case(yolo_augment.random_affine,
+          lambda: yolo_augment.random_affine(_example(), np.random.default_rng(0), translate=0.7), "translate",
+          "value"),
+    _case(yolo_augment.hsv_jitter, lambda: yolo_augment.hsv_jitter(_example(), np.random.default_rng(0), sgain=-1.0),
+          "sgain", "value", ">= 0"),
+    _case(yolo_augment.apply_hsv_gains, lambda: yolo_augment.apply_hsv_gains(np.zeros((4, 4, 3)), (0, 0, 0)),
+          "image", "dtype", "uint8"),
     _case(geometry.polygon_signed_area, lambda: geometry.polygon_signed_area(np.zeros((3, 3))), "points", "shape",
           "[P, 2]"),
     _case(geometry.polygon_bounds, lambda: geometry.polygon_bounds(np.zeros((0, 2))), "points", "shape", "P >= 1"),
@@ -516,7 +527,7 @@ EXEMPT = {
 _MODULES = [
     "jaxdet.assign", "jaxdet.boxes", "jaxdet.gradients", "jaxdet.polygons", "jaxdet.schedules", "jaxdet.evaluate",
     "jaxdet.measurements", "jaxdet.losses.focal", "jaxdet.losses.harmonic", "jaxdet.losses.hybrid",
-    "jaxdet.losses.ssd", "jaxdet.losses.vertex", "jaxdet.losses.yolo", "jaxdet.data.augment",
+    "jaxdet.losses.ssd", "jaxdet.losses.vertex", "jaxdet.losses.yolo", "jaxdet.data.augment", "jaxdet.data.yolo_augment",
     "jaxdet.data.geometry", "jaxdet.data.images", "jaxdet.data.letterbox", "jaxdet.data.pipeline", "jaxdet.data.records", "jaxdet.data.synthetic",
     "jaxdet.data.writers", "jaxdet.data.readers", "jaxdet.models", "jaxdet.models.detector", "jaxdet.models.head",
     "jaxdet.models.heads", "jaxdet.models.registry", "jaxdet.models.yolov1_head", "jaxdet.models.polygon_head",

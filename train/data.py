@@ -42,7 +42,7 @@ import numpy as np
 
 from train import loader_stats
 
-BATCH_KEYS = ("image", "boxes", "classes", "valid", "polygons", "image_id")
+BATCH_KEYS = ("image", "boxes", "classes", "valid", "polygons", "image_id", "dropped_boxes")
 
 
 def stack_examples(examples: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -58,7 +58,8 @@ class StepBatcher:
       global_batch_size: images per step over all processes.
       seed: shuffling/augmentation seed.
       rows: the rows of the global batch this process loads (``train.mesh.process_rows``).
-      augment: optional ``augment(example, rng: np.random.Generator) -> example``.
+      augment: optional ``augment(example, rng: np.random.Generator) -> example`` (called with ``step=`` too
+        when it has ``uses_step = True``, e.g. ``jaxdet.data.yolo_augment.YoloAugment``).
       shuffle: shuffle each epoch.
     """
 
@@ -99,7 +100,11 @@ class StepBatcher:
             g = int(step) * self.global_batch_size + int(r)
             ex = self.source[self._index(g)]
             if self.augment is not None:
-                ex = self.augment(ex, np.random.default_rng([self.seed, 1, g]))
+                rng = np.random.default_rng([self.seed, 1, g])
+                if getattr(self.augment, "uses_step", False):
+                    ex = self.augment(ex, rng, step=int(step))
+                else:
+                    ex = self.augment(ex, rng)
             if self.max_objects is not None:
                 from jaxdet.data.records import pad_example
 
@@ -155,9 +160,11 @@ class LoaderBatches:
       max_objects: ground-truth slots per image.
       num_threads: grain reader threads (reading/decoding and augmentation run in them).
       prefetch: batches grain prepares ahead of the loop (its ``prefetch_buffer_size``).
+      num_workers: worker processes building whole batches (grain ``mp_prefetch``; 0: none). The batches do
+        not depend on it.
 
     ``stats`` (:class:`train.loader_stats.LoaderStats`) times the reading and augmentation of every example
-    and the loop's waits.
+    and the loop's waits (with worker processes only the waits: the work happens in the workers).
     """
 
     def __init__(
@@ -171,6 +178,7 @@ class LoaderBatches:
         max_objects: int,
         num_threads: int = 2,
         prefetch: int = 8,
+        num_workers: int = 0,
     ):
         import grain
         from jaxdet.data import make_augment, make_loader
@@ -197,6 +205,7 @@ class LoaderBatches:
             shard_options=grain.sharding.ShardOptions(int(rows[0] // local), global_batch_size // local),
             num_threads=num_threads,
             prefetch_buffer_size=prefetch,
+            num_workers=int(num_workers),
         )
         self._source = source
         self._it = make_loader(loader_stats.TimedSource(source, self.stats), **self._options)
@@ -229,11 +238,40 @@ class LoaderBatches:
         pass
 
 
+class DroppedBoxes:
+    """Running total of the objects augmentation removed (the batches' ``dropped_boxes``), over the global batch.
+
+    Every process adds each global batch (a collective on the tiny ``[B]`` array, in step on all processes);
+    :meth:`total` is the same on every process, so the checkpoint's value restores on any process layout.
+    """
+
+    def __init__(self, mesh, start: int = 0):
+        import jax
+        import jax.numpy as jnp
+
+        from train import mesh as mesh_lib
+
+        self._total = np.int32(start)  # a host value: replicated input on any process layout
+        self._add = jax.jit(lambda t, d: t + jnp.sum(d, dtype=jnp.int32), out_shardings=mesh_lib.replicated(mesh))
+
+    def add(self, batch) -> None:
+        if "dropped_boxes" in batch:
+            self._total = self._add(self._total, batch["dropped_boxes"])
+
+    def total(self) -> int:
+        import jax
+
+        t = self._total
+        return int(t.addressable_data(0) if isinstance(t, jax.Array) and not t.is_fully_addressable else t)
+
+
 def make_train_batches(
-    loader: str, source, *, global_batch_size, seed, rows, augment, max_objects, num_threads=2, prefetch=8
+    loader: str, source, *, global_batch_size, seed, rows, augment, max_objects, num_threads=2, prefetch=8,
+    num_workers=0,
 ):
-    """The training batch iterator named by ``config.data.loader`` ("grain" | "step"); ``num_threads`` and
-    ``prefetch`` are the grain loader's (``data.num_threads``, ``data.prefetch``)."""
+    """The training batch iterator named by ``config.data.loader`` ("grain" | "step"); ``num_threads``,
+    ``prefetch`` and ``num_workers`` are the grain loader's (``data.num_threads``, ``data.prefetch``,
+    ``data.num_workers``)."""
     if loader == "grain":
         return LoaderBatches(
             source,
@@ -244,6 +282,7 @@ def make_train_batches(
             max_objects=max_objects,
             num_threads=num_threads,
             prefetch=prefetch,
+            num_workers=num_workers,
         )
     if loader == "step":
         return StepBatcher(
@@ -294,7 +333,8 @@ def eval_batches(source, *, num_images: int, batch_size: int, max_objects: int):
 # grey 114 padding; ``data.resize="stretch"`` resizes without keeping it), see jaxdet.data.letterbox.
 # ------------------------------------------------------------------------------------------------------------
 
-DATASET_NAMES = ("shapes", "coco", "voc", "yolo")
+DATASET_NAMES = ("shapes", "dense_shapes", "coco", "voc", "yolo")
+SYNTHETIC_NAMES = ("shapes", "dense_shapes")
 FILE_FORMATS = ("coco", "voc", "yolo")
 CLASS_FILES = ("classes.txt", "obj.names", "classes.names")  # YOLO class-name files (one name a line)
 
@@ -557,14 +597,14 @@ def _check_records(config, records, paths, split: str) -> None:
 def resolve_data_config(config) -> Any:
     """Checks ``config.data`` and, for a COCO/VOC/YOLO folder, reads both splits (the config is not changed).
 
-    For ``data.name="shapes"`` nothing is read. For ``"coco" | "voc" | "yolo"`` the train and validation
+    For ``data.name="shapes" | "dense_shapes"`` nothing is read. For ``"coco" | "voc" | "yolo"`` the train and validation
     annotations are read (cached per process, so :func:`prepare_data` does not read them again) with one class
     order: ``data.class_names``, or the data's own (COCO categories by id, the sorted VOC ``<name>``s of both
     splits, YOLO ``classes.txt`` / ``obj.names``).
 
     Returns:
       ``(train_records, val_records)`` (``jaxdet.data.RecordSet``, each with its ``class_names``), or None for
-      ``"shapes"``.
+      the synthetic ``"shapes"`` and ``"dense_shapes"``.
 
     Every image file is checked while reading (``jaxdet.data.verify_image``); ``data.on_bad_image`` and
     ``data.invalid_boxes`` say what happens to a bad file or an invalid object (error or skip / drop; the
@@ -575,7 +615,8 @@ def resolve_data_config(config) -> Any:
         without annotations or images, a missing image file, a malformed annotation (the reader's message:
         file and record), an invalid object under ``data.invalid_boxes="error"``, unreadable images under
         ``data.on_bad_image="error"`` (the files and reasons), ``data.max_objects`` below the largest object
-        count of an image, an unknown ``data.loader``, ``data.on_bad_image`` or ``data.invalid_boxes``.
+        count of an image, an unknown ``data.loader``, ``data.on_bad_image``, ``data.invalid_boxes`` or
+        ``data.augment``, or a recipe field out of range.
     """
     name = _field(config, "name", "shapes")
     if name not in DATASET_NAMES:
@@ -591,7 +632,8 @@ def resolve_data_config(config) -> Any:
             _checks.choice(_field(config, field, options[0]), f"data.{field}", options)
         except ValueError as err:
             raise DataConfigError(str(err)) from None
-    if name == "shapes":
+    augment_recipe(config)  # checks data.augment and the recipe's fields
+    if name in SYNTHETIC_NAMES:
         return None
     train_paths = _split_paths(config, "train")
     val_paths = _split_paths(config, "val")
@@ -604,6 +646,68 @@ def resolve_data_config(config) -> Any:
     _check_records(config, train, train_paths, "train")
     _check_records(config, val, val_paths, "val")
     return train, val
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Training augmentation (``config.data.augment``): "none" | "flip_scale" | "yolo".
+#   flip_scale   scale jitter in data.scale_range, then a horizontal flip with data.hflip_prob (jaxdet.data.augment)
+#   yolo         ultralytics' recipe (jaxdet.data.yolo_augment): data.mosaic, data.close_mosaic (steps),
+#                data.degrees, data.translate, data.scale, data.shear, data.hsv_h / hsv_s / hsv_v, data.hflip_prob
+# True / False (the old boolean field) mean "flip_scale" / "none".
+# ------------------------------------------------------------------------------------------------------------
+
+AUGMENT_RECIPES = ("none", "flip_scale", "yolo")
+
+
+def augment_recipe(config) -> str:
+    """The recipe ``data.augment`` names ("none" | "flip_scale" | "yolo"), its fields checked.
+
+    Raises:
+      DataConfigError: naming the field.
+    """
+    value = _field(config, "augment", "flip_scale")
+    value = {True: "flip_scale", False: "none", "True": "flip_scale", "False": "none"}.get(value, value)
+    if value not in AUGMENT_RECIPES:
+        raise DataConfigError(f"data.augment must be one of {', '.join(AUGMENT_RECIPES)}; got {value!r}")
+    if value == "yolo":
+        _yolo_recipe(config)
+    return value
+
+
+def _yolo_recipe(config):
+    from jaxdet.data.yolo_augment import YoloRecipe
+
+    close = _field(config, "close_mosaic", 0)
+    if isinstance(close, bool) or not isinstance(close, int) or close < 0:
+        raise DataConfigError(f"data.close_mosaic must be an int >= 0 (steps without mosaic at the end); got {close!r}")
+    steps = int(config.train.steps)
+    defaults = {f.name: f.default for f in dataclasses.fields(YoloRecipe) if f.name not in ("close_mosaic_at", "fliplr")}
+    values = {k: _field(config, k, v) for k, v in defaults.items()}
+    values["fliplr"] = _field(config, "hflip_prob", 0.5)
+    for k, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise DataConfigError(f"data.{'hflip_prob' if k == 'fliplr' else k} must be a number; got {v!r}")
+    try:
+        return YoloRecipe(**{k: float(v) for k, v in values.items()},
+                          close_mosaic_at=max(steps - close, 0) if close else None)
+    except ValueError as err:  # the recipe's own check names the field
+        msg = str(err)
+        raise DataConfigError("data." + ("hflip_prob" + msg[len("fliplr"):] if msg.startswith("fliplr") else msg)) from None
+
+
+def make_train_augment(config, source) -> Callable | None:
+    """The training augmentation ``data.augment`` names, over ``source`` (the mosaic draws its partners there)."""
+    recipe = augment_recipe(config)
+    d = config.data
+    if recipe == "none":
+        return None
+    if recipe == "flip_scale":
+        from jaxdet.data import make_augment
+
+        return make_augment(hflip_prob=float(d.hflip_prob), scale_range=tuple(d.scale_range) or None)
+    from jaxdet.data.yolo_augment import YoloAugment
+
+    return YoloAugment(source, _yolo_recipe(config))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -677,26 +781,22 @@ def prepare_data(config, workdir: str | None = None) -> tuple[Any, Data]:
     the ``data:`` line printed by process 0 counts the skipped images and dropped objects of each split, and
     with ``workdir`` their per-file list is written to ``<workdir>/data_report.json`` (``data.report``).
     """
-    from jaxdet.data import DetectionSource, SyntheticShapes, make_augment
-    from jaxdet.data.synthetic import SHAPE_CLASSES
+    from jaxdet.data import DetectionSource, SyntheticShapes
+    from jaxdet.data.synthetic import DENSE_SHAPES, SHAPE_CLASSES
 
     d = config.data
-    augment = None
-    if d.augment:
-        augment = make_augment(hflip_prob=float(d.hflip_prob), scale_range=tuple(d.scale_range) or None)
     resolved = resolve_data_config(config)
     if resolved is None:
-        common = dict(
-            image_size=int(d.image_size),
-            seed=int(d.seed),
-            num_vertices=int(d.num_vertices),
-            min_objects=int(d.min_objects),
-            max_objects_per_image=int(d.max_objects_per_image),
-        )
+        common = dict(image_size=int(d.image_size), seed=int(d.seed), num_vertices=int(d.num_vertices))
+        if d.name == "dense_shapes":
+            common.update(DENSE_SHAPES)
+        else:
+            common.update(min_objects=int(d.min_objects), max_objects_per_image=int(d.max_objects_per_image))
+        train = SyntheticShapes("train", num_images=int(d.train_size), **common)
         data = Data(
-            SyntheticShapes("train", num_images=int(d.train_size), **common),
+            train,
             SyntheticShapes("val", num_images=int(d.val_size), **common),
-            augment,
+            make_train_augment(config, train),
             tuple(SHAPE_CLASSES),
         )
     else:
@@ -704,9 +804,9 @@ def prepare_data(config, workdir: str | None = None) -> tuple[Any, Data]:
         size = int(d.image_size)
         resize = str(d.get("resize", "letterbox"))
         report = data_report(config, train, val)
-        data = Data(DetectionSource(train, image_size=size, resize=resize),
-                    DetectionSource(val, image_size=size, resize=resize), augment, tuple(train.class_names),
-                    report)
+        train_source = DetectionSource(train, image_size=size, resize=resize)
+        data = Data(train_source, DetectionSource(val, image_size=size, resize=resize),
+                    make_train_augment(config, train_source), tuple(train.class_names), report)
         import jax
 
         if jax.process_index() == 0:

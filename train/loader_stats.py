@@ -39,13 +39,15 @@ class LoaderStats:
             self._wait_s += seconds
 
     def timed(self, fn: Callable) -> Callable:
-        """``fn`` with its calls' durations added to ``produce_s`` (one image per call)."""
-        def wrapper(*args):
+        """``fn`` with its calls' durations added to ``produce_s`` (one image per call); a step-aware
+        augmentation's ``uses_step`` is kept."""
+        def wrapper(*args, **kwargs):
             t0 = time.perf_counter()
-            out = fn(*args)
+            out = fn(*args, **kwargs)
             self.produced(time.perf_counter() - t0)
             return out
 
+        wrapper.uses_step = getattr(fn, "uses_step", False)
         return wrapper
 
     def take(self) -> dict[str, float]:

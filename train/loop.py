@@ -140,6 +140,7 @@ def run(
         max_objects=int(config.data.max_objects),
         num_threads=int(config.data.get("num_threads", 2)),
         prefetch=int(config.data.get("prefetch", 8)),
+        num_workers=int(config.data.get("num_workers", 0)),
     )
     checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=int(tc.keep_checkpoints))
     restored = checkpointer.restore_latest(step_lib.abstract_state(state_shapes, mesh), log=_log)
@@ -159,6 +160,7 @@ def run(
         )
     else:
         state = jax.jit(init_fn, out_shardings=repl)()
+    dropped = data_lib.DroppedBoxes(mesh, restored[2].get("dropped_boxes", 0) if restored is not None else 0)
     start_step = int(to_host(state["step"]))
     if batches.get_state()["step"] != start_step:
         raise RuntimeError(f"data position {batches.get_state()} does not match the state's step {start_step}")
@@ -169,6 +171,7 @@ def run(
         return {
             "step": int(step),
             "data": batches.get_state(),
+            "dropped_boxes": dropped.total(),
             "process_count": jax.process_count(),
             "device_count": jax.device_count(),
             "mesh": {k: int(v) for k, v in mesh.shape.items()},
@@ -194,7 +197,13 @@ def run(
 
     def fetch(step):
         assert batches.get_state()["step"] == step
-        return mesh_lib.global_batch(mesh, batches.next())
+        local = batches.next()
+        if step == 0 and is_main and "boxes" in local:  # plots/train_batch.png: the first batch after augmentation
+            plots.plot_train_batch(local, os.path.join(workdir, "plots", "train_batch.png"), title="training batch 0",
+                                   class_names=getattr(task.train_source, "class_names", None))
+        batch = mesh_lib.global_batch(mesh, local)
+        dropped.add(batch)
+        return batch
 
     step = start_step
     try:
@@ -254,6 +263,7 @@ def run(
             last = step == total_steps
             if step % log_every == 0 or last:
                 host = {k: float(to_host(v)) for k, v in metrics.items()}
+                host["dropped_boxes"] = dropped.total()  # objects augmentation removed so far
                 now = time.perf_counter()
                 loader = batches.stats.take()  # the loader's own images/s and the loop's wait for it
                 if steps_since_log:
@@ -270,6 +280,8 @@ def run(
                         post["img/s"] = f"{host['images_per_sec']:.0f}"
                     if "loader_images_per_sec" in host:
                         post["loader img/s"] = f"{host['loader_images_per_sec']:.0f}"
+                    if host["dropped_boxes"]:
+                        post["dropped"] = host["dropped_boxes"]
                     pbar.set_postfix(post, refresh=False)
             if pbar is not None:
                 pbar.update(1)

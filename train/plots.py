@@ -1,6 +1,7 @@
-"""PNG plots written at the end of a run (matplotlib, Agg backend): loss terms, α and learning rate, norms and
-validation mAP over training (:func:`plot_history`, from ``metrics.jsonl``), the precision–recall curve of the
-final evaluation (:func:`plot_pr_curve`) and image grids (:func:`save_image`)."""
+"""PNG plots of a run (matplotlib, Agg backend): the first training batch after augmentation at the start
+(:func:`plot_train_batch`); at the end loss terms, α and learning rate, norms and validation mAP over training
+(:func:`plot_history`, from ``metrics.jsonl``), the precision–recall curve of the final evaluation
+(:func:`plot_pr_curve`) and image grids (:func:`save_image`)."""
 
 from __future__ import annotations
 
@@ -170,6 +171,58 @@ def save_image(grid: np.ndarray, path: str, *, title: str | None = None) -> str:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+_CLASS_COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+                  (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
+
+
+def plot_train_batch(batch: dict[str, np.ndarray], path: str, *, class_names=None, max_images: int = 16,
+                     title: str | None = None, max_labels: int = 20) -> str:
+    """Draws a training batch as the model sees it, after augmentation (ultralytics' ``train_batch0.jpg``).
+
+    Each object's box is drawn in its class colour, with its class name when the image has at most
+    ``max_labels`` objects (dense scenes stay readable), its polygon as a thin outline.
+
+    Args:
+      batch: a (host) batch dict: ``image [N, H, W, 3]`` float in [0, 1] or uint8, ``boxes [N, M, 4]``,
+        ``classes [N, M]``, ``valid [N, M]``, optional ``polygons [N, M, K, 2]``.
+      path: PNG path.
+      class_names: names for the labels and the legend (default: class indices).
+      max_images: at most this many images (the first ones), on a square grid.
+      title: optional title.
+      max_labels: write class names only in images with at most this many objects.
+    """
+    from PIL import Image, ImageDraw
+
+    images = np.asarray(batch["image"])[:max_images]
+    if images.dtype != np.uint8:
+        images = (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    n, h0, w0 = images.shape[:3]
+    scale = max(1, 256 // max(h0, w0))
+    h, w = h0 * scale, w0 * scale
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    grid = np.full((rows * (h + 2), cols * (w + 2), 3), 255, np.uint8)
+    name = (lambda c: class_names[c] if class_names is not None and c < len(class_names) else str(c))
+    for i in range(n):
+        im = Image.fromarray(images[i]).resize((w, h), Image.NEAREST)
+        draw = ImageDraw.Draw(im)
+        objects = np.flatnonzero(np.asarray(batch["valid"][i]))
+        for m in objects:
+            c = int(batch["classes"][i, m])
+            colour = _CLASS_COLOURS[c % len(_CLASS_COLOURS)]
+            box = (np.asarray(batch["boxes"][i, m], np.float64) * [w, h, w, h]).tolist()
+            draw.rectangle(box, outline=colour, width=1)
+            if batch.get("polygons") is not None:
+                pts = (np.asarray(batch["polygons"][i, m], np.float64) * [w, h]).ravel().tolist()
+                draw.line(pts + pts[:2], fill=colour, width=1)
+            if len(objects) <= max_labels:
+                draw.text((box[0] + 2, box[1] + 1), name(c), fill=colour)
+        r, k = divmod(i, cols)
+        grid[r * (h + 2) + 1 : r * (h + 2) + 1 + h, k * (w + 2) + 1 : k * (w + 2) + 1 + w] = np.asarray(im)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    return save_image(grid, path, title=title)
 
 
 def _save(fig, plt, out_dir, name):

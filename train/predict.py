@@ -43,6 +43,7 @@ import numpy as np
 from jaxdet.data import images as data_images
 from jaxdet.data.errors import BadImageError
 from jaxdet.data.readers import IMAGE_EXTENSIONS
+from train.data import SYNTHETIC_NAMES
 
 #: ultralytics' predictor confidence threshold.
 DEFAULT_SCORE_THRESHOLD = 0.25
@@ -75,7 +76,7 @@ def _inference_variables(state: dict[str, Any]) -> dict[str, Any]:
 def _class_names(config) -> tuple[str, ...]:
     names = tuple(str(c) for c in (config.data.get("class_names", ()) or ()))
     n = int(config.model.num_classes)
-    if not names and str(config.data.get("name", "shapes")) == "shapes":
+    if not names and str(config.data.get("name", "shapes")) in SYNTHETIC_NAMES:
         from jaxdet.data.synthetic import SHAPE_CLASSES
 
         names = tuple(SHAPE_CLASSES)

@@ -6,6 +6,7 @@ Typical use::
     from jaxdet import data
     train = data.SyntheticShapes("train", image_size=64, seed=0)
     it = data.make_loader(train, batch_size=32, seed=0, augment=True, max_objects=8)
+    # ultralytics' recipe (mosaic, affine, HSV, flip):  augment=data.YoloAugment(train, data.YoloRecipe())
     batch = next(it)          # dict: image [L,64,64,3] f32, boxes [L,8,4], classes [L,8], valid [L,8],
                               #       polygons [L,8,K,2], image_id [L], orig_size [L,2], ratio_pad [L,4]
     state = it.get_state()    # save with orbax (ocp.args.JsonSave) ...; it.set_state(state) to resume
@@ -53,6 +54,7 @@ from jaxdet.data.records import (
     pad_example,
 )
 from jaxdet.data.synthetic import SHAPE_CLASSES, SyntheticShapes
+from jaxdet.data.yolo_augment import YoloAugment, YoloRecipe, hsv_jitter, mosaic4, random_affine
 from jaxdet.data.writers import export_synthetic, write_coco, write_voc, write_yolo
 
 __all__ = [
@@ -68,6 +70,8 @@ __all__ = [
     "SHAPE_CLASSES",
     "SyntheticShapes",
     "VOC_CLASSES",
+    "YoloAugment",
+    "YoloRecipe",
     "augment_example",
     "box_to_polygon",
     "boxes_to_original",
@@ -79,17 +83,20 @@ __all__ = [
     "empty_example",
     "export_synthetic",
     "hflip",
+    "hsv_jitter",
     "image_size",
     "letterbox_image",
     "loader_length",
     "make_augment",
     "make_loader",
+    "mosaic4",
     "pad_example",
     "polygon_bounds",
     "polygon_signed_area",
     "read_coco",
     "read_image",
     "read_voc",
+    "random_affine",
     "read_yolo",
     "scale_jitter",
     "verify_image",

@@ -1,7 +1,9 @@
 """Geometric augmentations applied consistently to the image, boxes and polygons of an example.
 
 Examples are the dicts of :mod:`jaxdet.data.records` (uint8 image, normalised xyxy boxes, canonical polygons).
-Every function returns a new example. Polygons stay canonical: a flip reverses the vertex order, which
+Every function returns a new example; other (per-image) keys are kept, the letterbox record ``orig_size`` /
+``ratio_pad`` (when present) is reset to the identity (:func:`_reset_letterbox`), and removed objects are added to
+``num_dropped`` (:func:`_add_dropped`). Ultralytics' recipe (mosaic, affine, HSV) is :mod:`jaxdet.data.yolo_augment`. Polygons stay canonical: a flip reverses the vertex order, which
 :func:`~jaxdet.data.geometry.canonical_order` fixes without resampling (so flipping twice is the identity);
 a polygon cut by the frame is clipped and resampled with :func:`~jaxdet.data.geometry.canonical_polygon`.
 """
@@ -14,8 +16,30 @@ import numpy as np
 
 from jaxdet import _checks
 from jaxdet.data.geometry import canonical_order, canonical_polygon, clip_polygon
+from jaxdet.data.letterbox import identity_letterbox
 
 __all__ = ["hflip", "scale_jitter", "augment_example", "make_augment"]
+
+
+def _reset_letterbox(example: dict) -> dict:
+    """Set ``orig_size`` / ``ratio_pad`` (when present) to the identity of the example's own image, in place.
+
+    After a geometric augmentation the image no longer maps back to the original file image, so the letterbox
+    record becomes that of an image that is its own original
+    (:func:`~jaxdet.data.letterbox.identity_letterbox`).
+    """
+    orig_size, ratio_pad = identity_letterbox(np.asarray(example["image"]).shape[:2])
+    if "orig_size" in example:
+        example["orig_size"] = orig_size
+    if "ratio_pad" in example:
+        example["ratio_pad"] = ratio_pad
+    return example
+
+
+def _add_dropped(example: dict, count: int) -> dict:
+    """Add ``count`` removed objects to the example's ``num_dropped`` (int32 scalar, 0 when absent), in place."""
+    example["num_dropped"] = np.int32(int(example.get("num_dropped", 0)) + int(count))
+    return example
 
 
 def _check_scale_range(scale_range: tuple[float, float]) -> None:
@@ -39,10 +63,8 @@ def hflip(example: dict) -> dict:
     flipped = polys.copy()
     flipped[..., 0] = 1.0 - flipped[..., 0]
     # Mirroring keeps the even arc-length spacing; only the order must be fixed (no resampling).
-    out["polygons"] = (
-        np.stack([canonical_order(p) for p in flipped]) if len(polys) else polys.astype(np.float32)
-    ).astype(np.float32)
-    return out
+    out["polygons"] = canonical_order(flipped) if len(polys) else polys.astype(np.float32)
+    return _reset_letterbox(out)
 
 
 def scale_jitter(
@@ -126,7 +148,8 @@ def scale_jitter(
     out["boxes"] = clipped[keep].astype(np.float32).reshape(-1, 4)
     out["classes"] = np.asarray(example["classes"], np.int32)[keep]
     out["polygons"] = np.stack(out_polys).astype(np.float32) if out_polys else np.zeros((0, k, 2), np.float32)
-    return out
+    _add_dropped(out, len(boxes) - len(keep))
+    return _reset_letterbox(out)
 
 
 def augment_example(

@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 _ANGLE_WRAP_TOL = 1e-6
+_MIN_BATCH = 8  # canonical_polygons resamples groups of at least this many equal-length polygons together
 
 
 def polygon_signed_area(points: np.ndarray) -> float:
@@ -136,22 +137,67 @@ def canonical_order(points) -> np.ndarray:
     orientation) of a polygon that is already evenly resampled; flipping twice then returns the original.
 
     Args:
-      points: ``[k, 2]`` vertices.
+      points: ``[k, 2]`` vertices, or ``[n, k, 2]`` for ``n`` polygons at once.
 
     Returns:
-      ``[k, 2]`` float32, the same vertex set in canonical order.
+      float32 of the same shape, the same vertex sets in canonical order.
     """
     p = np.asarray(points, dtype=np.float64)
-    if p.ndim != 2 or p.shape[-1] != 2 or len(p) < 3:
-        raise _checks.fail_shape("points", "[k, 2] with k >= 3", p)
-    if polygon_signed_area(p) < 0:
-        p = p[::-1]
-    i0 = _start_index(p)
-    return np.concatenate([p[i0:], p[:i0]], axis=0).astype(np.float32)
+    if p.ndim not in (2, 3) or p.shape[-1] != 2 or p.shape[-2] < 3:
+        raise _checks.fail_shape("points", "[k, 2] or [n, k, 2] with k >= 3", p)
+    batch = p if p.ndim == 3 else p[None]
+    k = batch.shape[1]
+    nxt = np.roll(batch, -1, axis=1)
+    area = 0.5 * np.sum(batch[..., 0] * nxt[..., 1] - nxt[..., 0] * batch[..., 1], axis=1)  # polygon_signed_area
+    batch = np.where((area < 0)[:, None, None], batch[:, ::-1], batch)
+    order = (np.arange(k) + _start_indices(batch)[:, None]) % k
+    out = np.take_along_axis(batch, order[..., None], axis=1).astype(np.float32)
+    return out if p.ndim == 3 else out[0]
+
+
+def _canonical_same_length(p: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`canonical_polygon` of ``[n, P, 2]`` float64 rings at once, with the same floating-point operations
+    (so the same bits). Returns ``(out [n, k, 2] float32, ok [n])``; rows that are not ok (repeated vertices,
+    degenerate or non-finite) are left to :func:`canonical_polygon`."""
+    n, m = p.shape[:2]
+    nxt = np.roll(p, -1, axis=1)
+    ok = np.all(np.isfinite(p), axis=(1, 2)) & ~np.any(np.all(p == nxt, axis=2), axis=1)
+    area = 0.5 * np.sum(p[..., 0] * nxt[..., 1] - nxt[..., 0] * p[..., 1], axis=1)
+    ok &= np.abs(area) > 1e-12
+    p = np.where((area < 0)[:, None, None], p[:, ::-1], p)
+    p = np.take_along_axis(p, ((np.arange(m) + _start_indices(p)[:, None]) % m)[..., None], axis=1)
+    ring = np.concatenate([p, p[:, :1]], axis=1)
+    seg = np.linalg.norm(np.diff(ring, axis=1), axis=2)
+    cum = np.concatenate([np.zeros((n, 1)), np.cumsum(seg, axis=1)], axis=1)  # [n, P + 1]
+    total = cum[:, -1]
+    ok &= total > 1e-12
+    t = np.arange(k, dtype=np.float64)[None, :] * (total / k)[:, None]  # [n, k]
+    # np.interp: j with cum[j] <= t < cum[j + 1], then slope * (t - cum[j]) + y[j] (y[j] where t == cum[j]).
+    j = np.clip(np.sum(cum[:, None, :] <= t[:, :, None], axis=2) - 1, 0, m - 1)  # [n, k]
+    c0, c1 = np.take_along_axis(cum, j, axis=1), np.take_along_axis(cum, j + 1, axis=1)
+    out = np.empty((n, k, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for d in range(2):
+            y0 = np.take_along_axis(ring[..., d], j, axis=1)
+            y1 = np.take_along_axis(ring[..., d], j + 1, axis=1)
+            out[..., d] = np.where(c0 == t, y0, (y1 - y0) / (c1 - c0) * (t - c0) + y0)
+    out = np.take_along_axis(out, ((np.arange(k) + _start_indices(out)[:, None]) % k)[..., None], axis=1)
+    return out.astype(np.float32), ok
+
+
+def _start_indices(points: np.ndarray) -> np.ndarray:
+    """:func:`_start_index` of each of ``[n, P, 2]`` polygons."""
+    centre = points.mean(axis=1)
+    ang = np.arctan2(points[..., 1] - centre[:, None, 1], points[..., 0] - centre[:, None, 0])
+    ang = np.where(ang > np.pi - _ANGLE_WRAP_TOL, ang - 2.0 * np.pi, ang)
+    return np.argmin(ang, axis=1)
 
 
 def canonical_polygons(polygons, k: int = 8) -> np.ndarray:
     """Apply :func:`canonical_polygon` to a sequence of (possibly ragged) polygons.
+
+    Polygons with the same vertex count (8 or more of them) are resampled together (vectorised, bit-identical
+    to :func:`canonical_polygon`); a degenerate one raises its ValueError.
 
     Args:
       polygons: sequence of ``[P_i, 2]`` arrays (or an ``[n, P, 2]`` array).
@@ -160,10 +206,25 @@ def canonical_polygons(polygons, k: int = 8) -> np.ndarray:
     Returns:
       ``[n, k, 2]`` float32 (``[0, k, 2]`` for an empty sequence).
     """
-    out = [canonical_polygon(p, k) for p in polygons]
-    if not out:
-        return np.zeros((0, k, 2), np.float32)
-    return np.stack(out).astype(np.float32)
+    if isinstance(k, bool) or int(k) != k or k < 3:
+        raise _checks.fail_value("k", "an integer >= 3", k)
+    polys = [np.asarray(p, dtype=np.float64) for p in polygons]
+    out = np.zeros((len(polys), int(k), 2), np.float32)
+    groups: dict[int, list[int]] = {}
+    for i, p in enumerate(polys):
+        if p.ndim == 2 and p.shape[-1] == 2 and len(p) >= 3:
+            groups.setdefault(len(p), []).append(i)
+        else:
+            out[i] = canonical_polygon(p, k)  # raises its shape error
+    for idx in groups.values():
+        if len(idx) < _MIN_BATCH:  # a few polygons: the vectorised path's fixed cost is not worth it
+            for i in idx:
+                out[i] = canonical_polygon(polys[i], k)
+            continue
+        batch, ok = _canonical_same_length(np.stack([polys[i] for i in idx]), int(k))
+        for row, i in enumerate(idx):
+            out[i] = batch[row] if ok[row] else canonical_polygon(polys[i], k)
+    return out
 
 
 def box_to_polygon(box) -> np.ndarray:

@@ -17,6 +17,12 @@ Checkpointing the position: the returned iterator is a ``grain.DatasetIterator``
   ``grain.checkpoint.CheckpointRestore(it)`` as a ``Composite`` item.
 
 Each process saves its own state; all processes advance in lockstep, so their states are equal.
+
+Augmentation sees only what fixes it: the example, an RNG seeded by ``(seed, g)`` (``g`` its position in the
+global stream) and, for an augmentation with ``uses_step = True`` (e.g. :class:`~jaxdet.data.yolo_augment.YoloAugment`,
+whose mosaic draws partners from the source and switches off at a given step), the step ``g // batch_size`` of
+its global batch. So the batches stay a function of the seed and the position, whatever the sharding, and a
+restored iterator continues bit-identically.
 """
 
 from __future__ import annotations
@@ -34,6 +40,16 @@ from jaxdet.data.records import collate, empty_example, pad_example
 __all__ = ["make_loader", "loader_length"]
 
 _INFINITE = sys.maxsize // 4
+
+
+def _with_step(augment: Callable, batch_size: int) -> Callable:
+    """``(g, example), rng -> augment(example, rng, step=g // batch_size)`` for a step-aware augmentation."""
+
+    def apply(item, rng):
+        g, example = item
+        return augment(example, rng, step=int(g) // batch_size)
+
+    return apply
 
 
 def _shard_of(shard_options) -> tuple[int, int]:
@@ -67,6 +83,7 @@ def make_loader(
     shard_options: grain.sharding.ShardOptions | None = None,
     num_threads: int = 2,
     prefetch_buffer_size: int = 8,
+    num_workers: int = 0,
 ):
     """Build a checkpointable iterator of padded batches.
 
@@ -79,8 +96,9 @@ def make_loader(
         same batches.
       shuffle: shuffle the examples (default True). With False the order is the source order.
       augment: False (none), True (:func:`~jaxdet.data.augment.make_augment` defaults: scale jitter 0.75..1.25
-        and horizontal flip with probability 0.5), or a callable ``(example, rng) -> example``. The rng of an
-        example depends only on ``seed`` and its position in the global stream.
+        and horizontal flip with probability 0.5), or a callable ``(example, rng) -> example``; a callable with
+        ``uses_step = True`` is called as ``augment(example, rng, step=t)`` with the global step ``t`` of the
+        example's batch. The rng of an example depends only on ``seed`` and its position in the global stream.
       num_epochs: passes over the data; None repeats forever. Batches may span an epoch boundary.
       max_objects: ``M``, object slots per image; an image with more objects raises ValueError.
       drop_remainder: drop the final incomplete global batch (default). With False it is completed with empty
@@ -89,11 +107,15 @@ def make_loader(
         ``grain.sharding.ShardByJaxProcess()`` (``jax.process_index()`` of ``jax.process_count()``).
       num_threads, prefetch_buffer_size: grain ``ReadOptions`` for the prefetching threads (0 threads
         disables prefetching).
+      num_workers: worker processes that build whole batches (grain ``mp_prefetch``; 0: none, all in this
+        process). Batches are the same for any number of workers (each batch is a pure function of its index);
+        each worker holds its own copy of ``source`` (and of its cache).
 
     Returns:
       A ``grain.DatasetIterator`` over batch dicts with local batch size ``L = B // shard_count``:
       ``image`` float32 ``[L, H, W, 3]``, ``boxes`` float32 ``[L, M, 4]``, ``classes`` int32 ``[L, M]``,
-      ``valid`` bool ``[L, M]``, ``polygons`` float32 ``[L, M, K, 2]``, ``image_id`` int32 ``[L]``. It supports
+      ``valid`` bool ``[L, M]``, ``polygons`` float32 ``[L, M, K, 2]``, ``image_id`` int32 ``[L]``,
+      ``dropped_boxes`` int32 ``[L]`` (objects the augmentation removed from each example). It supports
       ``get_state()`` / ``set_state()`` (see the module docstring).
     """
     shard_index, shard_count = _shard_of(shard_options)
@@ -114,7 +136,12 @@ def make_loader(
     ds = ds.repeat(num_epochs)  # reshuffles every epoch
     if augment is True:
         augment = make_augment()
-    if augment:
+    if augment and getattr(augment, "uses_step", False):
+        # The position g (after shuffle and repeat) gives the step; the rng is the same as without it.
+        ds = ds.map_with_index(lambda g, example: (g, example)).random_map(
+            _with_step(augment, batch_size), seed=seed
+        )
+    elif augment:
         ds = ds.random_map(augment, seed=seed)
     global_ds = ds
 
@@ -147,4 +174,12 @@ def make_loader(
         .batch(local, drop_remainder=True, batch_fn=collate)
     )
     read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch_buffer_size)
-    return iter(local_ds.to_iter_dataset(read))
+    iter_ds = local_ds.to_iter_dataset(read)
+    if num_workers:
+        _checks.positive_int(num_workers, "num_workers", hint="Or 0 for no worker processes.")
+        from absl import flags
+
+        if not flags.FLAGS.is_parsed():  # grain's workers read absl flags (python -m train parses them)
+            flags.FLAGS.mark_as_parsed()
+        iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(num_workers)))
+    return iter(iter_ds)

@@ -17,7 +17,10 @@ Vocabulary:
 
       {"image": float32 [N, H, W, 3] in [0, 1], "boxes": float32 [N, M, 4], "classes": int32 [N, M],
        "valid": bool [N, M], "polygons": float32 [N, M, K, 2], "image_id": int32 [N],
-       "orig_size": int32 [N, 2], "ratio_pad": float32 [N, 4]}
+       "orig_size": int32 [N, 2], "ratio_pad": float32 [N, 4], "dropped_boxes": int32 [N]}
+
+  ``dropped_boxes`` is the example's ``num_dropped`` (int32 scalar an augmentation sets: objects it removed,
+  e.g. boxes that left the image; 0 when absent).
 
   Padded slots hold zeros (boxes, polygons), class 0 and ``valid=False``. Padding images added to complete a
   final evaluation batch have ``image_id == -1`` and no valid objects.
@@ -246,8 +249,8 @@ def pad_example(example: dict, max_objects: int) -> dict:
 
     Returns:
       A new dict with ``boxes [M, 4]``, ``classes [M]``, ``polygons [M, K, 2]``, ``valid [M]`` (first ``n``
-      True), ``image`` converted to float32 in ``[0, 1]``, and ``orig_size`` / ``ratio_pad`` (the identity when
-      the example has none).
+      True), ``image`` converted to float32 in ``[0, 1]``, ``orig_size`` / ``ratio_pad`` (the identity when
+      the example has none) and ``dropped_boxes`` (int32 scalar, the example's ``num_dropped`` or 0).
 
     Raises:
       ValueError: naming ``max_objects`` (and the image id) if the example has more than ``max_objects``
@@ -290,6 +293,7 @@ def pad_example(example: dict, max_objects: int) -> dict:
         "valid": valid,
         "polygons": out_poly,
         "image_id": np.int32(example["image_id"]),
+        "dropped_boxes": np.int32(example.get("num_dropped", 0)),
     }
 
 
@@ -307,5 +311,5 @@ def collate(examples: Sequence[dict], *, max_objects: int | None = None) -> dict
         examples = [pad_example(e, max_objects) for e in examples]
     if not examples:
         raise _checks.fail_value("examples", "a non-empty sequence of examples", examples)
-    keys = ("image", "boxes", "classes", "valid", "polygons", "image_id", "orig_size", "ratio_pad")
+    keys = ("image", "boxes", "classes", "valid", "polygons", "image_id", "orig_size", "ratio_pad", "dropped_boxes")
     return {key: np.stack([np.asarray(e[key]) for e in examples]) for key in keys}

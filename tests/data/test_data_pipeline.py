@@ -147,6 +147,7 @@ def test_loader_shapes_determinism_and_epochs():
         "image_id": ((8,), np.int32),
         "orig_size": ((8, 2), np.int32),
         "ratio_pad": ((8, 4), np.float32),
+        "dropped_boxes": ((8,), np.int32),
     }
     # Finite epochs: every epoch is a permutation of the dataset, reshuffled between epochs.
     batches = list(make_loader(ds, seed=5, num_epochs=2, **kw))
