@@ -27,6 +27,7 @@ from train import data as data_lib
 from train import mesh as mesh_lib
 from train import metrics_log
 from train import plots
+from train import recipe as recipe_lib
 from train import step as step_lib
 from train.task import Task, make_task
 
@@ -122,9 +123,15 @@ def run(
         f"mesh {dict(mesh.shape)}; global batch {global_bs}"
     )
 
-    tx, lr_schedule = step_lib.make_optimizer(tc)
+    recipe = recipe_lib.make_recipe(tc, task.build_model)
+    _log(f"recipe: {recipe.description}")
     graphdef, init_fn = step_lib.make_init_fn(
-        task.build_model, tx, seed=int(config.seed), init_loss_state=task.init_loss_state
+        task.build_model,
+        recipe.tx,
+        seed=int(config.seed),
+        init_loss_state=task.init_loss_state,
+        accumulate=recipe.accumulate is not None,
+        ema=recipe.ema is not None,
     )
     repl = mesh_lib.replicated(mesh)
     state_shapes = jax.eval_shape(init_fn)
@@ -178,7 +185,16 @@ def run(
     writer = metrics_log.MetricWriter(workdir, enabled=is_main)
     evaluator = _Evaluator(config, task, graphdef, mesh)
     train_step = step_lib.jit_train_step(
-        step_lib.make_train_step(graphdef, loss_fn=task.loss_fn, tx=tx, lr_schedule=lr_schedule),
+        step_lib.make_train_step(
+            graphdef,
+            loss_fn=task.loss_fn,
+            tx=recipe.tx,
+            lr_schedule=recipe.schedules["lr"],
+            schedules=recipe.schedules,
+            accumulate=recipe.accumulate,
+            grad_scale=recipe.grad_scale,
+            ema=recipe.ema,
+        ),
         mesh,
     )
 
@@ -390,7 +406,8 @@ class _Evaluator:
     def __call__(self, state, step, *, collect_images: bool = False):
         if not self.enabled:
             return None, ""
-        model_state = {k: state[k] for k in ("params", "model_state")}
+        params, model_state = step_lib.eval_variables(state)  # the EMA's when train.ema
+        variables = {"params": params, "model_state": model_state}
         dets, gts = [], []
         ec = self.config.eval
         n_plot = int(ec.get("num_plot_images", 16))
@@ -403,7 +420,7 @@ class _Evaluator:
             g_images = jax.make_array_from_process_local_data(
                 mesh_lib.batch_sharding(self.mesh), full["image"][self.rows]
             )
-            out = jax.tree.map(to_host, self._predict(model_state, g_images))
+            out = jax.tree.map(to_host, self._predict(variables, g_images))
             dets.append(jax.tree.map(lambda v: v[keep], out))
             gts.append({k: v[keep] for k, v in full.items()})
         det = jax.tree.map(lambda *parts: np.concatenate(parts), *dets)
