@@ -62,6 +62,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax import nnx
 
@@ -69,9 +70,16 @@ RECIPES = ("jaxdet", "ultralytics")
 OPTIMIZERS = ("sgd", "adamw")
 GROUPS = ("weight", "norm", "bias")
 
-#: normalisation layers whose non-bias parameters (scales) get no weight decay, as ultralytics' ``"Norm" in``
-#: the torch.nn class names (SpectralNorm/WeightNorm wrap another layer's kernel and are not among them).
-NORM_MODULES = (nnx.BatchNorm, nnx.GroupNorm, nnx.LayerNorm, nnx.RMSNorm, nnx.InstanceNorm)
+#: wrappers with "Norm" in their name that re-parametrise another layer's kernel: not normalisation layers.
+NOT_NORMS = ("SpectralNorm", "WeightNorm")
+
+
+def is_norm(module: nnx.Module) -> bool:
+    """A normalisation layer: a class in its MRO has "Norm" in its name (ultralytics' test on ``torch.nn``'s class
+    names), e.g. ``nnx.BatchNorm``, ``nnx.GroupNorm``, ``nnx.LayerNorm`` and jaxdet's own ``GroupNorm`` /
+    ``BatchNorm`` (``jaxdet.models``), but not :data:`NOT_NORMS`."""
+    names = [cls.__name__ for cls in type(module).__mro__]
+    return any("Norm" in n for n in names) and not any(n in NOT_NORMS for n in names)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,11 +113,11 @@ def _keys(path) -> tuple:
 def param_labels(model: nnx.Module) -> Callable[[Any], Any]:
     """``params -> labels``: the ultralytics parameter group (``"weight"``, ``"norm"``, ``"bias"``) of each leaf.
 
-    A leaf named ``bias`` is ``"bias"``; any other parameter of a :data:`NORM_MODULES` layer is ``"norm"``; the
-    rest is ``"weight"``. ``model`` may be abstract (``nnx.eval_shape``); the labels follow the nnx paths of
+    A leaf named ``bias`` is ``"bias"``; any other parameter of a normalisation layer (:func:`is_norm`) is
+    ``"norm"``; the rest is ``"weight"``. ``model`` may be abstract (``nnx.eval_shape``); the labels follow the nnx paths of
     ``train.step.split_model``'s params, so they work for any model.
     """
-    norm_paths = {tuple(path) for path, module in nnx.iter_modules(model) if isinstance(module, NORM_MODULES)}
+    norm_paths = {tuple(path) for path, module in nnx.iter_modules(model) if is_norm(module)}
 
     def label(path, _):
         keys = _keys(path)
@@ -141,8 +149,9 @@ class BatchSchedule:
 
 
 def _interp(i, n, start, end):
-    """``np.interp(i, [0, n], [start, end])`` for ``0 <= i <= n``."""
-    return start + (end - start) * (i / n)
+    """``np.interp(i, [0, n], [start, end])`` for ``0 <= i <= n``, exact at both ends in float32."""
+    t = i / n
+    return (1.0 - t) * start + t * end
 
 
 def ultralytics_schedules(tc: ml_collections.ConfigDict) -> dict[str, Callable]:
@@ -163,11 +172,12 @@ def ultralytics_schedules(tc: ml_collections.ConfigDict) -> dict[str, Callable]:
             return jnp.asarray(end, jnp.float32) + jnp.zeros_like(i, jnp.float32)
         return jnp.where(i <= nw, _interp(jnp.minimum(i, nw), nw, start, end), end).astype(jnp.float32)
 
+    # the integer ramp decides when updates happen: tabulated with numpy's float64 interp and round-half-even,
+    # as ultralytics computes it, rather than recomputed in float32
+    ramp = np.maximum(1, np.interp(np.arange(nw + 1), [0, nw], [1, acc0]).round()).astype(np.int32)
+
     def accumulate(i):
-        if nw == 0:
-            return jnp.full_like(i, acc0, jnp.int32)
-        ramp = jnp.maximum(1, jnp.round(_interp(jnp.minimum(i, nw), nw, 1.0, acc0)).astype(jnp.int32))
-        return jnp.where(i <= nw, ramp, acc0).astype(jnp.int32)
+        return jnp.where(i <= nw, jnp.asarray(ramp)[jnp.clip(i, 0, nw)], acc0).astype(jnp.int32)
 
     return {
         "lr": lambda i: warm(i, 0.0, target(i)),
