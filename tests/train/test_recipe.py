@@ -305,3 +305,39 @@ def test_eval_variables_without_ema_are_the_raw_ones():
     state = init_fn()
     params, model_state = step_lib.eval_variables(state)
     assert params is state["params"] and model_state is state["model_state"]
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("recipe", "yolo", "train.recipe must be one of ('jaxdet', 'ultralytics'); got 'yolo'."),
+        ("optimizer", "adam", "train.optimizer must be one of ('sgd', 'adamw'); got 'adam'."),
+        ("momentum", 1.0, "train.momentum must be in [0.0, 1.0); got 1.0."),
+        ("lrf", 0.0, "train.lrf must be > 0.0; got 0.0."),
+        ("warmup_bias_lr", -0.1, "train.warmup_bias_lr must be >= 0.0; got -0.1."),
+        ("warmup_momentum", 1.5, "train.warmup_momentum must be in [0.0, 1.0); got 1.5."),
+        ("nbs", 0, "train.nbs must be a positive int; got 0."),
+        ("ema", 1, "train.ema must be True or False; got 1."),
+        ("ema_decay", 1.5, "train.ema_decay must be in [0.0, 1.0]; got 1.5."),
+        ("ema_tau", 0.0, "train.ema_tau must be > 0.0; got 0.0."),
+    ],
+)
+def test_bad_recipe_fields_are_refused_naming_the_field(field, value, message):
+    from train.validate import ConfigError, check_recipe
+
+    check_recipe(_train_cfg())  # the valid base
+    tc = ml_collections.ConfigDict(dict(_train_cfg().to_dict(), **{field: value}))  # (a config file's own types)
+    with pytest.raises(ConfigError) as err:
+        check_recipe(tc)
+    assert str(err.value) == message
+
+
+def test_validate_config_checks_the_recipe(tmp_path):
+    from configs import yolov8n_shapes
+    from train.validate import ConfigError, validate_config
+
+    config = yolov8n_shapes.get_config()
+    validate_config(config, str(tmp_path))
+    config.train.optimizer = "lion"
+    with pytest.raises(ConfigError, match=r"train.optimizer must be one of \('sgd', 'adamw'\); got 'lion'"):
+        validate_config(config, str(tmp_path))
