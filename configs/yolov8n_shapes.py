@@ -1,8 +1,9 @@
 """YOLOv8n (ultralytics yolov8.yaml, scale n) on the embedded synthetic shapes, small enough for a CPU.
 
-64 px images (a multiple of 32: levels 8×8, 4×4, 2×2), batch 16. The BatchNorm statistics are trained in
-the model state and used for evaluation, with ultralytics' recipe (SGD, warm-up, nominal batch 64, EMA). ``--config.model.scale=s`` for YOLOv8s,
-``--config.model.dtype=bfloat16`` for bf16 activations on GPU/TPU.
+64 px images (a multiple of 32: levels 8×8, 4×4, 2×2), batch 16, trained with ultralytics' recipe (SGD, warm-up,
+nominal batch 64, model EMA; train/README.md). The BatchNorm statistics are trained in the model state, averaged
+by the EMA, and the EMA is evaluated. ``--config.model.scale=s`` for YOLOv8s, ``--config.model.dtype=bfloat16``
+for bf16 activations on GPU/TPU.
 
 Run with ``python -m train --config=configs/yolov8n_shapes.py``.
 """

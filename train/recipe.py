@@ -114,8 +114,8 @@ def param_labels(model: nnx.Module) -> Callable[[Any], Any]:
     """``params -> labels``: the ultralytics parameter group (``"weight"``, ``"norm"``, ``"bias"``) of each leaf.
 
     A leaf named ``bias`` is ``"bias"``; any other parameter of a normalisation layer (:func:`is_norm`) is
-    ``"norm"``; the rest is ``"weight"``. ``model`` may be abstract (``nnx.eval_shape``); the labels follow the nnx paths of
-    ``train.step.split_model``'s params, so they work for any model.
+    ``"norm"``; the rest is ``"weight"``. ``model`` may be abstract (``nnx.eval_shape``); the labels follow the
+    nnx paths of ``train.step.split_model``'s params, so they work for any model.
     """
     norm_paths = {tuple(path) for path, module in nnx.iter_modules(model) if is_norm(module)}
 
@@ -177,6 +177,8 @@ def ultralytics_schedules(tc: ml_collections.ConfigDict) -> dict[str, Callable]:
     ramp = np.maximum(1, np.interp(np.arange(nw + 1), [0, nw], [1, acc0]).round()).astype(np.int32)
 
     def accumulate(i):
+        if nw == 0:  # no warm-up: ``a`` from the first batch
+            return jnp.full_like(i, acc0, jnp.int32)
         return jnp.where(i <= nw, jnp.asarray(ramp)[jnp.clip(i, 0, nw)], acc0).astype(jnp.int32)
 
     return {

@@ -21,8 +21,8 @@ pure function ``(state, batch) -> (state, metrics)`` of the state dict::
 accumulated batches reach ``accumulate(i)``; the EMA moves after each update.
 
 **Non-finite steps.** A step whose loss or gradients are not finite changes nothing but ``step`` (the batch is
-consumed): params, model state, optimizer state, loss state, accumulator and EMA stay as they were, as if the batch had not
-been there, and ``skipped_steps`` / ``nonfinite_run`` count it. (``optax.apply_if_finite`` does this for the
+consumed): params, model state, optimizer state, loss state, accumulator and EMA stay as they were, as if the
+batch had not been there, and ``skipped_steps`` / ``nonfinite_run`` count it. (``optax.apply_if_finite`` does this for the
 optimizer alone; the train state also holds batch statistics and the loss state.)
 
 The loss has one arity: ``loss_fn(outputs, batch, *, step, state) -> (loss, metrics, state)``. The forward pass
