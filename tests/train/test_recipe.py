@@ -69,19 +69,23 @@ def _data(n_batches, batch_size, seed=0):
     return [{"image": x[i], "target": t[i]} for i in range(n_batches)]
 
 
-def _run_jax(tc, batches, *, build=Tiny, loss_fn=_loss_fn):
-    """Our recipe on ``batches``: the final state and each step's metrics."""
+def _run_jax(tc, batches, *more, build=Tiny, loss_fn=_loss_fn):
+    """Our recipe on ``batches``: the final state and each step's metrics (a list of those pairs, one per sequence,
+    if ``more`` sequences are given: the same compiled step runs them all)."""
     recipe = recipe_lib.make_recipe(tc, build)
     graphdef, init_fn = step_lib.make_init_fn(build, recipe.tx, seed=0, accumulate=recipe.accumulate is not None,
                                               ema=recipe.ema is not None)
     step = jax.jit(step_lib.make_train_step(
         graphdef, loss_fn=loss_fn, tx=recipe.tx, lr_schedule=recipe.schedules["lr"], schedules=recipe.schedules,
         accumulate=recipe.accumulate, grad_scale=recipe.grad_scale, ema=recipe.ema))
-    state, log = init_fn(), []
-    for b in batches:
-        state, metrics = step(state, b)
-        log.append(jax.device_get(metrics))
-    return jax.device_get(state), log
+    results, init_fn = [], jax.jit(init_fn)  # (eager, its many small ops would each compile)
+    for sequence in (batches, *more):
+        state, log = init_fn(), []
+        for b in sequence:
+            state, metrics = step(state, b)
+            log.append(jax.device_get(metrics))
+        results.append((jax.device_get(state), log))
+    return results if more else results[0]
 
 
 def _torch_twin(params):
@@ -206,6 +210,22 @@ def test_gradient_accumulation_equals_one_big_batch_step():
         for x, y in zip(jax.tree.leaves(a[key]), jax.tree.leaves(b[key])):
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6, err_msg=key)  # float32
     assert not np.any(jax.tree.leaves(jax.tree.map(lambda v: np.any(v != 0), a["accum"]["grads"])))
+
+
+def test_a_non_finite_batch_inside_an_accumulation_changes_nothing():
+    """b0..b5 with a NaN batch after b2 (inside an accumulation of the warm-up ramp) == b0..b5: the accumulator,
+    the optimizer, the EMA and the schedules' position skip it."""
+    tc = _train_cfg(steps=8, warmup_steps=3)
+    good = _data(6, 4, seed=5)
+    nan = dict(good[0], image=np.full_like(good[0]["image"], np.nan))
+    (a, log_a), (b, _) = _run_jax(tc, good[:3] + [nan] + good[3:], good)
+    assert [float(m["skipped"]) for m in log_a] == [0, 0, 0, 1, 0, 0, 0]
+    assert int(a["accum"]["count"]) == int(b["accum"]["count"]) and int(a["ema"]["updates"]) > 1
+    for key in ("params", "opt_state", "accum", "ema"):
+        la, lb = jax.tree.leaves(a[key]), jax.tree.leaves(b[key])
+        assert len(la) == len(lb) > 0
+        for x, y in zip(la, lb):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=key)
 
 
 def _expected_groups(params) -> dict[tuple, str]:
