@@ -78,13 +78,28 @@ def get_config() -> ml_collections.ConfigDict:
     c.loss.lambda_noobj = 0.5
 
     c.train = ml_collections.ConfigDict()
-    c.train.steps = steps  # data.close_mosaic follows it (steps // 10) unless set
+    c.train.steps = steps  # batches; data.close_mosaic follows it (steps // 10) unless set
     c.train.batch_size = 32  # global batch, divisible by the data-axis size
-    c.train.learning_rate = 2e-3
-    c.train.warmup_steps = 100
-    c.train.end_lr_factor = 0.02  # final LR = learning_rate * end_lr_factor (cosine)
-    c.train.weight_decay = 1e-4
-    c.train.grad_clip = 10.0  # global-norm clip; 0 disables
+    # Optimizer recipe (train/recipe.py, train/README.md): "jaxdet" = AdamW on all parameters, linear warm-up then
+    # cosine decay, an update every batch; "ultralytics" = ultralytics' trainer (parameter groups, bias-lr and
+    # momentum warm-up, linear lrf decay, SGD/AdamW, nominal batch nbs with gradient accumulation).
+    c.train.recipe = "jaxdet"
+    c.train.learning_rate = 2e-3  # jaxdet: peak LR; ultralytics: lr0 (ultralytics' 0.01 for SGD)
+    c.train.warmup_steps = 100  # batches of warm-up (ultralytics: warmup_epochs 3 x batches per epoch)
+    c.train.end_lr_factor = 0.02  # jaxdet: final LR = learning_rate * end_lr_factor (cosine)
+    c.train.weight_decay = 1e-4  # ultralytics: 5e-4, scaled by batch_size * accumulate / nbs, kernels only
+    c.train.grad_clip = 10.0  # global-norm clip; 0 disables (ultralytics: 10.0)
+    # recipe = "ultralytics" only; ultralytics' default.yaml values:
+    c.train.optimizer = "sgd"  # "sgd" (Nesterov) | "adamw" (betas (momentum, 0.999))
+    c.train.momentum = 0.937  # SGD momentum / AdamW beta1
+    c.train.lrf = 0.01  # final LR = learning_rate * lrf (linear decay over train.steps)
+    c.train.warmup_bias_lr = 0.1  # bias LR at the start of the warm-up (falls to the LR)
+    c.train.warmup_momentum = 0.8  # SGD momentum at the start of the warm-up (rises to momentum)
+    c.train.nbs = 64  # nominal batch: gradients of round(nbs / batch_size) batches summed per update
+    # Model EMA (either recipe; ultralytics' ModelEMA, used for evaluation): off in this config.
+    c.train.ema = False
+    c.train.ema_decay = 0.9999
+    c.train.ema_tau = 2000.0  # decay ramp d = ema_decay * (1 - exp(-updates / ema_tau))
     c.train.max_consecutive_nonfinite = 10  # non-finite steps are skipped; this many in a row stop the run
     c.train.log_every = 25
     c.train.eval_every = 250

@@ -1,8 +1,9 @@
 """YOLOv8n (ultralytics yolov8.yaml, scale n) on the embedded synthetic shapes, small enough for a CPU.
 
-64 px images (a multiple of 32: levels 8×8, 4×4, 2×2), batch 16. The BatchNorm statistics are trained in
-the model state and used for evaluation. ``--config.model.scale=s`` for YOLOv8s,
-``--config.model.dtype=bfloat16`` for bf16 activations on GPU/TPU.
+64 px images (a multiple of 32: levels 8×8, 4×4, 2×2), batch 16, trained with ultralytics' recipe (SGD, warm-up,
+nominal batch 64, model EMA; train/README.md). The BatchNorm statistics are trained in the model state, averaged
+by the EMA, and the EMA is evaluated. ``--config.model.scale=s`` for YOLOv8s, ``--config.model.dtype=bfloat16``
+for bf16 activations on GPU/TPU.
 
 Run with ``python -m train --config=configs/yolov8n_shapes.py``.
 """
@@ -31,11 +32,17 @@ def get_config() -> ml_collections.ConfigDict:
     c.loss.score_target = "stop"  # Case 2 (ultralytics' no_grad assigner); "through" = Case 1
     c.loss.topk = 10  # task-aligned assignment candidates per object
 
-    c.train.steps = 300
+    # ultralytics' training recipe (train/recipe.py): SGD lr0 0.01 momentum 0.937 (warm-up from 0.8), bias LR
+    # warm-up from 0.1, linear decay to lrf 0.01, weight decay 5e-4 on kernels only, nominal batch 64 (gradients
+    # of 4 batches of 16 per update), model EMA for evaluation.
+    c.train.recipe = "ultralytics"
+    c.train.steps = 300  # batches (75 updates)
     c.train.batch_size = 16  # global batch, divisible by the data-axis size
-    c.train.learning_rate = 1e-3
-    c.train.warmup_steps = 30
+    c.train.optimizer = "sgd"
+    c.train.learning_rate = 0.01  # lr0
+    c.train.warmup_steps = 100  # batches (ultralytics: 3 epochs; 4096 / 16 = 256 batches per epoch here)
     c.train.weight_decay = 5e-4
+    c.train.ema = True
     c.train.eval_every = 100
     c.train.checkpoint_every = 100
 

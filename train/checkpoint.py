@@ -2,7 +2,8 @@
 
 Each checkpoint step directory holds two items:
 
-  ``state``  the train state pytree (step, params, optimizer state, RNG, ...) via ``StandardSave``;
+  ``state``  the train state pytree (step, params, model state, optimizer state, loss state, gradient
+             accumulator and model EMA when the recipe has them; ``train.step``) via ``StandardSave``;
              restored with ``StandardRestore`` onto the *current* mesh, so a checkpoint written on 8
              devices continues on 4 (or on another process layout).
   ``meta``   JSON (``JsonSave``): the data-iterator position, the config and run metadata.

@@ -123,10 +123,10 @@ def run(
         f"mesh {dict(mesh.shape)}; global batch {global_bs}"
     )
 
-    tx, lr_schedule = step_lib.make_optimizer(tc)
-    graphdef, init_fn = step_lib.make_init_fn(
-        task.build_model, tx, seed=int(config.seed), init_loss_state=task.init_loss_state
+    recipe, graphdef, init_fn = step_lib.make_recipe_init_fn(
+        tc, task.build_model, seed=int(config.seed), init_loss_state=task.init_loss_state
     )
+    _log(f"recipe: {recipe.description}")
     repl = mesh_lib.replicated(mesh)
     state_shapes = jax.eval_shape(init_fn)
 
@@ -182,7 +182,16 @@ def run(
     writer = metrics_log.MetricWriter(workdir, enabled=is_main)
     evaluator = _Evaluator(config, task, graphdef, mesh)
     train_step = step_lib.jit_train_step(
-        step_lib.make_train_step(graphdef, loss_fn=task.loss_fn, tx=tx, lr_schedule=lr_schedule),
+        step_lib.make_train_step(
+            graphdef,
+            loss_fn=task.loss_fn,
+            tx=recipe.tx,
+            lr_schedule=recipe.schedules["lr"],
+            schedules=recipe.schedules,
+            accumulate=recipe.accumulate,
+            grad_scale=recipe.grad_scale,
+            ema=recipe.ema,
+        ),
         mesh,
     )
 
@@ -398,7 +407,8 @@ class _Evaluator:
     def __call__(self, state, step, *, collect_images: bool = False):
         if not self.enabled:
             return None, ""
-        model_state = {k: state[k] for k in ("params", "model_state")}
+        params, model_state = step_lib.eval_variables(state)  # the EMA's when train.ema
+        variables = {"params": params, "model_state": model_state}
         dets, gts = [], []
         ec = self.config.eval
         n_plot = int(ec.get("num_plot_images", 16))
@@ -411,7 +421,7 @@ class _Evaluator:
             g_images = jax.make_array_from_process_local_data(
                 mesh_lib.batch_sharding(self.mesh), full["image"][self.rows]
             )
-            out = jax.tree.map(to_host, self._predict(model_state, g_images))
+            out = jax.tree.map(to_host, self._predict(variables, g_images))
             dets.append(jax.tree.map(lambda v: v[keep], out))
             gts.append({k: v[keep] for k, v in full.items()})
         det = jax.tree.map(lambda *parts: np.concatenate(parts), *dets)

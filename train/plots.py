@@ -23,6 +23,7 @@ def _plt():
 _NOT_LOSS = {
     "kind", "step", "alpha", "lr", "grad_norm", "param_norm", "images_per_sec", "step_time",
     "loader_images_per_sec", "data_wait_s",
+    "lr_bias", "momentum", "accumulate", "updated",  # the ultralytics recipe's hyper-parameters (train/recipe.py)
 }
 
 

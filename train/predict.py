@@ -66,13 +66,6 @@ def read_image(path: str) -> np.ndarray:
         raise PredictError(str(err)) from None
 
 
-def _inference_variables(state: dict[str, Any]) -> dict[str, Any]:
-    """``{"params", "model_state"}`` to run: the EMA weights when the state has an ``"ema"`` entry, else the
-    trained ones (the same choice as ``train.step.eval_variables``, which evaluation uses)."""
-    source = state["ema"] if "ema" in state else state
-    return {"params": source["params"], "model_state": source["model_state"]}
-
-
 def _class_names(config) -> tuple[str, ...]:
     names = tuple(str(c) for c in (config.data.get("class_names", ()) or ()))
     n = int(config.model.num_classes)
@@ -172,9 +165,8 @@ def load_predictor(
         if checkpointer is None or not checkpointer.all_steps():
             raise PredictError(f"--workdir {workdir!r} has no checkpoint in {ckpt_dir}: train it first")
         head = make_head(config)
-        tx, _ = step_lib.make_optimizer(config.train)
-        graphdef, init_fn = step_lib.make_init_fn(
-            lambda rngs: head.build_model(config.model, rngs=rngs), tx, seed=int(config.seed),
+        _, graphdef, init_fn = step_lib.make_recipe_init_fn(
+            config.train, lambda rngs: head.build_model(config.model, rngs=rngs), seed=int(config.seed),
             init_loss_state=head.init_state,
         )
         mesh = jax.sharding.Mesh(np.array(jax.local_devices()[:1]), ("data",))
@@ -206,7 +198,7 @@ def load_predictor(
         class_names=_class_names(config),
         step=int(step),
         image_size=(size, size),
-        _variables=_inference_variables(state),
+        _variables=dict(zip(("params", "model_state"), step_lib.eval_variables(state))),
         _forward=jax.jit(forward, compiler_options=compiler_options()),
     )
 

@@ -5,6 +5,9 @@
 - positive ``train.steps``, ``train.batch_size``, ``train.learning_rate``, ``data.image_size``,
   ``eval.batch_size`` and ``train.max_consecutive_nonfinite``; non-negative ``train.warmup_steps``,
   ``train.weight_decay``, ``train.grad_clip``;
+- the recipe (:func:`check_recipe`): ``train.recipe``; for ``"ultralytics"`` ``train.optimizer``,
+  ``train.momentum``, ``train.lrf``, ``train.warmup_bias_lr``, ``train.warmup_momentum``, ``train.nbs``; with
+  ``train.ema`` ``train.ema_decay`` and ``train.ema_tau``;
 - the head and its loss fields (``model.head``, e.g. ``loss.iou_target``), by building the head, and the
   optional decode fields ``eval.multi_label`` / ``eval.pre_nms_top_k`` against the head's ``decode``;
 - the network, by tracing its construction abstractly (``nnx.eval_shape``: e.g. ``model.widths`` and
@@ -44,6 +47,33 @@ def _positive(config, dotted: str, *, integer: bool, allow_zero: bool = False) -
         raise ConfigError(f"{dotted} must be {kind} {'>= 0' if allow_zero else '> 0'}; got {value!r}")
 
 
+def check_recipe(train: ml_collections.ConfigDict) -> None:
+    """The ``train.recipe`` / ``train.ema`` fields (:mod:`train.recipe`); raises :class:`ConfigError`."""
+    from jaxdet import _checks
+    from train import recipe as recipe_lib
+
+    try:
+        recipe = _checks.choice(train.get("recipe", "jaxdet"), "train.recipe", recipe_lib.RECIPES)
+        if recipe == "ultralytics":
+            fields = ("optimizer", "momentum", "lrf", "warmup_bias_lr", "warmup_momentum", "nbs")
+            _checks.keys_present(train, fields, "config.train", hint='(needed by train.recipe="ultralytics")')
+            _checks.choice(train.optimizer, "train.optimizer", recipe_lib.OPTIMIZERS)
+            _checks.number(train.momentum, "train.momentum", low=0.0, high=1.0, high_open=True)
+            _checks.number(train.lrf, "train.lrf", low=0.0, low_open=True)
+            _checks.number(train.warmup_bias_lr, "train.warmup_bias_lr", low=0.0)
+            _checks.number(train.warmup_momentum, "train.warmup_momentum", low=0.0, high=1.0, high_open=True)
+            _checks.positive_int(train.nbs, "train.nbs")
+        ema = train.get("ema", False)
+        if not isinstance(ema, bool):
+            raise _checks.fail_value("train.ema", "True or False", ema)
+        if ema:
+            _checks.keys_present(train, ("ema_decay", "ema_tau"), "config.train", hint="(needed by train.ema=True)")
+            _checks.number(train.ema_decay, "train.ema_decay", low=0.0, high=1.0)
+            _checks.number(train.ema_tau, "train.ema_tau", low=0.0, low_open=True)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
 def device_memory_bytes(device) -> int:
     """The memory a device may use: the runtime's ``bytes_limit`` (GPU/TPU), else the host's available RAM."""
     stats = device.memory_stats() if hasattr(device, "memory_stats") else None
@@ -77,6 +107,7 @@ def validate_config(config: ml_collections.ConfigDict, workdir: str, *, devices:
             _positive(config, dotted, integer=False, allow_zero=True)
     if "max_consecutive_nonfinite" in config.train:
         _positive(config, "train.max_consecutive_nonfinite", integer=True)
+    check_recipe(config.train)
 
     try:
         head = make_head(config)

@@ -77,7 +77,7 @@ def test_mosaic_places_known_boxes_and_counts_the_cut_one():
     # Per-image keys come from example 0; the letterbox record becomes the identity of the canvas.
     assert out["image_id"] == 7 and out["note"] == "kept"
     np.testing.assert_array_equal(out["orig_size"], [128, 128])
-    np.testing.assert_array_equal(out["ratio_pad"], [1, 0, 0])
+    np.testing.assert_array_equal(out["ratio_pad"], [1, 1, 0, 0])
     np.testing.assert_allclose(out["polygons"].min(axis=1), expected[:, :2], atol=1e-6)
     np.testing.assert_allclose(out["polygons"].max(axis=1), expected[:, 2:], atol=1e-6)
 

@@ -76,13 +76,17 @@ def standin_task(config):
 
     s, width = int(config.model.grid_size), int(config.model.widths[0])
 
+    batch_norm = config.model.get("norm") == "batch"  # --config.model.norm=batch: batch statistics in the state
+
     class Tiny(nnx.Module):
         def __init__(self, rngs):
             self.c1 = nnx.Conv(3, width, (3, 3), strides=(2, 2), rngs=rngs)
+            self.bn = nnx.BatchNorm(width, momentum=0.9, rngs=rngs) if batch_norm else None
             self.c2 = nnx.Conv(width, 5, (3, 3), rngs=rngs)
 
         def __call__(self, x):
-            h = nnx.relu(self.c1(x))
+            h = self.c1(x)
+            h = nnx.relu(self.bn(h) if self.bn is not None else h)
             h = jax.image.resize(h, (h.shape[0], s, s, h.shape[-1]), "linear")
             return self.c2(h)
 
@@ -104,12 +108,15 @@ def standin_task(config):
 
 
 def flat_params(state) -> dict[str, np.ndarray]:
+    """The parameters, and with ``train.ema`` the EMA (``ema...`` keys: params, model state, update count)."""
     import jax
     from train.loop import to_host
 
     out = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(state["params"])[0]:
         out[jax.tree_util.keystr(path)] = to_host(leaf)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state.get("ema", {}))[0]:
+        out["ema" + jax.tree_util.keystr(path)] = to_host(leaf)
     return out
 
 

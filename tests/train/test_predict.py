@@ -141,13 +141,6 @@ def test_exif_orientation_is_applied(tmp_path):
     assert predict_lib.read_image(str(tmp_path / "rot.jpg")).shape == (50, 20, 3)
 
 
-def test_inference_variables_prefer_the_ema():
-    state = {"params": "p", "model_state": "m", "opt_state": "o"}
-    assert predict_lib._inference_variables(state) == {"params": "p", "model_state": "m"}
-    state["ema"] = {"params": "ep", "model_state": "em"}
-    assert predict_lib._inference_variables(state) == {"params": "ep", "model_state": "em"}
-
-
 def test_final_report_files(tmp_path):
     """eval/per_class.* and the PR curve of a coco_metrics result; pr_curve.json equals faster-coco-eval's
     precision array at IoU 0.5 for a class, computed here independently."""
