@@ -57,8 +57,7 @@ def test_export_round_trip_loads_into_ultralytics():
     expected = ref.state_dict()
     assert sorted(exported) == sorted(expected)
     for name, value in expected.items():
-        if name.endswith("num_batches_tracked"):
-            continue
+        assert exported[name].dtype == (torch.int64 if name.endswith("num_batches_tracked") else torch.float32), name
         np.testing.assert_array_equal(exported[name].numpy(), value.float().numpy(), err_msg=name)
     copy = type(ref)("yolov8n.yaml", nc=cases.NUM_CLASSES, verbose=False)
     copy.load_state_dict(exported, strict=True)
@@ -66,6 +65,38 @@ def test_export_round_trip_loads_into_ultralytics():
     again = load_ultralytics(copy.state_dict())
     for (p, a), (_, b) in zip(nnx.to_flat_state(nnx.state(model)), nnx.to_flat_state(nnx.state(again))):
         np.testing.assert_array_equal(np.asarray(a[...]), np.asarray(b[...]), err_msg=str(p))
+
+
+def test_export_counts_train_mode_calls_as_torch():
+    """num_batches_tracked: torch adds 1 per train-mode forward of a BatchNorm (eval adds nothing); so does the
+    NNX model, and export writes the count. The running statistics after the same forwards agree too."""
+    ref = cases.ultralytics_model("n", cases.NUM_CLASSES)
+    torch_model = type(ref)("yolov8n.yaml", nc=cases.NUM_CLASSES, verbose=False)
+    torch_model.load_state_dict(ref.state_dict())
+    torch_model.float()
+    model = load_ultralytics(torch_model)
+    rng = np.random.default_rng(0)
+    images = [rng.uniform(0, 1, (2, 64, 64, 3)).astype(np.float32) for _ in range(3)]
+    for i, x in enumerate(images):
+        train = i != 1  # the second forward in eval mode
+        torch_model.train(train)
+        if train:
+            model.train()
+        else:
+            model.eval()
+        with torch.no_grad():
+            torch_model(torch.from_numpy(x.transpose(0, 3, 1, 2)))
+        model(jnp.asarray(x))  # eager: NNX updates the statistics in place
+    exported = export_ultralytics(model)
+    expected = torch_model.state_dict()
+    counts = {k: int(v) for k, v in expected.items() if k.endswith("num_batches_tracked")}
+    assert len(counts) == 57 and set(counts.values()) == {2}  # every BatchNorm: two train-mode forwards
+    for name, value in expected.items():
+        if name.endswith("num_batches_tracked"):
+            assert exported[name].dtype == torch.int64 and int(exported[name]) == counts[name], name
+        else:
+            np.testing.assert_allclose(exported[name].numpy(), value.numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
+    assert int(load_ultralytics(exported).model[0].bn.num_batches_tracked[...]) == 2  # and back
 
 
 def test_load_from_pt_checkpoint(tmp_path):
@@ -104,7 +135,7 @@ def test_bfloat16_compute_close_to_float32():
     ref = cases.ultralytics_model("n", cases.NUM_CLASSES)
     f32 = load_ultralytics(ref)
     bf16 = load_ultralytics(ref, dtype=jnp.bfloat16)
-    assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(nnx.state(bf16)))
+    assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(nnx.state(bf16)) if v.ndim)  # [] = counters
     images = jnp.asarray(np.random.default_rng(0).uniform(0, 1, (1, 64, 64, 3)), jnp.float32)
     f32.eval(), bf16.eval()
     for a, b in zip(f32(images), bf16(images)):
