@@ -58,6 +58,7 @@ def test_export_round_trip_loads_into_ultralytics():
     assert sorted(exported) == sorted(expected)
     for name, value in expected.items():
         assert exported[name].dtype == (torch.int64 if name.endswith("num_batches_tracked") else torch.float32), name
+        assert exported[name].shape == value.shape, name
         np.testing.assert_array_equal(exported[name].numpy(), value.float().numpy(), err_msg=name)
     copy = type(ref)("yolov8n.yaml", nc=cases.NUM_CLASSES, verbose=False)
     copy.load_state_dict(exported, strict=True)

@@ -173,7 +173,7 @@ def export_ultralytics(model: YOLOv8, *, as_torch: bool = True) -> dict[str, Any
             value = value.transpose(3, 2, 0, 1)  # HWIO -> OIHW
         if path[-1] == "num_batches_tracked":
             value = value.astype(np.int64)  # torch's dtype of the buffer
-        out[tensor_name(path)] = np.ascontiguousarray(value)
+        out[tensor_name(path)] = np.array(value, order="C")  # (ascontiguousarray would make a [] count [1])
     ref = out[f"model.{DETECT}.cv2.0.2.weight"]
     out[f"model.{DETECT}.dfl.conv.weight"] = np.arange(model.reg_max, dtype=ref.dtype).reshape(1, -1, 1, 1)
     if not as_torch:
