@@ -70,7 +70,8 @@ def test_export_round_trip_loads_into_ultralytics():
 
 def test_export_counts_train_mode_calls_as_torch():
     """num_batches_tracked: torch adds 1 per train-mode forward of a BatchNorm (eval adds nothing); so does the
-    NNX model, and export writes the count. The running statistics after the same forwards agree too."""
+    NNX model, and export writes the count. The running statistics after the same forwards agree too (this also
+    guards against load_ultralytics aliasing the torch buffers, which torch then updates in place)."""
     ref = cases.ultralytics_model("n", cases.NUM_CLASSES)
     torch_model = type(ref)("yolov8n.yaml", nc=cases.NUM_CLASSES, verbose=False)
     torch_model.load_state_dict(ref.state_dict())
