@@ -42,7 +42,9 @@ def test_scaling_rules():
 @pytest.mark.parametrize("case", cases.cases(), ids=lambda c: c.name)
 def test_parity_with_ultralytics(case):
     # yolov8n_model_loss in float32 measured 1.6e-4 on the parameter gradients (above its 1e-4 target; float64
-    # agrees to 1.9e-13, so it is float32 rounding in train-mode BatchNorm backward): float64 only here.
+    # agrees to 1.9e-13). Against torch's float64 gradients, jaxdet's float32 ones are 1.4e-4 off and torch's own
+    # float32 ones 1.8e-4 (worst arrays: BatchNorm scale/bias gradients): float32 noise of both sides, not a
+    # deviation of jaxdet. The tolerance stays 1e-4, so the float32 row is not asserted here.
     dtypes = ("float64",) if case.name == "yolov8n_model_loss" else ("float64", "float32")
     report = run_case(case, seed=0, dtypes=dtypes)
     print("\n" + report.table())
