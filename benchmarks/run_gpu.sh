@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every jaxdet benchmark on one GPU, in under 8 minutes: boxes, losses (+ YOLOv1/SSD), polygons, the YOLOv8
-# loss (TAL + v8 loss, with peak memory at 1,000 GT/image), the train step, and the dense-loss roofline (B=64, 8400 anchors, 80 classes). Prints each table with the device name
+# loss (TAL + v8 loss, with peak memory at 1,000 GT/image), the train step, the YOLOv8n train step against
+# ultralytics (batch 16 of 640-px images), and the dense-loss roofline (B=64, 8400 anchors, 80 classes). Prints each table with the device name
 # and writes them all to benchmarks/results/gpu-<device>.md.
 #
 #   bash benchmarks/run_gpu.sh                     # on a GPU machine (JAX CUDA + torch CUDA)
@@ -129,6 +130,10 @@ run_bench boxes boxes.py "${COMMON[@]}"
 run_bench losses losses.py "${COMMON[@]}"
 run_bench polygons polygons.py "${COMMON[@]}"
 run_bench yolov8_loss yolov8_loss.py "${COMMON[@]}"
+# YOLOv8n train step vs ultralytics: 640 px on the GPU; --cpu-smoke keeps the script's --quick case (2 x 64 px).
+V8_CASES=()
+[[ "$SMOKE" != "1" ]] && V8_CASES=(--cases 16x640)
+run_bench yolov8_train_step yolov8_train_step.py "${COMMON[@]}" "${V8_CASES[@]}"
 if [[ "$TRAIN_LARGE" == "1" ]]; then
   run_bench train_step_large train_step.py "${COMMON[@]}" --batch-size 256 --image-size 128
 fi
@@ -152,7 +157,7 @@ TOTAL=$(( $(date +%s) - START ))
   echo "| benchmark | status | seconds |"
   echo "|---|---|---:|"
   printf '%s\n' "${STATUS[@]}"
-  for label in train_step roofline boxes losses polygons yolov8_loss train_step_large; do
+  for label in train_step roofline boxes losses polygons yolov8_loss yolov8_train_step train_step_large; do
     [[ -f "$PARTS/$label.md" ]] || continue
     echo
     cat "$PARTS/$label.md"

@@ -42,7 +42,9 @@ def test_scaling_rules():
 @pytest.mark.parametrize("case", cases.cases(), ids=lambda c: c.name)
 def test_parity_with_ultralytics(case):
     # yolov8n_model_loss in float32 measured 1.6e-4 on the parameter gradients (above its 1e-4 target; float64
-    # agrees to 1.9e-13, so it is float32 rounding in train-mode BatchNorm backward): float64 only here.
+    # agrees to 1.9e-13). Against torch's float64 gradients, jaxdet's float32 ones are 1.4e-4 off and torch's own
+    # float32 ones 1.8e-4 (worst arrays: BatchNorm scale/bias gradients): float32 noise of both sides, not a
+    # deviation of jaxdet. The tolerance stays 1e-4, so the float32 row is not asserted here.
     dtypes = ("float64",) if case.name == "yolov8n_model_loss" else ("float64", "float32")
     report = run_case(case, seed=0, dtypes=dtypes)
     print("\n" + report.table())
@@ -57,8 +59,8 @@ def test_export_round_trip_loads_into_ultralytics():
     expected = ref.state_dict()
     assert sorted(exported) == sorted(expected)
     for name, value in expected.items():
-        if name.endswith("num_batches_tracked"):
-            continue
+        assert exported[name].dtype == (torch.int64 if name.endswith("num_batches_tracked") else torch.float32), name
+        assert exported[name].shape == value.shape, name
         np.testing.assert_array_equal(exported[name].numpy(), value.float().numpy(), err_msg=name)
     copy = type(ref)("yolov8n.yaml", nc=cases.NUM_CLASSES, verbose=False)
     copy.load_state_dict(exported, strict=True)
@@ -66,6 +68,39 @@ def test_export_round_trip_loads_into_ultralytics():
     again = load_ultralytics(copy.state_dict())
     for (p, a), (_, b) in zip(nnx.to_flat_state(nnx.state(model)), nnx.to_flat_state(nnx.state(again))):
         np.testing.assert_array_equal(np.asarray(a[...]), np.asarray(b[...]), err_msg=str(p))
+
+
+def test_export_counts_train_mode_calls_as_torch():
+    """num_batches_tracked: torch adds 1 per train-mode forward of a BatchNorm (eval adds nothing); so does the
+    NNX model, and export writes the count. The running statistics after the same forwards agree too (this also
+    guards against load_ultralytics aliasing the torch buffers, which torch then updates in place)."""
+    ref = cases.ultralytics_model("n", cases.NUM_CLASSES)
+    torch_model = type(ref)("yolov8n.yaml", nc=cases.NUM_CLASSES, verbose=False)
+    torch_model.load_state_dict(ref.state_dict())
+    torch_model.float()
+    model = load_ultralytics(torch_model)
+    rng = np.random.default_rng(0)
+    images = [rng.uniform(0, 1, (2, 64, 64, 3)).astype(np.float32) for _ in range(3)]
+    for i, x in enumerate(images):
+        train = i != 1  # the second forward in eval mode
+        torch_model.train(train)
+        if train:
+            model.train()
+        else:
+            model.eval()
+        with torch.no_grad():
+            torch_model(torch.from_numpy(x.transpose(0, 3, 1, 2)))
+        model(jnp.asarray(x))  # eager: NNX updates the statistics in place
+    exported = export_ultralytics(model)
+    expected = torch_model.state_dict()
+    counts = {k: int(v) for k, v in expected.items() if k.endswith("num_batches_tracked")}
+    assert len(counts) == 57 and set(counts.values()) == {2}  # every BatchNorm: two train-mode forwards
+    for name, value in expected.items():
+        if name.endswith("num_batches_tracked"):
+            assert exported[name].dtype == torch.int64 and int(exported[name]) == counts[name], name
+        else:
+            np.testing.assert_allclose(exported[name].numpy(), value.numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
+    assert int(load_ultralytics(exported).model[0].bn.num_batches_tracked[...]) == 2  # and back
 
 
 def test_load_from_pt_checkpoint(tmp_path):
@@ -104,7 +139,7 @@ def test_bfloat16_compute_close_to_float32():
     ref = cases.ultralytics_model("n", cases.NUM_CLASSES)
     f32 = load_ultralytics(ref)
     bf16 = load_ultralytics(ref, dtype=jnp.bfloat16)
-    assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(nnx.state(bf16)))
+    assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(nnx.state(bf16)) if v.ndim)  # [] = counters
     images = jnp.asarray(np.random.default_rng(0).uniform(0, 1, (1, 64, 64, 3)), jnp.float32)
     f32.eval(), bf16.eval()
     for a, b in zip(f32(images), bf16(images)):

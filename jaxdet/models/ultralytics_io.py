@@ -8,12 +8,12 @@ NNX variable                            ultralytics state-dict entry
 ``model.<i>...conv.kernel [k,k,I,O]``   ``model.<i>...conv.weight [O,I,k,k]`` (transposed)
 ``...bn.scale`` / ``...bn.bias``        ``...bn.weight`` / ``...bn.bias``
 ``...bn.mean`` / ``...bn.var``          ``...bn.running_mean`` / ``...bn.running_var``
+``...bn.num_batches_tracked`` (int32)   ``...bn.num_batches_tracked`` (int64): train-mode calls
 ``model.22.cv2.<l>.2.kernel`` / bias    ``model.22.cv2.<l>.2.weight`` / ``.bias`` (plain conv)
 ======================================  ==========================================================
 
-``...bn.num_batches_tracked`` (unused with a fixed momentum) and the fixed DFL projection
-``model.22.dfl.conv.weight`` (``arange(reg_max)``, checked on import) have no NNX variable; export writes
-``num_batches_tracked = 0`` and the DFL projection so that ``DetectionModel.load_state_dict`` accepts the dict.
+The fixed DFL projection ``model.22.dfl.conv.weight`` (``arange(reg_max)``, checked on import) has no NNX
+variable; export writes it so that ``DetectionModel.load_state_dict`` accepts the dict.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from jaxdet.models.yolov8 import SCALES, YOLOV8_LAYERS, YOLOv8, scaled_channels
 
 __all__ = ["load_ultralytics", "export_ultralytics", "ultralytics_state_dict", "tensor_name"]
 
-_LEAF_NAMES = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
+_LEAF_NAMES = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var",
+               "num_batches_tracked": "num_batches_tracked"}
 #: the index of the Detect layer in ``yolov8.yaml``.
 DETECT = len(YOLOV8_LAYERS) - 1
 
@@ -141,12 +142,13 @@ def load_ultralytics(source: Any, *, scale: str | None = None, num_classes: int 
                 f"tensor {name!r} has shape {torch_shape} but {what} expects {expected}; "
                 "pass the source's scale / num_classes (or load a matching checkpoint)."
             )
-        leaves.append((path, var.replace(jnp.asarray(value, dtype=var.dtype))))
+        # a copy: jnp.asarray may alias a CPU numpy buffer (a torch tensor's memory, which torch updates in place)
+        leaves.append((path, var.replace(jnp.array(value, dtype=var.dtype, copy=True))))
         used.add(name)
     dfl = f"model.{DETECT}.dfl.conv.weight"
     if dfl in state and not np.array_equal(state[dfl].reshape(-1), np.arange(reg_max)):
         raise ValueError(f"tensor {dfl!r} must be the DFL projection arange({reg_max}); got {state[dfl].reshape(-1)}.")
-    extra = sorted(k for k in state if k not in used and k != dfl and not k.endswith("num_batches_tracked"))
+    extra = sorted(k for k in state if k not in used and k != dfl)
     if extra:
         raise ValueError(f"source has tensors that {what} does not: {extra[:5]}{' ...' if len(extra) > 5 else ''} "
                          "(is it a YOLOv8 detection model?).")
@@ -154,7 +156,8 @@ def load_ultralytics(source: Any, *, scale: str | None = None, num_classes: int 
 
 
 def export_ultralytics(model: YOLOv8, *, as_torch: bool = True) -> dict[str, Any]:
-    """The ultralytics state dict of a :class:`YOLOv8` (parameters, BatchNorm statistics, DFL projection).
+    """The ultralytics state dict of a :class:`YOLOv8` (parameters, BatchNorm statistics and counts of train-mode
+    calls, DFL projection).
 
     ``DetectionModel(f"yolov8{scale}.yaml", nc=C).load_state_dict(export_ultralytics(model))`` then gives the
     same network in PyTorch.
@@ -168,10 +171,9 @@ def export_ultralytics(model: YOLOv8, *, as_torch: bool = True) -> dict[str, Any
         value = np.asarray(jax.device_get(var[...]))
         if path[-1] == "kernel":
             value = value.transpose(3, 2, 0, 1)  # HWIO -> OIHW
-        name = tensor_name(path)
-        out[name] = np.ascontiguousarray(value)
-        if path[-1] == "var":
-            out[name.replace("running_var", "num_batches_tracked")] = np.zeros((), np.int64)
+        if path[-1] == "num_batches_tracked":
+            value = value.astype(np.int64)  # torch's dtype of the buffer
+        out[tensor_name(path)] = np.array(value, order="C")  # (ascontiguousarray would make a [] count [1])
     ref = out[f"model.{DETECT}.cv2.0.2.weight"]
     out[f"model.{DETECT}.dfl.conv.weight"] = np.arange(model.reg_max, dtype=ref.dtype).reshape(1, -1, 1, 1)
     if not as_torch:

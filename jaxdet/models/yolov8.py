@@ -137,6 +137,9 @@ class BatchNorm(nnx.Module):
     with ``n = N·H·W`` and the biased batch variance :math:`\\sigma_B^2`; the running-average update is not
     differentiated. Eval mode normalises by :math:`\\hat\\mu, \\hat\\sigma^2`. With a single value per
     channel (``n = 1``, where torch raises) the running variance moves towards the biased one (0).
+
+    ``num_batches_tracked`` (int32 ``[]``, a ``BatchStat``) counts the train-mode calls, as torch's buffer of that
+    name does (with a fixed momentum it changes nothing else; it is exported to ultralytics).
     """
 
     def __init__(self, num_features: int, *, eps: float = BN_EPS, momentum: float = BN_MOMENTUM,
@@ -145,6 +148,7 @@ class BatchNorm(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((num_features,), param_dtype))
         self.mean = nnx.BatchStat(jnp.zeros((num_features,), param_dtype))
         self.var = nnx.BatchStat(jnp.ones((num_features,), param_dtype))
+        self.num_batches_tracked = nnx.BatchStat(jnp.zeros((), jnp.int32))
         self.eps = eps
         self.momentum = momentum
         self.use_running_average = False
@@ -163,6 +167,7 @@ class BatchNorm(nnx.Module):
             dt = self.mean[...].dtype
             self.mean[...] = ((1 - m) * self.mean[...] + m * jax.lax.stop_gradient(mean).astype(dt))
             self.var[...] = ((1 - m) * self.var[...] + m * jax.lax.stop_gradient(unbiased).astype(dt))
+            self.num_batches_tracked[...] = self.num_batches_tracked[...] + 1
         y = (xf - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...].astype(stat_dtype)
         return (y + self.bias[...].astype(stat_dtype)).astype(x.dtype)
 

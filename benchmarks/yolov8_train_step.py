@@ -1,0 +1,457 @@
+"""YOLOv8n train step: jaxdet (train/step.py, jit) vs ultralytics DetectionModel + v8DetectionLoss (eager / compile).
+
+One train step = train-mode forward (BatchNorm statistics updated) + YOLOv8 loss (task-aligned assignment, box,
+class and DFL terms) + backward + optimizer update, for ``yolov8n.yaml`` with 80 classes:
+
+- **jaxdet**: what ``python -m train`` runs with ``configs/yolov8n_shapes.py``: ``train.step.make_train_step``
+  with the ``yolov8`` head's loss (:func:`jaxdet.losses.yolov8.yolov8_loss`), ``train.step.jit_train_step``
+  (explicit shardings over the local devices, state donated), compiled ahead of time with
+  ``jaxdet.compile_options.compiler_options()``; the same step compiled with XLA's default options is a second
+  contender (``--no-default-options`` drops it).
+- **ultralytics**: ``DetectionModel("yolov8n.yaml", nc=80)`` in train mode + ``v8DetectionLoss`` on the
+  ultralytics batch dict (``batch_idx``, ``cls``, normalised cxcywh ``bboxes``) of the same ground truth,
+  ``backward()`` and the optimizer step; eager, and with ``torch.compile`` (inductor) on the forward + loss (the
+  assigner's data-dependent shapes become graph breaks; the optimizer step stays eager).
+
+Both sides start from the **same weights**: the ultralytics model's random initialisation (seeded), imported into
+the NNX model with :func:`jaxdet.models.load_ultralytics`, and take the same fixed batch of synthetic shapes
+(data loading not timed). The torch loss is ``v8DetectionLoss(...)[0].sum() / B``: ultralytics multiplies its
+loss by the batch size B, jaxdet's loss is the per-image mean; dividing makes both steps minimise the same
+function, so the same optimizer gives the same update (checked: the losses of the first and last timed steps
+are printed for both sides). Optimizer (``--optimizer``): ``sgd`` (default; ultralytics' recipe: SGD, momentum
+0.937, Nesterov, weight decay 5e-4 on every parameter, constant lr 0.01; optax ``add_decayed_weights`` +
+``sgd(nesterov=True)`` = ``torch.optim.SGD(nesterov=True, weight_decay=...)``) or ``adamw`` (what
+``python -m train`` uses: ``train.step.make_optimizer`` against ``benchmarks/train_step.py``'s torch twin of it).
+
+Contenders are built first and then timed in round robin (one step each per round, median over the rounds), so a
+shared machine's drift falls on all of them alike. Reported: median step time, images/s, the ratios, and the
+first step's time (jaxdet: ahead-of-time compile + first step; torch.compile: its first call, compiling).
+
+``--breakdown`` adds a second table of the same step in parts, each a separately compiled jaxdet function timed
+against its eager torch twin (interleaved): the train-mode forward, the forward + backward of a plain sum of the
+outputs (no loss), and the loss alone (assignment + loss + its gradient w.r.t. the outputs).
+
+    python benchmarks/yolov8_train_step.py                      # 320 px, batch 8: benchmarks/results/yolov8_train_step.md
+    python benchmarks/yolov8_train_step.py --cases 8x320,16x320 --breakdown --out /tmp/v8.md
+    python benchmarks/yolov8_train_step.py --batch 16 --image-size 640 --out /tmp/v8.md   # one case
+    python benchmarks/yolov8_train_step.py --quick --out /tmp/v8.md    # smoke test: batch 2 of 64 px, 3 repeats
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _timing, train_step
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # configs, train
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import _timing
+import train_step as yolov1_bench
+from _timing import write_results
+
+NUM_CLASSES = 80
+GAINS = {"box": 7.5, "cls": 0.5, "dfl": 1.5}
+SGD = {"lr": 0.01, "momentum": 0.937, "weight_decay": 5e-4}
+
+JAX = "jaxdet"
+JAX_DEFAULT = "jaxdet, XLA default options"
+EAGER = "ultralytics eager"
+COMPILED = "ultralytics torch.compile"
+
+#: (batch, image side): the CPU default and the ``--quick`` smoke case.
+CASES: tuple[tuple[int, int], ...] = ((8, 320),)
+QUICK_CASES: tuple[tuple[int, int], ...] = ((2, 64),)
+
+
+# ------------------------------------------------------------------------------------------------ config/data
+
+
+def load_config(*, batch: int, image_size: int, optimizer: str):
+    """``configs/yolov8n_shapes.py`` at 80 classes with the benchmark's batch, image size and optimizer."""
+    from configs import yolov8n_shapes
+
+    cfg = yolov8n_shapes.get_config()
+    cfg.model.num_classes = NUM_CLASSES
+    cfg.train.batch_size = int(batch)
+    cfg.data.image_size = int(image_size)  # shared with model.image_size
+    cfg.train.optimizer = optimizer
+    return cfg
+
+
+def ultralytics_weights(seed: int = 0) -> dict[str, Any]:
+    """The state dict of a seeded random-weight ``DetectionModel("yolov8n.yaml", nc=80)`` (nothing downloaded)."""
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    torch.manual_seed(seed)
+    model = DetectionModel("yolov8n.yaml", nc=NUM_CLASSES, verbose=False)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+# ------------------------------------------------------------------------------------------------------ jaxdet
+
+
+def make_tx(cfg):
+    """``(optax transformation, lr schedule)`` of ``cfg.train.optimizer``."""
+    import optax
+
+    from train import step as step_lib
+
+    if cfg.train.optimizer == "adamw":
+        return step_lib.make_optimizer(cfg.train)
+    tx = optax.chain(optax.add_decayed_weights(SGD["weight_decay"]),
+                     optax.sgd(SGD["lr"], momentum=SGD["momentum"], nesterov=True))
+    return tx, optax.constant_schedule(SGD["lr"])
+
+
+def make_jax_runner(cfg, weights, batch_np: dict[str, np.ndarray], *, options: dict[str, str] | None = None):
+    """``(run_one_step, info)``: the ``python -m train`` step of the yolov8 head from the imported weights.
+
+    ``run_one_step()`` advances the (donated) state and returns ``(params, metrics)``. Compiled ahead of time
+    with ``options`` (default: ``jaxdet.compile_options.compiler_options()``; ``{}`` = XLA's defaults).
+    """
+    from jaxdet.compile_options import compiler_options
+    from jaxdet.models import load_ultralytics
+    from train import mesh as mesh_lib
+    from train import step as step_lib
+    from train.task import make_head
+
+    head = make_head(cfg)
+    tx, lr = make_tx(cfg)
+    numpy_weights = {k: v.numpy() for k, v in weights.items()}
+    graphdef, init_fn = step_lib.make_init_fn(lambda rngs: load_ultralytics(numpy_weights), tx, seed=0,
+                                              init_loss_state=head.init_state)
+    mesh = mesh_lib.make_mesh((-1,), ("data",))
+    n_dev = mesh.shape["data"]
+    if int(cfg.train.batch_size) % n_dev:
+        raise ValueError(f"--batch {cfg.train.batch_size} must be divisible by the {n_dev} local devices")
+    state = jax.device_put(init_fn(), mesh_lib.replicated(mesh))  # eager: compiling the import would take longer
+    step = step_lib.jit_train_step(step_lib.make_train_step(graphdef, loss_fn=head.loss, tx=tx, lr_schedule=lr),
+                                   mesh)
+    batch = mesh_lib.global_batch(mesh, batch_np)
+    options = compiler_options() if options is None else dict(options)
+    step = step.lower(state, batch).compile(options)
+    holder = {"state": state, "loss": None}
+
+    def run():
+        holder["state"], metrics = step(holder["state"], batch)
+        holder["loss"] = metrics["loss"]
+        return holder["state"]["params"], metrics
+
+    run.last_loss = lambda: float(holder["loss"])
+    return run, {"devices": n_dev, "options": options}
+
+
+# ----------------------------------------------------------------------------------------------------- PyTorch
+
+
+def ultralytics_model(weights, device):
+    """``DetectionModel("yolov8n.yaml", nc=80)`` holding ``weights``, in train mode, with the loss gains."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    model = DetectionModel("yolov8n.yaml", nc=NUM_CLASSES, verbose=False)
+    model.load_state_dict(weights, strict=True)
+    model.args = types.SimpleNamespace(**GAINS)  # v8DetectionLoss reads the gains from model.args
+    return model.to(device).train()
+
+
+def torch_batch(batch_np: dict[str, np.ndarray], device) -> tuple[Any, dict[str, Any]]:
+    """``(images [B, 3, H, W], ultralytics batch dict)`` of a jaxdet batch (normalised xyxy boxes)."""
+    import torch
+
+    from jaxdet.parity.torch_yolov8 import ultralytics_batch
+
+    size = batch_np["image"].shape[1]
+    gt = ultralytics_batch(torch.from_numpy(batch_np["classes"]), torch.from_numpy(batch_np["boxes"] * size),
+                           torch.from_numpy(batch_np["valid"]), size)
+    images = torch.from_numpy(np.ascontiguousarray(batch_np["image"].transpose(0, 3, 1, 2)))
+    return images.to(device), {k: v.to(device) for k, v in gt.items()}
+
+
+def make_torch_optimizer(params, cfg):
+    """``(optimizer, update)`` of ``cfg.train.optimizer``; ``update()`` applies one step."""
+    import torch
+
+    if cfg.train.optimizer == "adamw":
+        return yolov1_bench.make_torch_optimizer(params, cfg.train)
+    opt = torch.optim.SGD(params, lr=SGD["lr"], momentum=SGD["momentum"], nesterov=True,
+                          weight_decay=SGD["weight_decay"])
+    return opt, opt.step
+
+
+def make_torch_runner(cfg, weights, batch_np: dict[str, np.ndarray], *, compiled: bool, device):
+    """``run_one_step()``: ultralytics' forward + ``v8DetectionLoss`` + backward + optimizer step."""
+    from ultralytics.utils.loss import v8DetectionLoss
+
+    model = ultralytics_model(weights, device)
+    criterion = v8DetectionLoss(model)
+    images, gt = torch_batch(batch_np, device)
+    n = images.shape[0]
+
+    def forward_loss(images):
+        return criterion(model(images), gt)[0].sum() / n  # ultralytics' loss is B × the per-image mean
+
+    fn = _torch_compile(forward_loss) if compiled else forward_loss
+    params = [p for p in model.parameters() if p.requires_grad]  # the DFL projection is frozen
+    opt, update = make_torch_optimizer(params, cfg)
+    holder = {"loss": None}
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        loss = fn(images)
+        loss.backward()
+        update()
+        yolov1_bench._sync(device)
+        holder["loss"] = loss.detach()
+
+    run.last_loss = lambda: float(holder["loss"])
+    return run
+
+
+def _torch_compile(fn):
+    import torch
+
+    return torch.compile(fn)
+
+
+# ------------------------------------------------------------------------------------------------------ breakdown
+
+
+def breakdown_runs(cfg, weights, batch_np, device) -> dict[str, dict[str, Any]]:
+    """The step's parts, each ``{"jaxdet": run, "ultralytics eager": run}``: train-mode forward; forward +
+    backward of ``Σ outputs`` (no loss); the loss alone with its gradient w.r.t. the raw outputs."""
+    import torch
+    from flax import nnx
+    from ultralytics.utils.loss import v8DetectionLoss
+
+    from jaxdet.compile_options import compiler_options
+    from jaxdet.models import load_ultralytics
+    from train.task import make_head
+
+    head = make_head(cfg)
+    model = load_ultralytics({k: v.numpy() for k, v in weights.items()})
+    graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    jbatch = {k: jnp.asarray(v) for k, v in batch_np.items()}
+
+    def forward(p, s, images):
+        m = nnx.merge(graphdef, p, s, copy=True)
+        return m(images), nnx.state(m, nnx.BatchStat)
+
+    def forward_backward(p, s, images):
+        return jax.grad(lambda p: sum(jnp.sum(o) for o in forward(p, s, images)[0]))(p)
+
+    outputs, _ = jax.jit(forward)(params, stats, jbatch["image"])
+
+    def loss_grad(outputs):
+        return jax.value_and_grad(lambda o: head.loss(o, jbatch, step=0, state={})[0])(outputs)
+
+    jit = lambda f, *a: jax.jit(f).lower(*a).compile(compiler_options())  # noqa: E731
+    f_fwd, f_fb = jit(forward, params, stats, jbatch["image"]), jit(forward_backward, params, stats, jbatch["image"])
+    f_loss = jit(loss_grad, outputs)
+
+    tmodel = ultralytics_model(weights, device)
+    criterion = v8DetectionLoss(tmodel)
+    images, gt = torch_batch(batch_np, device)
+    n = images.shape[0]
+    with torch.no_grad():
+        preds = tmodel(images)
+    raw = {k: preds[k].detach().clone().requires_grad_(True) for k in ("boxes", "scores")}
+
+    def t_forward():
+        with torch.no_grad():
+            return tmodel(images)
+
+    def t_forward_backward():
+        tmodel.zero_grad(set_to_none=True)
+        out = tmodel(images)
+        (out["boxes"].sum() + out["scores"].sum()).backward()
+
+    def t_loss():
+        for v in raw.values():
+            v.grad = None
+        (criterion({**raw, "feats": preds["feats"]}, gt)[0].sum() / n).backward()
+
+    return {
+        "train-mode forward (+ BN statistics)": {JAX: lambda: f_fwd(params, stats, jbatch["image"]),
+                                                 EAGER: t_forward},
+        "forward + backward of Σ outputs (no loss)": {JAX: lambda: f_fb(params, stats, jbatch["image"]),
+                                                      EAGER: t_forward_backward},
+        "loss + its gradient w.r.t. the outputs": {JAX: lambda: f_loss(outputs), EAGER: t_loss},
+    }
+
+
+def breakdown_table(parts: dict[str, dict[str, _timing.Timing]], batch: int, image: int, repeats: int) -> str:
+    lines = [
+        f"\nThe step in parts (batch {batch} × {image} px; each part a separately compiled jaxdet function, timed "
+        f"interleaved with its ultralytics eager twin, median of {repeats} rounds):\n",
+        f"| part | {JAX} (ms) | {EAGER} (ms) | vs eager |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, t in parts.items():
+        lines.append(f"| {name} | {t[JAX].median_s * 1e3:.1f} | {t[EAGER].median_s * 1e3:.1f} "
+                     f"| {t[EAGER].median_s / t[JAX].median_s:.2f}× |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------------- report
+
+
+def run_case(args, batch: int, image: int, tdev, weights) -> dict[str, Any]:
+    """Builds every contender for one (batch, image size) and times them interleaved."""
+    cfg = load_config(batch=batch, image_size=image, optimizer=args.optimizer)
+    batch_np = yolov1_bench.make_batch(cfg)
+    runs, compile_s = {}, {}
+    t0 = time.perf_counter()
+    runs[JAX], info = make_jax_runner(cfg, weights, batch_np)
+    compile_s[JAX] = time.perf_counter() - t0
+    if info["options"] and not args.no_default_options:
+        t0 = time.perf_counter()
+        runs[JAX_DEFAULT], _ = make_jax_runner(cfg, weights, batch_np, options={})
+        compile_s[JAX_DEFAULT] = time.perf_counter() - t0
+    runs[EAGER] = make_torch_runner(cfg, weights, batch_np, compiled=False, device=tdev)
+    if not args.no_compile:
+        runs[COMPILED] = make_torch_runner(cfg, weights, batch_np, compiled=True, device=tdev)
+    first_losses = {}
+    for name, run in runs.items():  # the first step of every contender, to compare the losses
+        t0 = time.perf_counter()
+        _timing._block(run())
+        compile_s[name] = compile_s.get(name, 0.0) + time.perf_counter() - t0
+        first_losses[name] = run.last_loss()
+    timings = _timing.time_interleaved(runs, repeats=args.repeats)
+    timings = {k: _timing.Timing(first_s=compile_s[k], median_s=v.median_s) for k, v in timings.items()}
+    row = {"batch": batch, "image": image, "timings": timings, "info": info, "cfg": cfg,
+           "first_losses": first_losses, "last_losses": {k: r.last_loss() for k, r in runs.items()},
+           "steps": 1 + 1 + 2 + args.repeats}
+    print(f"batch {batch}, {image} px: " + ", ".join(f"{k} {t.median_s * 1e3:.1f} ms" for k, t in timings.items()),
+          flush=True)
+    return row
+
+
+def _cell_ms(t, name) -> str:
+    return f"{t[name].median_s * 1e3:.1f}" if name in t else "—"
+
+
+def _cell_ratio(t, name) -> str:
+    return f"{t[name].median_s / t[JAX].median_s:.2f}×" if name in t else "—"
+
+
+def cases_table(rows: list[dict[str, Any]], *, args, tdev, load: tuple[float, float]) -> str:
+    import torch
+
+    cfg, info = rows[0]["cfg"], rows[0]["info"]
+    jdev = jax.devices()[0]
+    tname = torch.cuda.get_device_name(tdev) if tdev.type == "cuda" else f"CPU ({torch.get_num_threads()} thread(s))"
+    opt = ("SGD lr 0.01, momentum 0.937, Nesterov, weight decay 5e-4" if args.optimizer == "sgd" else
+           f"AdamW + clip {cfg.train.grad_clip} + warmup-cosine LR (`train.step.make_optimizer`)")
+    lines = [
+        "### YOLOv8n train step vs ultralytics: forward + loss + backward + optimizer "
+        "(benchmarks/yolov8_train_step.py)\n",
+        f"Model: `yolov8n.yaml`, 80 classes (3,157,200 parameters), the same random ultralytics weights on both sides "
+        f"(imported with `load_ultralytics`); loss `yolov8_loss` vs `v8DetectionLoss` (gains 7.5 / 0.5 / 1.5; "
+        f"ultralytics' loss divided by B, see the script); optimizer: {opt}; float32, train-mode BatchNorm; one "
+        f"fixed batch of synthetic shapes (up to {cfg.data.max_objects_per_image} objects per image, "
+        f"{cfg.data.max_objects} GT slots), data loading not timed.\n",
+        f"Device: jax {jax.__version__} on {info['devices']} × {jdev.device_kind} ({jdev.platform}); torch "
+        f"{torch.__version__} on {tname}; ultralytics {_ultralytics_version()}. Host: "
+        f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores; load average "
+        f"{load[0]:.2f} at the start, {load[1]:.2f} at the end"
+        f"{' (a CPU shared with other jobs)' if max(load) > 1.5 else ''}.\n",
+        f"{_timing.options_line()} The '{JAX_DEFAULT}' column is the same step compiled with `{{}}`.\n",
+        f"Median of {args.repeats} rounds after 2 warm-up rounds; in each round every contender runs one step in turn "
+        "(interleaved, so drift and other jobs' load fall on all alike). Ratio = contender step time / jaxdet step "
+        "time (above 1: jaxdet is faster). images/s = batch / median step. First step (s): jaxdet's ahead-of-time "
+        "compile + first step; ultralytics' first step (torch.compile: compiling).\n",
+        f"| batch × image | {JAX} (ms) | {JAX_DEFAULT} (ms) | {EAGER} (ms) | {COMPILED} (ms) | jaxdet images/s "
+        "| ultralytics eager images/s | vs XLA defaults | vs eager | vs compile | first step jaxdet / eager / compile (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        t = row["timings"]
+        firsts = " / ".join(f"{t[k].first_s:.1f}" if k in t else "—" for k in (JAX, EAGER, COMPILED))
+        lines.append(
+            f"| {row['batch']} × {row['image']} px | {_cell_ms(t, JAX)} | {_cell_ms(t, JAX_DEFAULT)} | "
+            f"{_cell_ms(t, EAGER)} | {_cell_ms(t, COMPILED)} | {row['batch'] / t[JAX].median_s:,.1f} | "
+            f"{row['batch'] / t[EAGER].median_s:,.1f} | {_cell_ratio(t, JAX_DEFAULT)} | {_cell_ratio(t, EAGER)} | "
+            f"{_cell_ratio(t, COMPILED)} | {firsts} |")
+    lines.append("\nSame computation: the loss of each contender's first step and of its last timed step "
+                 "(every contender ran the same number of steps):\n")
+    for row in rows:
+        lines.append(f"- batch {row['batch']} × {row['image']} px: first " + ", ".join(
+            f"{k} {v:.6f}" for k, v in row["first_losses"].items()) + f"; step {row['steps']}: " + ", ".join(
+            f"{k} {v:.6f}" for k, v in row["last_losses"].items()) + ".")
+    text = "\n".join(lines) + "\n"
+    for row in rows:
+        if "parts" in row:
+            text += breakdown_table(row["parts"], row["batch"], row["image"], args.repeats)
+    return text
+
+
+def _ultralytics_version() -> str:
+    import ultralytics
+
+    return ultralytics.__version__
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cases", type=yolov1_bench._parse_cases, default=None,
+                   help="BATCHxSIZE list, e.g. 8x320,16x320 (default: " + ",".join(f"{b}x{i}" for b, i in CASES) + ")")
+    p.add_argument("--batch", type=int, default=None, help="one case of this global batch (with --image-size)")
+    p.add_argument("--image-size", type=int, default=None, help="one case of this image side, a multiple of 32")
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="the same on both sides")
+    p.add_argument("--no-default-options", action="store_true",
+                   help="skip the jaxdet contender compiled with XLA's default options")
+    p.add_argument("--breakdown", action="store_true", help="also time the step's parts (forward, backward, loss)")
+    p.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    args = _timing.parse_args(__doc__.splitlines()[0], add_arguments=_add_arguments, argv=argv)
+    if args.batch or args.image_size:
+        if args.cases:
+            raise SystemExit("--cases cannot be combined with --batch/--image-size")
+        args.cases = ((args.batch or CASES[0][0], args.image_size or CASES[0][1]),)
+    if args.cases is None:
+        args.cases = QUICK_CASES if args.quick else CASES
+    for _, size in args.cases:
+        if size % 32:
+            raise SystemExit(f"image size {size}: must be a multiple of 32 (the YOLOv8 strides)")
+    return args
+
+
+def main(argv=None) -> str:
+    args = parse_args(argv)
+    import torch
+
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    tdev = _timing.torch_device()
+    weights = ultralytics_weights()
+    load_start = os.getloadavg()[0]
+    rows = [run_case(args, b, i, tdev, weights) for b, i in args.cases]
+    table = cases_table(rows, args=args, tdev=tdev, load=(load_start, os.getloadavg()[0]))
+    write_results(table, "yolov8_train_step.md", args)  # kept if the breakdown fails
+    if args.breakdown:
+        for row in rows:
+            parts = breakdown_runs(row["cfg"], weights, yolov1_bench.make_batch(row["cfg"]), tdev)
+            row["parts"] = {name: _timing.time_interleaved(r, repeats=args.repeats) for name, r in parts.items()}
+        table = cases_table(rows, args=args, tdev=tdev, load=(load_start, os.getloadavg()[0]))
+        write_results(table, "yolov8_train_step.md", args)
+    print()
+    print(table)
+    return table
+
+
+if __name__ == "__main__":
+    main()
