@@ -178,3 +178,17 @@ def test_a_repeated_override_takes_the_last_value():
          "--config.train.steps=6"]
     )
     assert config.model.widths == (4,) and config.train.steps == 6
+
+
+def test_coco_config_has_ultralytics_schedule_and_asks_for_its_paths():
+    from train.data import DataConfigError, resolve_data_config
+
+    config, name, _ = cli.parse_args(["--config", "configs/yolov8n_coco.py", "--workdir=/tmp/x"])
+    assert name == "yolov8n_coco" and config.model.head == "yolov8"
+    assert config.data.image_size == config.model.image_size == 640
+    per_epoch = 118_287 // 64
+    assert (config.train.steps, config.data.close_mosaic, config.train.warmup_steps) == (
+        100 * per_epoch, 10 * per_epoch, 3 * per_epoch)
+    assert (config.train.recipe, config.train.ema, config.data.augment) == ("ultralytics", True, "yolo")
+    with pytest.raises(DataConfigError, match="data.train_path"):
+        resolve_data_config(config)
