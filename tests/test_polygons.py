@@ -341,7 +341,10 @@ def test_mgiou_finite_on_degenerate_polygons(pred, target):
     value_and_grad, iou = _F32
     args = (p.astype(np.float32)[None], q.astype(np.float32)[None], pm[None], qm[None])
     value, (gp, gq) = value_and_grad(*args)
-    assert np.isfinite(value) and 0.0 <= float(value) <= 1.0
+    # In [0, 1] in exact arithmetic; in float32 the per-axis ratios of a point-like polygon round a few ulp
+    # past it (found by hypothesis: 1 + 9.5e-7 for a point against a near-segment).
+    bound = 16 * np.finfo(np.float32).eps
+    assert np.isfinite(value) and -bound <= float(value) <= 1.0 + bound
     assert np.isfinite(gp).all() and np.isfinite(gq).all()
     assert np.all(np.asarray(gp)[0][~pm] == 0) and np.all(np.asarray(gq)[0][~qm] == 0)
     value_swapped, _ = value_and_grad(args[1], args[0], args[3], args[2])

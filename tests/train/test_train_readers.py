@@ -239,7 +239,7 @@ def test_default_shapes_config_is_untouched():
     [
         ("coco", {"val_path": ""}, "data.val_path is empty"),
         ("coco", {"train_images": "/nonexistent/imgs"}, "data.train_images: the image folder '/nonexistent/imgs'"),
-        ("coco", {"name": "kitti"}, "data.name must be one of shapes, coco, voc, yolo; got 'kitti'"),
+        ("coco", {"name": "kitti"}, "data.name must be one of shapes, dense_shapes, coco, voc, yolo; got 'kitti'"),
         ("voc", {"val_path": "/nonexistent/Annotations"}, "data.val_path: '/nonexistent/Annotations' does not"),
         ("yolo", {"class_names": ()}, "data.class_names is empty and no class-name file"),
         ("yolo", {"train_images": "", "train_path": ""}, "data.train_images and data.train_path are both empty"),
