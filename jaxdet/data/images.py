@@ -33,6 +33,7 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -46,6 +47,20 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 # Formats whose orientation tag Pillow leaves to exif_transpose (their header size is the stored size); for
 # the others (TIFF is already transposed when opened in Pillow 13, WebP varies) the size is read by decoding.
 _SWAP_BY_HEADER = ("JPEG", "MPO", "PNG")
+
+
+@contextlib.contextmanager
+def _bad_image(path, failure: str):
+    """Re-raise what opening or decoding ``path`` raises as :class:`BadImageError` naming the file
+    (``"<failure> (<exception type>: <message>)"``; a missing file says so)."""
+    try:
+        yield
+    except BadImageError:
+        raise
+    except FileNotFoundError:
+        raise BadImageError(path, "image file does not exist") from None
+    except Exception as err:  # Pillow signals bad data with OSError, SyntaxError, ValueError, struct.error, ...
+        raise BadImageError(path, f"{failure} ({type(err).__name__}: {err})") from None
 
 
 def _to_rgb8(im) -> np.ndarray:
@@ -70,13 +85,8 @@ def read_image(path) -> np.ndarray:
     """
     from PIL import Image, ImageOps
 
-    try:
-        with Image.open(path) as im:
-            return _to_rgb8(ImageOps.exif_transpose(im))
-    except FileNotFoundError:
-        raise BadImageError(path, "image file does not exist") from None
-    except Exception as err:  # Pillow signals bad data with OSError, SyntaxError, ValueError, struct.error, ...
-        raise BadImageError(path, f"cannot decode image ({type(err).__name__}: {err})") from None
+    with _bad_image(path, "cannot decode image"), Image.open(path) as im:
+        return _to_rgb8(ImageOps.exif_transpose(im))
 
 
 def _orientation(im) -> int | None:
@@ -112,15 +122,8 @@ def image_size(path) -> tuple[int, int]:
     """
     from PIL import Image
 
-    try:
-        with Image.open(path) as im:
-            return _displayed_size(im, path)
-    except BadImageError:
-        raise
-    except FileNotFoundError:
-        raise BadImageError(path, "image file does not exist") from None
-    except Exception as err:
-        raise BadImageError(path, f"cannot open image ({type(err).__name__}: {err})") from None
+    with _bad_image(path, "cannot open image"), Image.open(path) as im:
+        return _displayed_size(im, path)
 
 
 def verify_image(path) -> tuple[int, int]:
@@ -137,16 +140,9 @@ def verify_image(path) -> tuple[int, int]:
     """
     from PIL import Image
 
-    try:
-        with Image.open(path) as im:
-            im.verify()  # must come first: it needs the file as just opened; the header stays readable
-            size, fmt = _displayed_size(im, path), im.format
-    except BadImageError:
-        raise
-    except FileNotFoundError:
-        raise BadImageError(path, "image file does not exist") from None
-    except Exception as err:
-        raise BadImageError(path, f"not a readable image ({type(err).__name__}: {err})") from None
+    with _bad_image(path, "not a readable image"), Image.open(path) as im:
+        im.verify()  # must come first: it needs the file as just opened; the header stays readable
+        size, fmt = _displayed_size(im, path), im.format
     if fmt in ("JPEG", "MPO"):
         with open(path, "rb") as fh:
             fh.seek(-2, os.SEEK_END)
