@@ -133,21 +133,17 @@ def boxes_to_original(boxes: np.ndarray, *, ratio_pad: np.ndarray, orig_size: np
     Returns:
       float64 ``[..., D, 4]`` pixel xyxy in the original images, clipped to ``[0, w] x [0, h]``.
     """
-    big_h, big_w = _size_hw(size, "size")
     boxes = np.asarray(boxes, np.float64)
     if boxes.ndim < 2 or boxes.shape[-1] != 4:
         raise _checks.fail_shape("boxes", "[..., D, 4]", boxes)
-    rp = np.asarray(ratio_pad, np.float64)[..., None, :]  # [..., 1, 4]
+    corners = points_to_original(  # [..., 2D, 2]: (x0, y0), (x1, y1) of every box
+        boxes.reshape(*boxes.shape[:-1], 2, 2).reshape(*boxes.shape[:-2], -1, 2), ratio_pad=ratio_pad, size=size
+    )
     hw = np.asarray(orig_size, np.float64)[..., None, :]  # [..., 1, 2]
-    if rp.shape[:-2] != boxes.shape[:-2] or rp.shape[-1] != 4:
-        raise _checks.fail_shape("ratio_pad", f"[{', '.join(map(str, boxes.shape[:-2]))}, 4]", np.asarray(ratio_pad))
     if hw.shape[:-2] != boxes.shape[:-2] or hw.shape[-1] != 2:
         raise _checks.fail_shape("orig_size", f"[{', '.join(map(str, boxes.shape[:-2]))}, 2]", np.asarray(orig_size))
-    x = (boxes[..., 0::2] * big_w - rp[..., 2:3]) / rp[..., 0:1]
-    y = (boxes[..., 1::2] * big_h - rp[..., 3:4]) / rp[..., 1:2]
-    x = np.clip(x, 0.0, hw[..., 1:2])
-    y = np.clip(y, 0.0, hw[..., 0:1])
-    return np.stack([x[..., 0], y[..., 0], x[..., 1], y[..., 1]], axis=-1)
+    clipped = np.clip(corners, 0.0, hw[..., ::-1])  # x to [0, w], y to [0, h]
+    return clipped.reshape(boxes.shape)
 
 
 def points_to_original(points: np.ndarray, *, ratio_pad: np.ndarray, size) -> np.ndarray:
