@@ -2,8 +2,10 @@
 
 Derived from ``configs/yolov8n_shapes.py``; it changes only the data (dense split, 256 px, up to 1,000 object
 slots), ultralytics' augmentation recipe (mosaic, affine, HSV, flip; mosaic off for the last
-``data.close_mosaic`` steps) and the evaluation's detection budget (ultralytics keeps 300 per image). The same
-data with the YOLOv1 head is ``configs/yolov1_dense.py``, for the head comparison in the README.
+``data.close_mosaic`` steps), the evaluation's detection budget (ultralytics keeps 300 per image) and the length:
+1,000 batches of 16 (250 updates at the nominal batch 64, about 16 epochs of the 1,024 training images), with
+ultralytics' 3 warm-up epochs. The same data with the YOLOv1 head is ``configs/yolov1_dense.py``, for the head
+comparison in the README.
 
 Run with ``python -m train --config=configs/yolov8n_dense.py``.
 """
@@ -15,4 +17,8 @@ def get_config():
     c = yolov8n_shapes.get_config()
     c.name = "yolov8n_dense"
     _dense.apply(c)
+    c.train.steps = 1000  # data.close_mosaic follows: the last 100 batches without mosaic
+    c.train.warmup_steps = 192  # 3 epochs of 64 batches
+    c.train.eval_every = 250
+    c.train.checkpoint_every = 250
     return c

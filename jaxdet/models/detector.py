@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxdet import _checks
+from jaxdet.models.conv import conv2d
 
 __all__ = ["Detector", "ConvBlock", "GroupNorm", "GRID_DETECTOR_DEFAULTS", "build_grid_detector"]
 
@@ -113,7 +114,7 @@ class ConvBlock(nnx.Module):
     """conv3x3 -> GroupNorm (optional) -> SiLU, channels-last; the stride is a call argument.
 
     The kernel ``[3, 3, in, out]`` (He-normal init, as ``nnx.Conv``'s lecun-normal scaled for SiLU) is applied
-    with ``lax.conv_general_dilated`` and SAME padding, so one set of parameters serves any stride.
+    with SAME padding (:func:`jaxdet.models.conv.conv2d`), so one set of parameters serves any stride.
     """
 
     def __init__(self, in_ch: int, out_ch: int, *, norm: str, groups: int, rngs: nnx.Rngs):
@@ -129,10 +130,7 @@ class ConvBlock(nnx.Module):
             raise _checks.fail_value("norm", "one of ('group', 'none')", norm)
 
     def __call__(self, x: jax.Array, *, stride: int = 1) -> jax.Array:
-        x = jax.lax.conv_general_dilated(
-            x, self.kernel[...], window_strides=(stride, stride), padding="SAME",
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
+        x = conv2d(x, self.kernel[...], stride=stride, padding="SAME")
         if self.norm is not None:
             x = self.norm(x)
         else:

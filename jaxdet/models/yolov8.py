@@ -50,6 +50,7 @@ import numpy as np
 from flax import nnx
 
 from jaxdet import _checks
+from jaxdet.models.conv import conv2d
 
 __all__ = [
     "SCALES",
@@ -190,10 +191,7 @@ class Conv2d(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         dtype = self.dtype or x.dtype
         p = self.padding
-        y = jax.lax.conv_general_dilated(
-            x.astype(dtype), self.kernel[...].astype(dtype), window_strides=(self.stride, self.stride),
-            padding=((p, p), (p, p)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
+        y = conv2d(x.astype(dtype), self.kernel[...].astype(dtype), stride=self.stride, padding=((p, p), (p, p)))
         if self.bias is not None:
             y = y + self.bias[...].astype(dtype)
         return y
