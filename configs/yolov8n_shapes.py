@@ -31,6 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.loss.dfl = 1.5
     c.loss.score_target = "stop"  # Case 2 (ultralytics' no_grad assigner); "through" = Case 1
     c.loss.topk = 10  # task-aligned assignment candidates per object
+    c.loss.tal_norm_eps = 1e-9  # assigner's score normaliser epsilon (ultralytics); 0 for tiny objects (yolov8n_dense)
 
     # ultralytics' training recipe (train/recipe.py): SGD lr0 0.01 momentum 0.937 (warm-up from 0.8), bias LR
     # warm-up from 0.1, linear decay to lrf 0.01, weight decay 5e-4 on kernels only, nominal batch 64 (gradients

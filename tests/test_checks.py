@@ -26,7 +26,7 @@ from jaxdet.data import augment, geometry, letterbox, pipeline, records, synthet
 from jaxdet.losses import focal, harmonic, hybrid, ssd, vertex, yolo
 from jaxdet import models, tal
 from jaxdet.losses import yolov8
-from jaxdet.models import detector, heads, polygon_head, registry, yolov1_head
+from jaxdet.models import conv, detector, heads, polygon_head, registry, yolov1_head
 
 # --------------------------------------------------------------------------------------------- the wordings
 
@@ -430,6 +430,16 @@ _POLY_GT = (jnp.zeros((1, 1, 4)), jnp.zeros((1, 1), jnp.int32), jnp.ones((1, 1),
 
 CASES += [
     # models
+    _case(conv.conv2d, lambda: conv.conv2d(jnp.zeros((1, 4, 4, 3)), jnp.zeros((3, 3, 2, 5))), "kernel", "value",
+          "x.shape[3] = 3"),
+    _case(conv.conv2d, lambda: conv.conv2d(jnp.zeros((4, 4, 3)), jnp.zeros((3, 3, 3, 5))), "x", "shape",
+          "[N, H, W, C]"),
+    _case(conv.conv2d, lambda: conv.conv2d(jnp.zeros((1, 4, 4, 3)), jnp.zeros((3, 3, 3, 5)), stride=0), "stride",
+          "value"),
+    _case(conv.conv2d, lambda: conv.conv2d(jnp.zeros((1, 4, 4, 3)), jnp.zeros((3, 3, 3, 5)), padding="FULL"),
+          "padding", "choice", "'SAME', 'VALID'"),
+    _case(conv.space_to_depth_conv, lambda: conv.space_to_depth_conv(jnp.zeros((1, 4, 4, 3)), jnp.zeros((3, 3, 3, 5)),
+                                                                     ((1, 1),)), "padding", "value", "(lo_w, hi_w)"),
     _case(registry.make_head, lambda: registry.make_head({"head": "ssd"}, num_classes=3), "model_cfg.head", "choice",
           "'yolov1', 'polygon'"),
     _case(registry.make_head, lambda: registry.make_head({"head": "yolov1"}, num_classes=0), "num_classes", "value"),
@@ -521,6 +531,7 @@ EXEMPT = {
     "jaxdet.data.writers.write_voc": "writes SyntheticShapes.annotation dicts; export_synthetic is the checked entry",
     "jaxdet.data.writers.write_yolo": "writes SyntheticShapes.annotation dicts; export_synthetic is the checked entry",
     "jaxdet.models.default_model_config": "takes no arguments",
+    "jaxdet.models.conv.xla_stride2_gradient": "takes no arguments",
     "jaxdet.models.head.config_get": "any mapping or attribute object is valid; missing fields take the default",
 }
 
@@ -531,7 +542,7 @@ _MODULES = [
     "jaxdet.data.geometry", "jaxdet.data.images", "jaxdet.data.letterbox", "jaxdet.data.pipeline", "jaxdet.data.records", "jaxdet.data.synthetic",
     "jaxdet.data.writers", "jaxdet.data.readers", "jaxdet.models", "jaxdet.models.detector", "jaxdet.models.head",
     "jaxdet.models.heads", "jaxdet.models.registry", "jaxdet.models.yolov1_head", "jaxdet.models.polygon_head",
-    "jaxdet.tal", "jaxdet.losses.yolov8",
+    "jaxdet.tal", "jaxdet.losses.yolov8", "jaxdet.models.conv",
 ]
 
 

@@ -184,6 +184,44 @@ def test_soft_scores_normalise_each_gt_to_its_best_overlap():
     assert float(out.scores.max()) <= 1.0
 
 
+def test_norm_eps_zero_keeps_tiny_metrics_that_ultralytics_eps_zeroes():
+    """A 6 px GT under large initial predictions: the alignment metrics are far below 1e-9, so ultralytics'
+    normaliser (max t + 1e-9) sends the soft scores to about 0; with norm_eps=0 each GT's best anchor gets its best
+    overlap, as the formula says."""
+    scores, pred_boxes, points, labels, gt, valid = _small_problem(np.random.default_rng(11), num_gt=2, batch=1)
+    gt[0] = [[20.0, 20.0, 26.0, 26.0], [40.0, 36.0, 46.0, 42.0]]
+    centres = (pred_boxes[..., :2] + pred_boxes[..., 2:]) / 2
+    pred_boxes = np.concatenate([centres - 60.0, centres + 60.0], -1).astype(np.float32)  # 120 px predictions
+    scores = np.full_like(scores, 1e-3)
+    default = assign(scores, pred_boxes, points, labels, gt, valid)
+    no_eps = assign(scores, pred_boxes, points, labels, gt, valid, norm_eps=0.0)
+    np.testing.assert_array_equal(no_eps.fg_mask, default.fg_mask)
+    assert float(default.scores.max()) < 1e-6
+    per_gt_best = [float(np.max(np.where(np.asarray(no_eps.gt_index) == g, np.asarray(no_eps.scores).max(-1), 0)))
+                   for g in range(2)]
+    assert min(per_gt_best) > 1e-3  # about the best CIoU of a 6 px box with a 120 px one (36 / 14400)
+    assert np.all(np.isfinite(no_eps.scores))
+    # The default (None) is ultralytics' eps, bit for bit.
+    inputs = _small_problem(np.random.default_rng(12))
+    np.testing.assert_array_equal(assign(*inputs, norm_eps=1e-9).scores, assign(*inputs).scores)
+
+
+def test_norm_eps_zero_with_all_zero_metrics_is_zero_not_nan():
+    """Predictions far from the GT: every CIoU is clamped to 0, so t = 0 at every candidate, and with norm_eps=0
+    the normaliser has nothing to add to max t = 0. Scores and their Case-1 gradient stay finite (zeros)."""
+    scores, pred_boxes, points, labels, gt, valid = _small_problem(np.random.default_rng(13), num_gt=1, batch=1)
+    gt[0, 0] = [30.0, 30.0, 34.0, 34.0]
+    pred_boxes[0] = [0.0, 0.0, 1.0, 1.0]  # far from the GT: CIoU < 0, clamped to 0
+    out = assign(scores, pred_boxes, points, labels, gt, valid, norm_eps=0.0)
+    assert np.all(np.asarray(out.scores) == 0)
+
+    def total(s):
+        return jnp.sum(task_aligned_assign(s, pred_boxes, points, labels, gt, valid, norm_eps=0.0,
+                                           score_target="through").scores)
+
+    assert np.all(np.isfinite(jax.grad(total)(jnp.asarray(scores))))
+
+
 # ----------------------------------------------------------------------------------- gradient of the score
 
 

@@ -235,6 +235,7 @@ def yolov8_loss(
     eps: float = 1e-9,
     min_gt_side: float = 16.0,
     gt_chunk_size: int | None = None,
+    norm_eps: float | None = None,
 ) -> YoloV8Loss:
     """YOLOv8's detection loss (ultralytics ``v8DetectionLoss``) from the raw head outputs; see the module doc.
 
@@ -257,7 +258,7 @@ def yolov8_loss(
       harmonic: ``None`` (default) or ``"through"``/``"stop"``: the Harmonic loss weighting of the class and box
         terms with that gradient path for its factors.
       cls_loss_kwargs, box_loss_kwargs: keyword arguments of the chosen functions (e.g. ``{"gamma": 1.5}``).
-      topk, alpha, beta, eps, min_gt_side, gt_chunk_size: of :func:`jaxdet.tal.task_aligned_assign`
+      topk, alpha, beta, eps, min_gt_side, gt_chunk_size, norm_eps: of :func:`jaxdet.tal.task_aligned_assign`
         (v8DetectionLoss: 10, 0.5, 6.0, 1e-9, its second stride 16).
 
     Returns:
@@ -275,7 +276,7 @@ def yolov8_loss(
         _checks.floating(gt_boxes, "gt_boxes", last=4, shape="[B, G, 4]").astype(x.dtype),
         valid,
         topk=topk, alpha=alpha, beta=beta, eps=eps, min_gt_side=min_gt_side, score_target=score_target,
-        gt_chunk_size=gt_chunk_size,
+        gt_chunk_size=gt_chunk_size, norm_eps=norm_eps,
     )
     return yolov8_loss_from_targets(
         x, anchor_points, anchor_strides, targets, reg_max=reg_max, box=box, cls=cls, dfl=dfl,

@@ -41,6 +41,8 @@ from collections.abc import Iterator, Sequence
 import jax
 import jax.numpy as jnp
 
+from jaxdet import _checks
+
 __all__ = ["conv2d", "space_to_depth_conv", "xla_stride2_gradient"]
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
@@ -64,6 +66,24 @@ def xla_stride2_gradient() -> Iterator[None]:
         _switch.xla = previous
 
 
+def _check_maps(x, kernel) -> None:
+    _checks.layout(x, "x", shape="[N, H, W, C]", ndim=4)
+    _checks.layout(kernel, "kernel", shape="[kh, kw, C, O]", ndim=4)
+    if kernel.shape[2] != x.shape[3]:
+        raise _checks.fail_value("kernel", f"input channels kernel.shape[2] = x.shape[3] = {x.shape[3]}",
+                                 kernel.shape)
+
+
+def _check_padding(padding) -> Padding:
+    try:
+        pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+    except (TypeError, ValueError):
+        pads = ()
+    if len(pads) != 2:
+        raise _checks.fail_value("padding", "'SAME', 'VALID' or ((lo_h, hi_h), (lo_w, hi_w))", padding)
+    return pads
+
+
 def _xla_conv(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> jax.Array:
     return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding, dimension_numbers=_DIMS)
 
@@ -80,6 +100,8 @@ def space_to_depth_conv(x: jax.Array, kernel: jax.Array, padding: Padding) -> ja
     Returns:
       ``[N, out_h, out_w, O]``, ``out = (H + lo + hi - k) // 2 + 1`` per spatial axis.
     """
+    _check_maps(x, kernel)
+    padding = _check_padding(padding)
     n, c = x.shape[0], x.shape[3]
     kh, kw, _, o = kernel.shape
     mh, mw = math.ceil(kh / 2), math.ceil(kw / 2)
@@ -130,12 +152,13 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: int = 1, padding: str | S
       ``[N, out_h, out_w, O]``, equal to ``lax.conv_general_dilated(x, kernel, (stride, stride), padding,
       dimension_numbers=("NHWC", "HWIO", "NHWC"))``.
     """
-    stride = int(stride)
+    _check_maps(x, kernel)
+    stride = _checks.positive_int(stride, "stride")
     if isinstance(padding, str):
-        pads = jax.lax.padtype_to_pads(x.shape[1:3], kernel.shape[:2], (stride, stride), padding)
+        _checks.choice(padding, "padding", ("SAME", "VALID"))
+        pads = tuple(jax.lax.padtype_to_pads(x.shape[1:3], kernel.shape[:2], (stride, stride), padding))
     else:
-        pads = padding
-    pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+        pads = _check_padding(padding)
     if stride == 2 and jax.default_backend() == "cpu" and not getattr(_switch, "xla", False):
         return _stride2_conv(x, kernel, pads)
     return _xla_conv(x, kernel, stride, pads)

@@ -18,7 +18,9 @@ an anchor is its largest class sigmoid (ultralytics' single-label NMS of its pre
 class-aware NMS of :func:`jaxdet.evaluate.select_detections`. Boxes are normalised to ``[0, 1]``.
 
 Loss: :func:`jaxdet.losses.yolov8.yolov8_loss` (ultralytics' ``v8DetectionLoss``, normalised: no factor B),
-loss fields ``box, cls, dfl`` (gains 7.5, 0.5, 1.5), ``score_target`` ("stop"), ``topk`` (10).
+loss fields ``box, cls, dfl`` (gains 7.5, 0.5, 1.5), ``score_target`` ("stop"), ``topk`` (10),
+``tal_norm_eps`` (1e-9, the assigner's score normaliser ε, :func:`jaxdet.tal.task_aligned_assign`'s
+``norm_eps``; ``configs/yolov8n_dense.py`` sets 0 for its 6–15 px objects).
 
 Config fields (``model``): ``scale`` ("n" | "s" | "m" | "l" | "x", default "n"), ``reg_max`` (16),
 ``dtype`` (compute dtype: "float32" | "bfloat16"). ``model.image_size`` must be a multiple of 32.
@@ -48,7 +50,8 @@ __all__ = ["YOLOv8Head", "YOLOV8_MODEL_DEFAULTS", "YOLOV8_LOSS_DEFAULTS"]
 #: the ``model`` fields read by the yolov8 head, with their defaults.
 YOLOV8_MODEL_DEFAULTS: dict[str, Any] = {"scale": "n", "reg_max": 16, "dtype": "float32"}
 #: the ``loss`` fields read by the yolov8 head (:func:`jaxdet.losses.yolov8.yolov8_loss`), ultralytics' defaults.
-YOLOV8_LOSS_DEFAULTS: dict[str, Any] = {"box": 7.5, "cls": 0.5, "dfl": 1.5, "score_target": "stop", "topk": 10}
+YOLOV8_LOSS_DEFAULTS: dict[str, Any] = {"box": 7.5, "cls": 0.5, "dfl": 1.5, "score_target": "stop", "topk": 10,
+                                         "tal_norm_eps": 1e-9}
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 STRIDES = (8, 16, 32)
 
@@ -75,6 +78,7 @@ class YOLOv8Head(Head):
     dfl: float = 1.5
     score_target: str = "stop"
     topk: int = 10
+    tal_norm_eps: float = 1e-9
 
     def __post_init__(self):
         _checks.positive_int(self.num_classes, "num_classes")
@@ -83,6 +87,7 @@ class YOLOv8Head(Head):
         _checks.choice(self.dtype, "model.dtype", tuple(_DTYPES))
         _checks.choice(self.score_target, "loss.score_target", ("stop", "through"))
         _checks.positive_int(self.topk, "loss.topk")
+        _checks.number(self.tal_norm_eps, "loss.tal_norm_eps", low=0)
 
     @classmethod
     def from_config(cls, model_cfg, loss_cfg, *, num_classes: int, total_steps: int) -> "YOLOv8Head":
@@ -90,7 +95,8 @@ class YOLOv8Head(Head):
         lw = {k: config_get(loss_cfg, k, v) for k, v in YOLOV8_LOSS_DEFAULTS.items()}
         return cls(num_classes=int(num_classes), scale=str(kw["scale"]), reg_max=int(kw["reg_max"]),
                    dtype=str(kw["dtype"]), box=float(lw["box"]), cls=float(lw["cls"]), dfl=float(lw["dfl"]),
-                   score_target=str(lw["score_target"]), topk=int(lw["topk"]))
+                   score_target=str(lw["score_target"]), topk=int(lw["topk"]),
+                   tal_norm_eps=float(lw["tal_norm_eps"]))
 
     @property
     def channels(self) -> int:
@@ -153,7 +159,7 @@ class YOLOv8Head(Head):
         res = yolov8_loss(
             raw, points, strides, batch["classes"], batch["boxes"].astype(raw.dtype) * scale, batch["valid"],
             reg_max=self.reg_max, box=self.box, cls=self.cls, dfl=self.dfl, score_target=self.score_target,
-            topk=self.topk,
+            topk=self.topk, norm_eps=self.tal_norm_eps,
         )
         return res.total, {"loss": res.total, **res.terms}, state
 
