@@ -45,10 +45,34 @@ def test_parity_with_ultralytics(case):
     # agrees to 1.9e-13). Against torch's float64 gradients, jaxdet's float32 ones are 1.4e-4 off and torch's own
     # float32 ones 1.8e-4 (worst arrays: BatchNorm scale/bias gradients): float32 noise of both sides, not a
     # deviation of jaxdet. The tolerance stays 1e-4, so the float32 row is not asserted here.
-    dtypes = ("float64",) if case.name == "yolov8n_model_loss" else ("float64", "float32")
-    report = run_case(case, seed=0, dtypes=dtypes)
+    # yolov8n_model_train: float32 is checked against the float64 truth instead (next test).
+    float64_only = case.name in ("yolov8n_model_loss", "yolov8n_model_train")
+    report = run_case(case, seed=0, dtypes=("float64",) if float64_only else ("float64", "float32"))
     print("\n" + report.table())
     assert report.passed(), "\n" + report.table()
+
+
+def test_train_mode_float32_gradients_as_close_to_float64_as_torch_float32():
+    """The train-mode network's float32 gradients, jaxdet and torch, each against torch's float64 ones.
+
+    Measured: jaxdet 4.9e-5 and torch 6.3e-5 (normwise relative). Jaxdet against torch float32 was
+    7.6e-5 in one run and 1.04e-4 in another (pytest-xdist, another summation order), around the row's 1e-4. That
+    is the sum of the two sides' rounding, not a deviation. The check: jaxdet's float32 error is at most torch's
+    own, with a 25 % margin for thread-dependent summation orders."""
+    from jaxdet.parity import core
+
+    case = next(c for c in cases.cases() if c.name == "yolov8n_model_train")
+    inputs = case.make_inputs(np.random.default_rng(0))
+    c64, c32 = core._cast(inputs, "float64"), core._cast(inputs, "float32")
+    with jax.enable_x64(True):
+        _, cotangents, _ = core._jax_side(case.jax_fn, c64, case.wrt, 0)
+    _, truth = core._torch_side(case.torch_fn, c64, case.wrt, cotangents)
+    _, cotangents32, ours = core._jax_side(case.jax_fn, c32, case.wrt, 0)
+    _, theirs = core._torch_side(case.torch_fn, c32, case.wrt, cotangents32)
+    ours_err, theirs_err = core._errors(ours, truth)[1], core._errors(theirs, truth)[1]
+    print(f"float32 gradients vs torch float64: jaxdet {ours_err:.2e}, torch {theirs_err:.2e}")
+    assert 0 < theirs_err < 1e-3
+    assert ours_err <= 1.25 * theirs_err
 
 
 def test_export_round_trip_loads_into_ultralytics():
