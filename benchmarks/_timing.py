@@ -75,6 +75,24 @@ def options_line() -> str:
     return f"jaxdet compiler options (`jaxdet.compile_options.compiler_options()`): `{compiler_options() or {}}`."
 
 
+#: label of the train-step contender built without jaxdet's CPU tuning (:func:`build_with_xla_defaults`).
+XLA_DEFAULTS = "jaxdet, XLA defaults"
+#: the header sentence that explains that contender.
+XLA_DEFAULTS_NOTE = (f"The '{XLA_DEFAULTS}' column is the same step with XLA's defaults: compiled with `{{}}` and "
+                     "XLA's own input gradient of stride-2 convolutions (`jaxdet.models.conv.xla_stride2_gradient`).")
+
+
+def build_with_xla_defaults(make: Callable[[dict], Any], options: dict) -> Any | None:
+    """``make({})`` traced inside ``xla_stride2_gradient()``: jaxdet's step without its CPU tuning (compiler
+    options, stride-2 input gradient). None where that is the same step: no options and not the CPU."""
+    from jaxdet.models.conv import xla_stride2_gradient
+
+    if not options and jax.default_backend() != "cpu":
+        return None
+    with xla_stride2_gradient():
+        return make({})
+
+
 @dataclasses.dataclass(frozen=True)
 class BenchSpec:
     """One row of a benchmark table.

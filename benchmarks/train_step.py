@@ -8,8 +8,9 @@ and batch 16 of 256x256 images (``--cases`` to choose).
   ``train.step.jit_train_step``: ``jax.jit`` with explicit ``NamedSharding``s, the batch split over the mesh's
   ``data`` axis of all local devices, the state replicated and donated), compiled ahead of time with
   ``jaxdet.compile_options.compiler_options()`` as ``python -m train`` does; the same step with XLA's defaults
-  (compiled with ``{}``, XLA's own stride-2 input gradients) is a second contender (``--no-default-options`` drops it). ``--step-builder local`` uses a
-  self-contained equivalent (``jax.jit`` + ``nnx.split/merge`` + ``optax``) instead.
+  (compiled with ``{}``, XLA's own stride-2 input gradients) is a second contender (``--no-default-options``
+  drops it). ``--step-builder local`` uses a self-contained equivalent (``jax.jit`` + ``nnx.split/merge`` +
+  ``optax``) instead.
 - **PyTorch**: the same architecture and loss in plain PyTorch (``benchmarks/torch_detector.py``; parity with the
   NNX model is tested in ``tests/test_train_step_bench.py``), started from the *same* initial parameters (copied
   from the JAX state), with ``torch.optim.AdamW`` (fused on CUDA) + ``clip_grad_norm_`` + the same LR schedule;
@@ -305,28 +306,27 @@ CASES: tuple[tuple[int, int], ...] = ((16, 64), (32, 64), (64, 64), (128, 64), (
 QUICK_CASES: tuple[tuple[int, int], ...] = ((4, 32), (2, 64))
 
 JAX = "jaxdet"
-JAX_DEFAULT = "jaxdet, XLA defaults"
+JAX_DEFAULT = _timing.XLA_DEFAULTS
 EAGER = "torch eager"
 COMPILED = "torch.compile"
 
 
 def run_case(args, batch_size: int, image_size: int, tdev) -> dict[str, Any]:
     """Builds every contender for one (batch, image size) and times them interleaved."""
-    from jaxdet.models.conv import xla_stride2_gradient
-
-    from jaxdet.compile_options import compiler_options
-
     cfg = load_config(batch_size=batch_size, image_size=image_size, config=args.config)
     batch_np = make_batch(cfg)
     runs, compile_s = {}, {}
     t0 = time.perf_counter()
     runs[JAX], init_model, info = make_jax_runner(cfg, batch_np, builder=args.step_builder)
     compile_s[JAX] = time.perf_counter() - t0
-    if (info["options"] or jax.default_backend() == "cpu") and not args.no_default_options:
+    if not args.no_default_options:
         t0 = time.perf_counter()
-        with xla_stride2_gradient():  # traced and compiled as XLA would, without jaxdet's CPU tuning
-            runs[JAX_DEFAULT], _, _ = make_jax_runner(cfg, batch_np, builder=args.step_builder, options={})
-        compile_s[JAX_DEFAULT] = time.perf_counter() - t0
+        built = _timing.build_with_xla_defaults(
+            lambda options: make_jax_runner(cfg, batch_np, builder=args.step_builder, options=options),
+            info["options"])
+        if built is not None:
+            runs[JAX_DEFAULT] = built[0]
+            compile_s[JAX_DEFAULT] = time.perf_counter() - t0
     contenders = [(EAGER, False)] + ([] if args.no_compile else [(COMPILED, True)])
     n_params = 0
     for label, compiled in contenders:
@@ -393,8 +393,8 @@ def _device_header(cfg, info, tdev, n_params: int, losses: dict[str, float], arg
         f"builder `{info['builder']}`); torch {torch.__version__} on {tname}. Host: "
         f"{platform.processor() or platform.machine()}, {cores} cores; load average {load[0]:.2f} at the start, "
         f"{load[1]:.2f} at the end{' (a CPU shared with other jobs)' if max(load) > 1.5 else ''}.\n\n"
-        f"jaxdet compiler options (`jaxdet.compile_options.compiler_options()`): `{info['options'] or {}}`; the "
-        f"'{JAX_DEFAULT}' column is the same step with XLA's defaults: compiled with `{{}}` and XLA's own input gradient of stride-2 convolutions (`jaxdet.models.conv.xla_stride2_gradient`).\n\n"
+        f"jaxdet compiler options (`jaxdet.compile_options.compiler_options()`): `{info['options'] or {}}`. "
+        f"{_timing.XLA_DEFAULTS_NOTE}\n\n"
         f"Same initial parameters on both sides; loss at the initial parameters (float32, CPU, batch "
         f"{cfg.train.batch_size} × {cfg.model.image_size} px): jaxdet {losses['jaxdet']:.6f}, torch "
         f"{losses['torch']:.6f}.\n"

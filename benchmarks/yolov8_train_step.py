@@ -66,7 +66,7 @@ GAINS = {"box": 7.5, "cls": 0.5, "dfl": 1.5}
 SGD = {"lr": 0.01, "momentum": 0.937, "weight_decay": 5e-4}
 
 JAX = "jaxdet"
-JAX_DEFAULT = "jaxdet, XLA defaults"
+JAX_DEFAULT = _timing.XLA_DEFAULTS
 EAGER = "ultralytics eager"
 COMPILED = "ultralytics torch.compile"
 
@@ -310,19 +310,19 @@ def breakdown_table(parts: dict[str, dict[str, _timing.Timing]], batch: int, ima
 
 def run_case(args, batch: int, image: int, tdev, weights) -> dict[str, Any]:
     """Builds every contender for one (batch, image size) and times them interleaved."""
-    from jaxdet.models.conv import xla_stride2_gradient
-
     cfg = load_config(batch=batch, image_size=image, optimizer=args.optimizer)
     batch_np = yolov1_bench.make_batch(cfg)
     runs, compile_s = {}, {}
     t0 = time.perf_counter()
     runs[JAX], info = make_jax_runner(cfg, weights, batch_np)
     compile_s[JAX] = time.perf_counter() - t0
-    if (info["options"] or jax.default_backend() == "cpu") and not args.no_default_options:
+    if not args.no_default_options:
         t0 = time.perf_counter()
-        with xla_stride2_gradient():  # traced and compiled as XLA would, without jaxdet's CPU tuning
-            runs[JAX_DEFAULT], _ = make_jax_runner(cfg, weights, batch_np, options={})
-        compile_s[JAX_DEFAULT] = time.perf_counter() - t0
+        built = _timing.build_with_xla_defaults(
+            lambda options: make_jax_runner(cfg, weights, batch_np, options=options), info["options"])
+        if built is not None:
+            runs[JAX_DEFAULT] = built[0]
+            compile_s[JAX_DEFAULT] = time.perf_counter() - t0
     runs[EAGER] = make_torch_runner(cfg, weights, batch_np, compiled=False, device=tdev)
     if not args.no_compile:
         runs[COMPILED] = make_torch_runner(cfg, weights, batch_np, compiled=True, device=tdev)
@@ -371,7 +371,7 @@ def cases_table(rows: list[dict[str, Any]], *, args, tdev, load: tuple[float, fl
         f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores; load average "
         f"{load[0]:.2f} at the start, {load[1]:.2f} at the end"
         f"{' (a CPU shared with other jobs)' if max(load) > 1.5 else ''}.\n",
-        f"{_timing.options_line()} The '{JAX_DEFAULT}' column is the same step with XLA's defaults: compiled with `{{}}` and XLA's own input gradient of stride-2 convolutions (`jaxdet.models.conv.xla_stride2_gradient`).\n",
+        f"{_timing.options_line()} {_timing.XLA_DEFAULTS_NOTE}\n",
         f"Median of {args.repeats} rounds after 2 warm-up rounds; in each round every contender runs one step in turn "
         "(interleaved, so drift and other jobs' load fall on all alike). Ratio = contender step time / jaxdet step "
         "time (above 1: jaxdet is faster). images/s = batch / median step. First step (s): jaxdet's ahead-of-time "
