@@ -1,4 +1,4 @@
-"""Train step of the default detector: jaxdet (jit, batch sharded over the local devices) vs PyTorch eager / compile.
+"""Train step of the YOLOv1 detector: jaxdet (jit, batch sharded over the local devices) vs PyTorch eager / compile.
 
 One train step = forward + YOLOv1 loss + backward + global-norm clip + AdamW update (warmup-cosine LR), for the
 detector and loss of ``configs/yolov1_shapes.py`` (S=8, B=2, C=5), at batch 16, 32, 64 and 128 of 64x64 images
@@ -301,7 +301,7 @@ def make_torch_optimizer(params, train_cfg, *, fused: bool = False):
 
 # ------------------------------------------------------------------------------------------------------- report
 
-#: (global batch, image side) of the full run: the default 64 px detector at four batch sizes, and a 256 px model.
+#: (global batch, image side) of the full run: the 64 px YOLOv1 detector at four batch sizes, and a 256 px model.
 CASES: tuple[tuple[int, int], ...] = ((16, 64), (32, 64), (64, 64), (128, 64), (16, 256))
 QUICK_CASES: tuple[tuple[int, int], ...] = ((4, 32), (2, 64))
 
@@ -448,7 +448,7 @@ def main(argv=None) -> None:
     first = rows[0]
     losses = _initial_losses(first["cfg"], first["batch_np"], first["init_model"])
     header = _device_header(first["cfg"], first["info"], tdev, first["n_params"], losses, args, load)
-    table = cases_table("Train step: default detector, forward + loss + backward + AdamW "
+    table = cases_table("Train step: YOLOv1 detector, forward + loss + backward + AdamW "
                         "(benchmarks/train_step.py)", rows, repeats=args.repeats, header=header)
     print()
     print(table)

@@ -44,6 +44,7 @@ def get_config():
     c.data.num_workers = 8
 
     c.train.batch_size = 64  # global batch
+    c.train.nbs = 64  # ultralytics' nominal batch (configs/yolov8n_shapes.py uses 16 for its CPU budget)
     batches_per_epoch = TRAIN_IMAGES // 64
     c.train.steps = EPOCHS * batches_per_epoch
     c.data.close_mosaic = 10 * batches_per_epoch  # ultralytics' close_mosaic=10 epochs

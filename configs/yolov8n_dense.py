@@ -22,6 +22,7 @@ def get_config():
     c.name = "yolov8n_dense"
     _dense.apply(c)
     c.loss.tal_norm_eps = 0.0  # see above: ultralytics' 1e-9 zeroes the targets of tiny objects
+    c.train.nbs = 64  # ultralytics' nominal batch: 4 batches of 16 per update
     c.train.steps = 1000  # data.close_mosaic follows: the last 100 batches without mosaic
     c.train.warmup_steps = 192  # 3 epochs of 64 batches
     c.train.eval_every = 250

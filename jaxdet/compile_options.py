@@ -3,7 +3,7 @@
 On XLA:CPU of jaxlib 0.10, convolutions above a small size are lowered by default to YNNPACK library fusions
 (``__ynn_fusion`` in the optimized HLO). On the 2-core x86-64 machine this project is developed on they are
 slower than XLA's own (Eigen) convolutions, most of all the weight-gradient convolutions of the backward pass
-(``benchmarks/train_step.py`` times the default detector's train step both ways; table in
+(``benchmarks/train_step.py`` times the YOLOv1 detector's train step both ways; table in
 ``benchmarks/results/train_step.md``). :func:`compiler_options` therefore returns, for XLA:CPU,
 
     {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
@@ -60,7 +60,7 @@ def compiler_options(backend: str | None = None) -> dict[str, str]:
 def _conv_uses_ynn(options: dict[str, str]) -> bool:
     """Whether a CPU convolution compiled with ``options`` runs as a YNNPACK fusion (raises when the compiler
     rejects an option). Only compiled, never run; small convolutions stay on XLA's kernels whatever the options,
-    so the probe has the size of the default detector's first stride-1 layer at batch 32."""
+    so the probe has the size of the YOLOv1 detector's first stride-1 layer at batch 32."""
 
     def conv(x, w):
         return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))

@@ -330,13 +330,13 @@ def task_aligned_assign(
         ``scores``.
       gt_chunk_size: GTs processed at once; ``None`` picks the largest with at most 2²⁴ (image, GT, anchor) pairs
         per chunk (16 × 124 × 8400 in float32: 67 MB per ``[B, chunk, A]`` array).
-      norm_eps: the normaliser's :math:`\epsilon`; ``None`` (default) uses ``eps``, as ultralytics. The
-        metric :math:`t = s^{\alpha} u^{\beta}` of a small object is tiny at the start of training: a 9 px
-        box under a 160 px initial prediction has :math:`u \approx 0.003`, so :math:`t \approx 10^{-17}`.
-        Against :math:`\epsilon = 10^{-9}` that sends :math:`\hat t` to about 0, and the box and DFL terms,
-        weighted by :math:`\hat t`, vanish with it. On the dense synthetic split (6–15 px objects) the score
+      norm_eps: the normaliser's :math:`\\epsilon`; ``None`` (default) uses ``eps``, as ultralytics. The
+        metric :math:`t = s^{\\alpha} u^{\\beta}` of a small object is tiny at the start of training: a 9 px
+        box under a 160 px initial prediction has :math:`u \\approx 0.003`, so :math:`t \\approx 10^{-17}`.
+        Against :math:`\\epsilon = 10^{-9}` that sends :math:`\\hat t` to about 0, and the box and DFL terms,
+        weighted by :math:`\\hat t`, vanish with it. On the dense synthetic split (6–15 px objects) the score
         sum of 4 images was 1.2e-4 with 1e-9 and 5.5 with 0. ``0`` drops the epsilon: a GT whose positives all have
-        :math:`t = 0` then gets :math:`\hat t = 0`, where the division would be 0/0.
+        :math:`t = 0` then gets :math:`\\hat t = 0`, where the division would be 0/0.
 
     Returns:
       :class:`TaskAlignedTargets` ``(labels [B, A], boxes [B, A, 4], scores [B, A, C], fg_mask [B, A],

@@ -1,4 +1,4 @@
-"""The train-step benchmark compares the same computation: the PyTorch twin of the default detector
+"""The train-step benchmark compares the same computation: the PyTorch twin of the YOLOv1 detector
 (``benchmarks/torch_detector.py``) against the NNX detector and the YOLOv1 head's loss.
 
 The NNX parameters are copied into the torch model; forward outputs, every loss term, the parameter gradients
@@ -61,7 +61,7 @@ def _torch_grads_as_numpy(model) -> list[np.ndarray]:
     return [p.grad.detach().numpy().copy() for p in model.parameters()]
 
 
-# (image, S): the default config (64 px -> 8x8 map, no resize); 64 px with S=7 (8x8 map antialias-resized to
+# (image, S): configs/yolov1_shapes.py (64 px -> 8x8 map, no resize); 64 px with S=7 (8x8 map antialias-resized to
 # 7x7); 40 px with S=8 (40 -> 20 -> 10, stride-1 last stage, resized 10 -> 8).
 CASES = [(64, 8), (64, 7), (40, 8)]
 

@@ -2,9 +2,9 @@
 
 Usage::
 
-    python -m train                                   # default: configs/yolov1_shapes.py
+    python -m train                                   # default: configs/yolov8n_shapes.py
     python -m train --config configs/polygon_hybrid.py
-    python -m train --config.train.steps=200 --config.model.widths='(8, 16, 32)'
+    python -m train --config.train.steps=200 --config.model.scale=s
     python -m train --workdir /tmp/run1               # default: workdir/<config name>
 
 ``--config`` takes a path to a Python file with ``get_config()`` (or a module name under ``configs``).
@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import ml_collections
 
-DEFAULT_CONFIG = "yolov1_shapes"
+DEFAULT_CONFIG = "yolov8n_shapes"
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -2,7 +2,7 @@
 
 Two recipes:
 
-- ``"jaxdet"`` (the default config's): AdamW on every parameter, linear warm-up from 0 to
+- ``"jaxdet"`` (``configs/yolov1_shapes.py``, the polygon configs): AdamW on every parameter, linear warm-up from 0 to
   ``train.learning_rate`` then cosine decay to ``learning_rate * end_lr_factor``, global-norm clipping, one
   optimizer update per batch (:func:`train.step.make_optimizer`).
 - ``"ultralytics"``: ultralytics' detection trainer (``engine/trainer.py`` of ultralytics 8.4.190,

@@ -16,6 +16,8 @@ import trainproc as tp  # noqa: E402
 sys.path.insert(0, tp.REPO)  # the repo's ``train`` package, not the ``tests/train`` directory
 from train import cli  # noqa: E402
 
+YOLOV1 = ("--config", "configs/yolov1_shapes.py")
+#: a tiny YOLOv1 run (the grid head compiles in seconds; the default YOLOv8n runs in test_readme_commands.py)
 TINY = (
     "--config.data.image_size=32",
     "--config.model.grid_size=4",
@@ -63,6 +65,7 @@ def test_unknown_field_is_rejected_with_a_clear_message(flag, field, listed):
 def test_overrides_parse_to_the_field_type():
     config, name, workdir = cli.parse_args(
         [
+            *YOLOV1,
             "--config.train.steps=7",
             "--config.train.learning_rate=1",
             "--config.model.widths=[4, 8]",
@@ -94,6 +97,7 @@ def test_overrides_parse_to_the_field_type():
         ("configs/yolov1_shapes_case1.py", "yolov1", "through", None),
         ("configs/polygon_hybrid.py", "polygon", None, "cosine"),
         ("configs/polygon_two_stage.py", "polygon", None, "two_stage"),
+        ("configs/yolov8n_shapes.py", "yolov8", None, None),
     ],
 )
 def test_configs_load(path, head, iou_target, alpha):
@@ -110,10 +114,20 @@ def test_configs_load(path, head, iou_target, alpha):
         assert section in config
 
 
-def test_default_run_end_to_end(tmp_path):
+def test_the_default_config_is_yolov8n_on_the_shapes():
+    config, name, workdir = cli.parse_args([])
+    assert (name, workdir) == ("yolov8n_shapes", os.path.join("workdir", "yolov8n_shapes"))
+    assert (config.model.head, config.model.scale, config.data.name) == ("yolov8", "n", "shapes")
+    assert (config.train.recipe, config.train.steps, config.train.batch_size, config.train.nbs) == (
+        "ultralytics", 2800, 16, 16)
+    assert config.train.ema and (config.eval.max_detections, config.eval.iou_threshold) == (300, 0.7)
+
+
+def test_yolov1_run_end_to_end(tmp_path):
     work = tmp_path / "run"
     proc = _train(
         [
+            *YOLOV1,
             *TINY,
             "--config.train.steps=4",
             "--config.train.eval_every=2",
@@ -140,7 +154,7 @@ def test_default_run_end_to_end(tmp_path):
         assert (work / "plots" / png).stat().st_size > 1000, png
 
     # Running again resumes from the final checkpoint and has nothing left to train.
-    again = _train([*TINY, "--config.train.steps=4", "--workdir", str(work)], devices=1)
+    again = _train([*YOLOV1, *TINY, "--config.train.steps=4", "--workdir", str(work)], devices=1)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "step 4 (written on 2 device(s), 1 process(es))" in again.stdout
 
@@ -174,7 +188,7 @@ def test_polygon_hybrid_trains_with_the_cosine_alpha(tmp_path):
 
 def test_a_repeated_override_takes_the_last_value():
     config, _, _ = cli.parse_args(
-        ["--config.model.widths=(8, 16, 32)", "--config.train.steps", "5", "--config.model.widths=(4,)",
+        [*YOLOV1, "--config.model.widths=(8, 16, 32)", "--config.train.steps", "5", "--config.model.widths=(4,)",
          "--config.train.steps=6"]
     )
     assert config.model.widths == (4,) and config.train.steps == 6
@@ -190,5 +204,6 @@ def test_coco_config_has_ultralytics_schedule_and_asks_for_its_paths():
     assert (config.train.steps, config.data.close_mosaic, config.train.warmup_steps) == (
         100 * per_epoch, 10 * per_epoch, 3 * per_epoch)
     assert (config.train.recipe, config.train.ema, config.data.augment) == ("ultralytics", True, "yolo")
+    assert (config.train.batch_size, config.train.nbs) == (64, 64)
     with pytest.raises(DataConfigError, match="data.train_path"):
         resolve_data_config(config)

@@ -25,6 +25,7 @@ NAMES = ("alpha", "beta", "gamma")
 SIZES = {"train": 16, "val": 8}
 
 TINY = (
+    "--config", "configs/yolov1_shapes.py",
     "--config.data.image_size=32",
     "--config.model.grid_size=4",
     "--config.model.widths=(8, 16)",
@@ -210,7 +211,7 @@ def test_wrong_path_is_a_clear_cli_error(folders, tmp_path):
 def _config(root, fmt, **data):
     from train import cli
 
-    config, _, _ = cli.parse_args(list(_flags(root, fmt)))  # the default config with the folder's flags
+    config, _, _ = cli.parse_args(list(_flags(root, fmt)))  # the default config (YOLOv8n) with the folder's flags
     for k, v in data.items():
         config.data[k] = v
     return config
