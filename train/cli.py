@@ -4,7 +4,7 @@ Usage::
 
     python -m train                                   # default: configs/yolov8n_shapes.py
     python -m train --config configs/polygon_hybrid.py
-    python -m train --config.train.steps=200 --config.model.scale=s
+    python -m train --config.train.steps=500 --config.model.scale=s
     python -m train --workdir /tmp/run1               # default: workdir/<config name>
 
 ``--config`` takes a path to a Python file with ``get_config()`` (or a module name under ``configs``).

@@ -119,7 +119,7 @@ def test_the_default_config_is_yolov8n_on_the_shapes():
     assert (name, workdir) == ("yolov8n_shapes", os.path.join("workdir", "yolov8n_shapes"))
     assert (config.model.head, config.model.scale, config.data.name) == ("yolov8", "n", "shapes")
     assert (config.train.recipe, config.train.steps, config.train.batch_size, config.train.nbs) == (
-        "ultralytics", 2800, 16, 16)
+        "ultralytics", 2000, 16, 16)
     assert config.train.ema and (config.eval.max_detections, config.eval.iou_threshold) == (300, 0.7)
 
 

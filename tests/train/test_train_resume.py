@@ -19,7 +19,7 @@ KILL_AT = 7  # SIGKILL when the 8th batch is requested: after the checkpoint of 
 #: Run with ultralytics' recipe and the model EMA on the stand-in with BatchNorm, the state with the most parts:
 #: parameters, batch statistics, SGD momentum (injected hyper-parameters per group), the gradient accumulator (2
 #: batches of 8 per update, nbs 16: the kill falls inside an accumulation) and the EMA (parameters, statistics,
-#: update count) must all come back from the checkpoint. (The default recipe's state, params + AdamW moments, is a
+#: update count) must all come back from the checkpoint. (The jaxdet recipe's state, params + AdamW moments, is a
 #: subset, saved and restored by the same code; test_train_sharding continues it on another device count.)
 RECIPE = (
     "--config.train.recipe=ultralytics",
