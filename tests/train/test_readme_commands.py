@@ -33,10 +33,7 @@ SMOKE = (
 )
 #: and, for the grid heads (YOLOv1, polygon), a tiny backbone; YOLOv8n (the default) runs as it is, so a README
 #: command that changes its compiled step (another scale, say) costs this test a YOLOv8 compile (minutes).
-SMOKE_GRID = (
-    "--config.model.grid_size=4", "--config.model.widths=(8, 16)", "--config.model.depths=(0, 0)",
-    "--config.model.head_width=16",
-)
+SMOKE_GRID = tp.TINY_GRID_MODEL
 
 
 def _code_lines(path: str) -> list[str]:

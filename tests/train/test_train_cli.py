@@ -16,14 +16,10 @@ import trainproc as tp  # noqa: E402
 sys.path.insert(0, tp.REPO)  # the repo's ``train`` package, not the ``tests/train`` directory
 from train import cli  # noqa: E402
 
-YOLOV1 = ("--config", "configs/yolov1_shapes.py")
-#: a tiny YOLOv1 run (the grid head compiles in seconds; the default YOLOv8n runs in test_readme_commands.py)
+#: a tiny grid-head run (compiles in seconds; the default YOLOv8n runs in test_readme_commands.py)
 TINY = (
     "--config.data.image_size=32",
-    "--config.model.grid_size=4",
-    "--config.model.widths=(8, 16)",
-    "--config.model.depths=(0, 0)",
-    "--config.model.head_width=16",
+    *tp.TINY_GRID_MODEL,
     "--config.data.train_size=64",
     "--config.data.val_size=16",
     "--config.eval.num_images=16",
@@ -65,7 +61,7 @@ def test_unknown_field_is_rejected_with_a_clear_message(flag, field, listed):
 def test_overrides_parse_to_the_field_type():
     config, name, workdir = cli.parse_args(
         [
-            *YOLOV1,
+            *tp.YOLOV1,
             "--config.train.steps=7",
             "--config.train.learning_rate=1",
             "--config.model.widths=[4, 8]",
@@ -127,7 +123,7 @@ def test_yolov1_run_end_to_end(tmp_path):
     work = tmp_path / "run"
     proc = _train(
         [
-            *YOLOV1,
+            *tp.YOLOV1,
             *TINY,
             "--config.train.steps=4",
             "--config.train.eval_every=2",
@@ -154,7 +150,7 @@ def test_yolov1_run_end_to_end(tmp_path):
         assert (work / "plots" / png).stat().st_size > 1000, png
 
     # Running again resumes from the final checkpoint and has nothing left to train.
-    again = _train([*YOLOV1, *TINY, "--config.train.steps=4", "--workdir", str(work)], devices=1)
+    again = _train([*tp.YOLOV1, *TINY, "--config.train.steps=4", "--workdir", str(work)], devices=1)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "step 4 (written on 2 device(s), 1 process(es))" in again.stdout
 
@@ -188,7 +184,7 @@ def test_polygon_hybrid_trains_with_the_cosine_alpha(tmp_path):
 
 def test_a_repeated_override_takes_the_last_value():
     config, _, _ = cli.parse_args(
-        [*YOLOV1, "--config.model.widths=(8, 16, 32)", "--config.train.steps", "5", "--config.model.widths=(4,)",
+        [*tp.YOLOV1, "--config.model.widths=(8, 16, 32)", "--config.train.steps", "5", "--config.model.widths=(4,)",
          "--config.train.steps=6"]
     )
     assert config.model.widths == (4,) and config.train.steps == 6

@@ -23,7 +23,6 @@ SMOKE = (
     "--config.train.steps=6",
     "--config.train.log_every=1",
 )
-YOLOV1 = ("--config", "configs/yolov1_shapes.py")  # for YOLOv1 fields; without it the default (YOLOv8n)
 
 
 # ------------------------------------------------------------------------------------ non-finite steps
@@ -35,8 +34,7 @@ def _tiny_task_and_batches(n_batches):
     from train.task import make_task
 
     config, _, _ = cli.parse_args([
-        *YOLOV1, "--config.data.image_size=32", "--config.model.grid_size=4", "--config.model.widths=(8, 16)",
-        "--config.model.depths=(0, 0)", "--config.model.head_width=16", "--config.train.batch_size=4",
+        *tp.YOLOV1, "--config.data.image_size=32", *tp.TINY_GRID_MODEL, "--config.train.batch_size=4",
         "--config.train.warmup_steps=1", "--config.train.steps=10",
     ])
     config, data = data_lib.prepare_data(config)
@@ -178,9 +176,9 @@ def _train(args, devices=1):
         (["--config.train.learning_rate=-1"], "train.learning_rate must be a number > 0; got -1.0"),
         (["--config.data.image_size=0"], "data.image_size must be an int > 0; got 0"),
         (["--config.data.loader=threads"], "data.loader must be 'grain' or 'step', got 'threads'"),
-        ([*YOLOV1, "--config.loss.iou_target=both"], "iou_target must be one of ('stop', 'through'); got 'both'"),
-        ([*YOLOV1, "--config.model.widths=(32, 64, 128, 256, 512)"], "model: depths must be a sequence as long as widths = (32, 64, 128, 256, 512); got (0, 1, 1)"),
-        ([*YOLOV1, "--config.data.max_objects=1000000", "--config.train.batch_size=4096", "--config.model.grid_size=64"],
+        ([*tp.YOLOV1, "--config.loss.iou_target=both"], "iou_target must be one of ('stop', 'through'); got 'both'"),
+        ([*tp.YOLOV1, "--config.model.widths=(32, 64, 128, 256, 512)"], "model: depths must be a sequence as long as widths = (32, 64, 128, 256, 512); got (0, 1, 1)"),
+        ([*tp.YOLOV1, "--config.data.max_objects=1000000", "--config.train.batch_size=4096", "--config.model.grid_size=64"],
          "lower data.max_objects or train.batch_size"),
         (["--config.mesh.shape=(3,)"], "mesh.shape / mesh.axes"),
     ],

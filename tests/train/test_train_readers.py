@@ -25,12 +25,9 @@ NAMES = ("alpha", "beta", "gamma")
 SIZES = {"train": 16, "val": 8}
 
 TINY = (
-    "--config", "configs/yolov1_shapes.py",
+    *tp.YOLOV1,
     "--config.data.image_size=32",
-    "--config.model.grid_size=4",
-    "--config.model.widths=(8, 16)",
-    "--config.model.depths=(0, 0)",
-    "--config.model.head_width=16",
+    *tp.TINY_GRID_MODEL,
     "--config.eval.batch_size=8",
     "--config.eval.max_detections=8",
     "--config.train.batch_size=8",

@@ -15,6 +15,14 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNNER = os.path.join(REPO, "tests", "train", "standin.py")
 
+#: ``python -m train`` flags: the YOLOv1 config (the default is YOLOv8n), and a tiny backbone for the grid heads
+#: (YOLOv1, polygon), 32 px in, 4 x 4 cells out, which compiles in seconds.
+YOLOV1 = ("--config", "configs/yolov1_shapes.py")
+TINY_GRID_MODEL = (
+    "--config.model.grid_size=4", "--config.model.widths=(8, 16)", "--config.model.depths=(0, 0)",
+    "--config.model.head_width=16",
+)
+
 
 def env_for(devices: int, extra: dict | None = None) -> dict:
     env = dict(os.environ)
