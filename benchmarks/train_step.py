@@ -183,7 +183,7 @@ def make_jax_runner(cfg, batch_np: dict[str, np.ndarray], *, builder: str = "tra
         holder["state"], metrics = step(holder["state"], batch)
         return holder["state"]["params"], metrics
 
-    return run, init_model, {"devices": n_dev, "builder": builder, "options": options}
+    return run, init_model, {"devices": n_dev, "builder": builder, "options": options, "executable": step}
 
 
 # ----------------------------------------------------------------------------------------------------- PyTorch
