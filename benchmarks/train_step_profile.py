@@ -49,7 +49,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # _timing, train_step
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # configs, train
 
 import jax
-import numpy as np
 
 import _timing
 import train_step as ts
