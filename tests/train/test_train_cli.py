@@ -16,7 +16,7 @@ import trainproc as tp  # noqa: E402
 sys.path.insert(0, tp.REPO)  # the repo's ``train`` package, not the ``tests/train`` directory
 from train import cli  # noqa: E402
 
-#: a tiny grid-head run (compiles in seconds; the default YOLOv8n runs in test_readme_commands.py)
+#: a tiny grid-head run (compiles in seconds; the default YOLOv8n runs in test_readme_yolov8_commands.py)
 TINY = (
     "--config.data.image_size=32",
     *tp.TINY_GRID_MODEL,

@@ -1,0 +1,17 @@
+"""Every YOLOv8 ``python -m train`` command in README.md and train/README.md runs (at smoke size; see
+``readme_runs``). A file of its own, so that its YOLOv8n compiles run beside the other README runs."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import readme_runs  # noqa: E402
+
+
+def test_every_yolov8_readme_command_runs(tmp_path):
+    out = readme_runs.run_readme_commands(tmp_path, "yolov8", check_user_data=False)
+    # the bare `python -m train` (given only a --workdir here) trains the default YOLOv8n
+    assert re.search(r'^RUN yolov8 \["--workdir", "[^"]*"\]$', out, re.M), out[-4000:]
