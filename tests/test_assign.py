@@ -185,15 +185,15 @@ def _match_both_paths(anchors, gt, valid):
 
     m = gt.shape[-2]
     flat_gt, flat_valid = gt.reshape(-1, m, 4), valid.reshape(-1, m)
-    per_image = jax.jit(assign._ssd_match_per_image, static_argnums=3)(anchors, flat_gt, flat_valid, 0.5)
+    per_object = jax.jit(assign._ssd_match_per_object, static_argnums=3)(anchors, flat_gt, flat_valid, 0.5)
     batched = jax.jit(assign._ssd_match_batched, static_argnums=3)(anchors, flat_gt, flat_valid, 0.5)
-    assert per_image.dtype == batched.dtype == jnp.int32
-    return np.asarray(per_image), np.asarray(batched)
+    assert per_object.dtype == batched.dtype == jnp.int32
+    return np.asarray(per_object), np.asarray(batched)
 
 
 @pytest.mark.parametrize("lead", [(), (5,), (2, 3)])
-def test_ssd_match_per_image_path_equals_torchvision_on_ties(lead, x64):
-    """The CPU path (one image at a time under lax.map) equals torchvision's SSDMatcher with duplicated ground
+def test_ssd_match_per_object_path_equals_torchvision_on_ties(lead, x64):
+    """The CPU path (one ground-truth slot at a time, best priors searched block by block) equals torchvision's SSDMatcher with duplicated ground
     truth, boxes equal to priors, symmetric priors (geometric IoU ties) and padding, and ssd_match returns it in
     the input's leading shape. (The whole-batch GPU path breaks an occasional geometric tie of this data
     differently: its fused IoU rounds differently; general position is tested below.)"""
@@ -206,15 +206,35 @@ def test_ssd_match_per_image_path_equals_torchvision_on_ties(lead, x64):
     gt[..., 1, :] = gt[..., 0, :]  # a duplicate: both claim the same best prior
     gt[..., 2, :] = anchors[7]  # exactly a prior
     valid = rng.uniform(size=(*lead, m)) < 0.8
-    per_image, _ = _match_both_paths(anchors, gt, valid)
+    per_object, _ = _match_both_paths(anchors, gt, valid)
     flat_gt, flat_valid = gt.reshape(-1, m, 4), valid.reshape(-1, m)
     for i in range(len(flat_gt)):
-        np.testing.assert_array_equal(per_image[i], _torchvision_match(anchors, flat_gt[i], flat_valid[i]))
+        np.testing.assert_array_equal(per_object[i], _torchvision_match(anchors, flat_gt[i], flat_valid[i]))
     ours = jax.jit(ssd_match)(anchors, gt, valid)
     assert ours.shape == (*lead, len(anchors))
     if jax.default_backend() == "cpu":
-        np.testing.assert_array_equal(np.asarray(ours).reshape(-1, len(anchors)), per_image)
-    assert (per_image >= 0).any()
+        np.testing.assert_array_equal(np.asarray(ours).reshape(-1, len(anchors)), per_object)
+    assert (per_object >= 0).any()
+
+
+def test_ssd_match_per_object_best_prior_ties_across_blocks_go_to_the_lowest_prior(x64):
+    """More priors than one search block (and not a multiple of it): a ground truth whose best IoU is reached by
+    priors in two blocks, and by two priors in one block, claims the lowest of them, as torchvision's argmax."""
+    from jaxdet import assign
+
+    block = assign._PRIOR_BLOCK
+    rng = np.random.default_rng(13)
+    xy = rng.uniform(0, 0.5, (2 * block + 37, 2))
+    anchors = np.concatenate([xy, xy + rng.uniform(0.3, 0.5, xy.shape)], -1)
+    target = np.array([0.6, 0.6, 0.65, 0.66])  # far from every random prior: its best IoU is with the copies
+    for i in (block + 40, 2 * block + 5, block + 90):  # copies of one prior in the 2nd block (twice) and the 3rd
+        anchors[i] = [0.55, 0.55, 0.7, 0.7]
+    gt = np.stack([target, [0.1, 0.1, 0.5, 0.5], target])[None]  # [1, 3, 4]; slot 2 is padding
+    valid = np.array([[True, True, False]])
+    per_object, batched = _match_both_paths(anchors, gt, valid)
+    np.testing.assert_array_equal(per_object[0], _torchvision_match(anchors, gt[0], valid[0]))
+    np.testing.assert_array_equal(per_object, batched)
+    assert per_object[0, block + 40] == 0 and per_object[0, block + 90] != 0
 
 
 def test_ssd_match_paths_bit_identical_float32():
@@ -226,9 +246,9 @@ def test_ssd_match_paths_bit_identical_float32():
     size = rng.uniform(0.05, 0.5, (8, 20, 2))
     gt = np.clip(np.concatenate([centre - size / 2, centre + size / 2], -1), 0, 1).astype(np.float32)
     valid = np.arange(20)[None] < rng.integers(1, 21, (8, 1))
-    per_image, batched = _match_both_paths(anchors, gt, valid)
-    np.testing.assert_array_equal(per_image, batched)
-    assert (per_image >= 0).sum() > 100
+    per_object, batched = _match_both_paths(anchors, gt, valid)
+    np.testing.assert_array_equal(per_object, batched)
+    assert (per_object >= 0).sum() > 100
 
 
 def test_ssd_match_errors_name_argument():
