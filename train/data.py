@@ -238,6 +238,40 @@ class LoaderBatches:
         pass
 
 
+class CacheFiller:
+    """A background thread that generates a caching source's examples ahead of the loader
+    (``source.fill_cache``, e.g. :meth:`jaxdet.data.SyntheticShapes.fill_cache`), so that the first epoch is not
+    generated between train steps. It uses the CPU the step leaves idle, above all during the first step's
+    compile. The loop starts one when the run reads the whole split at least once, in a single process (a
+    process of a multi-host job reads only its shard) without grain worker processes (each holds its own copy
+    of the source)."""
+
+    def __init__(self, source):
+        import threading
+
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=source.fill_cache, args=(self._stop,), name="fill_cache", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def start(cls, source, *, examples_to_read: int, num_workers: int = 0) -> "CacheFiller | None":
+        """A running filler for ``source``, or None where it would not help: the source has no cache to fill,
+        the run reads fewer than ``len(source)`` examples (the filler would generate unread ones), the loader
+        has worker processes, or the job has several processes."""
+        import jax
+
+        if not getattr(source, "cached", False) or not hasattr(source, "fill_cache"):
+            return None
+        if examples_to_read < len(source) or num_workers or jax.process_count() > 1:
+            return None
+        return cls(source)
+
+    def stop(self) -> None:
+        """Stops filling (before the next example) and waits for the thread."""
+        self._stop.set()
+        self._thread.join()
+
+
 class DroppedBoxes:
     """Running total of the objects augmentation removed (the batches' ``dropped_boxes``), over the global batch.
 

@@ -123,6 +123,13 @@ def run(
         f"mesh {dict(mesh.shape)}; global batch {global_bs}"
     )
 
+    # A cached synthetic split is generated in the background from here on: during the model's initialisation,
+    # the checkpoint restore and the first step's compile, the CPU is mostly idle. (The run's length decides;
+    # a resumed run's cache starts empty too.)
+    filler = data_lib.CacheFiller.start(task.train_source, examples_to_read=total_steps * global_bs,
+                                        num_workers=int(config.data.get("num_workers", 0)))
+    if filler is not None:
+        _log(f"data: generating the {len(task.train_source)} training images in the background (kept in memory)")
     recipe, graphdef, init_fn = step_lib.make_recipe_init_fn(
         tc, task.build_model, seed=int(config.seed), init_loss_state=task.init_loss_state
     )
@@ -368,6 +375,8 @@ def run(
         return summary
     finally:
         stop.uninstall()
+        if filler is not None:
+            filler.stop()
         batches.close()
         writer.close()
         checkpointer.close()

@@ -284,6 +284,30 @@ class SyntheticShapes:
             "image_id": np.int32(index),
         }
 
+    @property
+    def cached(self) -> bool:
+        """Whether generated examples are kept (the ``cache`` argument)."""
+        return self._cache is not None
+
+    def fill_cache(self, stop=None) -> int:
+        """Generates every example not yet cached, in index order, for a background thread: the loader then
+        finds them ready instead of generating them between train steps. Safe beside concurrent ``dataset[i]``
+        (an example generated twice at once is the same example). Returns the number generated.
+
+        Args:
+          stop: optional ``threading.Event``; when set, filling stops before the next example.
+        """
+        if self._cache is None:
+            raise ValueError(f"fill_cache: this {self.split!r} split was made with cache=False")
+        made = 0
+        for index in range(self.num_images):
+            if stop is not None and stop.is_set():
+                break
+            if index not in self._cache:
+                self[index]
+                made += 1
+        return made
+
     def __getitem__(self, index: int) -> dict:
         """Example ``index`` (see :mod:`jaxdet.data.records`): normalised boxes and canonical polygons."""
         index = int(index)

@@ -52,6 +52,25 @@ def test_cache_is_automatic_below_the_size_limit(monkeypatch):
     assert SyntheticShapes("val", num_images=4, cache=True)[1]["image"] is not None
 
 
+def test_fill_cache_generates_the_missing_examples_once_and_stops_on_request():
+    import threading
+
+    ds = SyntheticShapes("val", num_images=6, image_size=32, cache=True)
+    first = ds[2]["image"]
+    assert ds.cached and ds.fill_cache() == 5  # every example but the one already read
+    assert ds.fill_cache() == 0 and ds[2]["image"] is first
+    fresh = SyntheticShapes("val", num_images=6, image_size=32, cache=False)
+    for i in range(6):
+        for key, val in ds[i].items():
+            np.testing.assert_array_equal(val, fresh[i][key])
+    stop = threading.Event()
+    stop.set()
+    assert SyntheticShapes("val", num_images=6, image_size=32, cache=True).fill_cache(stop) == 0
+    assert not fresh.cached
+    with pytest.raises(ValueError, match="cache=False"):
+        fresh.fill_cache()
+
+
 @pytest.mark.parametrize("image_size", [64, (48, 80)])
 def test_shapes_dtypes_and_targets(image_size):
     ds = SyntheticShapes("train", num_images=40, image_size=image_size, num_vertices=8, max_objects_per_image=5)

@@ -45,3 +45,25 @@ def test_both_batchers_report_and_keep_their_batches():
             np.testing.assert_array_equal(a[key], b[key])
     for batches in (grain_batches, step_batches, timed):
         batches.close()
+
+
+def test_the_cache_filler_fills_a_caching_source_beside_the_loader_without_changing_a_batch():
+    kw = dict(global_batch_size=4, seed=0, rows=np.arange(4), augment=True, max_objects=6)
+    cached = SyntheticShapes("train", num_images=24, image_size=32, cache=True)
+    uncached = SyntheticShapes("train", num_images=24, image_size=32, cache=False)
+    start = data_lib.CacheFiller.start
+    assert start(uncached, examples_to_read=100) is None  # nothing to fill
+    assert start(cached, examples_to_read=23) is None  # the run would not read every example
+    assert start(cached, examples_to_read=24, num_workers=2) is None  # each worker has its own copy
+    filler = start(cached, examples_to_read=24)
+    batches = data_lib.make_train_batches("grain", cached, **kw)
+    plain = data_lib.make_train_batches("grain", uncached, **kw)
+    for _ in range(3):
+        a, b = batches.next(), plain.next()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    filler._thread.join(timeout=60)
+    assert not filler._thread.is_alive() and cached.fill_cache() == 0  # the whole split was filled
+    filler.stop()
+    batches.close()
+    plain.close()
