@@ -40,7 +40,7 @@ import jax.numpy as jnp
 
 from jaxdet import _checks
 from jaxdet.assign import SSD_BOX_WEIGHTS, ssd_encode, ssd_match
-from jaxdet.losses._common import label_log_prob, smooth_l1
+from jaxdet.losses._common import smooth_l1, softmax_cross_entropy
 
 SSD_TERMS: tuple[str, ...] = ("bbox_regression", "classification")
 
@@ -190,7 +190,7 @@ def ssd_multibox_loss_from_matches(
     box_loss = jnp.sum(jnp.where(positive[..., None], smooth_l1(box_regression - target, beta), 0))
 
     labels = jnp.where(positive, jnp.take_along_axis(gt_classes, index, axis=1) + 1, 0)  # [N, A]
-    ce = -label_log_prob(cls_logits, labels)  # [N, A]
+    ce = softmax_cross_entropy(cls_logits, labels)  # [N, A]
     negatives = hard_negative_mask(ce, positive, neg_pos_ratio=neg_pos_ratio)
     cls_loss = jnp.sum(jnp.where(positive, ce, 0)) + jnp.sum(jnp.where(negatives, ce, 0))
 
