@@ -206,9 +206,11 @@ def _decode(x: jax.Array, anchor_points: jax.Array, reg_max: int) -> tuple[jax.A
     One ``log_softmax`` serves both the DFL term and the decoded boxes (:func:`jaxdet.tal.dfl_decode`'s
     expectation of its ``exp``)."""
     b, a, _ = x.shape
-    log_probs = jax.nn.log_softmax(x[..., : 4 * reg_max].reshape(b, a, 4, reg_max), axis=-1)
+    # One split (its gradient a concatenation), not two slices (whose gradients XLA adds as two padded copies).
+    dist, logits = jnp.split(x, [4 * reg_max], axis=-1)
+    log_probs = jax.nn.log_softmax(dist.reshape(b, a, 4, reg_max), axis=-1)
     pred_boxes = dist2bbox(dfl_expectation(jnp.exp(log_probs)), anchor_points)
-    return log_probs, x[..., 4 * reg_max :], pred_boxes
+    return log_probs, logits, pred_boxes
 
 
 def yolov8_loss(
