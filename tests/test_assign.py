@@ -193,10 +193,11 @@ def _match_both_paths(anchors, gt, valid):
 
 @pytest.mark.parametrize("lead", [(), (5,), (2, 3)])
 def test_ssd_match_per_object_path_equals_torchvision_on_ties(lead, x64):
-    """The CPU path (one ground-truth slot at a time, best priors searched block by block) equals torchvision's SSDMatcher with duplicated ground
-    truth, boxes equal to priors, symmetric priors (geometric IoU ties) and padding, and ssd_match returns it in
-    the input's leading shape. (The whole-batch GPU path breaks an occasional geometric tie of this data
-    differently: its fused IoU rounds differently; general position is tested below.)"""
+    """The CPU path (one ground-truth slot at a time, best priors searched block by block) equals torchvision's
+    SSDMatcher with duplicated ground truth, boxes equal to priors, symmetric priors (geometric IoU ties) and
+    padding, and ssd_match returns it in the input's leading shape. (The whole-batch GPU path breaks an
+    occasional geometric tie of this data differently: its fused IoU rounds differently; general position is
+    tested below.)"""
     rng = np.random.default_rng(11)
     anchors = _anchors(6)
     m = 9

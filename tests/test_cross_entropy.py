@@ -29,7 +29,8 @@ def test_value_and_gradient_equal_autodiff_of_label_log_prob(dtype, x64):
     ours, ref, grad, ref_grad = _both(logits, labels, cotangent)
     assert ours.dtype == grad.dtype == dtype
     np.testing.assert_array_equal(ours, ref)  # the same expression, the same rounding
-    np.testing.assert_allclose(grad, ref_grad, rtol=1e-6 if dtype == jnp.float32 else 1e-13, atol=1e-7 if dtype == jnp.float32 else 1e-15)
+    f32 = dtype == jnp.float32
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-6 if f32 else 1e-13, atol=1e-7 if f32 else 1e-15)
     # d/dlogits = g * (softmax - onehot): each row's gradient sums to 0
     np.testing.assert_allclose(jnp.sum(grad, -1), 0, atol=1e-5 if dtype == jnp.float32 else 1e-12)
 

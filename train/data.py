@@ -241,10 +241,10 @@ class LoaderBatches:
 class CacheFiller:
     """A background thread that generates a caching source's examples ahead of the loader
     (``source.fill_cache``, e.g. :meth:`jaxdet.data.SyntheticShapes.fill_cache`), so that the first epoch is not
-    generated between train steps. It uses the CPU the step leaves idle, above all during the first step's
-    compile. The loop starts one when the run reads the whole split at least once, in a single process (a
-    process of a multi-host job reads only its shard) without grain worker processes (each holds its own copy
-    of the source)."""
+    generated between train steps. It uses the CPU left idle while the model is initialised and the first step
+    is compiled (started only at that compile, it did not get ahead of the loader). The loop starts one when the
+    run reads the whole split at least once, in a single process (a process of a multi-host job reads only its
+    shard) without grain worker processes (each holds its own copy of the source)."""
 
     def __init__(self, source):
         import threading

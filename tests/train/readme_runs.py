@@ -104,7 +104,8 @@ def run_readme_commands(tmp_path, wanted: str, check_user_data: bool) -> str:
     commands, scripts = readme_commands()
     data = str(tmp_path / "data") + "/"
     runs, checks = [], []
-    commands = [c for i, c in enumerate(commands) if c not in commands[:i]]  # `python -m train` is there 3 times
+    # identical commands run once (the bare `python -m train` is in several places)
+    commands = [c for i, c in enumerate(commands) if c not in commands[:i]]
     for i, argv in enumerate(commands):
         argv = [a.replace("/tmp/", data) for a in argv]
         argv = [a for j, a in enumerate(argv) if a != "--workdir" and (j == 0 or argv[j - 1] != "--workdir")]
