@@ -1,5 +1,6 @@
-"""Every registered parity case against its PyTorch reference: float64 rel ≤ 1e-10 and float32 ≤ 1e-5
-(or the case's own documented tolerance), for the outputs and the input gradients."""
+"""Every registered parity case against its PyTorch reference, for the outputs and the input gradients:
+float64 rel ≤ 1e-10, and jaxdet's float32 result within 1e-5 of the reference run in float64 on the same inputs
+(or the case's own documented tolerances)."""
 
 import numpy as np
 import pytest
@@ -44,3 +45,25 @@ def test_compare_detects_nan():
 def test_compare_rejects_bad_wrt():
     with pytest.raises(ValueError, match="wrt index 1"):
         compare(lambda x, y: x, lambda x, y: x, np.ones(3), np.ones(3, dtype=np.int32), wrt=(1,))
+
+
+def test_float32_rows_are_judged_against_the_float64_reference():
+    """jaxdet's log1p against a reference that computes log(1 + x), for x from 1e-7 to 1e-6. In float32,
+    1 + x rounds to a multiple of 1.2e-7, so the reference is up to 6e-8 off, while jaxdet's value is accurate.
+    The row keeps both numbers and passes on jaxdet's own error. The reverse pairing (jaxdet imprecise,
+    reference exact) fails."""
+    import jax.numpy as jnp
+    import torch
+
+    x = np.geomspace(1e-7, 1e-6, 9)
+    accurate = compare(jnp.log1p, lambda t: torch.log(1 + t), x, dtypes=("float32",), tolerances={"float32": 1e-5})
+    err = accurate.errors[0]
+    assert err.out_rel > 1e-2  # the float32 reference's own rounding
+    assert err.ref64_out_rel < 1e-6 and err.ref64_grad_rel < 1e-6
+    assert accurate.passed()
+    imprecise = compare(lambda v: jnp.log(1 + v), torch.log1p, x, dtypes=("float32",),
+                        tolerances={"float32": 1e-5})
+    assert imprecise.errors[0].ref64_out_rel > 1e-2
+    assert not imprecise.passed()
+    assert "FAIL" in format_table([imprecise])
+    assert "/" in format_table([accurate])  # the float64-reference column is filled for float32 rows

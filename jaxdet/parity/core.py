@@ -3,6 +3,13 @@
 Both sides get the same inputs in each dtype. Gradients are compared as vector-Jacobian products against one
 fixed random cotangent per float output, so an unreduced output of any shape is checked element by element
 rather than through its sum. torch is imported only when a comparison runs.
+
+A float32 row holds two measurements. The first is jaxdet's float32 result against the reference's float32
+result, which is what a user comparing the two libraries sees. The second is jaxdet's float32 result against
+the reference run in float64 on the same float32 inputs and cotangents, to float32 precision the exact
+answer. Only the second is jaxdet's own error, and a float32 row's tolerance applies to it. The first also
+holds the reference's float32 rounding, which in ``yolov8n_model_loss`` is larger than jaxdet's whole error
+(``docs/PARITY.md``).
 """
 
 from __future__ import annotations
@@ -47,16 +54,25 @@ class ParityCase:
 
 @dataclasses.dataclass(frozen=True)
 class ParityError:
-    """Errors of one dtype: max absolute and max relative error of the outputs and of the input gradients."""
+    """Errors of one dtype: max absolute and max relative error of the outputs and of the input gradients,
+    jaxdet against the reference in the same dtype. A float32 row also has ``ref64_out_rel`` and
+    ``ref64_grad_rel``: jaxdet's float32 result against the reference run in float64 on the same inputs
+    (None where that run was not made)."""
 
     dtype: str
     out_abs: float
     out_rel: float
     grad_abs: float
     grad_rel: float
+    ref64_out_rel: float | None = None
+    ref64_grad_rel: float | None = None
 
     @property
     def max_rel(self) -> float:
+        """The error the tolerance applies to: against the float64 reference where there is one (jaxdet's own
+        error), else against the reference in the same dtype."""
+        if self.ref64_out_rel is not None:
+            return max(self.ref64_out_rel, self.ref64_grad_rel)
         return max(self.out_rel, self.grad_rel)
 
 
@@ -96,6 +112,7 @@ class ParityReport:
                     f"{err.out_rel:.1e}",
                     f"{err.grad_abs:.1e}",
                     f"{err.grad_rel:.1e}",
+                    "—" if err.ref64_out_rel is None else f"{err.ref64_out_rel:.1e} / {err.ref64_grad_rel:.1e}",
                     "—" if tol is None else f"{tol:.0e}",
                     ok,
                 ]
@@ -106,7 +123,8 @@ class ParityReport:
         return format_table([self])
 
 
-HEADER = ["function", "reference", "dtype", "out max abs", "out max rel", "grad max abs", "grad max rel", "tol", ""]
+HEADER = ["function", "reference", "dtype", "out max abs", "out max rel", "grad max abs", "grad max rel",
+          "vs reference float64: out / grad rel", "tol", ""]
 
 
 def format_table(reports: Sequence[ParityReport]) -> str:
@@ -242,7 +260,14 @@ def compare(
         torch_out, torch_grads = _torch_side(torch_fn, cast, wrt, cotangents)
         out_abs, out_rel = _errors(jax_out, torch_out)
         grad_abs, grad_rel = _errors(jax_grads, torch_grads)
-        errors.append(ParityError(dtype, out_abs, out_rel, grad_abs, grad_rel))
+        ref64 = {}
+        if dtype == "float32":  # the reference in float64 on exactly these inputs and cotangents
+            exact_out, exact_grads = _torch_side(torch_fn, _cast(cast, "float64"), wrt,
+                                                 [c if c.dtype == jax.dtypes.float0 else c.astype(np.float64)
+                                                  for c in cotangents])
+            ref64 = {"ref64_out_rel": _errors(jax_out, exact_out)[1],
+                     "ref64_grad_rel": _errors(jax_grads, exact_grads)[1]}
+        errors.append(ParityError(dtype, out_abs, out_rel, grad_abs, grad_rel, **ref64))
     return ParityReport(name=name, reference=reference, errors=tuple(errors), tolerances=dict(tolerances or {}))
 
 
