@@ -4,7 +4,7 @@
 at large batches can be put on the parts that make it. The process is pinned to one core (``--cpu``) before
 jax or torch starts a thread, and torch runs one thread. So every op runs alone, and the op times add up to the
 step: no two ops overlap, and no convolution runs on threads the profiler does not see. On two cores,
-``jax.profiler`` sees only the dispatch of XLA:CPU's multi-threaded convolutions.
+``jax.profiler`` sees little more than the dispatch of XLA:CPU's large, multi-threaded convolutions.
 
 For each case (batch × image of ``configs/yolov1_shapes.py``) the jaxdet step (``python -m train``'s, with
 jaxdet's compiler options), torch eager and ``torch.compile`` of ``benchmarks/train_step.py`` are timed
