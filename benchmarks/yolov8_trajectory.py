@@ -34,7 +34,6 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _timing, train_step, yolov8_train_step
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # configs, train
@@ -69,12 +68,10 @@ def _weights(weights, dtype: str, perturb: float, seed: int) -> dict[str, np.nda
 
 def jax_trajectory(cfg, weights, batch_np: dict[str, np.ndarray], *, steps: int, dtype: str,
                    perturb: float = 0.0, seed: int = 1) -> tuple[list[float], list[dict[str, np.ndarray]]]:
-    """``(losses, params)`` after each of ``steps`` jaxdet train steps: the logged loss of the step and every
-    trained parameter under its ultralytics name, in the ultralytics layout (kernels ``[O, I, k, k]``)."""
-    from flax import nnx
-
-    from jaxdet.models import load_ultralytics
-    from jaxdet.models.ultralytics_io import tensor_name
+    """``(losses, params)`` after each of ``steps`` jaxdet train steps: the logged loss of the step and the
+    model's ultralytics state dict (``export_ultralytics``: every parameter and BatchNorm statistic under its
+    ultralytics name and layout)."""
+    from jaxdet.models import export_ultralytics, load_ultralytics
     from train import step as step_lib
     from train.task import make_head
 
@@ -92,11 +89,7 @@ def jax_trajectory(cfg, weights, batch_np: dict[str, np.ndarray], *, steps: int,
         for _ in range(steps):
             state, metrics = step(state, batch)
             losses.append(float(metrics["loss"]))
-            flat = {}
-            for path, value in nnx.to_flat_state(state["params"]):
-                value = np.asarray(value[...])
-                flat[tensor_name(path)] = value.transpose(3, 2, 0, 1) if path[-1] == "kernel" else value
-            params.append(flat)
+            params.append(export_ultralytics(step_lib.merge_model(graphdef, state), as_torch=False))
     return losses, params
 
 
@@ -138,7 +131,8 @@ def max_difference(ours: dict[str, np.ndarray], reference: dict[str, np.ndarray]
 
 
 def run_dtype(cfg, weights, batch_np, *, steps: int, dtype: str, perturb: float) -> list[dict[str, float]]:
-    """One row per step: both libraries' losses and the two parameter differences."""
+    """One row per step: both libraries' losses and the two differences over the trained parameters (the
+    names torch trains; jaxdet's state dicts also hold the BatchNorm statistics)."""
     j_loss, j_params = jax_trajectory(cfg, weights, batch_np, steps=steps, dtype=dtype)
     t_loss, t_params = torch_trajectory(cfg, weights, batch_np, steps=steps, dtype=dtype)
     _, p_params = jax_trajectory(cfg, weights, batch_np, steps=steps, dtype=dtype, perturb=perturb)
@@ -147,7 +141,7 @@ def run_dtype(cfg, weights, batch_np, *, steps: int, dtype: str, perturb: float)
     for i in range(steps):
         rows.append({"step": i + 1, "jax_loss": j_loss[i], "torch_loss": t_loss[i],
                      "vs_torch": max_difference(j_params[i], t_params[i]),
-                     "vs_perturbed": max_difference(j_params[i], p_params[i]),
+                     "vs_perturbed": max_difference(j_params[i], {k: p_params[i][k] for k in t_params[i]}),
                      "moved": max_difference(t_params[i], initial)})
         print(f"{dtype} step {i + 1}: " + ", ".join(f"{k} {v:.3e}" for k, v in rows[-1].items() if k != "step"),
               flush=True)
