@@ -17,8 +17,9 @@ import numpy as np
 from jaxdet import _checks
 from jaxdet.data.geometry import canonical_order, canonical_polygon, clip_polygon
 from jaxdet.data.letterbox import identity_letterbox
+from jaxdet.data.pixels import flip_lr, warp_affine
 
-__all__ = ["hflip", "scale_jitter", "augment_example", "make_augment"]
+__all__ = ["flip_targets", "hflip", "scale_jitter", "augment_example", "make_augment"]
 
 
 def _reset_letterbox(example: dict) -> dict:
@@ -47,14 +48,10 @@ def _check_scale_range(scale_range: tuple[float, float]) -> None:
         raise _checks.fail_value("scale_range", "(lo, hi) with 0 < lo <= hi", scale_range)
 
 
-def hflip(example: dict) -> dict:
-    """Mirror horizontally: image columns reversed, :math:`x \\mapsto 1 - x` for boxes and polygons.
-
-    Flipping twice gives back the example (up to float32 rounding of :math:`1 - (1 - x)`).
-    """
-    _checks.keys_present(example, ("image", "boxes", "polygons"), "example")
+def flip_targets(example: dict) -> dict:
+    """The example's boxes and polygons mirrored horizontally (:math:`x \\mapsto 1 - x`); the image is left as it
+    is (the targets' half of :func:`hflip`)."""
     out = dict(example)
-    out["image"] = np.ascontiguousarray(np.asarray(example["image"])[:, ::-1])
     boxes = np.asarray(example["boxes"], np.float64).reshape(-1, 4)
     out["boxes"] = np.stack([1.0 - boxes[:, 2], boxes[:, 1], 1.0 - boxes[:, 0], boxes[:, 3]], axis=1).astype(
         np.float32
@@ -63,7 +60,18 @@ def hflip(example: dict) -> dict:
     flipped = polys.copy()
     flipped[..., 0] = 1.0 - flipped[..., 0]
     # Mirroring keeps the even arc-length spacing; only the order must be fixed (no resampling).
-    out["polygons"] = canonical_order(flipped) if len(polys) else polys.astype(np.float32)
+    out["polygons"] = canonical_order(flipped) if len(polys) and polys.shape[1] else polys.astype(np.float32)
+    return out
+
+
+def hflip(example: dict) -> dict:
+    """Mirror horizontally: image columns reversed, :math:`x \\mapsto 1 - x` for boxes and polygons.
+
+    Flipping twice gives back the example (up to float32 rounding of :math:`1 - (1 - x)`).
+    """
+    _checks.keys_present(example, ("image", "boxes", "polygons"), "example")
+    out = flip_targets(example)
+    out["image"] = flip_lr(example["image"])
     return _reset_letterbox(out)
 
 
@@ -94,8 +102,6 @@ def scale_jitter(
     Returns:
       The transformed example.
     """
-    from PIL import Image
-
     _checks.keys_present(example, ("image", "boxes", "classes", "polygons"), "example")
     _check_scale_range(scale_range)
     image = np.asarray(example["image"])
@@ -114,17 +120,9 @@ def scale_jitter(
             if a > b:
                 a, b = lo, hi
         t[axis] = rng.uniform(a, b)
-    tx, ty = t[0] * w, t[1] * h  # pixels
-    # PIL's affine maps output pixel centres to input coordinates (inverse map).
-    pil = Image.fromarray(image).transform(
-        (w, h),
-        Image.AFFINE,
-        data=(1.0 / s, 0.0, -tx / s, 0.0, 1.0 / s, -ty / s),
-        resample=Image.BILINEAR,
-        fillcolor=(fill,) * 3 if image.ndim == 3 else fill,
-    )
     out = dict(example)
-    out["image"] = np.asarray(pil)
+    zoom = np.array([[s, 0.0, t[0] * w], [0.0, s, t[1] * h], [0.0, 0.0, 1.0]])  # u' = s u + t, in pixels
+    out["image"] = warp_affine(image, zoom, (h, w), fill=fill)
     new_boxes = boxes * s + np.array([t[0], t[1], t[0], t[1]])
     clipped = np.clip(new_boxes, 0.0, 1.0)
     keep, out_polys = [], []
@@ -134,7 +132,9 @@ def scale_jitter(
         if bw < min_visible or bh < min_visible:
             continue
         poly = polys[i] * s + t
-        if np.any(new_boxes[i] != clipped[i]):
+        if k == 0:  # an example without polygons
+            out_polys.append(poly)
+        elif np.any(new_boxes[i] != clipped[i]):
             # The frame cuts the object: clip the outline and resample it.
             try:
                 out_polys.append(canonical_polygon(clip_polygon(poly), k))

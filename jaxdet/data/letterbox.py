@@ -69,7 +69,8 @@ def identity_letterbox(size) -> tuple[np.ndarray, np.ndarray]:
 
 
 def letterbox_image(image: np.ndarray, size, *, fill: int = PAD_VALUE) -> tuple[np.ndarray, np.ndarray]:
-    """Letterbox ``image`` to ``size`` (bilinear resize, ``fill`` padding).
+    """Letterbox ``image`` to ``size`` (:func:`~jaxdet.data.pixels.resize`: bilinear up, pixel-area averaging down;
+    ``fill`` padding).
 
     Args:
       image: uint8 ``[h, w, 3]``.
@@ -79,7 +80,7 @@ def letterbox_image(image: np.ndarray, size, *, fill: int = PAD_VALUE) -> tuple[
     Returns:
       ``(letterboxed uint8 [H, W, 3], ratio_pad float32 [4])``.
     """
-    from PIL import Image
+    from jaxdet.data.pixels import resize
 
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -87,8 +88,7 @@ def letterbox_image(image: np.ndarray, size, *, fill: int = PAD_VALUE) -> tuple[
     _checks.number(fill, "fill", low=0, high=255)
     (new_h, new_w), ratio_pad = letterbox_params(image.shape[:2], size)
     big_h, big_w = _size_hw(size, "size")
-    if image.shape[:2] != (new_h, new_w):
-        image = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
+    image = resize(image, (new_h, new_w))
     out = np.full((big_h, big_w, 3), fill, np.uint8)
     x0, y0 = int(ratio_pad[2]), int(ratio_pad[3])
     out[y0 : y0 + new_h, x0 : x0 + new_w] = image

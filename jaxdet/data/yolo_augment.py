@@ -22,9 +22,10 @@ Geometry conventions. Boxes are transformed as ultralytics does (the 4 corners t
 box, clipped to the output), so under rotation a box grows; polygons are transformed vertex by vertex, clipped to
 the image (:func:`~jaxdet.data.geometry.clip_polygon`) and resampled (:func:`~jaxdet.data.geometry.canonical_polygon`)
 when the frame cuts them or a shear made their spacing uneven, and otherwise only re-ordered
-(:func:`~jaxdet.data.geometry.canonical_order`). The image is warped with the same continuous-coordinate map as
-the targets (pixel ``(i, j)`` covers ``[j, j+1] x [i, i+1]``); OpenCV's ``warpAffine``, which ultralytics calls,
-maps pixel centres at integers instead, so its images sit up to half a pixel from its boxes.
+(:func:`~jaxdet.data.geometry.canonical_order`); examples without polygons (``[n, 0, 2]``) skip that work. The
+image is warped by OpenCV (:mod:`jaxdet.data.pixels`) with the same continuous-coordinate map as the targets
+(pixel ``(i, j)`` covers ``[j, j+1] x [i, i+1]``); ultralytics calls ``cv2.warpAffine`` without the half-pixel
+shift that convention needs, so its images sit up to half a pixel from its boxes.
 
 Removed objects are counted, never silently dropped. An object is removed when
 
@@ -47,14 +48,14 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
 import numpy as np
 
 from jaxdet import _checks
-from jaxdet.data.augment import _add_dropped, hflip, _reset_letterbox
+from jaxdet.data.augment import _add_dropped, _reset_letterbox, flip_targets
 from jaxdet.data.geometry import canonical_order, canonical_polygon, canonical_polygons, clip_polygon
+from jaxdet.data.pixels import apply_hsv_lut, flip_lr, read_region, warp_affine, warp_window
 
 __all__ = [
     "FILL",
@@ -106,6 +107,8 @@ def _fit_polygons(polys: np.ndarray, cut: np.ndarray, *, resample: bool) -> tupl
     n, k = polys.shape[0], polys.shape[1]
     out = np.zeros((n, k, 2), np.float32)
     ok = np.ones(n, bool)
+    if k == 0:  # examples without polygons
+        return out, ok
     redo = cut | resample
     if np.any(~redo):
         out[~redo] = canonical_order(polys[~redo])
@@ -132,6 +135,74 @@ def _select(example: dict, keep: np.ndarray, boxes, polys) -> dict:
     return out
 
 
+def _mosaic_centre(rng: np.random.Generator, h: int, w: int) -> tuple[int, int]:
+    """The canvas point ``(x_c, y_c)`` the 4 tiles meet at (ultralytics' draw: x first)."""
+    xc = int(rng.uniform(w / 2, 3 * w / 2))
+    yc = int(rng.uniform(h / 2, 3 * h / 2))
+    return xc, yc
+
+
+def _tile_offsets(xc: int, yc: int, h: int, w: int) -> tuple[tuple[int, int], ...]:
+    """Top-left canvas corners ``(x, y)`` of the tiles 0 (top-left) .. 3 (bottom-right)."""
+    return (xc - w, yc - h), (xc, yc - h), (xc - w, yc), (xc, yc)
+
+
+def _paste_tiles(images, offsets, canvas_hw, region=None, *, fill: int = FILL) -> np.ndarray:
+    """The pixels of the mosaic canvas inside ``region`` (``(x0, y0, x1, y1)``, default the whole canvas).
+
+    The tiles are pasted (cut by the canvas and the region) on a ``fill`` background; building only the region
+    a warp will read gives the same warp as the whole canvas (:meth:`YoloAugment.__call__`).
+    """
+    ch, cw = canvas_hw
+    rx0, ry0, rx1, ry1 = (0, 0, cw, ch) if region is None else region
+    out = np.full((ry1 - ry0, rx1 - rx0) + images[0].shape[2:], fill, np.uint8)
+    for im, (ox, oy) in zip(images, offsets):
+        h, w = im.shape[:2]
+        x0, y0 = max(ox, rx0), max(oy, ry0)
+        x1, y1 = min(ox + w, rx1), min(oy + h, ry1)
+        if x1 > x0 and y1 > y0:
+            out[y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0] = im[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+    return out
+
+
+def _mosaic_targets(examples, offsets, h: int, w: int, *, polygons: bool = True) -> dict:
+    """The targets of the 4 tiles on the ``2H x 2W`` canvas (normalised to it), the removed ones counted; the
+    per-image keys of ``examples[0]``, no ``image``."""
+    boxes, classes, polys, dropped = [], [], [], 0
+    k = np.asarray(examples[0]["polygons"]).shape[1]
+    for e, (ox, oy) in zip(examples, offsets):
+        b = np.asarray(e["boxes"], np.float64).reshape(-1, 4)
+        boxes.append(b * [w, h, w, h] + [ox, oy, ox, oy])
+        classes.append(np.asarray(e["classes"], np.int32).reshape(-1))
+        p = np.asarray(e["polygons"], np.float64).reshape(len(b), k, 2)
+        polys.append((p * [w, h] + [ox, oy]) / [2 * w, 2 * h])
+        dropped += int(e.get("num_dropped", 0))
+    b = np.concatenate(boxes)
+    clipped = np.clip(b, 0.0, [2 * w, 2 * h, 2 * w, 2 * h])
+    visible = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    p = np.concatenate(polys)
+    fitted = np.zeros(p.shape, np.float32)
+    if polygons:
+        cut = np.any(clipped != b, axis=1)
+        fitted[visible], ok = _fit_polygons(p[visible], cut[visible], resample=False)
+        visible[np.flatnonzero(visible)[~ok]] = False
+    out = {key: v for key, v in examples[0].items() if key != "image"}
+    out["classes"] = np.concatenate(classes)
+    out["num_dropped"] = np.int32(dropped)
+    return _select(out, visible, clipped / [2 * w, 2 * h, 2 * w, 2 * h], fitted)
+
+
+def _check_tiles(examples) -> list[np.ndarray]:
+    if len(examples) != 4:
+        raise _checks.fail_value("examples", "a sequence of 4 examples", f"{len(examples)} examples")
+    for i, e in enumerate(examples):
+        _checks.keys_present(e, ("image", "boxes", "classes", "polygons"), f"examples[{i}]")
+    images = [np.asarray(e["image"]) for e in examples]
+    for i, im in enumerate(images):
+        _checks.shape_is(im, images[0].shape, f"examples[{i}]['image']", "the shape of examples[0]['image']")
+    return images
+
+
 def mosaic4(examples, rng: np.random.Generator, *, fill: int = FILL) -> dict:
     """Tile 4 examples of size ``H x W`` on a ``2H x 2W`` canvas around a random centre (ultralytics' 4-mosaic).
 
@@ -150,41 +221,11 @@ def mosaic4(examples, rng: np.random.Generator, *, fill: int = FILL) -> dict:
       An example with image uint8 ``[2H, 2W, 3]`` and its objects normalised to the canvas; per-image keys are
       those of ``examples[0]``; ``num_dropped`` is the sum of the 4 examples' counts plus the objects removed here.
     """
-    if len(examples) != 4:
-        raise _checks.fail_value("examples", "a sequence of 4 examples", f"{len(examples)} examples")
-    for i, e in enumerate(examples):
-        _checks.keys_present(e, ("image", "boxes", "classes", "polygons"), f"examples[{i}]")
-    images = [np.asarray(e["image"]) for e in examples]
+    images = _check_tiles(examples)
     h, w = images[0].shape[:2]
-    for i, im in enumerate(images):
-        _checks.shape_is(im, images[0].shape, f"examples[{i}]['image']", "the shape of examples[0]['image']")
-    xc = int(rng.uniform(w / 2, 3 * w / 2))
-    yc = int(rng.uniform(h / 2, 3 * h / 2))
-    canvas = np.full((2 * h, 2 * w) + images[0].shape[2:], fill, np.uint8)
-    boxes, classes, polys, dropped = [], [], [], 0
-    for e, im, (ox, oy) in zip(examples, images, ((xc - w, yc - h), (xc, yc - h), (xc - w, yc), (xc, yc))):
-        x0, y0 = max(ox, 0), max(oy, 0)
-        x1, y1 = min(ox + w, 2 * w), min(oy + h, 2 * h)
-        canvas[y0:y1, x0:x1] = im[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
-        b = np.asarray(e["boxes"], np.float64).reshape(-1, 4) * [w, h, w, h] + [ox, oy, ox, oy]
-        boxes.append(b)
-        classes.append(np.asarray(e["classes"], np.int32).reshape(-1))
-        polys.append((np.asarray(e["polygons"], np.float64) * [w, h] + [ox, oy]) / [2 * w, 2 * h])
-        dropped += int(e.get("num_dropped", 0))
-    b = np.concatenate(boxes)
-    clipped = np.clip(b, 0.0, [2 * w, 2 * h, 2 * w, 2 * h])
-    visible = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
-    k = np.asarray(examples[0]["polygons"]).shape[1]
-    p = np.concatenate(polys).reshape(-1, k, 2)
-    cut = np.any(clipped != b, axis=1)
-    fitted = np.zeros(p.shape, np.float32)
-    fitted[visible], ok = _fit_polygons(p[visible], cut[visible], resample=False)
-    visible[np.flatnonzero(visible)[~ok]] = False
-    out = dict(examples[0])
-    out["image"] = canvas
-    out["classes"] = np.concatenate(classes)
-    out["num_dropped"] = np.int32(dropped)
-    out = _select(out, visible, clipped / [2 * w, 2 * h, 2 * w, 2 * h], fitted)
+    offsets = _tile_offsets(*_mosaic_centre(rng, h, w), h, w)
+    out = _mosaic_targets(examples, offsets, h, w)
+    out["image"] = _paste_tiles(images, offsets, (2 * h, 2 * w), fill=fill)
     return _reset_letterbox(out)
 
 
@@ -206,17 +247,33 @@ def _affine_matrix(rng, in_size, out_size, *, degrees, translate, scale, shear) 
     return shift @ sh @ rot @ centre, s
 
 
-def _warp(image: np.ndarray, m: np.ndarray, out_size, fill: int) -> np.ndarray:
-    from PIL import Image
+def _affine_targets(example: dict, m: np.ndarray, s: float, in_size, out_size, *, sheared: bool,
+                    polygons: bool = True) -> dict:
+    """The example's targets through the pixel map ``m`` (``in_size -> out_size``), the rejected ones counted
+    (:func:`random_affine`'s rules); the image is left as it is."""
+    (ih, iw), (oh, ow) = in_size, out_size
+    boxes = np.asarray(example["boxes"], np.float64).reshape(-1, 4) * [iw, ih, iw, ih]
+    n = len(boxes)
+    corners = boxes[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(n, 4, 2)
+    moved = corners @ m[:2, :2].T + m[:2, 2]  # [n, 4, 2]
+    new = np.concatenate([moved.min(axis=1), moved.max(axis=1)], axis=1).reshape(-1, 4)
+    clipped = np.clip(new, 0.0, [ow, oh, ow, oh])
+    keep = box_candidates(boxes * s, clipped)
+    polys = np.asarray(example["polygons"], np.float64)
+    fitted = np.zeros((n,) + polys.shape[1:], np.float32)
+    if polygons:
+        p = ((polys * [iw, ih]) @ m[:2, :2].T + m[:2, 2]) / [ow, oh]
+        cut = np.any(clipped != new, axis=1)
+        fitted[keep], ok = _fit_polygons(p[keep], cut[keep], resample=sheared)
+        keep[np.flatnonzero(keep)[~ok]] = False
+    return _select(example, keep, clipped / [ow, oh, ow, oh], fitted)
 
-    oh, ow = out_size
-    inv = np.linalg.inv(m)
-    # PIL's affine maps each output point (continuous coordinates) to the input point inv @ (x, y, 1).
-    warped = Image.fromarray(image).transform(
-        (ow, oh), Image.AFFINE, data=tuple(inv[:2].reshape(-1)), resample=Image.BILINEAR,
-        fillcolor=(fill,) * image.shape[2] if image.ndim == 3 else fill,
-    )
-    return np.asarray(warped)
+
+def _check_affine_ranges(degrees, translate, scale, shear) -> None:
+    _checks.number(degrees, "degrees", low=0.0)
+    _checks.number(translate, "translate", low=0.0, high=0.5)
+    _checks.number(scale, "scale", low=0.0, high=1.0, high_open=True)
+    _checks.number(shear, "shear", low=0.0, high=90.0, high_open=True)
 
 
 def random_affine(
@@ -249,17 +306,15 @@ def random_affine(
         :func:`box_candidates` is :math:`\\sqrt{|\\det M_{2\\times 2}|}`).
 
     Returns:
-      The transformed example; objects that :func:`box_candidates` rejects, or whose clipped polygon is
-      degenerate, are removed and added to ``num_dropped``.
+      The transformed example (image warped by :func:`~jaxdet.data.pixels.warp_affine`); objects that
+      :func:`box_candidates` rejects, or whose clipped polygon is degenerate, are removed and added to
+      ``num_dropped``.
     """
     _checks.keys_present(example, ("image", "boxes", "classes", "polygons"), "example")
     image = np.asarray(example["image"])
     ih, iw = image.shape[:2]
     oh, ow = (ih, iw) if out_size is None else (int(out_size[0]), int(out_size[1]))
-    _checks.number(degrees, "degrees", low=0.0)
-    _checks.number(translate, "translate", low=0.0, high=0.5)
-    _checks.number(scale, "scale", low=0.0, high=1.0, high_open=True)
-    _checks.number(shear, "shear", low=0.0, high=90.0, high_open=True)
+    _check_affine_ranges(degrees, translate, scale, shear)
     if matrix is None:
         m, s = _affine_matrix(rng, (ih, iw), (oh, ow), degrees=degrees, translate=translate, scale=scale, shear=shear)
         sheared = shear > 0
@@ -269,80 +324,9 @@ def random_affine(
         a = m[:2, :2]
         s = math.sqrt(abs(np.linalg.det(a)))
         sheared = not np.allclose(a @ a.T, s * s * np.eye(2), atol=1e-12 * max(s * s, 1.0))
-    out = dict(example)
-    out["image"] = _warp(image, m, (oh, ow), fill)
-
-    boxes = np.asarray(example["boxes"], np.float64).reshape(-1, 4) * [iw, ih, iw, ih]
-    n = len(boxes)
-    corners = boxes[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(n, 4, 2)
-    moved = corners @ m[:2, :2].T + m[:2, 2]  # [n, 4, 2]
-    new = np.concatenate([moved.min(axis=1), moved.max(axis=1)], axis=1).reshape(-1, 4)
-    clipped = np.clip(new, 0.0, [ow, oh, ow, oh])
-    keep = box_candidates(boxes * s, clipped)
-    polys = np.asarray(example["polygons"], np.float64)
-    k = polys.shape[1]
-    p = ((polys * [iw, ih]) @ m[:2, :2].T + m[:2, 2]) / [ow, oh]
-    cut = np.any(clipped != new, axis=1)
-    fitted = np.zeros((n, k, 2), np.float32)
-    fitted[keep], ok = _fit_polygons(p[keep], cut[keep], resample=sheared)
-    keep[np.flatnonzero(keep)[~ok]] = False
-    out = _select(out, keep, clipped / [ow, oh, ow, oh], fitted)
+    out = _affine_targets(example, m, s, (ih, iw), (oh, ow), sheared=sheared)
+    out["image"] = warp_affine(image, m, (oh, ow), fill=fill)
     return _reset_letterbox(out)
-
-
-_HSV_SHIFT = 12  # OpenCV's fixed-point precision for the 8-bit RGB -> HSV division tables
-
-
-def _rgb_to_hsv(image: np.ndarray) -> np.ndarray:
-    """uint8 RGB ``[..., 3]`` -> OpenCV 8-bit HSV (``H`` in [0, 180), ``S``, ``V`` in [0, 255]), uint8."""
-    r, g, b = (image[..., c].astype(np.int32) for c in range(3))
-    v = np.maximum(np.maximum(r, g), b)
-    diff = v - np.minimum(np.minimum(r, g), b)
-    half = 1 << (_HSV_SHIFT - 1)
-    # OpenCV's tables: sdiv[v] = round(255 * 2**12 / v), hdiv[d] = round(180 * 2**12 / (6 d)); 0 for 0.
-    idx = np.arange(256, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        sdiv = np.where(idx > 0, np.round((255 << _HSV_SHIFT) / idx), 0).astype(np.int32)
-        hdiv = np.where(idx > 0, np.round((180 << _HSV_SHIFT) / (6.0 * idx)), 0).astype(np.int32)
-    s = (diff * sdiv[v] + half) >> _HSV_SHIFT
-    x = np.where(v == r, g - b, np.where(v == g, b - r + 2 * diff, r - g + 4 * diff))
-    h = (x * hdiv[diff] + half) >> _HSV_SHIFT
-    h += np.where(h < 0, 180, 0)
-    return np.stack([h, s, v], axis=-1).astype(np.uint8)
-
-
-def _hsv_to_rgb_formula(hsv: np.ndarray) -> np.ndarray:
-    """OpenCV 8-bit HSV -> uint8 RGB (float sector formula, rounded to nearest, as OpenCV's scalar code; its
-    vectorised code rounds some values down, so ``cv2.cvtColor`` differs by up to 1 level)."""
-    h = hsv[..., 0].astype(np.float32) * np.float32(6.0 / 180.0)
-    s = hsv[..., 1].astype(np.float32) * np.float32(1.0 / 255.0)
-    v = hsv[..., 2].astype(np.float32) * np.float32(1.0 / 255.0)
-    h = np.where(h >= 6, h - 6, h)
-    sector = np.floor(h)
-    f = h - sector
-    sector = sector.astype(np.int8) % 6
-    p = v * (1 - s)
-    q = v * (1 - s * f)
-    t = v * (1 - s * (1 - f))
-    rgb = [np.choose(sector, choices) for choices in ((v, q, p, p, t, v), (t, v, v, q, p, p), (p, p, t, v, v, q))]
-    return np.clip(np.rint(np.stack(rgb, axis=-1) * 255.0), 0, 255).astype(np.uint8)
-
-
-@functools.cache
-def _hsv_to_rgb_table() -> np.ndarray:
-    """:func:`_hsv_to_rgb_formula` of every 8-bit HSV triple, uint8 ``[180, 256, 256, 3]`` (35 MiB, built once a
-    process in about a second): the per-image conversion becomes one lookup."""
-    s, v = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8), indexing="ij")
-    table = np.empty((180, 256, 256, 3), np.uint8)
-    for h in range(180):
-        table[h] = _hsv_to_rgb_formula(np.stack([np.full_like(s, h), s, v], axis=-1))
-    return table
-
-
-def _hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
-    """OpenCV 8-bit HSV -> uint8 RGB through :func:`_hsv_to_rgb_table` (one flat gather: 5x the formula)."""
-    flat = (hsv[..., 0].astype(np.int32) * 256 + hsv[..., 1]) * 256 + hsv[..., 2]
-    return np.take(_hsv_to_rgb_table().reshape(-1, 3), flat, axis=0)
 
 
 def apply_hsv_gains(image: np.ndarray, gains) -> np.ndarray:
@@ -351,7 +335,8 @@ def apply_hsv_gains(image: np.ndarray, gains) -> np.ndarray:
     .. math:: H' = (H + 180\\,r_h) \\bmod 180, \\quad S' = \\mathrm{clip}(S (1 + r_s)), \\quad
               V' = \\mathrm{clip}(V (1 + r_v))
 
-    (each truncated to uint8, and ``S' = 0`` where ``S = 0``, as ultralytics' ``RandomHSV``).
+    (each truncated to uint8, and ``S' = 0`` where ``S = 0``, as ultralytics' ``RandomHSV``), converted by
+    OpenCV both ways (:func:`~jaxdet.data.pixels.apply_hsv_lut`).
 
     Args:
       image: uint8 ``[H, W, 3]`` RGB.
@@ -370,9 +355,14 @@ def apply_hsv_gains(image: np.ndarray, gains) -> np.ndarray:
     lut_s = np.clip(x * (r[1] + 1), 0, 255).astype(np.uint8)
     lut_v = np.clip(x * (r[2] + 1), 0, 255).astype(np.uint8)
     lut_s[0] = 0
-    hsv = _rgb_to_hsv(image)
-    hsv = np.stack([lut_h[hsv[..., 0]], lut_s[hsv[..., 1]], lut_v[hsv[..., 2]]], axis=-1)
-    return _hsv_to_rgb(hsv)
+    return apply_hsv_lut(image, lut_h, lut_s, lut_v)
+
+
+def _hsv_gains(rng: np.random.Generator, hgain: float, sgain: float, vgain: float) -> np.ndarray | None:
+    """The drawn gains ``r ~ U(-1, 1)^3 * (h, s, v)``, or None (``rng`` untouched) when all three are 0."""
+    if not (hgain or sgain or vgain):
+        return None
+    return rng.uniform(-1.0, 1.0, 3) * np.array([hgain, sgain, vgain])
 
 
 def hsv_jitter(example: dict, rng: np.random.Generator, *, hgain: float = 0.015, sgain: float = 0.7,
@@ -385,8 +375,8 @@ def hsv_jitter(example: dict, rng: np.random.Generator, *, hgain: float = 0.015,
     for name, g in (("hgain", hgain), ("sgain", sgain), ("vgain", vgain)):
         _checks.number(g, name, low=0.0)
     out = dict(example)
-    if hgain or sgain or vgain:
-        r = rng.uniform(-1.0, 1.0, 3) * np.array([hgain, sgain, vgain])
+    r = _hsv_gains(rng, hgain, sgain, vgain)
+    if r is not None:
         out["image"] = apply_hsv_gains(example["image"], r)
     return out
 
@@ -430,40 +420,89 @@ class YoloRecipe:
 class YoloAugment:
     """Ultralytics' training recipe as an ``augment(example, rng, step=None) -> example`` callable.
 
-    Mosaic partners are drawn with the example's own ``rng`` uniformly from ``source`` (ultralytics draws from
-    its dataset or its recent-image buffer), so an augmented example depends only on the seed, its global
-    position and ``step``: the loader stays deterministic, checkpointable and shardable. ``uses_step`` tells
-    :func:`~jaxdet.data.pipeline.make_loader` to pass the training step of the example's batch, which turns
-    the mosaic off from ``recipe.close_mosaic_at`` on (ultralytics' ``close_mosaic``).
+    The result is that of :func:`mosaic4`, :func:`random_affine`, :func:`hsv_jitter` and
+    :func:`~jaxdet.data.augment.hflip` applied in turn with the same ``rng`` (same targets, bit for bit; pixels
+    too), computed with less pixel work: only the part of the mosaic canvas that the affine map reads is pasted.
+
+    Mosaic partners are drawn with the example's own ``rng``, so an augmented example depends only on the seed,
+    its global position and ``step``: the loader stays deterministic, checkpointable and shardable. Where from:
+
+    * ``partner_window=None``: uniformly from ``source`` (for sources that hold their images in memory);
+    * ``partner_window=W``: from the ``W`` consecutive positions of the loader's stream that hold the example
+      (positions ``[W * (g // W), W * (g // W + 1))``, ``g`` the example's position), like ultralytics' buffer of
+      recently loaded images. A source that keeps its recently decoded images
+      (:class:`~jaxdet.data.records.DetectionSource` without a cache) then decodes about one image per output
+      image instead of four; with a local batch that is a multiple of ``W`` every partner is an image of the
+      same batch of the same process, whatever the number of processes or worker processes.
+
+    ``uses_step`` tells :func:`~jaxdet.data.pipeline.make_loader` to pass the training step of the example's
+    batch, which turns the mosaic off from ``recipe.close_mosaic_at`` on (ultralytics' ``close_mosaic``);
+    ``uses_stream`` (true with a ``partner_window``) to pass the example's ``position`` and the ``stream``
+    (``stream(g) -> example`` at position ``g``, before augmentation).
+
+    Examples without polygons (``polygons [n, 0, 2]``, sources built with ``polygons=False`` for heads that
+    read none) skip all polygon work.
 
     Args:
       source: random-access source of examples (``len``, ``source[i]``), images all of one size.
       recipe: :class:`YoloRecipe`.
+      partner_window: ``W`` above, or None.
     """
 
     uses_step = True
 
-    def __init__(self, source, recipe: YoloRecipe = YoloRecipe()):
+    def __init__(self, source, recipe: YoloRecipe = YoloRecipe(), *, partner_window: int | None = None):
         if len(source) == 0:
             raise _checks.fail_value("len(source)", "> 0 (mosaic draws partners from it)", 0)
+        if partner_window is not None:
+            _checks.positive_int(partner_window, "partner_window", hint="Or None: partners from the whole source.")
         self.source = source
         self.recipe = recipe
+        self.partner_window = partner_window
+        self.uses_stream = partner_window is not None
 
     def mosaic_on(self, step: int | None) -> bool:
         """Whether the mosaic may be drawn at ``step`` (None: the step is unknown, treated as before the close)."""
         stop = self.recipe.close_mosaic_at
         return self.recipe.mosaic > 0 and (stop is None or step is None or step < stop)
 
-    def __call__(self, example: dict, rng: np.random.Generator, step: int | None = None) -> dict:
+    def _partners(self, rng, position, stream) -> list[dict]:
+        if self.partner_window is None:
+            return [self.source[int(j)] for j in rng.integers(0, len(self.source), size=3)]
+        if position is None or stream is None:
+            raise _checks.fail_value(
+                "position, stream", "given (the loader passes them when augment.uses_stream)", (position, stream),
+                hint="Call through jaxdet.data.make_loader, or build YoloAugment with partner_window=None.",
+            )
+        start = int(position) - int(position) % self.partner_window
+        return [stream(int(g)) for g in rng.integers(start, start + self.partner_window, size=3)]
+
+    def __call__(self, example: dict, rng: np.random.Generator, step: int | None = None, *,
+                 position: int | None = None, stream=None) -> dict:
         rc = self.recipe
-        h, w = np.asarray(example["image"]).shape[:2]
+        image = np.asarray(example["image"])
+        h, w = image.shape[:2]
         if self.mosaic_on(step) and rng.random() < rc.mosaic:
-            partners = [self.source[int(j)] for j in rng.integers(0, len(self.source), size=3)]
-            example = mosaic4([example, *partners], rng)
-        example = random_affine(
-            example, rng, out_size=(h, w), degrees=rc.degrees, translate=rc.translate, scale=rc.scale, shear=rc.shear
-        )
-        example = hsv_jitter(example, rng, hgain=rc.hsv_h, sgain=rc.hsv_s, vgain=rc.hsv_v)
+            tiles = [example, *self._partners(rng, position, stream)]
+            images = _check_tiles(tiles)
+            offsets = _tile_offsets(*_mosaic_centre(rng, h, w), h, w)
+            targets = _mosaic_targets(tiles, offsets, h, w)
+            in_size = (2 * h, 2 * w)
+        else:
+            images, targets, in_size = None, example, (h, w)
+        m, s = _affine_matrix(rng, in_size, (h, w), degrees=rc.degrees, translate=rc.translate, scale=rc.scale,
+                              shear=rc.shear)
+        out = _affine_targets(targets, m, s, in_size, (h, w), sheared=rc.shear > 0)
+        if images is None:
+            pixels = warp_affine(image, m, (h, w))
+        else:  # the canvas window the warp reads, pasted straight from the tiles
+            region = read_region(m, in_size, (h, w))
+            pixels = (np.full((h, w, 3), FILL, np.uint8) if region is None else
+                      warp_window(_paste_tiles(images, offsets, in_size, region), m, region[:2], (h, w)))
+        gains = _hsv_gains(rng, rc.hsv_h, rc.hsv_s, rc.hsv_v)
+        if gains is not None:
+            pixels = apply_hsv_gains(pixels, gains)
         if rng.random() < rc.fliplr:
-            example = hflip(example)
-        return example
+            out, pixels = flip_targets(out), flip_lr(pixels)
+        out["image"] = pixels
+        return _reset_letterbox(out)

@@ -157,28 +157,18 @@ def test_hsv_zero_gains_is_identity():
 
 
 def test_hsv_matches_ultralytics_random_hsv():
-    cv2 = pytest.importorskip("cv2")
     from ultralytics.data.augment import RandomHSV
 
-    from jaxdet.data.yolo_augment import _rgb_to_hsv
     rgb = np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)
     rgb[0, :6] = [[0, 0, 0], [255, 255, 255], [128, 128, 128], [255, 0, 0], [0, 255, 0], [0, 0, 255]]
-    worst = 0
     for seed, gains in enumerate([(0.015, 0.7, 0.4), (0.5, 0.5, 0.5), (0.0, 0.0, 0.0001)]):
         np.random.seed(seed)
         r = np.random.uniform(-1, 1, 3) * gains  # the draw RandomHSV makes next
         np.random.seed(seed)
         labels = {"img": np.ascontiguousarray(rgb[..., ::-1])}  # ultralytics images are BGR
         RandomHSV(*gains)(labels)
-        theirs = labels["img"][..., ::-1]
-        ours = apply_hsv_gains(rgb, r)
-        diff = np.abs(ours.astype(int) - theirs.astype(int))
-        worst = max(worst, int(diff.max()))
-        assert diff.mean() < 0.4, diff.mean()
-    # OpenCV's vectorised HSV -> RGB rounds some values down where its scalar code (and ours) rounds to nearest.
-    assert worst <= 1, worst
-    # RGB -> HSV is exact.
-    np.testing.assert_array_equal(_rgb_to_hsv(rgb), cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV))
+        # The same tables through the same OpenCV conversions: equal pixels.
+        np.testing.assert_array_equal(apply_hsv_gains(rgb, r), labels["img"][..., ::-1])
 
 
 # ----------------------------------------------------------------------------------------------- properties
