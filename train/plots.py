@@ -215,7 +215,7 @@ def plot_train_batch(batch: dict[str, np.ndarray], path: str, *, class_names=Non
             colour = _CLASS_COLOURS[c % len(_CLASS_COLOURS)]
             box = (np.asarray(batch["boxes"][i, m], np.float64) * [w, h, w, h]).tolist()
             draw.rectangle(box, outline=colour, width=1)
-            if batch.get("polygons") is not None:
+            if batch.get("polygons") is not None and np.shape(batch["polygons"])[-2] >= 3:  # K = 0: no polygons
                 pts = (np.asarray(batch["polygons"][i, m], np.float64) * [w, h]).ravel().tolist()
                 draw.line(pts + pts[:2], fill=colour, width=1)
             if len(objects) <= max_labels:

@@ -119,7 +119,7 @@ class Predictor:
             chunk = list(images[start:start + batch_size])
             boxed = [letterbox_image(np.asarray(im, np.uint8), self.image_size) for im in chunk]
             batch = np.stack([b[0] for b in boxed] + [boxed[-1][0]] * (batch_size - len(chunk)))  # fixed shape
-            det = self._forward(self._variables, batch.astype(np.float32) / 255.0)
+            det = self._forward(self._variables, batch)  # uint8: the model scales it on the device
             boxes, scores, classes, valid = (np.asarray(x) for x in (det.boxes, det.scores, det.classes, det.valid))
             for i, im in enumerate(chunk):
                 keep = valid[i]

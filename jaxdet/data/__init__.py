@@ -7,7 +7,7 @@ Typical use::
     train = data.SyntheticShapes("train", image_size=64, seed=0)
     it = data.make_loader(train, batch_size=32, seed=0, augment=True, max_objects=8)
     # ultralytics' recipe (mosaic, affine, HSV, flip):  augment=data.YoloAugment(train, data.YoloRecipe())
-    batch = next(it)          # dict: image [L,64,64,3] f32, boxes [L,8,4], classes [L,8], valid [L,8],
+    batch = next(it)          # dict: image [L,64,64,3] uint8, boxes [L,8,4], classes [L,8], valid [L,8],
                               #       polygons [L,8,K,2], image_id [L], orig_size [L,2], ratio_pad [L,4]
     state = it.get_state()    # save with orbax (ocp.args.JsonSave) ...; it.set_state(state) to resume
 

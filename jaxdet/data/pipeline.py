@@ -19,7 +19,8 @@ Checkpointing the position: the returned iterator is a ``grain.DatasetIterator``
 Each process saves its own state; all processes advance in lockstep, so their states are equal.
 
 Augmentation sees only what fixes it: the example, an RNG seeded by ``(seed, g)`` (``g`` its position in the
-global stream) and, for an augmentation with ``uses_step = True`` (e.g. :class:`~jaxdet.data.yolo_augment.YoloAugment`,
+global stream), for an augmentation with ``uses_stream = True`` that position and the stream itself, and, for an
+augmentation with ``uses_step = True`` (e.g. :class:`~jaxdet.data.yolo_augment.YoloAugment`,
 whose mosaic draws partners from the source and switches off at a given step), the step ``g // batch_size`` of
 its global batch. So the batches stay a function of the seed and the position, whatever the sharding, and a
 restored iterator continues bit-identically.
@@ -42,12 +43,15 @@ __all__ = ["make_loader", "loader_length"]
 _INFINITE = sys.maxsize // 4
 
 
-def _with_step(augment: Callable, batch_size: int) -> Callable:
-    """``(g, example), rng -> augment(example, rng, step=g // batch_size)`` for a step-aware augmentation."""
+def _with_step(augment: Callable, batch_size: int, stream=None) -> Callable:
+    """``(g, example), rng -> augment(example, rng, step=g // batch_size)`` for a step-aware augmentation; with
+    ``stream`` (the un-augmented examples by position) also ``position=g, stream=stream.__getitem__``."""
 
     def apply(item, rng):
         g, example = item
-        return augment(example, rng, step=int(g) // batch_size)
+        if stream is None:
+            return augment(example, rng, step=int(g) // batch_size)
+        return augment(example, rng, step=int(g) // batch_size, position=int(g), stream=stream.__getitem__)
 
     return apply
 
@@ -98,7 +102,10 @@ def make_loader(
       augment: False (none), True (:func:`~jaxdet.data.augment.make_augment` defaults: scale jitter 0.75..1.25
         and horizontal flip with probability 0.5), or a callable ``(example, rng) -> example``; a callable with
         ``uses_step = True`` is called as ``augment(example, rng, step=t)`` with the global step ``t`` of the
-        example's batch. The rng of an example depends only on ``seed`` and its position in the global stream.
+        example's batch. A callable that also has ``uses_stream = True`` gets ``position=g`` (the example's
+        position in the global stream) and ``stream=`` (position -> un-augmented example), e.g.
+        :class:`~jaxdet.data.yolo_augment.YoloAugment` drawing mosaic partners near ``g``. The rng of an
+        example depends only on ``seed`` and its position in the global stream.
       num_epochs: passes over the data; None repeats forever. Batches may span an epoch boundary.
       max_objects: ``M``, object slots per image; an image with more objects raises ValueError.
       drop_remainder: drop the final incomplete global batch (default). With False it is completed with empty
@@ -113,7 +120,7 @@ def make_loader(
 
     Returns:
       A ``grain.DatasetIterator`` over batch dicts with local batch size ``L = B // shard_count``:
-      ``image`` float32 ``[L, H, W, 3]``, ``boxes`` float32 ``[L, M, 4]``, ``classes`` int32 ``[L, M]``,
+      ``image`` uint8 ``[L, H, W, 3]``, ``boxes`` float32 ``[L, M, 4]``, ``classes`` int32 ``[L, M]``,
       ``valid`` bool ``[L, M]``, ``polygons`` float32 ``[L, M, K, 2]``, ``image_id`` int32 ``[L]``,
       ``dropped_boxes`` int32 ``[L]`` (objects the augmentation removed from each example). It supports
       ``get_state()`` / ``set_state()`` (see the module docstring).
@@ -138,8 +145,9 @@ def make_loader(
         augment = make_augment()
     if augment and getattr(augment, "uses_step", False):
         # The position g (after shuffle and repeat) gives the step; the rng is the same as without it.
+        stream = ds if getattr(augment, "uses_stream", False) else None
         ds = ds.map_with_index(lambda g, example: (g, example)).random_map(
-            _with_step(augment, batch_size), seed=seed
+            _with_step(augment, batch_size, stream), seed=seed
         )
     elif augment:
         ds = ds.random_map(augment, seed=seed)

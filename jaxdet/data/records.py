@@ -15,12 +15,13 @@ Vocabulary:
   augmentations map examples to examples.
 * A **batch** (contract of the training loop) is a dict of numpy arrays with objects padded to ``M``::
 
-      {"image": float32 [N, H, W, 3] in [0, 1], "boxes": float32 [N, M, 4], "classes": int32 [N, M],
+      {"image": uint8 [N, H, W, 3], "boxes": float32 [N, M, 4], "classes": int32 [N, M],
        "valid": bool [N, M], "polygons": float32 [N, M, K, 2], "image_id": int32 [N],
        "orig_size": int32 [N, 2], "ratio_pad": float32 [N, 4], "dropped_boxes": int32 [N]}
 
   ``dropped_boxes`` is the example's ``num_dropped`` (int32 scalar an augmentation sets: objects it removed,
-  e.g. boxes that left the image; 0 when absent).
+  e.g. boxes that left the image; 0 when absent). Images stay uint8 up to the device: the models scale them to
+  ``[0, 1]`` there (:func:`jaxdet.models.inputs.unit_images`), so the host moves a quarter of the bytes.
 
   Padded slots hold zeros (boxes, polygons), class 0 and ``valid=False``. Padding images added to complete a
   final evaluation batch have ``image_id == -1`` and no valid objects.
@@ -37,7 +38,7 @@ import numpy as np
 from jaxdet import _checks
 from jaxdet.data.errors import DatasetFormatError
 from jaxdet.data.images import read_image
-from jaxdet.data.letterbox import identity_letterbox, letterbox_image, letterbox_points
+from jaxdet.data.letterbox import identity_letterbox, letterbox_image, letterbox_params, letterbox_points
 
 __all__ = [
     "DatasetFormatError",
@@ -177,13 +178,30 @@ class DetectionSource:
     example records ``orig_size`` (``(h, w)``) and ``ratio_pad`` (``(gain_x, gain_y, pad_x, pad_y)``), so
     predictions map back to original pixels (:func:`~jaxdet.data.letterbox.boxes_to_original`).
 
+    Each image is decoded and resized once into a cache (:mod:`jaxdet.data.image_cache`): ``cache="none"``
+    keeps the ``buffer`` most recently used images, ``"ram"`` all of them in shared memory (its size checked
+    against the available memory first, :attr:`cache_bytes`), ``"disk"`` one ``.npy`` file an image under
+    ``cache_dir``. The cache changes the speed, never the examples.
+
     Args:
       records: a :class:`RecordSet` or a sequence of :class:`DetectionRecord`.
       image_size: ``(height, width)`` of the produced images, or an int for square images.
       resize: ``"letterbox"`` or ``"stretch"``.
+      cache: ``"none"``, ``"ram"`` or ``"disk"``.
+      cache_dir: the folder of ``cache="disk"`` (required there).
+      buffer: how many recently used images are kept besides the cache (0: none).
+      polygons: False for consumers that read no polygons (box heads): examples then carry ``polygons
+        [n, 0, 2]`` and augmentations skip the polygon work.
+
+    Raises:
+      MemoryError: ``cache="ram"`` for more images than fit in memory, saying how much it needs and how much
+        is available.
     """
 
-    def __init__(self, records, *, image_size=(64, 64), resize: str = "letterbox"):
+    def __init__(self, records, *, image_size=(64, 64), resize: str = "letterbox", cache: str = "none",
+                 cache_dir=None, buffer: int = 64, polygons: bool = True):
+        from jaxdet.data.image_cache import CACHE_MODES, DiskImageCache, RecentImages, SharedImageCache
+
         self.records = records
         if isinstance(image_size, int):
             image_size = (image_size, image_size)
@@ -191,29 +209,105 @@ class DetectionSource:
             raise _checks.fail_value("image_size", "(height, width) > 0, or an int", image_size)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.resize = _checks.choice(resize, "resize", RESIZE_MODES)
+        self.cache = _checks.choice(cache, "cache", CACHE_MODES)
+        self.polygons = bool(polygons)
         self.class_names = getattr(records, "class_names", None)
+        self._recent = RecentImages(_checks.positive_int(buffer, "buffer", minimum=0))
+        self._store = None
+        if self.cache == "ram":
+            self._store = SharedImageCache(len(records), self.image_size + (3,))
+        elif self.cache == "disk":
+            if not cache_dir:
+                raise _checks.fail_value("cache_dir", "a folder for the .npy files of cache='disk'", cache_dir)
+            self._store = DiskImageCache(cache_dir, self.image_size, self.resize)
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict:
-        from PIL import Image
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes the decoded images of the whole source take at the training size (what ``cache="ram"`` holds)."""
+        return len(self.records) * self.image_size[0] * self.image_size[1] * 3
 
-        rec = self.records[index]
-        img = rec.load_image()
+    @property
+    def cached(self) -> bool:
+        """Whether every image is kept once decoded (``cache="ram"``): :meth:`fill_cache` can fill it ahead."""
+        return self.cache == "ram"
+
+    @property
+    def cache_shared(self) -> bool:
+        """Whether worker processes share the cache (``"ram"``: shared memory; ``"disk"``: files)."""
+        return self.cache != "none"
+
+    def fill_cache(self, stop=None) -> int:
+        """Decode every image not yet cached, in index order (for a background thread, as
+        :meth:`jaxdet.data.SyntheticShapes.fill_cache`). An image that fails to decode is left for the loader,
+        which raises its error naming the file. Returns the number decoded.
+
+        Args:
+          stop: optional ``threading.Event``; when set, filling stops before the next image.
+        """
+        if self.cache == "none":
+            raise ValueError("fill_cache: this DetectionSource was made with cache='none'")
+        made = 0
+        for index in range(len(self.records)):
+            if stop is not None and stop.is_set():
+                break
+            if self._store.get(self._key(index)) is None:
+                try:
+                    self._pixels(index)
+                except Exception:  # noqa: BLE001 - raised again, naming the file, when the loader reads it
+                    continue
+                made += 1
+        return made
+
+    def _key(self, index: int):
+        return self.records[index].image_path if self.cache == "disk" else index
+
+    def _geometry(self, rec) -> tuple[np.ndarray, np.ndarray]:
+        """``(orig_size [2], ratio_pad [4])`` of a record, from its annotated size (no decoding)."""
         h, w = self.image_size
+        orig_size = np.array([rec.height, rec.width], np.int32)
+        if self.resize == "letterbox":
+            return orig_size, letterbox_params((rec.height, rec.width), self.image_size)[1]
+        return orig_size, np.array([w / rec.width, h / rec.height, 0.0, 0.0], np.float32)
+
+    def _pixels(self, index: int) -> np.ndarray:
+        """The image of record ``index`` at the training size, uint8 ``[H, W, 3]`` (from a cache when there)."""
+        image = self._recent.get(index)
+        if image is not None:
+            return image
+        key = self._key(index) if self._store is not None else None
+        image = None if key is None else self._store.get(key)
+        if image is None:
+            image = self._decode(index)
+            if key is not None:
+                self._store.put(key, image)
+        self._recent.put(index, image)
+        return image
+
+    def _decode(self, index: int) -> np.ndarray:
+        from jaxdet.data.pixels import resize
+
+        img = self.records[index].load_image()
+        if self.resize == "letterbox":
+            return letterbox_image(img, self.image_size)[0]
+        return np.ascontiguousarray(resize(img, self.image_size))
+
+    def __getitem__(self, index: int) -> dict:
+        index = int(index)
+        rec = self.records[index]
+        img = self._pixels(index)
         boxes = np.asarray(rec.boxes, np.float32).reshape(-1, 4)
         polygons = np.asarray(rec.polygons, np.float32)
-        orig_size = np.array(img.shape[:2], np.int32)
+        if not self.polygons:
+            polygons = np.zeros((len(boxes), 0, 2), np.float32)
+        orig_size, ratio_pad = self._geometry(rec)
         if self.resize == "letterbox":
-            img, ratio_pad = letterbox_image(img, self.image_size)
             geometry = dict(orig_size=orig_size, ratio_pad=ratio_pad, size=self.image_size)
             boxes = letterbox_points(boxes.reshape(-1, 2, 2), **geometry).reshape(-1, 4)
-            polygons = letterbox_points(polygons, **geometry)
-        else:
-            ratio_pad = np.array([w / img.shape[1], h / img.shape[0], 0.0, 0.0], np.float32)
-            if img.shape[:2] != (h, w):
-                img = np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
+            if self.polygons:
+                polygons = letterbox_points(polygons, **geometry)
         return {
             "image": img,
             "boxes": boxes,
@@ -249,7 +343,7 @@ def pad_example(example: dict, max_objects: int) -> dict:
 
     Returns:
       A new dict with ``boxes [M, 4]``, ``classes [M]``, ``polygons [M, K, 2]``, ``valid [M]`` (first ``n``
-      True), ``image`` converted to float32 in ``[0, 1]``, ``orig_size`` / ``ratio_pad`` (the identity when
+      True), ``image`` (uint8 as it is; float images as float32), ``orig_size`` / ``ratio_pad`` (the identity when
       the example has none) and ``dropped_boxes`` (int32 scalar, the example's ``num_dropped`` or 0).
 
     Raises:
@@ -282,7 +376,8 @@ def pad_example(example: dict, max_objects: int) -> dict:
     if n:
         out_poly[:n] = polys
     image = np.asarray(example["image"])
-    image = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+    if image.dtype != np.uint8:  # a source of float images in [0, 1]
+        image = image.astype(np.float32)
     orig_size, ratio_pad = identity_letterbox(image.shape[:2])
     return {
         "orig_size": np.asarray(example.get("orig_size", orig_size), np.int32).reshape(2),

@@ -32,6 +32,7 @@ from flax import nnx
 
 from jaxdet import _checks
 from jaxdet.models.conv import conv2d
+from jaxdet.models.inputs import unit_images
 
 __all__ = ["Detector", "ConvBlock", "GroupNorm", "GRID_DETECTOR_DEFAULTS", "build_grid_detector"]
 
@@ -194,14 +195,14 @@ class Detector(nnx.Module):
 
     def __call__(self, images: jax.Array) -> jax.Array:
         """Args:
-          images: float ``[N, H, W, 3]`` in [0, 1].
+          images: ``[N, H, W, 3]``, uint8 or float in [0, 1] (:func:`~jaxdet.models.inputs.unit_images`).
 
         Returns:
           Raw head tensor ``[N, S, S, D]`` (no activation applied).
         """
         _checks.array(images, "images", shape="[N, H, W, 3]", ndim=4, last=3)
         s = self.grid_size
-        x = images.astype(jnp.float32) * 2.0 - 1.0
+        x = unit_images(images).astype(jnp.float32) * 2.0 - 1.0
         for stage in self.stages:
             stride = 2 if min(x.shape[1], x.shape[2]) // 2 >= s else 1
             x = stage[0](x, stride=stride)

@@ -51,6 +51,7 @@ from flax import nnx
 
 from jaxdet import _checks
 from jaxdet.models.conv import conv2d
+from jaxdet.models.inputs import unit_images
 
 __all__ = [
     "SCALES",
@@ -376,8 +377,10 @@ class YOLOv8(nnx.Module):
         self.param_dtype = jnp.dtype(param_dtype)
 
     def __call__(self, images: jax.Array) -> tuple[jax.Array, ...]:
-        """``images [N, H, W, 3]`` (H, W multiples of 32) -> per level ``[N, H/s, W/s, 4·reg_max + C]``."""
-        images = _checks.floating(images, "images", min_ndim=4, last=3, shape="[N, H, W, 3]")
+        """``images [N, H, W, 3]`` (H, W multiples of 32; uint8 or float in [0, 1],
+        :func:`~jaxdet.models.inputs.unit_images`) -> per level ``[N, H/s, W/s, 4·reg_max + C]``."""
+        images = unit_images(images)
+        _checks.layout(images, "images", shape="[N, H, W, 3]", min_ndim=4, last=3)
         if images.ndim != 4 or images.shape[1] % 32 or images.shape[2] % 32:
             raise _checks.fail_shape("images", "[N, H, W, 3] with H and W multiples of 32", images)
         x = images.astype(self.dtype or self.param_dtype)

@@ -105,8 +105,8 @@ def test_pad_and_collate():
     ds = SyntheticShapes("val", num_images=4, max_objects_per_image=4)
     exs = [ds[i] for i in range(4)]
     batch = collate(exs, max_objects=6)
-    assert batch["image"].shape == (4, 64, 64, 3) and batch["image"].dtype == np.float32
-    assert batch["image"].min() >= 0 and batch["image"].max() <= 1
+    assert batch["image"].shape == (4, 64, 64, 3) and batch["image"].dtype == np.uint8  # scaled on the device
+    np.testing.assert_array_equal(batch["image"], np.stack([e["image"] for e in exs]))
     assert batch["boxes"].shape == (4, 6, 4) and batch["polygons"].shape == (4, 6, 8, 2)
     assert batch["classes"].dtype == np.int32 and batch["valid"].dtype == bool
     assert batch["image_id"].dtype == np.int32 and batch["image_id"].tolist() == [0, 1, 2, 3]
@@ -115,7 +115,7 @@ def test_pad_and_collate():
         assert batch["valid"][i].tolist() == [True] * n + [False] * (6 - n)
         np.testing.assert_array_equal(batch["boxes"][i, :n], e["boxes"])
         assert not batch["boxes"][i, n:].any() and not batch["polygons"][i, n:].any()
-    np.testing.assert_allclose(batch["image"][0], exs[0]["image"] / 255.0, atol=1e-7)
+    np.testing.assert_array_equal(batch["image"][0], exs[0]["image"])
     big = max(exs, key=lambda e: len(e["classes"]))
     with pytest.raises(ValueError, match="max_objects"):
         pad_example(big, len(big["classes"]) - 1)
@@ -139,7 +139,7 @@ def test_loader_shapes_determinism_and_epochs():
     assert not _equal(a[0], c[0])
     shapes = {k: (v.shape, v.dtype) for k, v in a[0].items()}
     assert shapes == {
-        "image": ((8, 64, 64, 3), np.float32),
+        "image": ((8, 64, 64, 3), np.uint8),
         "boxes": ((8, 6, 4), np.float32),
         "classes": ((8, 6), np.int32),
         "valid": ((8, 6), np.bool_),
@@ -158,7 +158,7 @@ def test_loader_shapes_determinism_and_epochs():
     # No shuffle, no augment: the source itself, in order.
     plain = next(make_loader(ds, batch_size=8, shuffle=False, shard_options=NO_SHARD, max_objects=6))
     np.testing.assert_array_equal(plain["image_id"], np.arange(8))
-    np.testing.assert_allclose(plain["image"][3], ds[3]["image"] / 255.0, atol=1e-7)
+    np.testing.assert_array_equal(plain["image"][3], ds[3]["image"])
 
 
 def test_eval_loader_pads_final_batch():
