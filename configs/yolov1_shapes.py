@@ -43,9 +43,14 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.class_names = ()  # () = from the data; the run's model.num_classes is len(class_names)
     c.data.image_size = image_size
     c.data.resize = "letterbox"  # folders: "letterbox" (keep the aspect ratio, grey 114 padding) | "stretch"
+    c.data.cache = "none"  # folders: decoded images kept "none" (recent ones) | "ram" (all, shared) | "disk" (.npy)
+    c.data.cache_dir = ""  # cache="disk": the folder ("" = <workdir>/image_cache)
+    c.data.mosaic_window = 16  # folders, yolo recipe: mosaic partners from 16 stream positions (0: the whole split)
     # Folders: every image file is checked when the annotations are read (header, Image.verify, JPEG end).
     c.data.on_bad_image = "error"  # unreadable/corrupt image: "error" (names the files) | "skip" (counted, listed)
     c.data.invalid_boxes = "error"  # zero-area / out-of-image object: "error" (file + record) | "drop" (counted)
+    c.data.label_cache = True  # COCO/YOLO: reuse the parsed labels and image checks of unchanged files | False
+    c.data.label_cache_dir = ""  # where: "" = $JAXDET_CACHE_DIR, $XDG_CACHE_HOME/jaxdet or ~/.cache/jaxdet
     c.data.num_vertices = num_vertices
     c.data.loader = "grain"  # "grain" (jaxdet.data.make_loader) | "step"
     c.data.num_threads = 2  # grain reader threads (reading/decoding + augmentation)

@@ -101,7 +101,10 @@ class StepBatcher:
             ex = self.source[self._index(g)]
             if self.augment is not None:
                 rng = np.random.default_rng([self.seed, 1, g])
-                if getattr(self.augment, "uses_step", False):
+                if getattr(self.augment, "uses_stream", False):
+                    ex = self.augment(ex, rng, step=int(step), position=g,
+                                      stream=lambda h: self.source[self._index(int(h))])
+                elif getattr(self.augment, "uses_step", False):
                     ex = self.augment(ex, rng, step=int(step))
                 else:
                     ex = self.augment(ex, rng)
@@ -240,7 +243,8 @@ class LoaderBatches:
 
 class CacheFiller:
     """A background thread that generates a caching source's examples ahead of the loader
-    (``source.fill_cache``, e.g. :meth:`jaxdet.data.SyntheticShapes.fill_cache`), so that the first epoch is not
+    (``source.fill_cache``, e.g. :meth:`jaxdet.data.SyntheticShapes.fill_cache`, or the decoding of a folder's
+    images into ``data.cache="ram"``, :meth:`jaxdet.data.DetectionSource.fill_cache`), so that the first epoch is not
     generated between train steps. It uses the CPU left idle while the model is initialised and the first step
     is compiled (started only at that compile, it did not get ahead of the loader). The loop starts one when the
     run reads the whole split at least once, in a single process (a process of a multi-host job reads only its
@@ -257,12 +261,13 @@ class CacheFiller:
     def start(cls, source, *, examples_to_read: int, num_workers: int = 0) -> "CacheFiller | None":
         """A running filler for ``source``, or None where it would not help: the source has no cache to fill,
         the run reads fewer than ``len(source)`` examples (the filler would generate unread ones), the loader
-        has worker processes, or the job has several processes."""
+        has worker processes and the cache is not shared with them, or the job has several processes."""
         import jax
 
         if not getattr(source, "cached", False) or not hasattr(source, "fill_cache"):
             return None
-        if examples_to_read < len(source) or num_workers or jax.process_count() > 1:
+        private = not getattr(source, "cache_shared", False)  # each worker process would fill its own copy
+        if examples_to_read < len(source) or (num_workers and private) or jax.process_count() > 1:
             return None
         return cls(source)
 
@@ -360,6 +365,18 @@ def eval_batches(source, *, num_images: int, batch_size: int, max_objects: int):
 #   invalid_boxes               "error" | "drop": objects with zero area or outside the image (rules in
 #                               jaxdet.data.readers) stop the run, counted per file and the first named by
 #                               file and record, or are dropped
+#   cache                       "none" | "ram" | "disk": decoded images at the training size (jaxdet.data.image_cache).
+#                               none: the recently used ones; ram: all, in shared memory (size checked against the
+#                               available memory first); disk: one .npy file an image under data.cache_dir
+#   cache_dir                   cache="disk": the folder ("" = <workdir>/image_cache)
+#   mosaic_window               yolo recipe on a folder: mosaic partners come from the W consecutive positions of
+#                               the shuffled stream holding the image (about one decode per image without a RAM
+#                               cache); 0 = from the whole split (the synthetic splits always are)
+#   label_cache                 True | False: COCO / YOLO labels parsed and images checked once are kept outside
+#                               the dataset and reused while no file (name, size, mtime) and no reader option
+#                               changed (jaxdet.data.label_cache); default True
+#   label_cache_dir             where: "" = $JAXDET_CACHE_DIR, else $XDG_CACHE_HOME/jaxdet, else ~/.cache/jaxdet
+#                               (files under its labels/); or a directory of your choice
 # Skipped images and dropped objects are counted in the ``data:`` line and listed per file in
 # ``<workdir>/data_report.json`` (:func:`data_report`).
 # The class count is taken from the data: :func:`prepare_data` sets ``model.num_classes`` to
@@ -548,13 +565,17 @@ def _read_records(config, paths, class_names, split: str):
     if key in _RECORD_CACHE:
         return _RECORD_CACHE[key]
     options = dict(class_names=class_names, num_vertices=k, on_bad_image="skip", invalid_boxes="drop")
+    label_cache = _field(config, "label_cache", True)
+    if not isinstance(label_cache, bool):
+        raise DataConfigError(f"data.label_cache must be True or False, got {label_cache!r}")
+    label_cache = label_cache and (_path_field(config, "label_cache_dir") or True)
     try:
         if paths["fmt"] == "coco":
-            records = read_coco(paths["ann"], image_dir=paths["images"], **options)
+            records = read_coco(paths["ann"], image_dir=paths["images"], cache=label_cache, **options)
         elif paths["fmt"] == "voc":
             records = read_voc(paths["xml_files"], image_dir=paths["images"], **options)
         else:
-            records = read_yolo(paths["images"], label_dir=paths["ann"] or None, **options)
+            records = read_yolo(paths["images"], label_dir=paths["ann"] or None, cache=label_cache, **options)
     except DatasetFormatError as err:
         raise DataConfigError(f"data.{split}_path: {err}") from None
     _RECORD_CACHE[key] = records
@@ -610,8 +631,8 @@ def _check_records(config, records, paths, split: str) -> None:
         import pathlib
 
         label_dir = pathlib.Path(_yolo_label_dir(paths))
-        stems = {pathlib.Path(r.image_path).stem for r in records}
-        if not any((label_dir / f"{s}.txt").is_file() for s in stems):
+        stems = (os.path.splitext(os.path.basename(r.image_path))[0] for r in records)  # lazy: stops at a hit
+        if not any(os.path.isfile(label_dir / f"{s}.txt") for s in stems):
             field = f"data.{split}_path" if paths["ann"] else f"data.{split}_path (derived from data.{split}_images)"
             raise DataConfigError(
                 f"{field}: none of the {len(records)} images in {paths['images']!r} has a label file "
@@ -667,6 +688,7 @@ def resolve_data_config(config) -> Any:
         except ValueError as err:
             raise DataConfigError(str(err)) from None
     augment_recipe(config)  # checks data.augment and the recipe's fields
+    _check_cache_fields(config, name)
     if name in SYNTHETIC_NAMES:
         return None
     train_paths = _split_paths(config, "train")
@@ -729,8 +751,27 @@ def _yolo_recipe(config):
         raise DataConfigError("data." + ("hflip_prob" + msg[len("fliplr"):] if msg.startswith("fliplr") else msg)) from None
 
 
+def _check_cache_fields(config, name: str) -> None:
+    """Checks ``data.cache``, ``data.cache_dir`` and ``data.mosaic_window`` (module comment above)."""
+    from jaxdet.data.image_cache import CACHE_MODES
+
+    cache = _field(config, "cache", "none")
+    if cache not in CACHE_MODES:
+        raise DataConfigError(f"data.cache must be one of {', '.join(CACHE_MODES)}; got {cache!r}")
+    if cache != "none" and name in SYNTHETIC_NAMES:
+        raise DataConfigError(
+            f"data.cache={cache!r} applies to image folders (data.name coco | voc | yolo); the synthetic "
+            f"{name!r} split is generated in memory. Remove the field"
+        )
+    _path_field(config, "cache_dir")  # a path string
+    window = _field(config, "mosaic_window", 16)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+        raise DataConfigError(f"data.mosaic_window must be an int >= 0 (0: partners from the whole split); got {window!r}")
+
+
 def make_train_augment(config, source) -> Callable | None:
-    """The training augmentation ``data.augment`` names, over ``source`` (the mosaic draws its partners there)."""
+    """The training augmentation ``data.augment`` names, over ``source`` (the mosaic draws its partners there:
+    from ``data.mosaic_window`` positions of the stream for a folder, from the whole split for synthetic data)."""
     recipe = augment_recipe(config)
     d = config.data
     if recipe == "none":
@@ -739,9 +780,11 @@ def make_train_augment(config, source) -> Callable | None:
         from jaxdet.data import make_augment
 
         return make_augment(hflip_prob=float(d.hflip_prob), scale_range=tuple(d.scale_range) or None)
+    from jaxdet.data import DetectionSource
     from jaxdet.data.yolo_augment import YoloAugment
 
-    return YoloAugment(source, _yolo_recipe(config))
+    window = int(_field(config, "mosaic_window", 16)) if isinstance(source, DetectionSource) else 0
+    return YoloAugment(source, _yolo_recipe(config), partner_window=window or None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -806,6 +849,48 @@ def _report_line(report: dict[str, Any], workdir: str | None) -> str:
     return "; ".join(parts) + where
 
 
+def head_reads_polygons(config) -> bool:
+    """Whether the head of ``config.model.head`` reads the batches' polygons (its ``batch_keys``); the sources
+    of a head that does not carry none (``[n, 0, 2]``), and the augmentation skips clipping and resampling them."""
+    from jaxdet.models import HEADS
+
+    head = HEADS.get(str(config.model.get("head", "")))
+    return head is None or "polygons" in head.batch_keys
+
+
+def size_text(size) -> str:
+    """``(H, W)`` as ``"WxH px"``."""
+    return f"{size[1]}x{size[0]} px"
+
+
+def _folder_sources(config, train, val, workdir, *, polygons: bool):
+    """The :class:`jaxdet.data.DetectionSource` of each split of a folder, with ``data.cache``.
+
+    Raises:
+      DataConfigError: ``data.cache="ram"`` for more than fits in memory (both splits together), or
+        ``data.cache="disk"`` with neither ``data.cache_dir`` nor a workdir.
+    """
+    from jaxdet.data import DetectionSource
+    from jaxdet.data.image_cache import check_fits
+
+    d = config.data
+    size, cache = int(d.image_size), str(_field(config, "cache", "none"))
+    common = dict(image_size=size, resize=str(d.get("resize", "letterbox")), cache=cache)
+    if cache == "ram":
+        try:
+            check_fits((len(train) + len(val)) * size * size * 3,
+                       what=f"data.cache='ram' for {len(train)} + {len(val)} images at {size}x{size} px")
+        except MemoryError as err:
+            raise DataConfigError(str(err)) from None
+    if cache == "disk":
+        folder = _path_field(config, "cache_dir") or (os.path.join(workdir, "image_cache") if workdir else "")
+        if not folder:
+            raise DataConfigError("data.cache='disk' needs data.cache_dir (a folder for the .npy files) or a workdir")
+        common["cache_dir"] = folder
+    return (DetectionSource(train, polygons=polygons, **common),
+            DetectionSource(val, **common))
+
+
 def prepare_data(config, workdir: str | None = None) -> tuple[Any, Data]:
     """``(config, data)``: the sources of ``config.data`` and a copy of the config that records them.
 
@@ -815,18 +900,19 @@ def prepare_data(config, workdir: str | None = None) -> tuple[Any, Data]:
     the ``data:`` line printed by process 0 counts the skipped images and dropped objects of each split, and
     with ``workdir`` their per-file list is written to ``<workdir>/data_report.json`` (``data.report``).
     """
-    from jaxdet.data import DetectionSource, SyntheticShapes
+    from jaxdet.data import SyntheticShapes
     from jaxdet.data.synthetic import DENSE_SHAPES, SHAPE_CLASSES
 
     d = config.data
     resolved = resolve_data_config(config)
+    polygons = head_reads_polygons(config)
     if resolved is None:
         common = dict(image_size=int(d.image_size), seed=int(d.seed), num_vertices=int(d.num_vertices))
         if d.name == "dense_shapes":
             common.update(DENSE_SHAPES)
         else:
             common.update(min_objects=int(d.min_objects), max_objects_per_image=int(d.max_objects_per_image))
-        train = SyntheticShapes("train", num_images=int(d.train_size), **common)
+        train = SyntheticShapes("train", num_images=int(d.train_size), polygons=polygons, **common)
         data = Data(
             train,
             SyntheticShapes("val", num_images=int(d.val_size), **common),
@@ -835,12 +921,10 @@ def prepare_data(config, workdir: str | None = None) -> tuple[Any, Data]:
         )
     else:
         train, val = resolved
-        size = int(d.image_size)
-        resize = str(d.get("resize", "letterbox"))
         report = data_report(config, train, val)
-        train_source = DetectionSource(train, image_size=size, resize=resize)
-        data = Data(train_source, DetectionSource(val, image_size=size, resize=resize),
-                    make_train_augment(config, train_source), tuple(train.class_names), report)
+        train_source, val_source = _folder_sources(config, train, val, workdir, polygons=polygons)
+        data = Data(train_source, val_source, make_train_augment(config, train_source), tuple(train.class_names),
+                    report)
         import jax
 
         if jax.process_index() == 0:
@@ -852,6 +936,11 @@ def prepare_data(config, workdir: str | None = None) -> tuple[Any, Data]:
                 + _report_line(report, workdir),
                 flush=True,
             )
+            if train_source.cache != "none":
+                where = "in shared memory" if train_source.cache == "ram" else f"under {train_source._store.folder}"
+                gib = (train_source.cache_bytes + val_source.cache_bytes) / 1024**3
+                print(f"data: cache={train_source.cache}: {len(train_source) + len(val_source)} decoded images at "
+                      f"{size_text(train_source.image_size)}, {gib:.2f} GiB {where}", flush=True)
             if workdir:
                 import json
 

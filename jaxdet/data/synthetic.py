@@ -95,6 +95,8 @@ class SyntheticShapes:
         up to this box IoU (light overlap for dense scenes).
       cache: keep generated examples in memory (about ``H*W*3`` bytes each, read-only) so later epochs skip
         generation; None (default): when the whole split takes at most :data:`AUTO_CACHE_BYTES`.
+      polygons: False for consumers that read no polygons (box heads): examples carry ``polygons [n, 0, 2]``
+        and augmentations skip the polygon work.
 
     ``dataset[i]`` returns an example dict (see :mod:`jaxdet.data.records`); :meth:`annotation` also returns
     the raw outlines in pixels.
@@ -117,6 +119,7 @@ class SyntheticShapes:
         clutter: tuple[int, int] = (2, 6),
         max_iou: float = 0.0,
         cache: bool | None = None,
+        polygons: bool = True,
     ):
         _checks.choice(split, "split", sorted(_SPLITS))
         if isinstance(image_size, int):
@@ -144,6 +147,7 @@ class SyntheticShapes:
         if cache is None:
             cache = self.num_images * self.image_size[0] * self.image_size[1] * 3 <= AUTO_CACHE_BYTES
         self._cache: dict | None = {} if cache else None
+        self.polygons = bool(polygons)
 
     @property
     def num_classes(self) -> int:
@@ -309,7 +313,14 @@ class SyntheticShapes:
         return made
 
     def __getitem__(self, index: int) -> dict:
-        """Example ``index`` (see :mod:`jaxdet.data.records`): normalised boxes and canonical polygons."""
+        """Example ``index`` (see :mod:`jaxdet.data.records`): normalised boxes and canonical polygons (``[n, 0,
+        2]`` without ``polygons``)."""
+        example = self._example(int(index))
+        if not self.polygons:
+            example["polygons"] = np.zeros((len(example["boxes"]), 0, 2), np.float32)
+        return example
+
+    def _example(self, index: int) -> dict:
         index = int(index)
         if index < 0:
             index += self.num_images
