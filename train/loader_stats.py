@@ -29,6 +29,14 @@ class LoaderStats:
         self._produce_s = self._wait_s = 0.0
         self._images = 0
 
+    def __getstate__(self):
+        # A grain worker process gets a fresh copy (what it counts stays there: with workers the loop sees
+        # only its waits); the lock cannot be pickled.
+        return {"threads": self.threads}
+
+    def __setstate__(self, state):
+        self.__init__(state["threads"])
+
     def produced(self, seconds: float, images: int = 1) -> None:
         with self._lock:
             self._produce_s += seconds
@@ -39,16 +47,9 @@ class LoaderStats:
             self._wait_s += seconds
 
     def timed(self, fn: Callable) -> Callable:
-        """``fn`` with its calls' durations added to ``produce_s`` (one image per call); a step-aware
-        augmentation's ``uses_step`` is kept."""
-        def wrapper(*args, **kwargs):
-            t0 = time.perf_counter()
-            out = fn(*args, **kwargs)
-            self.produced(time.perf_counter() - t0)
-            return out
-
-        wrapper.uses_step = getattr(fn, "uses_step", False)
-        return wrapper
+        """``fn`` with its calls' durations added to ``produce_s`` (one image per call); an augmentation's
+        ``uses_step`` / ``uses_stream`` are kept. Picklable (for grain's worker processes) when ``fn`` is."""
+        return _Timed(fn, self)
 
     def take(self) -> dict[str, float]:
         """``{"loader_images_per_sec", "data_wait_s"}`` since the last call (the first only with images)."""
@@ -59,6 +60,21 @@ class LoaderStats:
         out = {"data_wait_s": wait_s}
         if images and produce_s > 0:
             out["loader_images_per_sec"] = images * self.threads / produce_s
+        return out
+
+
+class _Timed:
+    """:meth:`LoaderStats.timed` of ``fn``."""
+
+    def __init__(self, fn: Callable, stats: LoaderStats):
+        self.fn, self.stats = fn, stats
+        self.uses_step = getattr(fn, "uses_step", False)
+        self.uses_stream = getattr(fn, "uses_stream", False)
+
+    def __call__(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        out = self.fn(*args, **kwargs)
+        self.stats.produced(time.perf_counter() - t0)
         return out
 
 
