@@ -1,102 +1,543 @@
-"""The input pipeline alone: images/s of the training loader of ``python -m train`` (no model, no step).
+"""The 640 px training loader, per core: jaxdet against ultralytics' YOLODataset on the same folders.
 
-``train.data.make_train_batches`` (grain) on a synthetic split with an augmentation recipe, timed in two passes:
-the first epoch (every image generated) and a later epoch (the split's examples cached by ``SyntheticShapes``,
-only augmentation and batching left). ``--threads`` sets the grain threads, ``--recipes`` the ``data.augment``
-recipes (``flip_scale`` is the default configs', ``yolo`` ultralytics' mosaic + affine + HSV + flip),
-``--sizes`` the image sizes and ``--dataset`` the split (``shapes`` or ``dense_shapes``). Compare with the train
-step's images/s (``benchmarks/train_step.py``): the slower of the two limits ``python -m train``.
+Both sides load the same YOLO folders of real photographs (``benchmarks/loader_folders.py``: ``tiles48``, 48
+PNG tiles of 416 px, and ``photos500``, 500 JPEG photographs of 480–800 px, cropped from the sample photographs
+that ship in installed packages) with the same recipe: batch 16, 640 px, ultralytics' default augmentation
+(mosaic 1.0, translate 0.1, scale 0.5, fliplr 0.5, HSV 0.015 / 0.7 / 0.4).
 
-    python benchmarks/loader.py                                  # writes benchmarks/results/loader.md
-    python benchmarks/loader.py --recipes flip_scale yolo --sizes 256 640 --images 128 --threads 2
-    python benchmarks/loader.py --dataset dense_shapes --sizes 256 --recipes none yolo --images 64
-    python benchmarks/loader.py --quick                          # smoke test (64 images)
+- jaxdet: the training loader exactly as ``python -m train`` builds it (``train.data.prepare_data``,
+  ``train.task.make_task``, ``train.data.make_train_batches``) from ``configs/yolov8n_coco.py`` with
+  ``data.name="yolo"``, ``data.augment="yolo"``, ``data.close_mosaic=0``, ``data.cache`` and grain with
+  ``data.num_threads=0`` and no workers (everything in the one process, on the calling thread).
+- ultralytics: ``ultralytics.data.build_yolo_dataset`` (``augment=True``, ``get_cfg()`` defaults with
+  ``imgsz=640``, ``cache=False`` or ``"ram"``), ``dataset[i]`` over a shuffled order of the files and
+  ``YOLODataset.collate_fn`` on every 16: its training DataLoader without worker processes.
+
+Every measurement is a fresh process pinned to one core (``taskset -c 0``; ``OMP_NUM_THREADS``,
+``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` 1, XLA one thread, ``cv2.setNumThreads(1)``,
+``torch.set_num_threads(1)``) that builds its loader (timed: the set-up, of which the cache fill), draws
+``--warmup`` batches (with a RAM cache at least one epoch, so that a cache filled on first use is full) and
+times ``--batches`` batches. The two sides alternate within each round (jaxdet first in even rounds); the table
+gives the median images/s over ``--rounds`` rounds and their ratio. ``cache="none"`` runs against ultralytics'
+``cache=False`` (which keeps the last ``min(n, 8 × batch, 1000)`` decoded images as its mosaic buffer) and
+``cache="ram"`` against its ``cache="ram"``. Where jaxdet has no ``data.cache`` yet, its RAM rows are not run.
+
+A second section times jaxdet alone with ``data.num_workers`` 1 and 2 grain worker processes on both cores
+(``taskset -c 0,1``; one grain thread in each worker).
+
+    python benchmarks/loader.py                       # writes benchmarks/results/loader.md
+    python benchmarks/loader.py --rounds 3 --batches 20 --folders 48,500 --workers 1,2
+    python benchmarks/loader.py --folders tiles:48,shapes:48 --caches none --workers none
+    python benchmarks/loader.py --quick               # smoke test: 1 round, 3 batches, writes nothing
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime
+import json
+import math
 import os
+import platform
+import shutil
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # _timing
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # configs, train
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))  # _timing, loader_folders
+sys.path.insert(0, str(ROOT))  # configs, train
 
-import numpy as np
+BATCH = 16
+IMAGE_SIZE = 640
+CACHES = ("none", "ram")
+#: ultralytics' ``cache`` value for each jaxdet ``data.cache``.
+ULTRALYTICS_CACHE = {"none": False, "ram": "ram", "disk": "disk"}
+#: the environment of every measured process: one thread everywhere.
+ONE_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+    "JAX_PLATFORMS": "cpu",
+    "YOLO_OFFLINE": "1",
+    "YOLO_VERBOSE": "False",
+    "TQDM_DISABLE": "1",
+}
+RESULT_PREFIX = "LOADER_RESULT "
 
-import _timing
+
+# ------------------------------------------------------------------------------------------------------------
+# The measured side (one process per measurement)
+# ------------------------------------------------------------------------------------------------------------
 
 
-def _add_arguments(p) -> None:
-    p.add_argument("--threads", type=int, nargs="+", default=[2], help="grain threads to compare")
-    p.add_argument("--recipes", nargs="+", default=["flip_scale", "yolo"], help="data.augment recipes")
-    p.add_argument("--sizes", type=int, nargs="+", default=[64, 256], help="data.image_size values")
-    p.add_argument("--dataset", default="shapes", choices=["shapes", "dense_shapes"], help="data.name")
-    p.add_argument("--images", type=int, default=512, help="images in the split (one epoch)")
-    p.add_argument("--batch", type=int, default=32, help="global batch size")
+def _one_thread() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
-def time_epochs(cfg, threads: int, cache: bool) -> tuple[float, float]:
-    """``(first-epoch images/s, cached-epoch images/s)`` of a fresh loader with ``threads`` grain threads."""
+def jaxdet_config(images_dir: str, *, cache: str, max_objects: int, num_workers: int = 0, num_threads: int = 0,
+                  seed: int = 0):
+    """``configs/yolov8n_coco.py`` on a YOLO folder: batch 16, 640 px, the ``yolo`` recipe with mosaic to the
+    end, ``data.cache = cache`` (added to the config where it has no such field yet)."""
+    from configs import yolov8n_coco
+
+    cfg = yolov8n_coco.get_config()
+    d = cfg.data
+    d.name = "yolo"
+    d.train_images = d.val_images = str(images_dir)
+    d.class_names = ()  # classes.txt beside images/ and labels/
+    d.image_size = IMAGE_SIZE
+    d.augment = "yolo"
+    d.close_mosaic = 0
+    d.invalid_boxes = "error"
+    d.max_objects = int(max_objects)
+    d.num_threads = int(num_threads)
+    d.num_workers = int(num_workers)
+    d.seed = int(seed)
+    if "cache" in d:
+        d.cache = cache
+    else:
+        with cfg.unlocked():
+            d.cache = cache
+    cfg.train.batch_size = BATCH
+    return cfg
+
+
+def jaxdet_supports_cache() -> bool:
+    """Whether this checkout's jaxdet has ``data.cache`` (in the config or ``DetectionSource``)."""
+    import inspect
+
+    from configs import yolov8n_coco
+    from jaxdet.data import DetectionSource
+
+    return "cache" in yolov8n_coco.get_config().data or "cache" in inspect.signature(DetectionSource).parameters
+
+
+def build_jaxdet(spec: dict):
+    """``(next_batch, info)``: the loader of ``python -m train`` (``train.loop.run``) for ``spec``."""
+    import threading
+
+    import numpy as np
+
     from train import data as data_lib
+    from train.task import make_task
 
+    cfg = jaxdet_config(spec["images"], cache=spec["cache"], max_objects=spec["max_objects"],
+                        num_workers=spec["num_workers"], num_threads=spec["num_threads"])
+    t0 = time.perf_counter()
     cfg, data = data_lib.prepare_data(cfg)
-    train = data.train_source
-    if not cache:
-        train._cache = None  # what SyntheticShapes(cache=False) does
-    batch, n = int(cfg.train.batch_size), len(train)
-    batches = data_lib.LoaderBatches(train, global_batch_size=batch, seed=0, rows=np.arange(batch),
-                                     augment=data.augment or False, max_objects=int(cfg.data.max_objects),
-                                     num_threads=threads)
-    rates = []
-    for _ in range(2):
-        t0 = time.perf_counter()
-        for _ in range(n // batch):
-            batches.next()
-        rates.append((n // batch) * batch / (time.perf_counter() - t0))
-    batches.close()
-    return rates[0], rates[1]
+    task = make_task(cfg, data)
+    fill_s = None
+    source = task.train_source
+    if getattr(source, "cached", False) and hasattr(source, "fill_cache"):  # what train.data.CacheFiller runs
+        t1 = time.perf_counter()
+        source.fill_cache(threading.Event())
+        fill_s = time.perf_counter() - t1
+    batches = data_lib.make_train_batches(
+        str(cfg.data.get("loader", "grain")), source, global_batch_size=int(cfg.train.batch_size),
+        seed=int(cfg.data.seed), rows=np.arange(int(cfg.train.batch_size)), augment=task.augment,
+        max_objects=int(cfg.data.max_objects), num_threads=int(cfg.data.get("num_threads", 2)),
+        prefetch=int(cfg.data.get("prefetch", 8)), num_workers=int(cfg.data.get("num_workers", 0)))
+    setup_s = time.perf_counter() - t0
+    return batches.next, {"setup_s": setup_s, "fill_s": fill_s, "num_images": len(source)}
 
 
-def main() -> None:
-    import configs.yolov1_shapes as default_config
+def build_ultralytics(spec: dict):
+    """``(next_batch, info)``: ultralytics' training dataset for ``spec`` and its collate over a shuffled order."""
+    import random
 
-    args = _timing.parse_args(__doc__.splitlines()[0], add_arguments=_add_arguments)
-    if args.quick:
-        args.images, args.threads, args.sizes = 64, args.threads[:1], args.sizes[:1]
-    load0 = os.getloadavg()[0]
-    rows = []
-    for size in args.sizes:
-        for recipe in args.recipes:
-            for threads in args.threads:
-                cfg = default_config.get_config()
-                cfg.data.name = args.dataset
-                cfg.data.image_size = size
-                cfg.data.train_size = args.images
-                cfg.data.augment = recipe
-                cfg.train.batch_size = args.batch
-                cfg.data.max_objects = 1200 if args.dataset == "dense_shapes" else 40
-                for cache in (False, True):
-                    first, later = time_epochs(cfg, threads, cache)
-                    rows.append((size, recipe, threads, cache, first, later))
-                    print(f"{size} px, {recipe}, threads {threads}, cache {cache}: epoch 1 {first:,.1f} images/s, "
-                          f"epoch 2 {later:,.1f} images/s", flush=True)
-    load = (load0, os.getloadavg()[0])
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_yolo_dataset
+    from ultralytics.data.base import BaseDataset
+    from ultralytics.data.dataset import YOLODataset
+
+    names = Path(spec["images"]).parent.joinpath("classes.txt").read_text().split()
+    cfg = get_cfg(overrides={"imgsz": IMAGE_SIZE, "cache": ULTRALYTICS_CACHE[spec["cache"]], "rect": False,
+                             "batch": BATCH, "task": "detect", "mode": "train", "workers": 0})
+    data = {"names": dict(enumerate(names)), "nc": len(names), "channels": 3}
+    fill = {}
+    cache_images = BaseDataset.cache_images
+
+    def timed_cache_images(self):  # the RAM fill ultralytics does in its constructor
+        t = time.perf_counter()
+        cache_images(self)
+        fill["s"] = time.perf_counter() - t
+
+    BaseDataset.cache_images = timed_cache_images
+    random.seed(0)
+    t0 = time.perf_counter()
+    dataset = build_yolo_dataset(cfg, spec["images"], BATCH, data, mode="train")
+    setup_s = time.perf_counter() - t0
+    BaseDataset.cache_images = cache_images
+    rng = np.random.default_rng(0)
+    order: list[int] = []
+
+    def next_batch():
+        items = []
+        for _ in range(BATCH):
+            if not order:
+                order.extend(rng.permutation(len(dataset)).tolist())
+            items.append(dataset[order.pop()])
+        return YOLODataset.collate_fn(items)
+
+    info = {"setup_s": setup_s, "fill_s": fill.get("s"), "num_images": len(dataset),
+            "buffer": int(dataset.max_buffer_length)}
+    return next_batch, info
+
+
+def measure(next_batch, *, warmup: int, batches: int) -> dict:
+    """Draws ``warmup`` batches, then times ``batches`` more: their images/s, the warm-up's, and the minor page
+    faults per image while timed (memory the allocator maps afresh, e.g. a freed heap given back to the OS)."""
+    import resource
+
+    t0 = time.perf_counter()
+    for _ in range(warmup):
+        next_batch()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    t1 = time.perf_counter()
+    for _ in range(batches):
+        next_batch()
+    t2 = time.perf_counter()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    return {"warmup_s": t1 - t0, "warmup_images_per_s": warmup * BATCH / max(t1 - t0, 1e-9),
+            "measure_s": t2 - t1, "images_per_s": batches * BATCH / (t2 - t1),
+            "faults_per_image": faults / (batches * BATCH)}
+
+
+def child_main(spec: dict) -> dict:
+    """One measurement (``spec``: side, images, cache, warmup, batches, ...): built, warmed up and timed."""
+    import resource
+
+    _one_thread()
+    build = build_jaxdet if spec["side"] == "jaxdet" else build_ultralytics
+    next_batch, info = build(spec)
+    _one_thread()  # torch and cv2 may have been imported since
+    warmup = int(spec["warmup"])
+    if spec["cache"] != "none":  # one epoch at least: a cache filled on first use is then full
+        warmup = max(warmup, math.ceil(info["num_images"] / BATCH))
+    out = {**spec, **info, "warmup": warmup, **measure(next_batch, warmup=warmup, batches=int(spec["batches"]))}
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The driver
+# ------------------------------------------------------------------------------------------------------------
+
+
+def run_child(spec: dict, cores: str, timeout: float = 1800) -> dict:
+    """Runs :func:`child_main` in a fresh process under ``taskset -c cores`` with :data:`ONE_THREAD_ENV`; a
+    failed measurement returns ``{**spec, "error": <its exception line>}``."""
+    env = {**os.environ, **ONE_THREAD_ENV}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+    if shutil.which("taskset"):
+        cmd = ["taskset", "-c", cores, *cmd]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    for line in proc.stdout.splitlines()[::-1]:
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX):])
+    errors = [line.strip() for line in proc.stderr.splitlines() if "Error" in line.split(":")[0]]
+    error = errors[-1] if errors else f"exit status {proc.returncode}"
+    if error not in _SEEN_ERRORS:  # the first traceback of each error, not one per round
+        _SEEN_ERRORS.add(error)
+        print(proc.stderr[-3000:], file=sys.stderr)
+    return {**spec, "error": error}
+
+
+_SEEN_ERRORS: set[str] = set()
+
+
+def max_boxes(root) -> int:
+    """The most label lines of one file of the folder."""
+    return max(sum(1 for line in p.read_text().splitlines() if line.strip())
+               for p in (Path(root) / "labels").glob("*.txt"))
+
+
+def _spec(side, folder, cache, args, *, num_workers=0, num_threads=0) -> dict:
+    return {"side": side, "folder": folder["name"], "images": folder["images"], "cache": cache,
+            "max_objects": folder["max_objects"], "num_workers": num_workers, "num_threads": num_threads,
+            "warmup": args.warmup,
+            "batches": args.jaxdet_batches if side == "jaxdet" and args.jaxdet_batches else args.batches}
+
+
+def _log(result: dict) -> None:
+    extra = f", {result['num_workers']} worker(s)" if result.get("num_workers") else ""
+    if "error" in result:
+        print(f"  {result['side']:>11} {result['folder']} cache={result['cache']}{extra}: failed: {result['error']}")
+        return
+    fill = f", fill {result['fill_s']:.1f} s" if result.get("fill_s") is not None else ""
+    print(f"  {result['side']:>11} {result['folder']} cache={result['cache']}{extra}: "
+          f"{result['images_per_s']:7.1f} images/s (set-up {result['setup_s']:.1f} s{fill}, warm-up "
+          f"{result['warmup']} batches at {result['warmup_images_per_s']:.1f} images/s)", flush=True)
+
+
+def run_benchmark(args) -> dict:
+    """All rounds of both sections; returns ``{"folders", "compare", "workers", "jaxdet_cache"}`` (raw results)."""
+    import loader_folders
+
+    folders = []
+    for token in args.folders:
+        kind, count = loader_folders.parse_spec(token)
+        root = loader_folders.build_folder(kind, count, args.data_dir)
+        folders.append({"name": root.name, "images": str(root / "images"), "max_objects": 4 * max_boxes(root),
+                        "description": loader_folders.manifest(root)["description"]})
+    supports_cache = jaxdet_supports_cache()
+    compare, workers = [], []
+    for r in range(args.rounds):
+        print(f"round {r + 1}/{args.rounds}", flush=True)
+        for folder in folders:
+            for cache in args.caches:
+                sides = ["jaxdet", "ultralytics"]
+                if cache != "none" and not supports_cache:
+                    sides = ["ultralytics"]
+                for side in sides if r % 2 == 0 else sides[::-1]:
+                    result = run_child(_spec(side, folder, cache, args), "0")
+                    compare.append({**result, "round": r})
+                    _log(result)
+    for r in range(args.rounds if args.workers else 0):
+        print(f"workers, round {r + 1}/{args.rounds}", flush=True)
+        for folder in folders:
+            for cache in args.workers_caches:
+                if cache != "none" and not supports_cache:
+                    continue
+                for n in args.workers if r % 2 == 0 else args.workers[::-1]:
+                    spec = _spec("jaxdet", folder, cache, args, num_workers=n, num_threads=args.worker_threads)
+                    result = run_child(spec, args.worker_cores)
+                    workers.append({**result, "round": r})
+                    _log(result)
+    return {"folders": folders, "compare": compare, "workers": workers, "jaxdet_cache": supports_cache}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The tables
+# ------------------------------------------------------------------------------------------------------------
+
+#: the targets of issue 25 (jaxdet / ultralytics per core; 2 workers / 1 worker).
+TARGETS = {"none": 1.5, "ram": 1.0, "workers": 1.8}
+
+
+def _median(results: list[dict], key: str = "images_per_s") -> float | None:
+    values = [r[key] for r in results if r.get(key) is not None and "error" not in r]
+    return statistics.median(values) if values else None
+
+
+def _rate(results: list[dict]) -> str:
+    """The median images/s, or the error of a measurement that failed in every round."""
+    value = _median(results)
+    if value is None and any("error" in r for r in results):
+        return "failed: `" + next(r["error"] for r in results if "error" in r).replace("|", "/") + "`"
+    return _fmt(value)
+
+
+def _fmt(v: float | None, spec: str = ",.1f") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def _rounds(results: list[dict]) -> str:
+    return ", ".join("failed" if "error" in r else f"{r['images_per_s']:.1f}"
+                     for r in sorted(results, key=lambda r: r["round"]))
+
+
+def _select(results: list[dict], **match) -> list[dict]:
+    return [r for r in results if all(r.get(k) == v for k, v in match.items())]
+
+
+def compare_table(results: dict) -> str:
+    """The jaxdet-against-ultralytics rows (folder × cache) and the set-up/fill rows."""
     lines = [
-        "### Training loader alone (benchmarks/loader.py)\n",
-        (f"`train.data.LoaderBatches` (grain) on the `{args.dataset}` synthetic split ({args.images} images), batch "
-         f"{args.batch}, nothing else in the process. Host: {len(os.sched_getaffinity(0))} cores; load average "
-         f"{load[0]:.2f} at the start, {load[1]:.2f} at the end"
-         f"{' (a CPU shared with other jobs)' if max(load) > 1.5 else ''}.\n"),
-        "| image size | recipe | grain threads | split cached | epoch 1 (images/s) | epoch 2 (images/s) |",
-        "|---:|---|---:|---|---:|---:|",
+        "| folder | cache: jaxdet / ultralytics | jaxdet (images/s) | ultralytics (images/s) | jaxdet / ultralytics "
+        "| target | jaxdet rounds | ultralytics rounds |",
+        "|---|---|---:|---:|---:|---|---|---|",
     ]
-    lines += [f"| {sz} | {r} | {t} | {'yes' if c else 'no'} | {a:,.1f} | {b:,.1f} |" for sz, r, t, c, a, b in rows]
-    table = "\n".join(lines) + "\n"
+    setup = [
+        "| folder | cache | side | set-up (s) | of which cache fill (s) | warm-up (batches, images/s) "
+        "| peak RSS (MiB) | minor page faults / image |",
+        "|---|---|---|---:|---:|---|---:|---:|",
+    ]
+    for folder in results["folders"]:
+        name = folder["name"]
+        for cache in dict.fromkeys(r["cache"] for r in results["compare"]):
+            ours = _select(results["compare"], folder=name, cache=cache, side="jaxdet")
+            theirs = _select(results["compare"], folder=name, cache=cache, side="ultralytics")
+            a, b = _median(ours), _median(theirs)
+            ratio = f"**{a / b:.2f}×**" if a and b else "—"
+            target = f"≥ {TARGETS.get(cache, 1.0):.1f}×"
+            note = "" if ours or results["jaxdet_cache"] else " (no `data.cache` at this commit)"
+            lines.append(f"| {name} | `{cache}` / `{ULTRALYTICS_CACHE[cache]!r}` | {_rate(ours)}{note} "
+                         f"| {_rate(theirs)} "
+                         f"| {ratio} | {target} | {_rounds(ours) or '—'} | {_rounds(theirs) or '—'} |")
+            for side, rs in (("jaxdet", ours), ("ultralytics", theirs)):
+                rs = [r for r in rs if "error" not in r]
+                if not rs:
+                    continue
+                fill = _median(rs, "fill_s")
+                setup.append(f"| {name} | `{cache}` | {side} | {_fmt(_median(rs, 'setup_s'), '.2f')} "
+                             f"| {_fmt(fill, '.2f')} | {rs[0]['warmup']}, {_fmt(_median(rs, 'warmup_images_per_s'))} "
+                             f"| {_fmt(_median(rs, 'peak_rss_mib'), ',.0f')} "
+                             f"| {_fmt(_median(rs, 'faults_per_image'), ',.0f')} |")
+    return "\n".join(lines) + "\n\nSet-up (median over rounds; ultralytics fills its RAM cache in its constructor, " \
+        "jaxdet in `prepare_data` or, where the source has `fill_cache`, as `train.data.CacheFiller` does):\n\n" \
+        + "\n".join(setup) + "\n"
+
+
+def workers_table(results: dict) -> str:
+    """jaxdet with 1 and 2 grain worker processes (rows folder × cache)."""
+    counts = sorted({r["num_workers"] for r in results["workers"]})
+    lines = [
+        "| folder | cache | " + " | ".join(f"{n} worker{'s' * (n > 1)} (images/s)" for n in counts)
+        + f" | {counts[-1]} / {counts[0]} | target | rounds |",
+        "|---|---|" + "---:|" * len(counts) + "---:|---|---|",
+    ]
+    for folder in results["folders"]:
+        for cache in dict.fromkeys(r["cache"] for r in results["workers"]):
+            rows = {n: _select(results["workers"], folder=folder["name"], cache=cache, num_workers=n) for n in counts}
+            if not any(rows.values()):
+                continue
+            rates = [_median(rows[n]) for n in counts]
+            ratio = f"**{rates[-1] / rates[0]:.2f}×**" if rates[0] and rates[-1] else "—"
+            spread = "; ".join(f"{n}: {_rounds(rows[n])}" for n in counts)
+            lines.append(f"| {folder['name']} | `{cache}` | " + " | ".join(_rate(rows[n]) for n in counts)
+                         + f" | {ratio} | ≥ {TARGETS['workers']:.1f}× | {spread} |")
+    return "\n".join(lines) + "\n"
+
+
+def _version(module: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(module)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def cpu_model() -> str:
+    """``lscpu``'s model name (else ``platform.processor()``)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str:
+    """``git rev-parse --short HEAD``, with ``+ local changes`` when jaxdet/, train/ or configs/ differ from it
+    (``unknown`` outside a git checkout: pass ``--commit``)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "jaxdet", "train", "configs"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" + local changes" if dirty else "")
+
+
+def render(results: dict, meta: dict) -> str:
+    """The results file: header (date, commit, CPU, versions, method, folders) and both tables."""
+    versions = ", ".join(f"{m} {_version(m)}" for m in ("ultralytics", "torch", "opencv-python", "numpy", "grain",
+                                                         "pillow", "jax"))
+    folders = "\n".join(f"- `{f['name']}`: {f['description']}." for f in results["folders"])
+    wc = meta["worker_cores"]
+    md = (
+        "### Training loader at 640 px, per core: jaxdet against ultralytics (benchmarks/loader.py)\n\n"
+        f"{meta['date']}, jaxdet commit `{meta['commit']}`; {meta['cpu']} ({meta['cores']} cores), Python "
+        f"{platform.python_version()}; {versions}. Load average {meta['load'][0]:.2f} at the start, "
+        f"{meta['load'][1]:.2f} at the end{' (a CPU shared with other jobs)' if max(meta['load']) > 1.5 else ''}.\n\n"
+        f"Batch {BATCH}, {IMAGE_SIZE} px, ultralytics' default augmentation on both sides (mosaic 1.0, translate "
+        "0.1, scale 0.5, fliplr 0.5, HSV 0.015 / 0.7 / 0.4; jaxdet `data.augment=\"yolo\"`). Each number is a fresh "
+        "process on one core (`taskset -c 0`, one thread) timing "
+        f"{meta['batches']} batches (jaxdet {meta['jaxdet_batches']}) after {meta['warmup']} warm-up batches (with a "
+        f"RAM cache after one epoch); median of {meta['rounds']} rounds, the sides interleaved. jaxdet: "
+        "`prepare_data` + `make_task` + `make_train_batches` as `python -m train`, grain with 0 threads and no "
+        "workers. ultralytics: `build_yolo_dataset(augment=True)`, `dataset[i]` in shuffled order + "
+        "`YOLODataset.collate_fn`, no DataLoader workers.\n\n"
+        f"Folders (`benchmarks/loader_folders.py`, under `{meta['data_dir']}`):\n\n{folders}\n\n"
+        + compare_table(results)
+    )
+    if results["workers"]:
+        md += (
+            f"\n#### jaxdet with grain worker processes, both cores (`taskset -c {wc}`)\n\n"
+            f"`data.num_workers` 1 and 2, `data.num_threads={meta['worker_threads']}` (in each worker), the same "
+            "batches as above; the worker counts alternate within each round.\n\n" + workers_table(results)
+        )
+    return md
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=None, help="markdown file (default benchmarks/results/loader.md)")
+    p.add_argument("--quick", action="store_true", help="smoke test: 1 round, 3 batches; writes nothing without --out")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
+    p.add_argument("--batches", type=int, default=20, help="timed batches of 16 per measurement")
+    p.add_argument("--jaxdet-batches", type=int, default=None, help="timed batches for jaxdet (default --batches)")
+    p.add_argument("--warmup", type=int, default=4, help="warm-up batches (a RAM cache: at least one epoch)")
+    p.add_argument("--folders", default="48,500",
+                   help="comma list: a count (<= 100: tiles, else photos) or kind:count, kind tiles|photos|shapes")
+    p.add_argument("--caches", default="none,ram", help="comma list of data.cache values to compare")
+    p.add_argument("--workers", default="1,2", help="grain worker counts for the workers section ('none': skip)")
+    p.add_argument("--workers-caches", default="none", help="data.cache values of the workers section")
+    p.add_argument("--worker-threads", type=int, default=0, help="data.num_threads in the workers section")
+    p.add_argument("--worker-cores", default="0,1", help="taskset cores of the workers section")
+    p.add_argument("--data-dir", default="/tmp/jaxdet_loader_bench", help="where the folders are built")
+    p.add_argument("--commit", default=None, help="the jaxdet commit measured (default: this checkout's HEAD)")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child is None:
+        if args.quick:
+            args.rounds, args.batches, args.warmup = 1, 3, 1
+            args.jaxdet_batches = min(args.jaxdet_batches or 3, 3)
+        args.folders = [t for t in args.folders.split(",") if t]
+        args.caches = [c for c in args.caches.split(",") if c]
+        args.workers = [] if args.workers in ("", "none") else [int(n) for n in args.workers.split(",")]
+        args.workers_caches = [c for c in args.workers_caches.split(",") if c]
+        bad = [c for c in args.caches + args.workers_caches if c not in ULTRALYTICS_CACHE]
+        if bad:
+            p.error(f"caches must be among {sorted(ULTRALYTICS_CACHE)}; got {bad}")
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.child is not None:
+        print(RESULT_PREFIX + json.dumps(child_main(json.loads(args.child))), flush=True)
+        return
+    import _timing
+
+    load0 = os.getloadavg()[0]
+    results = run_benchmark(args)
+    meta = {
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "commit": args.commit or git_commit(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "load": (load0, os.getloadavg()[0]),
+        "rounds": args.rounds,
+        "batches": args.batches,
+        "jaxdet_batches": args.jaxdet_batches or args.batches,
+        "warmup": args.warmup,
+        "data_dir": args.data_dir,
+        "worker_cores": args.worker_cores,
+        "worker_threads": args.worker_threads,
+    }
+    md = render(results, meta)
     print()
-    print(table)
-    _timing.write_results(table, "loader.md", args)
+    print(md)
+    _timing.write_results(md, "loader.md", args)
 
 
 if __name__ == "__main__":
