@@ -8,6 +8,13 @@ import pytest
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _label_cache_dir(tmp_path_factory):
+    """``prepare_data`` caches parsed labels (``data.label_cache``): the suite's go to a temporary directory,
+    not the user's ``~/.cache/jaxdet`` (subprocesses inherit it)."""
+    os.environ.setdefault("JAXDET_CACHE_DIR", str(tmp_path_factory.mktemp("jaxdet_cache")))
+
+
 @pytest.fixture
 def x64():
     """Runs the test body with JAX's 64-bit mode on (float64 arrays stay float64)."""

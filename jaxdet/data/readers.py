@@ -47,6 +47,13 @@ COCO ``bbox`` is ``[x, y, w, h]`` in these coordinates. VOC ``bndbox`` uses 1-ba
 (``<polygon><x1>..</x1><y1>..</y1>...``, the Roboflow/CVAT extension) are read in the same 1-based frame
 (``x - 1``). YOLO lines are normalised: ``cls cx cy w h`` or ``cls x1 y1 x2 y2 ...`` (>= 3 points); for a
 polygon line the box is the polygon's tight box (ultralytics' convention).
+
+Label cache: :func:`read_yolo` and :func:`read_coco` with ``cache=True`` (or a directory) keep the result of a
+read (every image's verified size, the parsed objects, what was skipped and dropped) in a per-user cache
+directory, never in the dataset, and return it on a later read of unchanged files with the same arguments
+without opening an image or a label file; any added, removed or modified file (name, size, mtime) or changed
+argument means a fresh read. A read that raises is not cached. Default ``cache=None``: no cache; the
+training CLI turns it on (``data.label_cache``). Details in :mod:`jaxdet.data.label_cache`.
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ from jaxdet import _checks
 from jaxdet.data.errors import BadImageError, DatasetFormatError, InvalidBoxError
 from jaxdet.data.geometry import box_to_polygon, canonical_polygon, polygon_bounds
 from jaxdet.data.images import image_size, verify_image
+from jaxdet.data.label_cache import CacheEntry, file_stat, listing_digest, resolve_cache_dir, stat_digest
 from jaxdet.data.records import DetectionRecord, RecordSet, check_image_size
 
 __all__ = [
@@ -215,6 +223,7 @@ def read_coco(
     on_bad_image: str = "error",
     invalid_boxes: str = "error",
     verify_images: bool = True,
+    cache=None,
 ) -> RecordSet:
     """Read a COCO detection / instance-segmentation JSON file.
 
@@ -237,6 +246,11 @@ def read_coco(
         header, ``Image.verify()``, JPEG completeness, the annotated size against the displayed size).
         False opens no file that the annotations do not need (the image size of a YOLO folder, or of a VOC
         file without ``<size>``, is still read from the header); a bad file then fails when it is loaded.
+      cache: the label cache (:mod:`jaxdet.data.label_cache`): ``None``/``False`` (default): none; ``True``:
+        the per-user cache directory (``$JAXDET_CACHE_DIR``, ``$XDG_CACHE_HOME/jaxdet`` or
+        ``~/.cache/jaxdet``, under ``labels/``); a path: that directory. A read of unchanged files with the
+        same arguments then returns the cached result, equal to a fresh read, without parsing the JSON or
+        opening an image; a read that raises is not cached.
 
     Segmentation: a list of polygons ``[[x1, y1, x2, y2, ...], ...]``; one polygon is used as is, several parts
     are merged into their convex hull (which encloses the object, like its box). A missing or empty
@@ -247,6 +261,32 @@ def read_coco(
     """
     path = Path(annotation_file)
     screen = _Screen(on_bad_image, invalid_boxes, verify_images)
+    entry = None
+    cache_dir = resolve_cache_dir(cache)
+    if cache_dir is not None:
+        args = dict(
+            class_names=None if class_names is None else list(class_names),
+            num_vertices=num_vertices,
+            include_crowd=include_crowd,
+            tolerance=tolerance,
+            on_bad_image=on_bad_image,
+            invalid_boxes=invalid_boxes,
+            verify_images=verify_images,
+        )
+        idir = Path(image_dir) if image_dir is not None else path.parent
+        entry = CacheEntry(cache_dir, "coco", path.name, {"annotation_file": path, "image_dir": idir}, args)
+        json_stat = file_stat(path)
+        # the JSON and every image it names (kept or skipped), without parsing the JSON
+        hit = entry.load(lambda meta: stat_digest([path, *meta["image_paths"], *(p for p, _ in meta["skipped"])]))
+        if hit is not None:
+            return hit
+    result = _read_coco(path, screen, image_dir, class_names, num_vertices, include_crowd, tolerance)
+    if entry is not None and file_stat(path) == json_stat:  # not when the JSON changed while it was read
+        entry.save(result, stat_digest([path, *(r.image_path for r in result.records), *result.skipped]))
+    return result
+
+
+def _read_coco(path, screen, image_dir, class_names, num_vertices, include_crowd, tolerance) -> RecordSet:
     try:
         with open(path) as fh:
             data = json.load(fh)
@@ -529,6 +569,7 @@ def read_yolo(
     on_bad_image: str = "error",
     invalid_boxes: str = "error",
     verify_images: bool = True,
+    cache=None,
 ) -> RecordSet:
     """Read a YOLO (ultralytics/darknet) folder: one ``<stem>.txt`` label file per image.
 
@@ -549,6 +590,11 @@ def read_yolo(
         header, ``Image.verify()``, JPEG completeness, the annotated size against the displayed size).
         False opens no file that the annotations do not need (the image size of a YOLO folder, or of a VOC
         file without ``<size>``, is still read from the header); a bad file then fails when it is loaded.
+      cache: the label cache (:mod:`jaxdet.data.label_cache`): ``None``/``False`` (default): none; ``True``:
+        the per-user cache directory (``$JAXDET_CACHE_DIR``, ``$XDG_CACHE_HOME/jaxdet`` or
+        ``~/.cache/jaxdet``, under ``labels/``); a path: that directory. A read of unchanged files with the
+        same arguments then returns the cached result, equal to a fresh read, without opening any image or
+        label file; a read that raises is not cached.
 
     Each line is ``cls cx cy w h`` (a box) or ``cls x1 y1 ... xn yn`` with ``n >= 3`` (a polygon; its box is
     the polygon's tight box). Blank lines are ignored. A missing label file means an image without objects.
@@ -573,6 +619,23 @@ def read_yolo(
     label_dir = Path(label_dir)
     screen = _Screen(on_bad_image, invalid_boxes, verify_images)
     class_names = tuple(class_names)
+    entry = None
+    cache_dir = resolve_cache_dir(cache)
+    if cache_dir is not None:
+        args = dict(
+            class_names=list(class_names),
+            num_vertices=num_vertices,
+            tolerance=tolerance,
+            on_bad_image=on_bad_image,
+            invalid_boxes=invalid_boxes,
+            verify_images=verify_images,
+        )
+        entry = CacheEntry(cache_dir, "yolo", image_dir.name, {"image_dir": image_dir, "label_dir": label_dir}, args)
+        # taken before reading: a file changed during the read makes the next read a fresh one
+        fingerprint = listing_digest([(image_dir, IMAGE_EXTENSIONS), (label_dir, (".txt",))])
+        hit = entry.load(lambda meta: fingerprint)
+        if hit is not None:
+            return hit
     files = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     records = []
     for image_id, img_path in enumerate(files):
@@ -629,4 +692,7 @@ def read_yolo(
                 if obj is not None:
                     objs.append((*obj, cls))
         records.append(_make_record(image_id, img_path, w, h, objs, num_vertices))
-    return screen.record_set(records, class_names)
+    result = screen.record_set(records, class_names)
+    if entry is not None:
+        entry.save(result, fingerprint)
+    return result
