@@ -22,11 +22,11 @@ import pytest
 
 from jaxdet import _checks, assign, boxes, evaluate, gradients, measurements, polygons, schedules
 from jaxdet import data as D
-from jaxdet.data import augment, geometry, letterbox, pipeline, records, synthetic, writers, yolo_augment
+from jaxdet.data import augment, geometry, letterbox, pipeline, pixels, records, synthetic, writers, yolo_augment
 from jaxdet.losses import focal, harmonic, hybrid, ssd, vertex, yolo
 from jaxdet import models, tal
 from jaxdet.losses import yolov8
-from jaxdet.models import conv, detector, heads, polygon_head, registry, yolov1_head
+from jaxdet.models import conv, detector, heads, inputs, polygon_head, registry, yolov1_head
 
 # --------------------------------------------------------------------------------------------- the wordings
 
@@ -362,6 +362,22 @@ CASES = [
           "[N, H, W, 3]"),
     # data
     _case(augment.hflip, lambda: augment.hflip({"image": np.zeros((8, 8, 3))}), "example", "keys", "'boxes'"),
+    _case(augment.flip_targets, lambda: augment.flip_targets({"boxes": np.zeros((0, 4))}), "example", "keys",
+          "'polygons'"),
+    _case(pixels.read_region, lambda: pixels.read_region(np.eye(2), (8, 8), (8, 8)), "matrix", "shape", "[3, 3]"),
+    _case(pixels.warp_affine, lambda: pixels.warp_affine(np.zeros((8, 8, 3)), np.eye(3), (8, 8)), "image", "shape",
+          "uint8 [H, W, 3]", "float64"),
+    _case(pixels.warp_window,
+          lambda: pixels.warp_window(np.zeros((8, 8), np.uint8), np.eye(3), (0, 0), (8, 8)), "window", "shape",
+          "uint8 [H, W, 3]"),
+    _case(pixels.resize, lambda: pixels.resize(np.zeros((8, 8, 4), np.uint8), (4, 4)), "image", "shape",
+          "uint8 [H, W, 3]"),
+    _case(pixels.flip_lr, lambda: pixels.flip_lr(np.zeros((8, 8, 3), np.int32)), "image", "shape", "int32"),
+    _case(pixels.apply_hsv_lut,
+          lambda: pixels.apply_hsv_lut(np.zeros((8, 8, 3), np.uint8), np.arange(256), np.arange(255), np.arange(256)),
+          "lut_s", "shape", "(256,)"),
+    _case(inputs.unit_images, lambda: inputs.unit_images(np.zeros((1, 8, 8, 3), np.int32)), "images", "dtype",
+          "floating", "uint8 pixels"),
     _case(augment.scale_jitter,
           lambda: augment.scale_jitter(_example(), np.random.default_rng(0), scale_range=(2.0, 1.0)), "scale_range",
           "value", "0 < lo <= hi"),
@@ -533,6 +549,8 @@ EXEMPT = {
     "jaxdet.models.default_model_config": "takes no arguments",
     "jaxdet.models.conv.xla_stride2_gradient": "takes no arguments",
     "jaxdet.models.head.config_get": "any mapping or attribute object is valid; missing fields take the default",
+    "jaxdet.data.image_cache.available_memory": "takes no arguments",
+    "jaxdet.data.image_cache.check_fits": "its error is a MemoryError naming the GiB (tests/data/test_image_cache.py)",
 }
 
 _MODULES = [
@@ -542,7 +560,8 @@ _MODULES = [
     "jaxdet.data.geometry", "jaxdet.data.images", "jaxdet.data.letterbox", "jaxdet.data.pipeline", "jaxdet.data.records", "jaxdet.data.synthetic",
     "jaxdet.data.writers", "jaxdet.data.readers", "jaxdet.models", "jaxdet.models.detector", "jaxdet.models.head",
     "jaxdet.models.heads", "jaxdet.models.registry", "jaxdet.models.yolov1_head", "jaxdet.models.polygon_head",
-    "jaxdet.tal", "jaxdet.losses.yolov8", "jaxdet.models.conv",
+    "jaxdet.tal", "jaxdet.losses.yolov8", "jaxdet.models.conv", "jaxdet.data.pixels", "jaxdet.data.image_cache",
+    "jaxdet.models.inputs",
 ]
 
 

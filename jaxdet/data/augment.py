@@ -51,6 +51,7 @@ def _check_scale_range(scale_range: tuple[float, float]) -> None:
 def flip_targets(example: dict) -> dict:
     """The example's boxes and polygons mirrored horizontally (:math:`x \\mapsto 1 - x`); the image is left as it
     is (the targets' half of :func:`hflip`)."""
+    _checks.keys_present(example, ("boxes", "polygons"), "example")
     out = dict(example)
     boxes = np.asarray(example["boxes"], np.float64).reshape(-1, 4)
     out["boxes"] = np.stack([1.0 - boxes[:, 2], boxes[:, 1], 1.0 - boxes[:, 0], boxes[:, 3]], axis=1).astype(

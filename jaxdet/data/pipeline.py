@@ -56,6 +56,44 @@ def _with_step(augment: Callable, batch_size: int, stream=None) -> Callable:
     return apply
 
 
+class _Stream:
+    """The un-augmented examples by stream position ``g`` for augmentations with ``uses_stream``: epoch
+    ``g // n`` in the order ``np.random.default_rng([seed, epoch]).permutation(n)`` (computed once an epoch,
+    as ``train.data.StepBatcher``), each example looked up once while it is recent, so an augmentation that
+    reads the neighbours of every example does not pay the lookup four times. A worker process starts with an
+    empty memo of its own."""
+
+    def __init__(self, source, *, seed: int, shuffle: bool, capacity: int = 1024):
+        self.source, self.seed, self.shuffle, self.capacity = source, int(seed), bool(shuffle), int(capacity)
+        self._memo: dict[int, dict] = {}
+        self._perm: tuple[int, np.ndarray] | None = None
+
+    def index(self, g: int) -> int:
+        """The source index at stream position ``g``."""
+        epoch, pos = divmod(int(g), len(self.source))
+        if not self.shuffle:
+            return pos
+        perm = self._perm
+        if perm is None or perm[0] != epoch:
+            perm = self._perm = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.source)))
+        return int(perm[1][pos])
+
+    def __getitem__(self, g: int) -> dict:
+        g = int(g)
+        example = self._memo.get(g)
+        if example is None:
+            example = self._memo[g] = self.source[self.index(g)]
+            if len(self._memo) > self.capacity:
+                self._memo.pop(next(iter(self._memo)), None)  # the oldest
+        return dict(example)
+
+    def __getstate__(self):
+        return {"source": self.source, "seed": self.seed, "shuffle": self.shuffle, "capacity": self.capacity}
+
+    def __setstate__(self, state):
+        self.__init__(state["source"], seed=state["seed"], shuffle=state["shuffle"], capacity=state["capacity"])
+
+
 def _shard_of(shard_options) -> tuple[int, int]:
     if shard_options is None:
         shard_options = grain.sharding.ShardByJaxProcess(drop_remainder=True)
@@ -104,8 +142,9 @@ def make_loader(
         ``uses_step = True`` is called as ``augment(example, rng, step=t)`` with the global step ``t`` of the
         example's batch. A callable that also has ``uses_stream = True`` gets ``position=g`` (the example's
         position in the global stream) and ``stream=`` (position -> un-augmented example), e.g.
-        :class:`~jaxdet.data.yolo_augment.YoloAugment` drawing mosaic partners near ``g``. The rng of an
-        example depends only on ``seed`` and its position in the global stream.
+        :class:`~jaxdet.data.yolo_augment.YoloAugment` drawing mosaic partners near ``g``; the stream's epochs
+        are then in the order ``np.random.default_rng([seed, epoch]).permutation(n)`` (grain's shuffle
+        otherwise). The rng of an example depends only on ``seed`` and its position in the global stream.
       num_epochs: passes over the data; None repeats forever. Batches may span an epoch boundary.
       max_objects: ``M``, object slots per image; an image with more objects raises ValueError.
       drop_remainder: drop the final incomplete global batch (default). With False it is completed with empty
@@ -137,23 +176,28 @@ def make_loader(
         raise _checks.fail_value("len(source)", "> 0 (a source with examples)", n)
     local = batch_size // shard_count
 
-    ds = grain.MapDataset.source(source)
-    if shuffle:
-        ds = ds.shuffle(seed=seed)
-    ds = ds.repeat(num_epochs)  # reshuffles every epoch
+    total = _INFINITE if num_epochs is None else n * num_epochs
     if augment is True:
         augment = make_augment()
-    if augment and getattr(augment, "uses_step", False):
-        # The position g (after shuffle and repeat) gives the step; the rng is the same as without it.
-        stream = ds if getattr(augment, "uses_stream", False) else None
-        ds = ds.map_with_index(lambda g, example: (g, example)).random_map(
-            _with_step(augment, batch_size, stream), seed=seed
-        )
-    elif augment:
-        ds = ds.random_map(augment, seed=seed)
+    if augment and getattr(augment, "uses_stream", False):
+        # The stream (its own per-epoch permutation) gives the examples and their neighbours.
+        stream = _Stream(source, seed=seed, shuffle=shuffle)
+        ds = grain.MapDataset.range(total).map(lambda g: (g, stream[g]))
+        ds = ds.random_map(_with_step(augment, batch_size, stream), seed=seed)
+    else:
+        ds = grain.MapDataset.source(source)
+        if shuffle:
+            ds = ds.shuffle(seed=seed)
+        ds = ds.repeat(num_epochs)  # reshuffles every epoch
+        if augment and getattr(augment, "uses_step", False):
+            # The position g (after shuffle and repeat) gives the step; the rng is the same as without it.
+            ds = ds.map_with_index(lambda g, example: (g, example)).random_map(
+                _with_step(augment, batch_size), seed=seed
+            )
+        elif augment:
+            ds = ds.random_map(augment, seed=seed)
     global_ds = ds
 
-    total = _INFINITE if num_epochs is None else n * num_epochs
     n_batches = total // batch_size if (drop_remainder or num_epochs is None) else -(-total // batch_size)
     if n_batches == 0:
         raise _checks.fail_value(

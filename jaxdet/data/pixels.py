@@ -53,7 +53,7 @@ def read_region(matrix: np.ndarray, in_size, out_size) -> tuple[int, int, int, i
       samples the input.
     """
     (ih, iw), (oh, ow) = in_size, out_size
-    m = np.asarray(matrix, np.float64)
+    m = _check_matrix(matrix)
     centres = np.array([[0.5, 0.5, 1.0], [ow - 0.5, 0.5, 1.0], [0.5, oh - 0.5, 1.0], [ow - 0.5, oh - 0.5, 1.0]])
     src = (centres @ np.linalg.inv(m).T)[:, :2]  # the output's corner pixel centres in the input
     lo = np.floor(src.min(axis=0) - 0.5).astype(int) - 1  # a sample at p reads pixels floor(p - 0.5) + {0, 1}
@@ -61,6 +61,13 @@ def read_region(matrix: np.ndarray, in_size, out_size) -> tuple[int, int, int, i
     x0, y0 = max(int(lo[0]), 0), max(int(lo[1]), 0)
     x1, y1 = min(int(hi[0]), iw), min(int(hi[1]), ih)
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def _check_matrix(matrix) -> np.ndarray:
+    m = np.asarray(matrix, np.float64)
+    if m.shape != (3, 3):
+        raise _checks.fail_shape("matrix", "[3, 3]", m)
+    return m
 
 
 def warp_affine(image: np.ndarray, matrix: np.ndarray, out_size, *, fill: int = 114) -> np.ndarray:
@@ -85,9 +92,7 @@ def warp_affine(image: np.ndarray, matrix: np.ndarray, out_size, *, fill: int = 
       uint8 ``[height, width, 3]``.
     """
     image = _check_image(image)
-    m = np.asarray(matrix, np.float64)
-    if m.shape != (3, 3):
-        raise _checks.fail_shape("matrix", "[3, 3]", m)
+    m = _check_matrix(matrix)
     region = read_region(m, image.shape[:2], out_size)
     if region is None:
         return np.full((int(out_size[0]), int(out_size[1]), 3), fill, np.uint8)
@@ -103,8 +108,9 @@ def warp_window(window: np.ndarray, matrix: np.ndarray, origin, out_size, *, fil
       uint8 ``[height, width, 3]``.
     """
     cv2 = _cv2()
+    window = _check_image(window, "window")
     x0, y0 = origin
-    m = np.asarray(matrix, np.float64) @ np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
+    m = _check_matrix(matrix) @ np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
     m = m[:2].copy()
     m[:, 2] += 0.5 * (m[:, 0] + m[:, 1]) - 0.5  # pixel centres from (j + 0.5, i + 0.5) to (j, i)
     oh, ow = int(out_size[0]), int(out_size[1])
@@ -147,6 +153,8 @@ def apply_hsv_lut(image: np.ndarray, lut_h: np.ndarray, lut_s: np.ndarray, lut_v
     """
     cv2 = _cv2()
     image = _check_image(image)
+    for name, table in (("lut_h", lut_h), ("lut_s", lut_s), ("lut_v", lut_v)):
+        _checks.shape_is(np.asarray(table), (256,), name)
     lut = np.stack([lut_h, lut_s, lut_v], axis=-1).astype(np.uint8).reshape(1, 256, 3)
     hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
     return cv2.cvtColor(cv2.LUT(hsv, lut), cv2.COLOR_HSV2RGB)
