@@ -123,13 +123,14 @@ def run(
         f"mesh {dict(mesh.shape)}; global batch {global_bs}"
     )
 
-    # A cached synthetic split is generated in the background from here on: during the model's initialisation,
-    # the checkpoint restore and the first step's compile, the CPU is mostly idle. (The run's length decides;
-    # a resumed run's cache starts empty too.)
+    # A cached synthetic split (or a folder's data.cache="ram") is filled in the background from here on: during
+    # the model's initialisation, the checkpoint restore and the first step's compile, the CPU is mostly idle.
+    # (The run's length decides; a resumed run's cache starts empty too.)
     filler = data_lib.CacheFiller.start(task.train_source, examples_to_read=total_steps * global_bs,
                                         num_workers=int(config.data.get("num_workers", 0)))
     if filler is not None:
-        _log(f"data: generating the {len(task.train_source)} training images in the background (kept in memory)")
+        verb = "decoding" if getattr(task.train_source, "records", None) is not None else "generating"
+        _log(f"data: {verb} the {len(task.train_source)} training images in the background (kept in memory)")
     recipe, graphdef, init_fn = step_lib.make_recipe_init_fn(
         tc, task.build_model, seed=int(config.seed), init_loss_state=task.init_loss_state
     )

@@ -69,8 +69,8 @@ def identity_letterbox(size) -> tuple[np.ndarray, np.ndarray]:
 
 
 def letterbox_image(image: np.ndarray, size, *, fill: int = PAD_VALUE) -> tuple[np.ndarray, np.ndarray]:
-    """Letterbox ``image`` to ``size`` (:func:`~jaxdet.data.pixels.resize`: bilinear up, pixel-area averaging down;
-    ``fill`` padding).
+    """Letterbox ``image`` to ``size`` (:func:`~jaxdet.data.pixels.resize`: bilinear, pixel-area averaging when
+    shrinking to half or less; ``fill`` padding).
 
     Args:
       image: uint8 ``[h, w, 3]``.

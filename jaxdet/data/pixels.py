@@ -31,7 +31,31 @@ def _cv2():
     import cv2
 
     cv2.setNumThreads(1)
+    _keep_images_in_the_heap()
     return cv2
+
+
+def _keep_images_in_the_heap() -> None:
+    """Where the C library is glibc, keep freed image-sized blocks (up to 32 MiB) in the process's heap.
+
+    Every example allocates and frees a few images (1.2 MB at 640 px). By default glibc serves such blocks by
+    ``mmap`` or hands them back to the system when the heap's top is free, so the next image page-faults all
+    its pages again: about 270 minor faults an image, measured with a RAM cache, which cost 18 % of the loader's
+    rate on one core (tiles48: 272-294 -> 356-365 images/s with these settings). The settings are process-wide
+    (``mallopt`` of ``M_MMAP_THRESHOLD`` 32 MiB and ``M_TRIM_THRESHOLD`` 128 MiB); elsewhere nothing changes.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):  # not glibc: no mallopt
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 32 << 20)
+    mallopt(m_trim_threshold, 128 << 20)
 
 
 def _check_image(image, name: str = "image") -> np.ndarray:
@@ -119,9 +143,11 @@ def warp_window(window: np.ndarray, matrix: np.ndarray, origin, out_size, *, fil
 
 
 def resize(image: np.ndarray, size) -> np.ndarray:
-    """Resize ``image`` to ``size = (height, width)``: bilinear when enlarging, pixel-area averaging when shrinking
-    (``cv2.INTER_AREA``, the antialiased reduction ultralytics uses outside training augmentation; plain bilinear
-    would alias).
+    """Resize ``image`` to ``size = (height, width)``: bilinear, or pixel-area averaging (``cv2.INTER_AREA``) when
+    both sides shrink to half or less, where bilinear sampling would skip pixels and alias.
+
+    Milder reductions stay bilinear, as ultralytics' training loader resizes: area averaging cost 1.3 ms against
+    0.3 ms for an 800 px photograph brought to 640 px, a seventh of the loader's time an image.
 
     Returns:
       uint8 ``[height, width, 3]`` (the input itself when it already has that size).
@@ -131,8 +157,8 @@ def resize(image: np.ndarray, size) -> np.ndarray:
     h, w = int(size[0]), int(size[1])
     if image.shape[:2] == (h, w):
         return image
-    shrink = h < image.shape[0] and w < image.shape[1]
-    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    halved = 2 * h <= image.shape[0] and 2 * w <= image.shape[1]
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if halved else cv2.INTER_LINEAR)
 
 
 def flip_lr(image: np.ndarray) -> np.ndarray:

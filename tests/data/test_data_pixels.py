@@ -76,7 +76,7 @@ def test_warp_of_a_window_is_the_warp_of_the_whole_input():
     assert np.all(warp_affine(img, away, (96, 96)) == 114)
 
 
-def test_resize_up_matches_pillow_and_down_averages_areas():
+def test_resize_up_matches_pillow_and_halving_averages_areas():
     img = np.random.default_rng(2).integers(0, 256, (52, 61, 3), dtype=np.uint8)
     for size in ((80, 94), (64, 64), (100, 61)):
         ours = resize(img, size).astype(int)
