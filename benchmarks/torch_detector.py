@@ -108,8 +108,11 @@ class TorchDetector(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Args: images ``[N, 3, H, W]`` in [0, 1]. Returns the raw head tensor ``[N, S, S, D]``."""
+        """Args: images ``[N, 3, H, W]``, uint8 (the loader's batches, scaled here as jaxdet's model scales them)
+        or float in [0, 1]. Returns the raw head tensor ``[N, S, S, D]``."""
         s = self.grid_size
+        if images.dtype == torch.uint8:
+            images = images.float() / 255.0
         x = images * 2.0 - 1.0
         for stage in self.stages:
             stride = 2 if min(x.shape[-2], x.shape[-1]) // 2 >= s else 1

@@ -177,6 +177,8 @@ def torch_batch(batch_np: dict[str, np.ndarray], device) -> tuple[Any, dict[str,
     gt = ultralytics_batch(torch.from_numpy(batch_np["classes"]), torch.from_numpy(batch_np["boxes"] * size),
                            torch.from_numpy(batch_np["valid"]), size)
     images = torch.from_numpy(np.ascontiguousarray(batch_np["image"].transpose(0, 3, 1, 2)))
+    if images.dtype == torch.uint8:  # as ultralytics' preprocess and jaxdet's model scale the loader's uint8
+        images = images.float() / 255.0
     return images.to(device), {k: v.to(device) for k, v in gt.items()}
 
 

@@ -84,7 +84,7 @@ def jax_trajectory(cfg, weights, batch_np: dict[str, np.ndarray], *, steps: int,
             init_loss_state=head.init_state)
         state = init_fn()
         step = jax.jit(step_lib.make_train_step(graphdef, loss_fn=head.loss, tx=tx, lr_schedule=lr))
-        batch = {k: (v.astype(dtype) if k in ("image", "boxes") else v) for k, v in batch_np.items()}
+        batch = {k: (v.astype(dtype) if k == "boxes" else v) for k, v in batch_np.items()}  # uint8 images: the model scales them
         losses, params = [], []
         for _ in range(steps):
             state, metrics = step(state, batch)

@@ -51,7 +51,7 @@ def test_a_non_finite_batch_changes_nothing_but_the_step():
     from train import step as step_lib
 
     config, task, batches = _tiny_task_and_batches(4)
-    poisoned = dict(batches[1], image=batches[1]["image"].copy())
+    poisoned = dict(batches[1], image=batches[1]["image"].astype(np.float32) / 255.0)  # floats can carry a NaN
     poisoned["image"][0, 0, 0, 0] = np.nan
     tx, lr = step_lib.make_optimizer(config.train)
     graphdef, init_fn = step_lib.make_init_fn(task.build_model, tx, seed=0, init_loss_state=task.init_loss_state)
