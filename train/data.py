@@ -76,21 +76,13 @@ class StepBatcher:
         self._n = len(self.source)
         if self._n == 0:
             raise ValueError("the training source is empty")
-        self._perm_cache: dict[int, np.ndarray] = {}
+        from jaxdet.data.pipeline import ShuffledStream
+
+        self._stream = ShuffledStream(self.source, seed=self.seed, shuffle=self.shuffle)
         self._step = 0
         self._pending: dict[int, Any] = {}
         self._pool = None
         self.stats = loader_stats.LoaderStats(1)
-
-    def _index(self, g: int) -> int:
-        epoch, pos = divmod(g, self._n)
-        if not self.shuffle:
-            return pos
-        perm = self._perm_cache.get(epoch)
-        if perm is None:
-            perm = np.random.default_rng([self.seed, epoch]).permutation(self._n)
-            self._perm_cache = {epoch: perm}  # keep only the current epoch
-        return int(perm[pos])
 
     def local_batch(self, step: int) -> dict[str, np.ndarray]:
         """This process's rows of the global batch of ``step``."""
@@ -98,12 +90,11 @@ class StepBatcher:
         examples = []
         for r in self.rows:
             g = int(step) * self.global_batch_size + int(r)
-            ex = self.source[self._index(g)]
+            ex = self._stream[g]
             if self.augment is not None:
                 rng = np.random.default_rng([self.seed, 1, g])
                 if getattr(self.augment, "uses_stream", False):
-                    ex = self.augment(ex, rng, step=int(step), position=g,
-                                      stream=lambda h: self.source[self._index(int(h))])
+                    ex = self.augment(ex, rng, step=int(step), position=g, stream=self._stream.__getitem__)
                 elif getattr(self.augment, "uses_step", False):
                     ex = self.augment(ex, rng, step=int(step))
                 else:
@@ -858,37 +849,28 @@ def head_reads_polygons(config) -> bool:
     return head is None or "polygons" in head.batch_keys
 
 
-def size_text(size) -> str:
-    """``(H, W)`` as ``"WxH px"``."""
-    return f"{size[1]}x{size[0]} px"
-
-
 def _folder_sources(config, train, val, workdir, *, polygons: bool):
     """The :class:`jaxdet.data.DetectionSource` of each split of a folder, with ``data.cache``.
 
     Raises:
-      DataConfigError: ``data.cache="ram"`` for more than fits in memory (both splits together), or
-        ``data.cache="disk"`` with neither ``data.cache_dir`` nor a workdir.
+      DataConfigError: ``data.cache="ram"`` for more than fits in memory (both splits together: the second
+        cache is checked with what the first has still to fill), or ``data.cache="disk"`` with neither
+        ``data.cache_dir`` nor a workdir.
     """
     from jaxdet.data import DetectionSource
-    from jaxdet.data.image_cache import check_fits
 
     d = config.data
-    size, cache = int(d.image_size), str(_field(config, "cache", "none"))
-    common = dict(image_size=size, resize=str(d.get("resize", "letterbox")), cache=cache)
-    if cache == "ram":
-        try:
-            check_fits((len(train) + len(val)) * size * size * 3,
-                       what=f"data.cache='ram' for {len(train)} + {len(val)} images at {size}x{size} px")
-        except MemoryError as err:
-            raise DataConfigError(str(err)) from None
+    cache = str(_field(config, "cache", "none"))
+    common = dict(image_size=int(d.image_size), resize=str(d.get("resize", "letterbox")), cache=cache)
     if cache == "disk":
         folder = _path_field(config, "cache_dir") or (os.path.join(workdir, "image_cache") if workdir else "")
         if not folder:
             raise DataConfigError("data.cache='disk' needs data.cache_dir (a folder for the .npy files) or a workdir")
         common["cache_dir"] = folder
-    return (DetectionSource(train, polygons=polygons, **common),
-            DetectionSource(val, **common))
+    try:
+        return DetectionSource(train, polygons=polygons, **common), DetectionSource(val, **common)
+    except MemoryError as err:
+        raise DataConfigError(f"data.cache: {err}") from None
 
 
 def prepare_data(config, workdir: str | None = None) -> tuple[Any, Data]:
@@ -937,10 +919,11 @@ def prepare_data(config, workdir: str | None = None) -> tuple[Any, Data]:
                 flush=True,
             )
             if train_source.cache != "none":
-                where = "in shared memory" if train_source.cache == "ram" else f"under {train_source._store.folder}"
+                where = "in shared memory" if train_source.cache == "ram" else f"under {train_source.cache_dir}"
                 gib = (train_source.cache_bytes + val_source.cache_bytes) / 1024**3
+                h, w = train_source.image_size
                 print(f"data: cache={train_source.cache}: {len(train_source) + len(val_source)} decoded images at "
-                      f"{size_text(train_source.image_size)}, {gib:.2f} GiB {where}", flush=True)
+                      f"{w}x{h} px, {gib:.2f} GiB {where}", flush=True)
             if workdir:
                 import json
 

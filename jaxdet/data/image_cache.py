@@ -108,17 +108,23 @@ class SharedImageCache:
       shape: ``(H, W, 3)`` of every image.
 
     Raises:
-      MemoryError: when ``n`` images of ``shape`` would not fit (:func:`check_fits`), before anything is stored.
+      MemoryError: when ``n`` images of ``shape``, with what this process's other shared caches have still to
+        fill (their files are sparse), would not fit (:func:`check_fits`), before anything is stored.
     """
 
     def __init__(self, n: int, shape: tuple[int, int, int]):
         self.n, self.shape = int(n), tuple(int(s) for s in shape)
-        check_fits(self.nbytes, what=f"cache='ram' for {self.n} images of {self.shape[1]}x{self.shape[0]} px")
+        promised = sum(c.unfilled_bytes for c in list(_OWNED))  # not yet taken from the available memory
+        what = f"cache='ram' for {self.n} images of {self.shape[1]}x{self.shape[0]} px"
+        if promised:
+            what += f" (with the {promised / _GIB:.2f} GiB still to fill of this process's other RAM caches)"
+        check_fits(self.nbytes + promised, what=what)
         self.path = os.path.join(_shm_dir(), f"jaxdet-images-{os.getpid()}-{uuid.uuid4().hex}")
         with open(self.path, "wb") as fh:
             fh.truncate(self.n + self.nbytes)  # sparse: memory is taken as images are stored
         self._finalizer = weakref.finalize(self, _remove, self.path)
         self._map()
+        _OWNED.add(self)
 
     @property
     def nbytes(self) -> int:
@@ -145,6 +151,11 @@ class SharedImageCache:
         """The number of images stored."""
         return int(np.count_nonzero(self._flags))
 
+    @property
+    def unfilled_bytes(self) -> int:
+        """Bytes of the images not stored yet: memory the sparse file will still take."""
+        return (self.n - self.filled) * int(np.prod(self.shape))
+
     def __getstate__(self):
         return {"n": self.n, "shape": self.shape, "path": self.path}
 
@@ -152,6 +163,10 @@ class SharedImageCache:
         self.n, self.shape, self.path = state["n"], state["shape"], state["path"]
         self._finalizer = None  # the owner removes the file
         self._map()
+
+
+#: the shared caches this process made (a worker's unpickled copies are not in it).
+_OWNED: "weakref.WeakSet[SharedImageCache]" = weakref.WeakSet()
 
 
 def _remove(path: str) -> None:

@@ -210,6 +210,7 @@ class DetectionSource:
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.resize = _checks.choice(resize, "resize", RESIZE_MODES)
         self.cache = _checks.choice(cache, "cache", CACHE_MODES)
+        self.cache_dir = cache_dir
         self.polygons = bool(polygons)
         self.class_names = getattr(records, "class_names", None)
         self._recent = RecentImages(_checks.positive_int(buffer, "buffer", minimum=0))
@@ -444,12 +445,6 @@ class _BufferPool:
                 self._arrays.pop(0)
             self._arrays.append(array)
             return array
-
-    def __getstate__(self):  # a worker process pools its own arrays
-        return {"size": self.size}
-
-    def __setstate__(self, state):
-        self.__init__(state["size"])
 
 
 _IMAGE_BUFFERS = _BufferPool()

@@ -165,7 +165,7 @@ def _paste_tiles(images, offsets, canvas_hw, region=None, *, fill: int = FILL) -
     return out
 
 
-def _mosaic_targets(examples, offsets, h: int, w: int, *, polygons: bool = True) -> dict:
+def _mosaic_targets(examples, offsets, h: int, w: int) -> dict:
     """The targets of the 4 tiles on the ``2H x 2W`` canvas (normalised to it), the removed ones counted; the
     per-image keys of ``examples[0]``, no ``image``."""
     boxes, classes, polys, dropped = [], [], [], 0
@@ -182,10 +182,9 @@ def _mosaic_targets(examples, offsets, h: int, w: int, *, polygons: bool = True)
     visible = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
     p = np.concatenate(polys)
     fitted = np.zeros(p.shape, np.float32)
-    if polygons:
-        cut = np.any(clipped != b, axis=1)
-        fitted[visible], ok = _fit_polygons(p[visible], cut[visible], resample=False)
-        visible[np.flatnonzero(visible)[~ok]] = False
+    cut = np.any(clipped != b, axis=1)
+    fitted[visible], ok = _fit_polygons(p[visible], cut[visible], resample=False)
+    visible[np.flatnonzero(visible)[~ok]] = False
     out = {key: v for key, v in examples[0].items() if key != "image"}
     out["classes"] = np.concatenate(classes)
     out["num_dropped"] = np.int32(dropped)
@@ -247,8 +246,7 @@ def _affine_matrix(rng, in_size, out_size, *, degrees, translate, scale, shear) 
     return shift @ sh @ rot @ centre, s
 
 
-def _affine_targets(example: dict, m: np.ndarray, s: float, in_size, out_size, *, sheared: bool,
-                    polygons: bool = True) -> dict:
+def _affine_targets(example: dict, m: np.ndarray, s: float, in_size, out_size, *, sheared: bool) -> dict:
     """The example's targets through the pixel map ``m`` (``in_size -> out_size``), the rejected ones counted
     (:func:`random_affine`'s rules); the image is left as it is."""
     (ih, iw), (oh, ow) = in_size, out_size
@@ -261,11 +259,10 @@ def _affine_targets(example: dict, m: np.ndarray, s: float, in_size, out_size, *
     keep = box_candidates(boxes * s, clipped)
     polys = np.asarray(example["polygons"], np.float64)
     fitted = np.zeros((n,) + polys.shape[1:], np.float32)
-    if polygons:
-        p = ((polys * [iw, ih]) @ m[:2, :2].T + m[:2, 2]) / [ow, oh]
-        cut = np.any(clipped != new, axis=1)
-        fitted[keep], ok = _fit_polygons(p[keep], cut[keep], resample=sheared)
-        keep[np.flatnonzero(keep)[~ok]] = False
+    p = ((polys * [iw, ih]) @ m[:2, :2].T + m[:2, 2]) / [ow, oh]
+    cut = np.any(clipped != new, axis=1)
+    fitted[keep], ok = _fit_polygons(p[keep], cut[keep], resample=sheared)
+    keep[np.flatnonzero(keep)[~ok]] = False
     return _select(example, keep, clipped / [ow, oh, ow, oh], fitted)
 
 
@@ -407,10 +404,7 @@ class YoloRecipe:
     def __post_init__(self):
         _checks.number(self.mosaic, "mosaic", low=0.0, high=1.0)
         _checks.number(self.fliplr, "fliplr", low=0.0, high=1.0)
-        _checks.number(self.degrees, "degrees", low=0.0)
-        _checks.number(self.translate, "translate", low=0.0, high=0.5)
-        _checks.number(self.scale, "scale", low=0.0, high=1.0, high_open=True)
-        _checks.number(self.shear, "shear", low=0.0, high=90.0, high_open=True)
+        _check_affine_ranges(self.degrees, self.translate, self.scale, self.shear)
         for name in ("hsv_h", "hsv_s", "hsv_v"):
             _checks.number(getattr(self, name), name, low=0.0)
         if self.close_mosaic_at is not None:

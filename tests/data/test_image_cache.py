@@ -179,3 +179,14 @@ def test_train_loader_with_window_partners_and_worker_processes(records):
             assert sorted(step.next()) == sorted(a)
     finally:
         step.close()
+
+
+def test_a_second_ram_cache_counts_what_the_first_has_still_to_fill(records, monkeypatch):
+    one = len(records) * 64 * 64 * 3
+    monkeypatch.setattr(image_cache_lib, "available_memory", lambda: int(one * 1.6))  # one fits in 80 %, two not
+    first = DetectionSource(records, image_size=64, cache="ram")
+    with pytest.raises(MemoryError, match=r"still to fill of this process's other RAM caches"):
+        DetectionSource(records, image_size=64, cache="ram")
+    first.fill_cache()  # now in memory: no longer promised, and the (patched) available memory is what is left
+    assert first._store.unfilled_bytes == 0
+    DetectionSource(records, image_size=64, cache="ram")

@@ -54,6 +54,19 @@ def _read(fmt, where, **kw):
     return read_coco(where, image_dir=where.parent / "images", **options)
 
 
+def _read_again(fmt, where, cache, count_verify, **kw):
+    """Whether a cached read read afresh (checked images again); its result equals a fresh read and is then
+    cached (the next cached read checks none)."""
+    before = len(count_verify)
+    out = _read(fmt, where, cache=cache, **kw)
+    missed = len(count_verify) > before
+    assert_identical(out, _read(fmt, where, **kw))
+    before = len(count_verify)
+    assert_identical(out, _read(fmt, where, cache=cache, **kw))
+    assert len(count_verify) == before
+    return missed
+
+
 def assert_identical(a, b):
     assert a.class_names == b.class_names
     assert list(a.skipped.items()) == list(b.skipped.items())
@@ -123,15 +136,7 @@ def test_yolo_changes_invalidate(yolo, tmp_path, count_verify):
     assert len(count_verify) == n  # a hit
 
     def changed(**kw):
-        """Whether the cached read read afresh; its result equals a fresh read and is then cached."""
-        before = len(count_verify)
-        out = _read("yolo", yolo, cache=cache, **kw)
-        missed = len(count_verify) > before
-        assert_identical(out, _read("yolo", yolo, **kw))
-        before = len(count_verify)
-        assert_identical(out, _read("yolo", yolo, cache=cache, **kw))
-        assert len(count_verify) == before
-        return missed
+        return _read_again("yolo", yolo, cache, count_verify, **kw)
 
     (labels / "000000.txt").write_text("2 0.5 0.5 0.5 0.5\n")  # content (and size)
     assert changed()
@@ -161,14 +166,7 @@ def test_coco_changes_invalidate(coco, tmp_path, count_verify):
     assert len(count_verify) == n
 
     def changed(**kw):
-        before = len(count_verify)
-        out = _read("coco", coco, cache=cache, **kw)
-        missed = len(count_verify) > before
-        assert_identical(out, _read("coco", coco, **kw))
-        before = len(count_verify)
-        assert_identical(out, _read("coco", coco, cache=cache, **kw))
-        assert len(count_verify) == before
-        return missed
+        return _read_again("coco", coco, cache, count_verify, **kw)
 
     data = json.loads(coco.read_text())
     data["annotations"] = data["annotations"][1:]
