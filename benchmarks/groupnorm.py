@@ -2,7 +2,7 @@
 
 Shapes are the default detector's GroupNorm inputs at batch 32 (``configs/yolov1_shapes.py``: 32×32×16 after the
 first conv, 16×16×32, 8×8×64; 8 groups). The gradient is taken with respect to the input, scale and bias, with a
-fixed random cotangent. The jaxdet rows are the same function (``tests/test_groupnorm.py``).
+fixed random cotangent. The jaxdet rows are the same function (``tests/models/test_groupnorm.py``).
 
     python benchmarks/groupnorm.py            # writes benchmarks/results/groupnorm.md
     python benchmarks/groupnorm.py --quick    # smoke test

@@ -2,7 +2,7 @@
 
 Same computation as :class:`jaxdet.models.detector.Detector` + :meth:`jaxdet.models.YOLOv1Head.loss` for the
 ``yolov1`` head, layer for layer (checked against the NNX model to float32 precision in
-``tests/test_train_step_bench.py``):
+``tests/benchmarks/test_train_step.py``):
 
 - input ``images * 2 - 1``;
 - stages: for each width ``w_i``: conv3x3 (no bias) with stride 2 while the halved map is still ``>= S`` on its

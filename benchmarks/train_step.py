@@ -12,7 +12,7 @@ and batch 16 of 256x256 images (``--cases`` to choose).
   drops it). ``--step-builder local`` uses a self-contained equivalent (``jax.jit`` + ``nnx.split/merge`` +
   ``optax``) instead.
 - **PyTorch**: the same architecture and loss in plain PyTorch (``benchmarks/torch_detector.py``; parity with the
-  NNX model is tested in ``tests/test_train_step_bench.py``), started from the *same* initial parameters (copied
+  NNX model is tested in ``tests/benchmarks/test_train_step.py``), started from the *same* initial parameters (copied
   from the JAX state), with ``torch.optim.AdamW`` (fused on CUDA) + ``clip_grad_norm_`` + the same LR schedule;
   eager, and with ``torch.compile`` (inductor) on the forward + loss (its backward runs the AOTAutograd graph;
   the optimizer step stays eager).

@@ -1,6 +1,6 @@
 """Tests of jaxdet.boxes: formats, properties, finiteness on degenerate boxes, pairwise/jit/vmap, errors.
 
-Parity with torchvision (values and gradients, float64 and float32) is in tests/test_parity.py.
+Parity with torchvision (values and gradients, float64 and float32) is in tests/parity/test_cases.py.
 """
 
 import itertools

@@ -2,7 +2,7 @@
 ultralytics' TaskAlignedAssigner (exact foreground mask and GT index), its documented behaviours, chunking,
 padding, the gradient path of the soft score, and argument errors.
 
-The full parity rows (G = 0, 1, 20, 300, both dtypes) run in tests/test_parity.py; here one float64 batch is
+The full parity rows (G = 0, 1, 20, 300, both dtypes) run in tests/parity/test_cases.py; here one float64 batch is
 checked element by element, plus the cases the table does not cover."""
 
 import functools

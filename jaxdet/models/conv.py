@@ -22,7 +22,7 @@ stride-1 convolution of the regrouped maps. Its transpose with respect to the in
 convolution as well. :func:`conv2d` uses the rewritten form only for that transpose, through a
 ``jax.custom_vjp``. The forward pass and the kernel gradient stay XLA's stride-2 convolution, which was the
 faster of the two here: 2.8 ms against 4.9 ms for the kernel gradient in the case above. Both forms compute
-the same sums in a different order, so the gradients agree to float rounding (``tests/test_conv.py``).
+the same sums in a different order, so the gradients agree to float rounding (``tests/models/test_conv.py``).
 
 On any backend other than ``"cpu"`` (GPU, TPU) :func:`conv2d` is the plain XLA convolution. This also holds
 at stride 1 and for strides other than 2. A ``custom_vjp`` has no forward-mode derivative, so ``jax.jvp`` /

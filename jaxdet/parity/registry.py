@@ -1,4 +1,4 @@
-"""The parity cases of every loss family, as listed by ``python -m jaxdet.parity`` and tests/test_parity.py.
+"""The parity cases of every loss family, as listed by ``python -m jaxdet.parity`` and tests/parity/test_cases.py.
 
 Each family keeps its cases in its own module ``jaxdet.parity.cases_<family>`` with ``cases() -> list[ParityCase]``.
 """

@@ -22,7 +22,7 @@ import shlex
 import subprocess
 import sys
 
-import trainproc as tp
+from tests.train import trainproc as tp
 
 DOCS = ("README.md", os.path.join("train", "README.md"))
 #: appended to every runnable command: later flags win, so this is a two-step run at 32 px. The same shapes for

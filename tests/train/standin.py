@@ -1,6 +1,6 @@
 """A tiny stand-in task (model, loss, data) for the train-loop tests, and a runner.
 
-Run as ``python tests/train/standin.py [--task standin|real] [--sigkill-at-step K] [--nan-at-steps I,J]
+Run as ``python -m tests.train.standin [--task standin|real] [--sigkill-at-step K] [--nan-at-steps I,J]
 [--save-delay SECONDS] --workdir DIR [--config.x=y ...]``; it
 honours the multi-host environment like ``python -m train`` and, on process 0, writes
 ``<workdir>/final_params.npz`` (flattened parameters) and ``<workdir>/summary.json``.
@@ -12,8 +12,6 @@ import os
 import sys
 
 import numpy as np
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def standin_config():

@@ -8,8 +8,6 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
 
 def test_yolov8_config_validates_as_ultralytics():
     from configs import yolov8n_shapes

@@ -10,12 +10,8 @@ import sys
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import trainproc as tp  # noqa: E402
-
-sys.path.insert(0, tp.REPO)  # the repo's ``train`` package, not the ``tests/train`` directory
-from train import predict as predict_lib  # noqa: E402
+from tests.train import trainproc as tp
+from train import predict as predict_lib
 
 
 def _tiny_config():

@@ -7,9 +7,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import readme_runs  # noqa: E402
+from tests.train import readme_runs
 
 
 def test_the_readmes_have_the_commands_we_expect():

@@ -6,9 +6,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import readme_runs  # noqa: E402
+from tests.train import readme_runs
 
 
 def test_every_yolov8_readme_command_runs(tmp_path):

@@ -25,12 +25,9 @@ import optax
 import pytest
 from flax import nnx
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from test_step_model_state import ConvBN  # noqa: E402
-from train import recipe as recipe_lib  # noqa: E402
-from train import step as step_lib  # noqa: E402
+from tests.train.test_step_model_state import ConvBN
+from train import recipe as recipe_lib
+from train import step as step_lib
 
 IN, HID, OUT = 5, 4, 2
 

@@ -15,11 +15,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from train import checkpoint as ckpt_lib  # noqa: E402
-from train import mesh as mesh_lib  # noqa: E402
-from train import step as step_lib  # noqa: E402
+from train import checkpoint as ckpt_lib
+from train import mesh as mesh_lib
+from train import step as step_lib
 
 MOMENTUM = 0.9
 

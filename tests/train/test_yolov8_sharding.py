@@ -9,11 +9,9 @@ import subprocess
 import sys
 
 import numpy as np
+from tests.train import trainproc as tp
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import trainproc as tp  # noqa: E402
-
-SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "yolov8_devices.py")
+SCRIPT = "tests.train.yolov8_devices"  # run as a module from the repository root
 
 
 def _normwise(a: np.ndarray, b: np.ndarray) -> float:
@@ -23,7 +21,7 @@ def _normwise(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_8_devices_match_1_device_with_yolov8_loss_and_batch_statistics(tmp_path):
     out = tmp_path / "devices.npz"
-    proc = subprocess.run([sys.executable, SCRIPT, str(out), "float64", "sgd"], env=tp.env_for(8),
+    proc = subprocess.run([sys.executable, "-m", SCRIPT, str(out), "float64", "sgd"], env=tp.env_for(8),
                           capture_output=True, text=True, timeout=900, cwd=tp.REPO)
     assert proc.returncode == 0, proc.stderr[-5000:]
     res = dict(np.load(out))

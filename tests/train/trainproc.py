@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RUNNER = os.path.join(REPO, "tests", "train", "standin.py")
+RUNNER = "tests.train.standin"  # run as a module from the repository root
 
 #: ``python -m train`` flags: the YOLOv1 config (the default is YOLOv8n), and a tiny backbone for the grid heads
 #: (YOLOv1, polygon), 32 px in, 4 x 4 cells out, which compiles in seconds.
@@ -36,7 +36,7 @@ def env_for(devices: int, extra: dict | None = None) -> dict:
 
 
 def runner_cmd(workdir, *overrides, task="standin", extra=()):
-    return [sys.executable, RUNNER, "--task", task, *extra, "--workdir", str(workdir), *overrides]
+    return [sys.executable, "-m", RUNNER, "--task", task, *extra, "--workdir", str(workdir), *overrides]
 
 
 def run(workdir, *overrides, devices=1, task="standin", extra=(), timeout=240, check=True):

@@ -1,7 +1,7 @@
 """Subprocess body of test_yolov8_sharding.py: YOLOv8n train steps with the yolov8 head's loss, on a 1-device and
 on an 8-device data mesh of the same process (``XLA_FLAGS=--xla_force_host_platform_device_count=8``).
 
-Usage: ``python tests/train/yolov8_devices.py OUT.npz [float64|float32] [sgd|adamw] [grads]`` — writes, for each
+Usage: ``python -m tests.train.yolov8_devices OUT.npz [float64|float32] [sgd|adamw] [grads]`` — writes, for each
 mesh (prefix ``d1/`` and ``d8/``), the losses of the steps, the parameters and BatchNorm statistics after the
 first (``step1/``) and the last step, and with ``grads`` the gradients of the first step (``grad/``; one more
 compilation per mesh). The state is initialised eagerly (compiling the random initialisation takes longer than
@@ -31,15 +31,13 @@ jax.config.update("jax_enable_x64", DTYPE == "float64")
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
-from flax import nnx  # noqa: E402
-from jax.sharding import AxisType  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from flax import nnx
+from jax.sharding import AxisType
 
 from jaxdet.data import SyntheticShapes, collate  # noqa: E402
 from jaxdet.models import YOLOv8, make_head  # noqa: E402
-from train import mesh as mesh_lib  # noqa: E402
-from train import step as step_lib  # noqa: E402
+from train import mesh as mesh_lib
+from train import step as step_lib
 
 STEPS, BATCH, SIZE, CLASSES = 3, 8, 64, 5
 LR = {"sgd": 0.05, "adamw": 1e-3}

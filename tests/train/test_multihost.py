@@ -7,9 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import trainproc as tp  # noqa: E402
+from tests.train import trainproc as tp
 
 STEPS = 3
 

@@ -7,7 +7,7 @@ import pytest
 
 from jaxdet.parity import all_cases, compare, format_table, run_case
 
-# The YOLOv8 network rows (whole-model VJPs, the slowest rows) run in tests/test_yolov8_model.py.
+# The YOLOv8 network rows (whole-model VJPs, the slowest rows) run in tests/models/test_yolov8.py.
 CASES = [case for case in all_cases() if not case.name.startswith("yolov8n_model")]
 
 

@@ -2,7 +2,7 @@
 
 Parity (eval-mode outputs per level; train-mode outputs and updated BatchNorm statistics; VJPs w.r.t. the
 images and every parameter) runs the rows of :mod:`jaxdet.parity.cases_yolov8_model` here, in float64
-(rel ≤ 1e-10) and float32 (rel ≤ 1e-4). tests/test_parity.py leaves these rows to this file.
+(rel ≤ 1e-10) and float32 (rel ≤ 1e-4). tests/parity/test_cases.py leaves these rows to this file.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ pytest.importorskip("ultralytics")
 
 from jaxdet.models import load_ultralytics, export_ultralytics  # noqa: E402
 from jaxdet.models.yolov8 import YOLOv8, count_params, scaled_channels, scaled_repeats  # noqa: E402
-from jaxdet.parity import cases_yolov8_model as cases  # noqa: E402
-from jaxdet.parity.core import run_case  # noqa: E402
+from jaxdet.parity import cases_yolov8_model as cases
+from jaxdet.parity.core import run_case
 
 
 @pytest.mark.parametrize("scale, expected", [("n", 3157184), ("s", 11166544)])

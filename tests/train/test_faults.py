@@ -12,12 +12,8 @@ import time
 import jax
 import numpy as np
 import pytest
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import trainproc as tp  # noqa: E402
-
-sys.path.insert(0, tp.REPO)
-from train import cli  # noqa: E402
+from tests.train import trainproc as tp
+from train import cli
 
 SMOKE = (
     "--config.train.steps=6",

@@ -9,12 +9,8 @@ import subprocess
 import sys
 
 import pytest
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import trainproc as tp  # noqa: E402
-
-sys.path.insert(0, tp.REPO)  # the repo's ``train`` package, not the ``tests/train`` directory
-from train import cli  # noqa: E402
+from tests.train import trainproc as tp
+from train import cli
 
 #: a tiny grid-head run (compiles in seconds; the default YOLOv8n runs in test_readme_yolov8_commands.py)
 TINY = (

@@ -15,11 +15,7 @@ import sys
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import trainproc as tp
-
-sys.path.insert(0, tp.REPO)  # the repo's ``train`` package, not the ``tests/train`` directory
+from tests.train import trainproc as tp
 
 NAMES = ("alpha", "beta", "gamma")
 SIZES = {"train": 16, "val": 8}

@@ -18,7 +18,7 @@ from train import data as data_lib
 #   matched those of commit a805acb (before the recipes existed): the targets have not changed since;
 # - the images (uint8), recorded at the commit that moved the pixel work to OpenCV and the batches to uint8
 #   (scale jitter's warp within 1 grey level of the Pillow one except along the image content's edge, where
-#   OpenCV blends the edge pixels with the fill: tests/data/test_data_pixels.py). These configs' box heads read
+#   OpenCV blends the edge pixels with the fill: tests/data/test_pixels.py). These configs' box heads read
 #   no polygons, so their batches carry none (polygons [B, M, 0, 2]).
 TARGETS = {
     ("yolov1_shapes", "grain"): ["826d4917274482f4", "0665ff246f42378e"],
@@ -62,9 +62,7 @@ def test_default_configs_give_the_same_batches_as_before(name, loader):
 
 def test_yolo_recipe_trains_logs_dropped_boxes_and_plots_the_batch(tmp_path):
     import sys
-
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import standin  # the tiny stand-in model and loss of the loop tests
+    from tests.train import standin
 
     from train import loop
     from train.task import Task

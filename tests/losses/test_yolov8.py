@@ -2,7 +2,7 @@
 gradient paths of the soft target (Case 1 / Case 2) proven with jax.grad, the pluggable terms built from the
 library's own functions, finiteness on degenerate input (hypothesis) and argument errors.
 
-The full parity rows (G = 20, 300, a batch without objects; both dtypes) run in tests/test_parity.py."""
+The full parity rows (G = 20, 300, a batch without objects; both dtypes) run in tests/parity/test_cases.py."""
 
 import functools
 

@@ -13,11 +13,9 @@ import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)  # the repo's ``train`` package, not ``tests/train``
 
-from train import experiments as ex  # noqa: E402
-from train.task import make_head  # noqa: E402
+from train import experiments as ex
+from train.task import make_head
 
 
 def _alpha_at(config, step):

@@ -8,9 +8,7 @@ import signal
 import sys
 
 import numpy as np
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import trainproc as tp  # noqa: E402
+from tests.train import trainproc as tp
 
 STEPS = 12
 KILL_AT = 7  # SIGKILL when the 8th batch is requested: after the checkpoint of step 6, step 7 in flight

@@ -1,6 +1,6 @@
 """Tests of jaxdet.losses.focal: closed forms, the VFL/QFL gradient paths, degenerate inputs, argument errors.
 
-Parity with torchvision / the torch references is in jaxdet.parity.cases_dense (run by tests/test_parity.py).
+Parity with torchvision / the torch references is in jaxdet.parity.cases_dense (run by tests/parity/test_cases.py).
 """
 
 from __future__ import annotations
