@@ -23,12 +23,14 @@ from jax.experimental import multihost_utils
 
 from jaxdet.compile_options import compiler_options
 from train import checkpoint as ckpt_lib
+from train import batches as batches_lib
 from train import data as data_lib
 from train import eval_report
 from train import mesh as mesh_lib
 from train import metrics_log
 from train import plots
 from train import step as step_lib
+from train import model_state as model_state_lib
 from train.task import Task, make_task
 
 
@@ -101,7 +103,7 @@ def run(
 
     The summary holds ``final_step``, ``compile_s``, ``images_per_sec``, ``eval`` (final metrics),
     ``stopped`` (True when SIGTERM ended the run early) and ``resumed_from``; with ``return_state`` also
-    ``state`` (the final train state) and ``graphdef`` (the model's, for ``train.step.merge_model``).
+    ``state`` (the final train state) and ``graphdef`` (the model's, for ``train.model_state.merge_model``).
     """
     t_start = time.perf_counter()
     is_main = jax.process_index() == 0
@@ -126,7 +128,7 @@ def run(
     # A cached synthetic split (or a folder's data.cache="ram") is filled in the background from here on: during
     # the model's initialisation, the checkpoint restore and the first step's compile, the CPU is mostly idle.
     # (The run's length decides; a resumed run's cache starts empty too.)
-    filler = data_lib.CacheFiller.start(task.train_source, examples_to_read=total_steps * global_bs,
+    filler = batches_lib.CacheFiller.start(task.train_source, examples_to_read=total_steps * global_bs,
                                         num_workers=int(config.data.get("num_workers", 0)))
     if filler is not None:
         verb = "decoding" if getattr(task.train_source, "records", None) is not None else "generating"
@@ -138,7 +140,7 @@ def run(
     repl = mesh_lib.replicated(mesh)
     state_shapes = jax.eval_shape(init_fn)
 
-    batches = data_lib.make_train_batches(
+    batches = batches_lib.make_train_batches(
         str(config.data.get("loader", "grain")),
         task.train_source,
         global_batch_size=global_bs,
@@ -168,7 +170,7 @@ def run(
         )
     else:
         state = jax.jit(init_fn, out_shardings=repl)()
-    dropped = data_lib.DroppedBoxes(mesh, restored[2].get("dropped_boxes", 0) if restored is not None else 0)
+    dropped = batches_lib.DroppedBoxes(mesh, restored[2].get("dropped_boxes", 0) if restored is not None else 0)
     start_step = int(to_host(state["step"]))
     if batches.get_state()["step"] != start_step:
         raise RuntimeError(f"data position {batches.get_state()} does not match the state's step {start_step}")
@@ -404,7 +406,7 @@ class _Evaluator:
         repl = mesh_lib.replicated(mesh)
 
         def predict(model_state, images):
-            model = step_lib.merge_model(graphdef, model_state, train=False)
+            model = model_state_lib.merge_model(graphdef, model_state, train=False)
             return task.decode_fn(model(images))
 
         self._predict = jax.jit(
@@ -417,12 +419,12 @@ class _Evaluator:
     def __call__(self, state, step, *, collect_images: bool = False):
         if not self.enabled:
             return None, ""
-        params, model_state = step_lib.eval_variables(state)  # the EMA's when train.ema
+        params, model_state = model_state_lib.eval_variables(state)  # the EMA's when train.ema
         variables = {"params": params, "model_state": model_state}
         dets, gts = [], []
         ec = self.config.eval
         n_plot = int(ec.get("num_plot_images", 16))
-        for full, keep in data_lib.eval_batches(
+        for full, keep in batches_lib.eval_batches(
             self.task.val_source,
             num_images=int(ec.num_images),
             batch_size=self.batch_size,

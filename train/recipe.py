@@ -4,7 +4,7 @@ Two recipes:
 
 - ``"jaxdet"`` (``configs/yolov1_shapes.py``, the polygon configs): AdamW on every parameter, linear warm-up from 0 to
   ``train.learning_rate`` then cosine decay to ``learning_rate * end_lr_factor``, global-norm clipping, one
-  optimizer update per batch (:func:`train.step.make_optimizer`).
+  optimizer update per batch (:func:`train.recipe.make_optimizer`).
 - ``"ultralytics"``: ultralytics' detection trainer (``engine/trainer.py`` of ultralytics 8.4.190,
   ``cfg/default.yaml``), expressed in batches ``i`` (ultralytics' ``ni``; skipped non-finite batches do not count):
 
@@ -47,7 +47,7 @@ The **EMA** (``train.ema``, either recipe) is ultralytics' ``ModelEMA``: after e
    d_u = \\mathrm{decay}\\,(1 - e^{-u/\\tau}),\\qquad \\bar\\theta \\leftarrow d_u\\,\\bar\\theta + (1 - d_u)\\,\\theta
 
 starting from the initial model (decay 0.9999, :math:`\\tau` = 2000). Evaluation uses it
-(:func:`train.step.eval_variables`).
+(:func:`train.model_state.eval_variables`).
 
 References:
   ultralytics ``engine/trainer.py`` (``_build_train_pipeline``, ``_do_train``, ``build_optimizer``,
@@ -65,6 +65,8 @@ import ml_collections
 import numpy as np
 import optax
 from flax import nnx
+
+from train import model_state as model_state_lib
 
 RECIPES = ("jaxdet", "ultralytics")
 OPTIMIZERS = ("sgd", "adamw")
@@ -115,7 +117,7 @@ def param_labels(model: nnx.Module) -> Callable[[Any], Any]:
 
     A leaf named ``bias`` is ``"bias"``; any other parameter of a normalisation layer (:func:`is_norm`) is
     ``"norm"``; the rest is ``"weight"``. ``model`` may be abstract (``nnx.eval_shape``); the labels follow the
-    nnx paths of ``train.step.split_model``'s params, so they work for any model.
+    nnx paths of ``train.model_state.split_model``'s params, so they work for any model.
     """
     norm_paths = {tuple(path) for path, module in nnx.iter_modules(model) if is_norm(module)}
 
@@ -200,6 +202,28 @@ def scaled_weight_decay(tc: ml_collections.ConfigDict) -> float:
     return float(tc.weight_decay) * int(tc.batch_size) * acc / int(tc.nbs)
 
 
+def make_lr_schedule(train_cfg: ml_collections.ConfigDict) -> optax.Schedule:
+    """Linear warmup from 0 to ``learning_rate`` then cosine decay to ``learning_rate * end_lr_factor``."""
+    steps = int(train_cfg.steps)
+    warmup = int(min(train_cfg.warmup_steps, max(steps - 1, 0)))
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=float(train_cfg.learning_rate),
+        warmup_steps=warmup,
+        decay_steps=max(steps, warmup + 1),
+        end_value=float(train_cfg.learning_rate) * float(train_cfg.end_lr_factor),
+    )
+
+
+def make_optimizer(train_cfg: ml_collections.ConfigDict) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """AdamW with warmup + cosine LR, optionally after global-norm clipping."""
+    lr = make_lr_schedule(train_cfg)
+    tx = optax.adamw(learning_rate=lr, weight_decay=float(train_cfg.weight_decay))
+    if float(train_cfg.get("grad_clip", 0.0)) > 0:
+        tx = optax.chain(optax.clip_by_global_norm(float(train_cfg.grad_clip)), tx)
+    return tx, lr
+
+
 def _sgd_coupled(learning_rate, momentum, weight_decay):
     """torch SGD(nesterov=True): ``g + wd * p`` into the momentum buffer, then ``-lr * (g + mu * buf)``."""
     return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(learning_rate, momentum, nesterov=True))
@@ -231,13 +255,11 @@ def make_ultralytics_optimizer(tc: ml_collections.ConfigDict, labels: Callable[[
 
 def make_recipe(tc: ml_collections.ConfigDict, build_model: Callable[[nnx.Rngs], nnx.Module]) -> Recipe:
     """The :class:`Recipe` of the ``train`` section (``train.recipe``, ``train.ema``)."""
-    from train import step as step_lib
-
     ema = (float(tc.ema_decay), float(tc.ema_tau)) if tc.get("ema", False) else None
     ema_text = f"; EMA decay {ema[0]} tau {ema[1]:g}" if ema else "; no EMA"
     clip = float(tc.get("grad_clip", 0.0))
     if tc.get("recipe", "jaxdet") == "jaxdet":
-        tx, lr = step_lib.make_optimizer(tc)
+        tx, lr = make_optimizer(tc)
         text = (f"jaxdet: AdamW lr {float(tc.learning_rate):g} (warm-up {int(tc.warmup_steps)} steps, cosine to "
                 f"x{float(tc.end_lr_factor):g}), weight decay {float(tc.weight_decay):g}, clip {clip:g}")
         return Recipe(tx=tx, schedules={"lr": lr}, ema=ema, description=text + ema_text)
@@ -245,7 +267,7 @@ def make_recipe(tc: ml_collections.ConfigDict, build_model: Callable[[nnx.Rngs],
     labels = param_labels(model)
     tx, schedules = make_ultralytics_optimizer(tc, labels)
     counts = {g: 0 for g in GROUPS}
-    for label in jax.tree.leaves(labels(step_lib.split_model(model)[1])):
+    for label in jax.tree.leaves(labels(model_state_lib.split_model(model)[1])):
         counts[label] += 1
     text = (
         f"ultralytics: {'SGD(nesterov)' if tc.optimizer == 'sgd' else 'AdamW'} lr0 {float(tc.learning_rate):g} "

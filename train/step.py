@@ -44,52 +44,8 @@ import optax
 from flax import nnx
 
 from train import mesh as mesh_lib
+from train import model_state as model_state_lib
 from train import recipe as recipe_lib
-
-
-def make_lr_schedule(train_cfg: ml_collections.ConfigDict) -> optax.Schedule:
-    """Linear warmup from 0 to ``learning_rate`` then cosine decay to ``learning_rate * end_lr_factor``."""
-    steps = int(train_cfg.steps)
-    warmup = int(min(train_cfg.warmup_steps, max(steps - 1, 0)))
-    return optax.warmup_cosine_decay_schedule(
-        init_value=0.0,
-        peak_value=float(train_cfg.learning_rate),
-        warmup_steps=warmup,
-        decay_steps=max(steps, warmup + 1),
-        end_value=float(train_cfg.learning_rate) * float(train_cfg.end_lr_factor),
-    )
-
-
-def make_optimizer(train_cfg: ml_collections.ConfigDict) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """AdamW with warmup + cosine LR, optionally after global-norm clipping."""
-    lr = make_lr_schedule(train_cfg)
-    tx = optax.adamw(learning_rate=lr, weight_decay=float(train_cfg.weight_decay))
-    if float(train_cfg.get("grad_clip", 0.0)) > 0:
-        tx = optax.chain(optax.clip_by_global_norm(float(train_cfg.grad_clip)), tx)
-    return tx, lr
-
-
-def split_model(model: nnx.Module):
-    """``graphdef, params, model_state``: the Params and every other variable (an empty State if none)."""
-    return nnx.split(model, nnx.Param, ...)
-
-
-def merge_model(graphdef, state: dict[str, Any], *, train: bool = True) -> nnx.Module:
-    """The model of a train state, in train mode (batch statistics updated) or eval mode (running averages)."""
-    # copy: fresh Variables in the current trace, so a train-mode forward pass may update batch statistics.
-    model = nnx.merge(graphdef, state["params"], state["model_state"], copy=True)
-    if not train:
-        model.eval()
-    return model
-
-
-def eval_variables(state: dict[str, Any]) -> tuple[Any, Any]:
-    """``(params, model_state)`` to evaluate or predict with: the EMA's when the state has one, else the raw ones.
-
-    ``nnx.merge(graphdef, *eval_variables(state))`` is the model (call ``.eval()`` on it for inference).
-    """
-    source = state.get("ema", state)
-    return source["params"], source["model_state"]
 
 
 def make_init_fn(
@@ -115,7 +71,7 @@ def make_init_fn(
 
     def init_fn():
         model = build_model(nnx.Rngs(params=seed, default=seed))
-        _, params, model_state = split_model(model)
+        _, params, model_state = model_state_lib.split_model(model)
         state = {
             "step": jnp.zeros((), jnp.int32),
             "params": params,
@@ -131,7 +87,7 @@ def make_init_fn(
             state["ema"] = recipe_lib.ema_init(params, model_state)
         return state
 
-    graphdef, _, _ = split_model(nnx.eval_shape(lambda: build_model(nnx.Rngs(params=seed, default=seed))))
+    graphdef, _, _ = model_state_lib.split_model(nnx.eval_shape(lambda: build_model(nnx.Rngs(params=seed, default=seed))))
     return graphdef, init_fn
 
 
@@ -179,10 +135,10 @@ def make_train_step(graphdef, *, loss_fn, tx, lr_schedule, schedules=None, accum
         batch_index = step - state["skipped_steps"]  # the schedules' position: skipped steps do not count
 
         def loss_of(params):
-            model = merge_model(graphdef, dict(state, params=params))
+            model = model_state_lib.merge_model(graphdef, dict(state, params=params))
             outputs = model(batch["image"])
             loss, metrics, loss_state = loss_fn(outputs, batch, step=batch_index, state=state["loss_state"])
-            _, _, model_state = split_model(model)  # batch statistics updated by the forward pass
+            _, _, model_state = model_state_lib.split_model(model)  # batch statistics updated by the forward pass
             return loss, (metrics, loss_state, model_state)
 
         (loss, (metrics, loss_state, model_state)), grads = jax.value_and_grad(loss_of, has_aux=True)(

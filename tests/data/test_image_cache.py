@@ -164,15 +164,15 @@ def test_window_partners_come_from_the_stream_window_and_resume_and_shard(record
 
 def test_train_loader_with_window_partners_and_worker_processes(records):
     """python -m train's grain loader (timed augmentation) passes the stream, and runs with worker processes."""
-    from train import data as data_lib
+    from train import batches as batches_lib
 
     src = DetectionSource(records, image_size=64, cache="ram")
     aug = YoloAugment(src, YoloRecipe(), partner_window=4)
     kw = dict(global_batch_size=4, seed=0, rows=np.arange(4), augment=aug, max_objects=10, num_threads=0)
-    ref = data_lib.make_train_batches("grain", src, **kw)
+    ref = batches_lib.make_train_batches("grain", src, **kw)
     ref = [ref.next() for _ in range(3)]
-    with_workers = data_lib.make_train_batches("grain", src, num_workers=2, **kw)
-    step = data_lib.make_train_batches("step", src, **kw)
+    with_workers = batches_lib.make_train_batches("grain", src, num_workers=2, **kw)
+    step = batches_lib.make_train_batches("step", src, **kw)
     try:
         for a in ref:
             _assert_same(a, with_workers.next())

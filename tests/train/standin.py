@@ -143,9 +143,9 @@ def main(argv):
         ckpt_lib.Checkpointer.save = slow_save
     if nan_steps:
         # The batches of these step indices get one NaN pixel (a corrupt image): the loss turns non-finite.
-        from train import data as data_lib
+        from train import batches as batches_lib
 
-        for cls in (data_lib.LoaderBatches, data_lib.StepBatcher):
+        for cls in (batches_lib.LoaderBatches, batches_lib.StepBatcher):
 
             def poisoned(self, _original=cls.next):
                 index = self.get_state()["step"]
@@ -160,9 +160,9 @@ def main(argv):
         # Simulates a crash mid-training: SIGKILL this process when the batch of step index ``kill_step`` is
         # requested (the previous steps may still be running asynchronously).
         import signal
-        from train import data as data_lib
+        from train import batches as batches_lib
 
-        for cls in (data_lib.LoaderBatches, data_lib.StepBatcher):
+        for cls in (batches_lib.LoaderBatches, batches_lib.StepBatcher):
 
             def next_batch(self, _original=cls.next):
                 if self.get_state()["step"] == kill_step:

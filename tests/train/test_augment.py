@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from configs import yolov1_shapes, yolov8n_dense, yolov8n_shapes
+from train import batches as batches_lib
 from train import data as data_lib
 
 # sha256[:16] of the first two global batches of each default config, in two parts:
@@ -47,7 +48,7 @@ def test_default_configs_give_the_same_batches_as_before(name, loader):
     config, data = data_lib.prepare_data(module.get_config())
     assert config.data.augment == "flip_scale"
     bs = int(config.train.batch_size)
-    batches = data_lib.make_train_batches(
+    batches = batches_lib.make_train_batches(
         loader, data.train_source, global_batch_size=bs, seed=int(config.data.seed), rows=np.arange(bs),
         augment=data.augment, max_objects=int(config.data.max_objects),
     )

@@ -107,7 +107,7 @@ def test_box_gradient_split_matches_per_term_grads_and_keeps_the_loss(iou_target
     rng = np.random.default_rng(0)
     raw = jnp.asarray(rng.normal(0, 1.0, (3, s, s, nb * 5 + nc)), jnp.float32)
     example = [task.train_source[i] for i in range(3)]
-    from train.data import stack_examples
+    from train.batches import stack_examples
     from jaxdet.data.records import pad_example
 
     batch = {k: jnp.asarray(v) for k, v in
@@ -163,20 +163,21 @@ def test_box_gradient_split_matches_per_term_grads_and_keeps_the_loss(iou_target
 
 
 def test_polygon_prediction_stats_counts_ground_truth_cells():
-    from train import data as data_lib
+    from train import batches as batches_lib
     from train import step as step_lib
+    from train import recipe as recipe_lib
     from train.task import make_task
 
     config = ex.resolve_config(_variant("pure_losses", "pure MGIoU (α=0)"), scale="tiny")
     task = make_task(config)
-    tx, _ = step_lib.make_optimizer(config.train)
+    tx, _ = recipe_lib.make_optimizer(config.train)
     graphdef, init_fn = step_lib.make_init_fn(task.build_model, tx, seed=0)
     state = init_fn()
     stats = ex.polygon_prediction_stats(config, task, make_head(config), state, graphdef=graphdef)
     # Independent count of the occupied cells: distinct (image, row, col) of the valid boxes' centres.
     s = int(config.model.grid_size)
     cells = 0
-    for full, keep in data_lib.eval_batches(task.val_source, num_images=int(config.eval.num_images),
+    for full, keep in batches_lib.eval_batches(task.val_source, num_images=int(config.eval.num_images),
                                             batch_size=int(config.eval.batch_size),
                                             max_objects=int(config.data.max_objects)):
         for i in np.flatnonzero(keep):

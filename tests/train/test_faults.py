@@ -45,11 +45,12 @@ def test_a_non_finite_batch_changes_nothing_but_the_step():
     for bit, and A counts one skipped step."""
     from train import mesh as mesh_lib
     from train import step as step_lib
+    from train import recipe as recipe_lib
 
     config, task, batches = _tiny_task_and_batches(4)
     poisoned = dict(batches[1], image=batches[1]["image"].astype(np.float32) / 255.0)  # floats can carry a NaN
     poisoned["image"][0, 0, 0, 0] = np.nan
-    tx, lr = step_lib.make_optimizer(config.train)
+    tx, lr = recipe_lib.make_optimizer(config.train)
     graphdef, init_fn = step_lib.make_init_fn(task.build_model, tx, seed=0, init_loss_state=task.init_loss_state)
     mesh = mesh_lib.make_mesh((-1,), ("data",))
     step = jax.jit(step_lib.make_train_step(graphdef, loss_fn=task.loss_fn, tx=tx, lr_schedule=lr))

@@ -8,7 +8,7 @@ import grain
 import numpy as np
 
 from jaxdet.data import SyntheticShapes, make_loader
-from train import data as data_lib
+from train import batches as batches_lib
 from train.loader_stats import LoaderStats
 
 
@@ -28,8 +28,8 @@ def test_counters_rates_and_reset():
 def test_both_batchers_report_and_keep_their_batches():
     source = SyntheticShapes("train", num_images=16, image_size=32)
     kw = dict(global_batch_size=4, seed=0, rows=np.arange(4), augment=True, max_objects=6)
-    grain_batches = data_lib.make_train_batches("grain", source, **kw)
-    step_batches = data_lib.make_train_batches("step", source, **kw)
+    grain_batches = batches_lib.make_train_batches("grain", source, **kw)
+    step_batches = batches_lib.make_train_batches("step", source, **kw)
     for batches in (grain_batches, step_batches):
         batches.next()
         batches.next()
@@ -38,7 +38,7 @@ def test_both_batchers_report_and_keep_their_batches():
     # Timing the source and the augmentation changes no batch: the same stream as the plain jaxdet loader.
     plain = make_loader(source, batch_size=4, seed=0, augment=True, max_objects=6,
                         shard_options=grain.sharding.ShardOptions(0, 1))
-    timed = data_lib.make_train_batches("grain", source, **kw)
+    timed = batches_lib.make_train_batches("grain", source, **kw)
     for _ in range(3):
         a, b = timed.next(), next(plain)
         for key in a:
@@ -51,13 +51,13 @@ def test_the_cache_filler_fills_a_caching_source_beside_the_loader_without_chang
     kw = dict(global_batch_size=4, seed=0, rows=np.arange(4), augment=True, max_objects=6)
     cached = SyntheticShapes("train", num_images=24, image_size=32, cache=True)
     uncached = SyntheticShapes("train", num_images=24, image_size=32, cache=False)
-    start = data_lib.CacheFiller.start
+    start = batches_lib.CacheFiller.start
     assert start(uncached, examples_to_read=100) is None  # nothing to fill
     assert start(cached, examples_to_read=23) is None  # the run would not read every example
     assert start(cached, examples_to_read=24, num_workers=2) is None  # each worker has its own copy
     filler = start(cached, examples_to_read=24)
-    batches = data_lib.make_train_batches("grain", cached, **kw)
-    plain = data_lib.make_train_batches("grain", uncached, **kw)
+    batches = batches_lib.make_train_batches("grain", cached, **kw)
+    plain = batches_lib.make_train_batches("grain", uncached, **kw)
     for _ in range(3):
         a, b = batches.next(), plain.next()
         for key in a:

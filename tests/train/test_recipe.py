@@ -28,6 +28,7 @@ from flax import nnx
 from tests.train.test_step_model_state import ConvBN
 from train import recipe as recipe_lib
 from train import step as step_lib
+from train import model_state as model_state_lib
 
 IN, HID, OUT = 5, 4, 2
 
@@ -246,7 +247,7 @@ def test_no_weight_decay_on_biases_and_norm_scales(head):
     config = (yolov8n_shapes if head == "yolov8" else yolov1_shapes).get_config()
     build = lambda rngs: make_head(config).build_model(config.model, rngs=rngs)  # noqa: E731
     model = nnx.eval_shape(lambda: build(nnx.Rngs(0)))
-    _, params, _ = step_lib.split_model(model)
+    _, params, _ = model_state_lib.split_model(model)
     labels = recipe_lib.param_labels(model)(params)
     got = {tuple(k.key for k in path[:-1]): v for path, v in jax.tree_util.tree_flatten_with_path(labels)[0]}
     want = _expected_groups(params)
@@ -307,7 +308,7 @@ def test_ema_of_params_and_batch_statistics_is_modelema_and_skips_non_finite_ste
         assert np.max(np.abs(np.asarray(ema_state["bn"][name]) - np.asarray(raw_state["bn"][name]))) > 1e-2, name
     ema_bias, raw_bias = (np.asarray(nnx.to_pure_dict(s["params"])["bn"]["bias"]) for s in (state["ema"], state))
     assert np.max(np.abs(ema_bias - raw_bias)) > 1e-2  # (the kernel hardly moves: BatchNorm follows it)
-    for a, b in zip(jax.tree.leaves(step_lib.eval_variables(state)), got, strict=True):
+    for a, b in zip(jax.tree.leaves(model_state_lib.eval_variables(state)), got, strict=True):
         np.testing.assert_array_equal(np.asarray(a), b)  # evaluation and predict get the EMA
 
     poisoned = {"image": np.full((4, 8, 8, 3), np.nan, np.float32)}
@@ -322,7 +323,7 @@ def test_ema_of_params_and_batch_statistics_is_modelema_and_skips_non_finite_ste
 def test_eval_variables_without_ema_are_the_raw_ones():
     graphdef, init_fn = step_lib.make_init_fn(ConvBN, optax.sgd(0.1), seed=0)
     state = init_fn()
-    params, model_state = step_lib.eval_variables(state)
+    params, model_state = model_state_lib.eval_variables(state)
     assert params is state["params"] and model_state is state["model_state"]
 
 

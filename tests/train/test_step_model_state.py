@@ -18,6 +18,7 @@ from flax import nnx
 from train import checkpoint as ckpt_lib
 from train import mesh as mesh_lib
 from train import step as step_lib
+from train import model_state as model_state_lib
 
 MOMENTUM = 0.9
 
@@ -82,7 +83,7 @@ def test_batch_statistics_are_written_back_and_restored(tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
     # Evaluation runs on the running averages (not the batch's statistics).
-    model = step_lib.merge_model(graphdef, restored, train=False)
+    model = model_state_lib.merge_model(graphdef, restored, train=False)
     assert model.bn.use_running_average
     x = _batch(2)["image"]
     conv_x = model.conv(x)

@@ -22,6 +22,7 @@ from jaxdet.models import make_head
 from train import checkpoint as ckpt_lib
 from train import mesh as mesh_lib
 from train import step as step_lib
+from train import model_state as model_state_lib
 
 SIZE, BATCH = 32, 2
 
@@ -93,9 +94,9 @@ def test_yolov8n_checkpoint_restores_statistics_and_eval_uses_them(trained_n, tm
 
     @jax.jit
     def predict(st, x):
-        model = step_lib.merge_model(graphdef, st, train=False)
+        model = model_state_lib.merge_model(graphdef, st, train=False)
         assert model.model[0].bn.use_running_average
-        return model(x)[0], step_lib.merge_model(graphdef, st, train=True)(x)[0]
+        return model(x)[0], model_state_lib.merge_model(graphdef, st, train=True)(x)[0]
 
     x = jnp.asarray(images[1])
     eval_restored, train_restored = predict({k: restored[k] for k in ("params", "model_state")}, x)

@@ -38,6 +38,7 @@ from jaxdet.data import SyntheticShapes, collate  # noqa: E402
 from jaxdet.models import YOLOv8, make_head  # noqa: E402
 from train import mesh as mesh_lib
 from train import step as step_lib
+from train import model_state as model_state_lib
 
 STEPS, BATCH, SIZE, CLASSES = 3, 8, 64, 5
 LR = {"sgd": 0.05, "adamw": 1e-3}
@@ -69,7 +70,7 @@ def trajectory(mesh, tx, optimizer: str, *, with_grads: bool) -> dict[str, np.nd
     if with_grads:
         def first_grads(state, batch):  # the gradient the first step applies (the train step's loss_of)
             def loss_of(params):
-                model = step_lib.merge_model(graphdef, dict(state, params=params))
+                model = model_state_lib.merge_model(graphdef, dict(state, params=params))
                 return head.loss(model(batch["image"]), batch, step=0, state={})[0]
 
             return jax.grad(loss_of)(state["params"])

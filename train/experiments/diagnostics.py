@@ -101,14 +101,14 @@ def polygon_prediction_stats(config, task, head, state, *, graphdef) -> dict[str
     import numpy as np
 
     from jaxdet.polygons import convex_polygon_iou
-    from train import data as data_lib
-    from train import step as step_lib
+    from train import batches as batches_lib
+    from train import model_state as model_state_lib
 
     model_state = {key: state[key] for key in ("params", "model_state")}
 
     @jax.jit
     def forward(model_state, batch):
-        model = step_lib.merge_model(graphdef, model_state, train=False)
+        model = model_state_lib.merge_model(graphdef, model_state, train=False)
         raw = model(batch["image"])
         out = head.outputs(raw)
         assignment, tgt = head.cell_targets(batch)
@@ -133,7 +133,7 @@ def polygon_prediction_stats(config, task, head, state, *, graphdef) -> dict[str
         }
 
     acc: dict[str, list] = {key: [] for key in ("iou", "poly_area", "box_area", "gt_area", "kept_area")}
-    for full, keep in data_lib.eval_batches(
+    for full, keep in batches_lib.eval_batches(
         task.val_source,
         num_images=int(config.eval.num_images),
         batch_size=int(config.eval.batch_size),
