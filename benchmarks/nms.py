@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from _timing import jit, options_line, parse_args, time_interleaved, to_torch, torch_device_label, write_results
-from jaxdet.evaluate import nms
+from jaxdet.nms import nms
 
 CONF, IOU, MAX_DET, MAX_NMS = 0.001, 0.7, 300, 30000
 

@@ -20,13 +20,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdet import _checks, assign, boxes, evaluate, gradients, measurements, polygons, schedules
+from jaxdet import _checks, assign, boxes, gradients, measurements, metrics, nms, polygons, schedules
 from jaxdet import data as D
 from jaxdet.data import augment, geometry, letterbox, pipeline, pixels, records, synthetic, writers, yolo_augment
 from jaxdet.losses import focal, harmonic, hybrid, ssd, vertex, yolo
 from jaxdet import models, tal
 from jaxdet.losses import yolov8
 from jaxdet.models import conv, detector, heads, inputs, polygon_head, registry, yolov1_head
+from train import drawing, tables
 
 # --------------------------------------------------------------------------------------------- the wordings
 
@@ -198,7 +199,7 @@ def _example(num_objects: int = 1) -> dict:
 
 def _detections():
     n, d = 1, 2  # images, detection slots
-    return evaluate.Detections(
+    return nms.Detections(
         np.zeros((n, d, 4)), np.zeros((n, d)), np.zeros((n, d), np.int32), np.zeros((n, d), bool)
     )
 
@@ -341,24 +342,26 @@ CASES = [
           "num_classes", "value", "positive int"),
     _case(yolo.yolov1_decode, lambda: yolo.yolov1_decode(_YOLO_PRED.astype(jnp.int32), num_classes=3), "pred",
           "dtype", "floating"),
-    # evaluate
-    _case(evaluate.nms, lambda: evaluate.nms(_B, jnp.zeros(2)), "scores", "shape", "boxes.shape[:-1] = (3,)"),
-    _case(evaluate.select_detections,
-          lambda: evaluate.select_detections(_B[None], jnp.zeros((1, 3)), jnp.zeros((1, 3), jnp.int32),
-                                             max_detections=0), "max_detections", "value"),
-    _case(evaluate.match_detections,
-          lambda: evaluate.match_detections(np.zeros((1, 4)), np.zeros(1), np.zeros(1), np.zeros((1, 4)), np.zeros(1),
-                                            iou_threshold=2.0), "iou_threshold", "value", "[0.0, 1.0]"),
-    _case(evaluate.coco_metrics,
-          lambda: evaluate.coco_metrics(_detections(), _GT_BATCH, image_size=8, polygon_metrics=True),
+    # nms
+    _case(nms.nms, lambda: nms.nms(_B, jnp.zeros(2)), "scores", "shape", "boxes.shape[:-1] = (3,)"),
+    _case(nms.select_detections,
+          lambda: nms.select_detections(_B[None], jnp.zeros((1, 3)), jnp.zeros((1, 3), jnp.int32),
+                                        max_detections=0), "max_detections", "value"),
+    # metrics
+    _case(metrics.match_detections,
+          lambda: metrics.match_detections(np.zeros((1, 4)), np.zeros(1), np.zeros(1), np.zeros((1, 4)), np.zeros(1),
+                                           iou_threshold=2.0), "iou_threshold", "value", "[0.0, 1.0]"),
+    _case(metrics.coco_metrics,
+          lambda: metrics.coco_metrics(_detections(), _GT_BATCH, image_size=8, polygon_metrics=True),
           "polygon_metrics", "value"),
-    _case(evaluate.format_metrics_table, lambda: evaluate.format_metrics_table({"mAP": 0.5}), "metrics", "keys",
+    # train.tables, train.drawing
+    _case(tables.format_metrics_table, lambda: tables.format_metrics_table({"mAP": 0.5}), "metrics", "keys",
           "'mAP50'"),
-    _case(evaluate.per_class_rows, lambda: evaluate.per_class_rows({"mAP": 0.5, "mAP50": 0.5}), "metrics", "keys",
+    _case(tables.per_class_rows, lambda: tables.per_class_rows({"mAP": 0.5, "mAP50": 0.5}), "metrics", "keys",
           "'per_class'"),
-    _case(evaluate.format_per_class_table, lambda: evaluate.format_per_class_table({"mAP": 0.5}), "metrics", "keys",
+    _case(tables.format_per_class_table, lambda: tables.format_per_class_table({"mAP": 0.5}), "metrics", "keys",
           "'per_class'"),
-    _case(evaluate.draw_detections, lambda: evaluate.draw_detections(np.zeros((2, 8, 8))), "images", "shape",
+    _case(drawing.draw_detections, lambda: drawing.draw_detections(np.zeros((2, 8, 8))), "images", "shape",
           "[N, H, W, 3]"),
     # data
     _case(augment.hflip, lambda: augment.hflip({"image": np.zeros((8, 8, 3))}), "example", "keys", "'boxes'"),
@@ -554,7 +557,8 @@ EXEMPT = {
 }
 
 _MODULES = [
-    "jaxdet.assign", "jaxdet.boxes", "jaxdet.gradients", "jaxdet.polygons", "jaxdet.schedules", "jaxdet.evaluate",
+    "jaxdet.assign", "jaxdet.boxes", "jaxdet.gradients", "jaxdet.polygons", "jaxdet.schedules", "jaxdet.nms",
+    "jaxdet.metrics", "train.tables", "train.drawing",
     "jaxdet.measurements", "jaxdet.losses.focal", "jaxdet.losses.harmonic", "jaxdet.losses.hybrid",
     "jaxdet.losses.ssd", "jaxdet.losses.vertex", "jaxdet.losses.yolo", "jaxdet.data.augment", "jaxdet.data.yolo_augment",
     "jaxdet.data.geometry", "jaxdet.data.images", "jaxdet.data.letterbox", "jaxdet.data.pipeline", "jaxdet.data.records", "jaxdet.data.synthetic",

@@ -1,9 +1,9 @@
 """Files of the final evaluation: the per-class table and the precision–recall curve, in the workdir.
 
-:func:`write_report` writes, from the result of ``jaxdet.evaluate.coco_metrics`` (with ``class_names``):
+:func:`write_report` writes, from the result of ``jaxdet.metrics.coco_metrics`` (with ``class_names``):
 
 * ``eval/per_class.json`` — ``{"step", "rows": [{"class", "images", "instances", "AP50", "AP50-95"}, ...]}``,
-  ``"all"`` first (:func:`jaxdet.evaluate.per_class_rows`; -1 for a class without ground truth);
+  ``"all"`` first (:func:`train.tables.per_class_rows`; -1 for a class without ground truth);
 * ``eval/per_class.md`` — the same as a Markdown table;
 * ``eval/pr_curve.json`` — ``{"step", "iou": 0.5, "recall": [101], "precision": {class name: [101]}}``,
   COCO's interpolated precision at IoU 0.5 (all areas, the last maxDets) for every class with ground truth;
@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from jaxdet.metrics import RECALL_THRESHOLDS
 from train import plots
+from train.tables import per_class_rows
 
 
 def _markdown(rows: list[dict[str, Any]]) -> str:
@@ -33,8 +35,6 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
 
 def write_report(workdir: str, result: dict[str, Any], *, step: int) -> list[str]:
     """Writes the files listed in the module docstring; returns their paths."""
-    from jaxdet.evaluate import RECALL_THRESHOLDS, per_class_rows
-
     names = result.get("class_names") or None
     eval_dir, plot_dir = os.path.join(workdir, "eval"), os.path.join(workdir, "plots")
     os.makedirs(eval_dir, exist_ok=True)

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxdet.metrics import RECALL_THRESHOLDS
+
 
 def _plt():
     import matplotlib
@@ -119,13 +121,11 @@ def plot_pr_curve(precision: np.ndarray, path: str, *, class_names=None, recall=
 
     Args:
       precision: ``[K, R]`` COCO interpolated precision per class at the recall thresholds (-1 for classes
-        without ground truth), e.g. ``jaxdet.evaluate.coco_metrics(...)["precision50"]``.
+        without ground truth), e.g. ``jaxdet.metrics.coco_metrics(...)["precision50"]``.
       path: the PNG to write.
       class_names: K names (default: the class indices).
-      recall: ``[R]`` recall thresholds (default: COCO's 101, ``jaxdet.evaluate.RECALL_THRESHOLDS``).
+      recall: ``[R]`` recall thresholds (default: COCO's 101, ``jaxdet.metrics.RECALL_THRESHOLDS``).
     """
-    from jaxdet.evaluate import RECALL_THRESHOLDS
-
     plt = _plt()
     precision = np.asarray(precision, np.float64)
     recall = RECALL_THRESHOLDS if recall is None else np.asarray(recall, np.float64)

@@ -15,7 +15,7 @@ boxes back to original pixels (:func:`jaxdet.data.letterbox.boxes_to_original`) 
 * one annotated image per input (boxes in class colours, ``name score``), same file name (``.png`` for
   formats other than JPEG/PNG);
 * ``predictions.json``: COCO results, ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}]`` in
-  original pixels, ``category_id = class + 1`` (as :func:`jaxdet.evaluate.coco_metrics`);
+  original pixels, ``category_id = class + 1`` (as :func:`jaxdet.metrics.coco_metrics`);
 * ``images.json``: a COCO file without annotations, ``{"images": [{"id", "file_name", "width", "height"}],
   "categories": [{"id", "name"}], "annotations": []}``, mapping file names to ``image_id`` — so
   ``faster_coco_eval.COCO("images.json").loadRes("predictions.json")`` loads the results.
@@ -43,7 +43,9 @@ import numpy as np
 from jaxdet.data import images as data_images
 from jaxdet.data.errors import BadImageError
 from jaxdet.data.readers import IMAGE_EXTENSIONS
+from jaxdet.nms import Detections
 from train.data import SYNTHETIC_NAMES
+from train.drawing import draw_detections
 
 #: ultralytics' predictor confidence threshold.
 DEFAULT_SCORE_THRESHOLD = 0.25
@@ -280,9 +282,7 @@ def coco_results(results: Sequence[dict[str, Any]], class_names: Sequence[str]) 
 
 def annotate(image: np.ndarray, result: dict[str, Any], class_names: Sequence[str]) -> np.ndarray:
     """uint8 ``[h, w, 3]``: ``image`` with ``result``'s boxes, class names and scores drawn
-    (:func:`jaxdet.evaluate.draw_detections` at the image's own size)."""
-    from jaxdet.evaluate import Detections, draw_detections
-
+    (:func:`train.drawing.draw_detections` at the image's own size)."""
     h, w = image.shape[:2]
     p = len(result["scores"])
     boxes = np.asarray(result["boxes"], np.float64).reshape(p, 4) / np.array([w, h, w, h])

@@ -13,6 +13,12 @@ from typing import Any, Callable
 import ml_collections
 import numpy as np
 
+from jaxdet.metrics import coco_metrics
+from train import drawing, tables
+from jaxdet import models
+import inspect
+from train.data import DataConfigError, prepare_data
+
 
 @dataclasses.dataclass
 class Task:
@@ -25,9 +31,9 @@ class Task:
       val_source: random-access raw validation examples.
       init_loss_state: ``() -> loss_state`` (``{}`` when the loss has none).
       augment: optional ``augment(example, rng) -> example`` applied to training examples.
-      decode_fn: optional ``decode_fn(outputs) -> jaxdet.evaluate.Detections`` (jit-safe).
+      decode_fn: optional ``decode_fn(outputs) -> jaxdet.nms.Detections`` (jit-safe).
       evaluate_fn: optional ``evaluate_fn(detections: Detections of numpy, gt: dict of numpy) -> (metrics, table,
-        result)``: scalar metrics, a printable table, and the full result (``jaxdet.evaluate.coco_metrics``'s,
+        result)``: scalar metrics, a printable table, and the full result (``jaxdet.metrics.coco_metrics``'s,
         with ``class_names``) from which the final evaluation writes its per-class table and PR curve.
       draw_fn: optional ``draw_fn(images, detections: Detections, gt) -> uint8 image grid``.
     """
@@ -45,7 +51,6 @@ class Task:
 
 def make_head(config: ml_collections.ConfigDict):
     """The :class:`jaxdet.models.Head` of ``config`` (``model.head``, the ``loss`` section, ``train.steps``)."""
-    from jaxdet import models
 
     return models.make_head(
         config.model, config.loss, num_classes=int(config.model.num_classes), total_steps=int(config.train.steps)
@@ -62,7 +67,6 @@ def decode_options(config: ml_collections.ConfigDict, head) -> dict[str, Any]:
     Raises:
       ValueError: naming the field when it is set but ``head.decode`` does not take it.
     """
-    import inspect
 
     accepted = inspect.signature(head.decode).parameters
     out = {}
@@ -86,8 +90,6 @@ def make_task(config: ml_collections.ConfigDict, data=None) -> Task:
       config: a config as returned by :func:`train.data.prepare_data` (``model.num_classes`` matches the data).
       data: its :class:`train.data.Data` (default: ``prepare_data(config)``).
     """
-    from jaxdet import evaluate
-    from train.data import DataConfigError, prepare_data
 
     if data is None:
         config, data = prepare_data(config)
@@ -115,16 +117,16 @@ def make_task(config: ml_collections.ConfigDict, data=None) -> Task:
         )
 
     def evaluate_fn(detections, gt):
-        result = evaluate.coco_metrics(
+        result = coco_metrics(
             detections, gt, image_size=int(config.data.image_size), num_classes=data.num_classes,
             max_detections=int(ec.max_detections),
         )
         metrics = {k: float(v) for k, v in result.items() if np.ndim(v) == 0 and _is_number(v)}
         result["class_names"] = list(class_names)
-        return metrics, evaluate.format_metrics_table(result, class_names=class_names), result
+        return metrics, tables.format_metrics_table(result, class_names=class_names), result
 
     def draw_fn(images, detections, gt):
-        return evaluate.draw_detections(images, detections, gt, class_names=class_names)
+        return drawing.draw_detections(images, detections, gt, class_names=class_names)
 
     return Task(
         build_model=build_model,

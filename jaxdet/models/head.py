@@ -6,7 +6,7 @@ A *head* owns everything that depends on what the network predicts:
 - the network that produces them (:meth:`Head.build_model`);
 - its loss, with one fixed arity: ``loss(outputs, batch, *, step, state) -> (loss, metrics, state)``, where
   ``state`` is the head's own pytree (EMAs, adaptive α; ``{}`` when it has none) from :meth:`Head.init_state`;
-- decoding to fixed-size :class:`jaxdet.evaluate.Detections` after NMS (:meth:`Head.decode`);
+- decoding to fixed-size :class:`jaxdet.nms.Detections` after NMS (:meth:`Head.decode`);
 - the per-term views that diagnostics need (each head documents its own, e.g. which channels are boxes).
 
 :func:`jaxdet.models.registry.make_head` builds the head named by ``model_cfg.head`` from the registry;
@@ -26,7 +26,7 @@ import numpy as np
 from flax import nnx
 
 from jaxdet import _checks
-from jaxdet.evaluate import Detections
+from jaxdet.nms import Detections
 
 __all__ = ["Head", "config_get"]
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from jaxdet import _checks, schedules
 from jaxdet.losses.hybrid import NORMALIZATIONS
-from jaxdet.evaluate import Detections, select_detections
+from jaxdet.nms import Detections, select_detections
 from jaxdet.models.detector import GRID_DETECTOR_DEFAULTS
 from jaxdet.models.head import BATCH_KEYS, Head, config_get
 from jaxdet.models.heads import (

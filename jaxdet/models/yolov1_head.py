@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdet import _checks
-from jaxdet.evaluate import Detections, select_detections
+from jaxdet.nms import Detections, select_detections
 from jaxdet.models.detector import GRID_DETECTOR_DEFAULTS
 from jaxdet.models.head import Head, config_get
 from jaxdet.models.heads import yolov1_activate, yolov1_head_decode, yolov1_head_loss

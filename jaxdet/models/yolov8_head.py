@@ -15,7 +15,7 @@ Decoding (:meth:`YOLOv8Head.decode`):
 with the anchor point ``a`` at the cell centre (grid units) and the image size ``W = W_l · s``; the score of
 an anchor is its largest class sigmoid (ultralytics' single-label NMS of its predictor), or with
 ``multi_label=True`` every (anchor, class) pair is a candidate (its validator), then the fixed-size
-class-aware NMS of :func:`jaxdet.evaluate.select_detections`. Boxes are normalised to ``[0, 1]``.
+class-aware NMS of :func:`jaxdet.nms.select_detections`. Boxes are normalised to ``[0, 1]``.
 
 Loss: :func:`jaxdet.losses.yolov8.yolov8_loss` (ultralytics' ``v8DetectionLoss``, normalised: no factor B),
 loss fields ``box, cls, dfl`` (gains 7.5, 0.5, 1.5), ``score_target`` ("stop"), ``topk`` (10),
@@ -39,7 +39,7 @@ import numpy as np
 from flax import nnx
 
 from jaxdet import _checks
-from jaxdet.evaluate import Detections, select_detections
+from jaxdet.nms import Detections, select_detections
 from jaxdet.losses.yolov8 import yolov8_loss
 from jaxdet.models.head import Head, config_get
 from jaxdet.models.yolov8 import SCALES, YOLOv8

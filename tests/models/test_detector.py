@@ -15,7 +15,7 @@ import optax
 import pytest
 from flax import nnx
 
-from jaxdet.evaluate import coco_metrics
+from jaxdet.metrics import coco_metrics
 from jaxdet.models import (
     POLYGON_LOSS_DEFAULTS,
     YOLOV1_LOSS_DEFAULTS,

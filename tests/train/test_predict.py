@@ -142,7 +142,8 @@ def test_final_report_files(tmp_path):
     precision array at IoU 0.5 for a class, computed here independently."""
     from faster_coco_eval import COCO, COCOeval_faster
 
-    from jaxdet.evaluate import Detections, coco_metrics
+    from jaxdet.metrics import coco_metrics
+    from jaxdet.nms import Detections
     from train import eval_report
 
     gt = {"boxes": np.array([[[0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9]]], np.float32),

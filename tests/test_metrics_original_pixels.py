@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from jaxdet.data.letterbox import boxes_to_original, letterbox_params, letterbox_points
-from jaxdet.evaluate import Detections, coco_metrics, per_class_rows
+from jaxdet.metrics import coco_metrics
+from jaxdet.nms import Detections
+from train.tables import per_class_rows
 
 SIZE = (64, 64)  # network input (H, W)
 ORIG = [(100, 200), (300, 120), (64, 64)]  # original (h, w): wide, tall, square
