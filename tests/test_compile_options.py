@@ -33,6 +33,7 @@ def test_returns_a_fresh_copy():
     assert "changed" not in compile_options.compiler_options()
 
 
+@pytest.mark.slow
 @cpu_only
 def test_train_step_loss_and_gradients_unchanged():
     """One detector forward + YOLOv1 loss + backward (the train step's arithmetic) compiled with the XLA

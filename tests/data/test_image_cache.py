@@ -12,6 +12,7 @@ from jaxdet.data import DetectionSource, make_loader, read_yolo
 from jaxdet.data import image_cache as image_cache_lib
 from jaxdet.data.errors import BadImageError
 from jaxdet.data.yolo_augment import YoloAugment, YoloRecipe
+from train import batches as batches_lib
 
 NO_SHARD = grain.sharding.NoSharding()
 
@@ -164,7 +165,6 @@ def test_window_partners_come_from_the_stream_window_and_resume_and_shard(record
 
 def test_train_loader_with_window_partners_and_worker_processes(records):
     """python -m train's grain loader (timed augmentation) passes the stream, and runs with worker processes."""
-    from train import batches as batches_lib
 
     src = DetectionSource(records, image_size=64, cache="ram")
     aug = YoloAugment(src, YoloRecipe(), partner_window=4)

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 import jaxdet.data.readers as readers
+from configs import yolov1_shapes
 from jaxdet.data import SHAPE_CLASSES, DatasetFormatError, SyntheticShapes, read_coco, read_yolo, write_coco, write_yolo
 from jaxdet.data.label_cache import default_cache_dir, resolve_cache_dir
+from train import data as train_data
 
 
 def _annotations():
@@ -240,8 +242,6 @@ def test_unwritable_cache_dir_warns_and_reads(yolo, tmp_path):
 
 
 def test_training_reads_through_the_cache(yolo, tmp_path, monkeypatch):
-    from configs import yolov1_shapes
-    from train import data as train_data
 
     def config(**data):
         c = yolov1_shapes.get_config()

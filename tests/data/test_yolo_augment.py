@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ultralytics.data.augment import RandomHSV
 
 from jaxdet.data import SyntheticShapes, canonical_polygon, hflip, make_loader, pad_example
 from jaxdet.data.yolo_augment import (
@@ -157,7 +158,6 @@ def test_hsv_zero_gains_is_identity():
 
 
 def test_hsv_matches_ultralytics_random_hsv():
-    from ultralytics.data.augment import RandomHSV
 
     rgb = np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)
     rgb[0, :6] = [[0, 0, 0], [255, 255, 255], [128, 128, 128], [255, 0, 0], [0, 255, 0], [0, 0, 255]]

@@ -60,6 +60,7 @@ def test_dfl_loss_matches_ultralytics(x64):
     np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-13)
 
 
+@pytest.mark.slow
 def test_batch_size_scaling_of_ultralytics(x64):
     """ultralytics' __call__ returns the terms × B; jaxdet's terms are get_assigned_targets_and_loss's."""
     from ultralytics.utils.loss import v8DetectionLoss
@@ -96,6 +97,7 @@ def test_per_level_outputs_equal_concatenated():
 # ------------------------------------------------------------------------------------ Case 1 and Case 2
 
 
+@pytest.mark.slow
 def test_case2_stop_isolates_the_terms():
     """score_target="stop": the class term gives the DFL (box) channels exactly zero gradient, and the box and DFL
     terms give the class channels exactly zero gradient."""
@@ -108,6 +110,7 @@ def test_case2_stop_isolates_the_terms():
     assert float(jnp.abs(grads["cls"][..., 64:]).max()) > 0 and float(jnp.abs(grads["box"][..., :64]).max()) > 0
 
 
+@pytest.mark.slow
 def test_case1_through_is_the_total_derivative_and_case2_the_partial(x64):
     """With L(x, t) the loss from targets t and t(x) the soft score: Case 2's gradient is ∂L/∂x at fixed t, Case 1's
     is ∂L/∂x + (∂t/∂x)ᵀ ∂L/∂t; and Case 1's class term moves the box channels."""
@@ -222,6 +225,7 @@ FAMILIES = ("zero_width", "zero_height", "partly_outside", "wholly_outside", "id
     reg_max_edge=st.booleans(),
     seed=st.integers(0, 2**16),
 )
+@pytest.mark.slow
 def test_finite_values_and_gradients(config, family, valid_bits, logit_scale, reg_max_edge, seed):
     rng = np.random.default_rng(seed)
     outputs, labels, boxes, _ = small_inputs(seed)

@@ -144,6 +144,7 @@ def batch():
 # ------------------------------------------------------------------------------------------------ detector
 
 
+@pytest.mark.slow
 def test_default_detector_shapes_and_finite():
     cfg = default_model_config()
     model = build_detector(cfg, num_classes=5, rngs=nnx.Rngs(0))

@@ -24,6 +24,8 @@ from jaxdet.models.yolov8 import YOLOv8, count_params, scaled_channels, scaled_r
 from jaxdet.parity import cases_yolov8_model as cases
 from jaxdet.parity.core import run_case
 
+pytestmark = pytest.mark.slow  # compiles the full YOLOv8 network (parity with ultralytics)
+
 
 @pytest.mark.parametrize("scale, expected", [("n", 3157184), ("s", 11166544)])
 def test_builds_with_ultralytics_parameter_counts(scale, expected):

@@ -31,6 +31,7 @@ def test_anchor_count_and_assignment_memory():
     assert head.assignment_bytes(batch_size=2, max_objects=10, image_size=640) == 40 * 2 * 10 * 8400
 
 
+@pytest.mark.slow
 def test_boxes_and_scores_match_ultralytics_inference():
     """float64: our normalised xyxy boxes times the image size = ultralytics' decoded xywh (DFL + anchors)."""
     torch = pytest.importorskip("torch")
@@ -67,6 +68,7 @@ def test_flatten_rejects_wrong_outputs():
         head.flatten((jnp.zeros((1, 8, 8, 66)), jnp.zeros((1, 4, 4, 65)), jnp.zeros((1, 2, 2, 66))))
 
 
+@pytest.mark.slow
 def test_loss_is_finite_with_padding_and_empty_images():
     """The yolov8_loss of the raw per-level outputs: finite value and gradient with a padded slot and an image
     without objects; the metrics are the total and the three gain-scaled terms."""

@@ -9,9 +9,17 @@ from jaxdet.parity import all_cases, compare, format_table, run_case
 
 # The YOLOv8 network rows (whole-model VJPs, the slowest rows) run in tests/models/test_yolov8.py.
 CASES = [case for case in all_cases() if not case.name.startswith("yolov8n_model")]
+#: rows that take 5-20 s each on a 2-core CPU (the v8 loss at 8,400 anchors, MGIoU on many polygons, the hybrid
+#: loss, TAL with many GTs): the fast path (``-m "not slow"``) runs the other rows of each family.
+SLOW_ROWS = ("yolov8_loss", "mgiou_loss", "hybrid_polygon_loss (none)", "hybrid_polygon_loss (grad_norm)",
+             "task_aligned_assign (G=300)")
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def _param(case):
+    return pytest.param(case, id=case.name, marks=pytest.mark.slow if case.name.startswith(SLOW_ROWS) else ())
+
+
+@pytest.mark.parametrize("case", [_param(case) for case in CASES])
 def test_parity(case):
     report = run_case(case, seed=0)
     assert report.passed(), "\n" + report.table()

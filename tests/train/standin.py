@@ -9,13 +9,25 @@ honours the multi-host environment like ``python -m train`` and, on process 0, w
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
+
+from configs import yolov1_shapes
+from train import batches as batches_lib
+from train import checkpoint as ckpt_lib
+from train import cli, loop
+from train import mesh as mesh_lib
+from train.loop import to_host
+from train.task import Task
 
 
 def standin_config():
-    from configs import yolov1_shapes
 
     c = yolov1_shapes.get_config()
     c.name = "standin"
@@ -67,10 +79,6 @@ class StandinSource:
 
 
 def standin_task(config):
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-    from train.task import Task
 
     s, width = int(config.model.grid_size), int(config.model.widths[0])
 
@@ -107,8 +115,6 @@ def standin_task(config):
 
 def flat_params(state) -> dict[str, np.ndarray]:
     """The parameters, and with ``train.ema`` the EMA (``ema...`` keys: params, model state, update count)."""
-    import jax
-    from train.loop import to_host
 
     out = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(state["params"])[0]:
@@ -133,8 +139,6 @@ def main(argv):
         argv = argv[2:]
     if save_delay:
         # A slow disk: every checkpoint save first waits ``save_delay`` seconds.
-        import time
-        from train import checkpoint as ckpt_lib
 
         def slow_save(self, *args, _original=ckpt_lib.Checkpointer.save, **kwargs):
             time.sleep(save_delay)
@@ -143,7 +147,6 @@ def main(argv):
         ckpt_lib.Checkpointer.save = slow_save
     if nan_steps:
         # The batches of these step indices get one NaN pixel (a corrupt image): the loss turns non-finite.
-        from train import batches as batches_lib
 
         for cls in (batches_lib.LoaderBatches, batches_lib.StepBatcher):
 
@@ -159,8 +162,6 @@ def main(argv):
     if kill_step is not None:
         # Simulates a crash mid-training: SIGKILL this process when the batch of step index ``kill_step`` is
         # requested (the previous steps may still be running asynchronously).
-        import signal
-        from train import batches as batches_lib
 
         for cls in (batches_lib.LoaderBatches, batches_lib.StepBatcher):
 
@@ -170,17 +171,13 @@ def main(argv):
                 return _original(self)
 
             cls.next = next_batch
-    from train import cli
 
     config_given = any(a == "--config" or a.startswith("--config=") for a in argv)
     if task_kind == "standin" and not config_given:
         cli.load_config = lambda spec: (standin_config(), "standin")  # noqa: the stand-in base config
     config, _, workdir = cli.parse_args(argv)
-    from train import mesh as mesh_lib
 
     mesh_lib.maybe_initialize_distributed()
-    import jax
-    from train import loop
 
     task = standin_task(config) if task_kind == "standin" else None
     summary = loop.run(config, workdir, task=task, return_state=True)

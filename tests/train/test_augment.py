@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 
 from configs import yolov1_shapes, yolov8n_dense, yolov8n_shapes
+from tests.train import standin
 from train import batches as batches_lib
 from train import data as data_lib
+from train import loop
+from train.task import Task
 
 # sha256[:16] of the first two global batches of each default config, in two parts:
 # - the targets (boxes, classes, valid, image_id), computed by the loader of commit 8f49e77, whose full batches
@@ -62,11 +65,7 @@ def test_default_configs_give_the_same_batches_as_before(name, loader):
 
 
 def test_yolo_recipe_trains_logs_dropped_boxes_and_plots_the_batch(tmp_path):
-    import sys
-    from tests.train import standin
 
-    from train import loop
-    from train.task import Task
 
     config = standin.standin_config()
     config.data.image_size = 32

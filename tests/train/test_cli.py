@@ -9,8 +9,10 @@ import subprocess
 import sys
 
 import pytest
+
 from tests.train import trainproc as tp
 from train import cli
+from train.data import DataConfigError, resolve_data_config
 
 #: a tiny grid-head run (compiles in seconds; the default YOLOv8n runs in test_readme_yolov8_commands.py)
 TINY = (
@@ -115,6 +117,7 @@ def test_the_default_config_is_yolov8n_on_the_shapes():
     assert config.train.ema and (config.eval.max_detections, config.eval.iou_threshold) == (300, 0.7)
 
 
+@pytest.mark.slow
 def test_yolov1_run_end_to_end(tmp_path):
     work = tmp_path / "run"
     proc = _train(
@@ -151,6 +154,7 @@ def test_yolov1_run_end_to_end(tmp_path):
     assert "step 4 (written on 2 device(s), 1 process(es))" in again.stdout
 
 
+@pytest.mark.slow
 def test_polygon_hybrid_trains_with_the_cosine_alpha(tmp_path):
     work = tmp_path / "poly"
     steps = 4
@@ -187,7 +191,6 @@ def test_a_repeated_override_takes_the_last_value():
 
 
 def test_coco_config_has_ultralytics_schedule_and_asks_for_its_paths():
-    from train.data import DataConfigError, resolve_data_config
 
     config, name, _ = cli.parse_args(["--config", "configs/yolov8n_coco.py", "--workdir=/tmp/x"])
     assert name == "yolov8n_coco" and config.model.head == "yolov8"

@@ -3,9 +3,6 @@ refused with the field's name for heads that do not."""
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
 
 

@@ -5,17 +5,23 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
+from jaxdet.assign import yolov1_grid_assign
+from jaxdet.data.records import pad_example
+from jaxdet.losses.yolo import yolov1_loss
+from jaxdet.models import HEADS, PolygonHead
+from jaxdet.models.heads import yolov1_activate
+from train import batches as batches_lib
 from train import experiments as ex
-from train.task import make_head
+from train import recipe as recipe_lib
+from train import step as step_lib
+from train.batches import stack_examples
+from train.task import make_head, make_task
 
 
 def _alpha_at(config, step):
@@ -26,7 +32,6 @@ def _alpha_at(config, step):
 
 @pytest.mark.parametrize("scale", sorted(ex.SCALES))
 def test_every_experiment_resolves_to_valid_configs(scale):
-    from jaxdet.models import HEADS, PolygonHead
 
     assert set(ex.EXPERIMENTS) >= {
         "case_study", "static_alpha", "dynamic_alpha", "two_stage", "adaptive_alpha", "normalization",
@@ -93,11 +98,9 @@ def test_unknown_scale_and_override_raise():
         ex.run_experiment("nope")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("iou_target", ["stop", "through"])
 def test_box_gradient_split_matches_per_term_grads_and_keeps_the_loss(iou_target):
-    from jaxdet.losses.yolo import yolov1_loss
-    from jaxdet.models.heads import yolov1_activate
-    from train.task import make_task
 
     config = ex.resolve_config(_variant("case_study", "Case 2 (stop)"), scale="tiny")
     config.loss.iou_target = iou_target
@@ -107,8 +110,6 @@ def test_box_gradient_split_matches_per_term_grads_and_keeps_the_loss(iou_target
     rng = np.random.default_rng(0)
     raw = jnp.asarray(rng.normal(0, 1.0, (3, s, s, nb * 5 + nc)), jnp.float32)
     example = [task.train_source[i] for i in range(3)]
-    from train.batches import stack_examples
-    from jaxdet.data.records import pad_example
 
     batch = {k: jnp.asarray(v) for k, v in
              stack_examples([pad_example(e, int(config.data.max_objects)) for e in example]).items()}
@@ -134,7 +135,6 @@ def test_box_gradient_split_matches_per_term_grads_and_keeps_the_loss(iou_target
 
     g = {name: term(name) for name in ("coord_xy", "coord_wh", "obj", "noobj", "cls")}
     # C < IoU for a responsible predictor <=> d(obj)/dC = 2(C - IoU) < 0 (closed form of the squared error).
-    from jaxdet.assign import yolov1_grid_assign
 
     conf = np.asarray(pred[..., 4: nb * 5: 5])  # [N, S, S, B]
     def obj_of(p):
@@ -163,10 +163,6 @@ def test_box_gradient_split_matches_per_term_grads_and_keeps_the_loss(iou_target
 
 
 def test_polygon_prediction_stats_counts_ground_truth_cells():
-    from train import batches as batches_lib
-    from train import step as step_lib
-    from train import recipe as recipe_lib
-    from train.task import make_task
 
     config = ex.resolve_config(_variant("pure_losses", "pure MGIoU (α=0)"), scale="tiny")
     task = make_task(config)
@@ -193,6 +189,7 @@ def test_polygon_prediction_stats_counts_ground_truth_cells():
     assert 0 <= stats["kept_full_image"] <= stats["kept"]
 
 
+@pytest.mark.slow
 def test_case_study_runs_end_to_end_and_writes_its_table(tmp_path):
     root, out = str(tmp_path / "runs"), str(tmp_path / "docs")
     logs: list[str] = []

@@ -3,7 +3,6 @@ and a bad config is refused before anything compiles (exit status 2, the field n
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,8 +11,17 @@ import time
 import jax
 import numpy as np
 import pytest
+
+from jaxdet.data import SyntheticShapes, collate
 from tests.train import trainproc as tp
 from train import cli
+from train import data as data_lib
+from train import mesh as mesh_lib
+from train import recipe as recipe_lib
+from train import step as step_lib
+from train.task import make_task
+
+pytestmark = pytest.mark.slow  # trains in subprocesses
 
 SMOKE = (
     "--config.train.steps=6",
@@ -25,9 +33,6 @@ SMOKE = (
 
 
 def _tiny_task_and_batches(n_batches):
-    from jaxdet.data import SyntheticShapes, collate
-    from train import data as data_lib
-    from train.task import make_task
 
     config, _, _ = cli.parse_args([
         *tp.YOLOV1, "--config.data.image_size=32", *tp.TINY_GRID_MODEL, "--config.train.batch_size=4",
@@ -43,9 +48,6 @@ def _tiny_task_and_batches(n_batches):
 def test_a_non_finite_batch_changes_nothing_but_the_step():
     """Run A sees b0, b1, NaN, b2, b3; run B sees b0, b1, b2, b3: the same parameters and optimizer state, bit
     for bit, and A counts one skipped step."""
-    from train import mesh as mesh_lib
-    from train import step as step_lib
-    from train import recipe as recipe_lib
 
     config, task, batches = _tiny_task_and_batches(4)
     poisoned = dict(batches[1], image=batches[1]["image"].astype(np.float32) / 255.0)  # floats can carry a NaN

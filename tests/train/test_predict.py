@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from tests.train import trainproc as tp
 from train import predict as predict_lib
 
@@ -33,14 +34,16 @@ def _tiny_config():
 def run_dir(tmp_path_factory):
     """A workdir as ``python -m train`` leaves it (config.json, checkpoints/2), from the initial state."""
     from train import checkpoint as ckpt_lib
-    from train import loop, step as step_lib
+    from train import loop
+    from train import recipe as recipe_lib
+    from train import step as step_lib
     from train.data import prepare_data
     from train.task import make_task
 
     work = tmp_path_factory.mktemp("run")
     config, data = prepare_data(_tiny_config())
     task = make_task(config, data)
-    tx, _ = step_lib.make_optimizer(config.train)
+    tx, _ = recipe_lib.make_optimizer(config.train)
     _, init_fn = step_lib.make_init_fn(task.build_model, tx, seed=int(config.seed), init_loss_state=task.init_loss_state)
     state = init_fn()  # eager: no compile for a tiny model
     state["step"] = state["step"] + 2

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+
+from configs import yolov1_shapes
+from jaxdet.data import SyntheticShapes, write_coco, write_voc, write_yolo
 from tests.train import trainproc as tp
+from train import cli
+from train.data import DataConfigError, prepare_data, resolve_data_config
 
 NAMES = ("alpha", "beta", "gamma")
 SIZES = {"train": 16, "val": 8}
@@ -37,7 +44,6 @@ TINY = (
 
 
 def _annotations(split):
-    from jaxdet.data import SyntheticShapes
 
     ds = SyntheticShapes(split, num_images=SIZES[split], image_size=32, seed=3, max_objects_per_image=3)
     anns = []
@@ -50,7 +56,6 @@ def _annotations(split):
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    from jaxdet.data import write_coco, write_voc, write_yolo
 
     root = tmp_path_factory.mktemp("userdata")
     counts = {}
@@ -108,7 +113,6 @@ for args in json.loads(sys.argv[2]):
 
 def _with_bad_files(root, dest):
     """A copy of the YOLO folder whose training split also holds a corrupt image and a zero-area box."""
-    import shutil
 
     shutil.copytree(root / "yolo", dest / "yolo")
     train = dest / "yolo" / "train"
@@ -119,6 +123,7 @@ def _with_bad_files(root, dest):
     return str(train / "images" / "zzz_corrupt.jpg"), str(train / "images" / "000000.png")
 
 
+@pytest.mark.slow
 def test_train_on_coco_voc_yolo_folders(folders, tmp_path):
     """The three formats, and the YOLO folder with a corrupt image and a zero-area box under
     ``on_bad_image=skip`` / ``invalid_boxes=drop`` ("yolo_bad": the same training data once they are left out)."""
@@ -202,7 +207,6 @@ def test_wrong_path_is_a_clear_cli_error(folders, tmp_path):
 
 # ------------------------------------------------------------------------------ in-process config checks
 def _config(root, fmt, **data):
-    from train import cli
 
     config, _, _ = cli.parse_args(list(_flags(root, fmt)))  # the default config (YOLOv8n) with the folder's flags
     for k, v in data.items():
@@ -211,7 +215,6 @@ def _config(root, fmt, **data):
 
 
 def _error(config) -> str:
-    from train.data import DataConfigError, resolve_data_config
 
     with pytest.raises(DataConfigError) as info:
         resolve_data_config(config)
@@ -219,8 +222,6 @@ def _error(config) -> str:
 
 
 def test_default_shapes_config_is_untouched():
-    from configs import yolov1_shapes
-    from train.data import resolve_data_config
 
     config = yolov1_shapes.get_config()
     before = config.to_json()
@@ -261,7 +262,6 @@ def test_yolo_labels_in_the_wrong_folder(folders):
 def test_voc_imagesets_list_and_yolo_classes_file(folders, tmp_path):
     """A Pascal VOC ``ImageSets/Main/<split>.txt`` list, and a YOLO ``classes.txt``, as the readers'
     inputs: the same records as the XML folder / explicit names."""
-    from train.data import prepare_data, resolve_data_config
 
     root, counts = folders
     main = root / "voc" / "train" / "ImageSets" / "Main"
@@ -277,7 +277,6 @@ def test_voc_imagesets_list_and_yolo_classes_file(folders, tmp_path):
         np.testing.assert_array_equal(rec.boxes, same[0].boxes)
         np.testing.assert_array_equal(rec.classes, same[0].classes)
 
-    import shutil
 
     yolo = tmp_path / "yolo"
     shutil.copytree(root / "yolo", yolo)
@@ -299,7 +298,6 @@ def test_bad_images_and_invalid_boxes_in_the_config(folders, tmp_path):
     assert msg.startswith("data.train_images: 1 of the 17 images cannot be read: " + corrupt), msg
     assert "--config.data.on_bad_image=skip" in msg
     msg = _error(_config(tmp_path, "yolo", on_bad_image="skip"))
-    import pathlib
 
     label = pathlib.Path(with_zero_area).parent.parent / "labels" / "000000.txt"
     image = pathlib.Path(with_zero_area)

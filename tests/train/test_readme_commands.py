@@ -4,10 +4,13 @@ the commands and the grid-head (YOLOv1, polygon) runs here, the YOLOv8 runs in `
 
 from __future__ import annotations
 
-import os
 import re
-import sys
+
+import pytest
+
 from tests.train import readme_runs
+
+pytestmark = pytest.mark.slow  # runs every grid-head README command in a subprocess
 
 
 def test_the_readmes_have_the_commands_we_expect():

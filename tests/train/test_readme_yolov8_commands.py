@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
-import os
 import re
-import sys
+
+import pytest
+
 from tests.train import readme_runs
+
+pytestmark = pytest.mark.slow  # runs every YOLOv8 README command (YOLOv8n compiles)
 
 
 def test_every_yolov8_readme_command_runs(tmp_path):

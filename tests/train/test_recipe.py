@@ -13,8 +13,6 @@
 from __future__ import annotations
 
 import math
-import os
-import sys
 import types
 
 import jax
@@ -23,12 +21,18 @@ import ml_collections
 import numpy as np
 import optax
 import pytest
+import torch
 from flax import nnx
+from ultralytics.engine.trainer import BaseTrainer
+from ultralytics.utils.torch_utils import ModelEMA
 
+from configs import yolov1_shapes, yolov8n_shapes
 from tests.train.test_step_model_state import ConvBN
+from train import model_state as model_state_lib
 from train import recipe as recipe_lib
 from train import step as step_lib
-from train import model_state as model_state_lib
+from train.task import make_head
+from train.validate import ConfigError, check_recipe, validate_config
 
 IN, HID, OUT = 5, 4, 2
 
@@ -87,7 +91,6 @@ def _run_jax(tc, batches, *more, build=Tiny, loss_fn=_loss_fn):
 
 
 def _torch_twin(params):
-    import torch
 
     p = nnx.to_pure_dict(params)
     model = torch.nn.Sequential(torch.nn.Linear(IN, HID), torch.nn.LayerNorm(HID, eps=1e-5), torch.nn.Linear(HID, OUT))
@@ -115,9 +118,6 @@ def _ultralytics_run(tc, init_params, batches):
     Returns the final model, its ModelEMA and per batch ``(lr of each param_group, momentum, accumulate, whether
     it ended with an optimizer step)``.
     """
-    import torch
-    from ultralytics.engine.trainer import BaseTrainer
-    from ultralytics.utils.torch_utils import ModelEMA
 
     model = _torch_twin(init_params)
     bs, nbs, steps, nw = int(tc.batch_size), int(tc.nbs), int(tc.steps), int(tc.warmup_steps)
@@ -241,8 +241,6 @@ def _expected_groups(params) -> dict[tuple, str]:
 
 @pytest.mark.parametrize("head", ["yolov8", "yolov1"])
 def test_no_weight_decay_on_biases_and_norm_scales(head):
-    from configs import yolov1_shapes, yolov8n_shapes
-    from train.task import make_head
 
     config = (yolov8n_shapes if head == "yolov8" else yolov1_shapes).get_config()
     build = lambda rngs: make_head(config).build_model(config.model, rngs=rngs)  # noqa: E731
@@ -343,7 +341,6 @@ def test_eval_variables_without_ema_are_the_raw_ones():
     ],
 )
 def test_bad_recipe_fields_are_refused_naming_the_field(field, value, message):
-    from train.validate import ConfigError, check_recipe
 
     check_recipe(_train_cfg())  # the valid base
     tc = ml_collections.ConfigDict(dict(_train_cfg().to_dict(), **{field: value}))  # (a config file's own types)
@@ -353,8 +350,6 @@ def test_bad_recipe_fields_are_refused_naming_the_field(field, value, message):
 
 
 def test_validate_config_checks_the_recipe(tmp_path):
-    from configs import yolov8n_shapes
-    from train.validate import ConfigError, validate_config
 
     config = yolov8n_shapes.get_config()
     validate_config(config, str(tmp_path))

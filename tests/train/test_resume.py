@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 
 import numpy as np
+import pytest
+
 from tests.train import trainproc as tp
+
+pytestmark = pytest.mark.slow  # trains in subprocesses
 
 STEPS = 12
 KILL_AT = 7  # SIGKILL when the 8th batch is requested: after the checkpoint of step 6, step 7 in flight

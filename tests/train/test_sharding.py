@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 
 import numpy as np
+import pytest
+
 from tests.train import trainproc as tp
+
+pytestmark = pytest.mark.slow  # trains on 8 simulated devices in subprocesses
 
 STEPS = 5
 

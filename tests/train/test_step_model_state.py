@@ -6,9 +6,6 @@ The step knows no head; the BatchNorm statistics the forward pass updates must l
 
 from __future__ import annotations
 
-import os
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,8 +14,8 @@ from flax import nnx
 
 from train import checkpoint as ckpt_lib
 from train import mesh as mesh_lib
-from train import step as step_lib
 from train import model_state as model_state_lib
+from train import step as step_lib
 
 MOMENTUM = 0.9
 

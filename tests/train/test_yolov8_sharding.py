@@ -4,12 +4,15 @@ one subprocess with 8 simulated devices (see yolov8_devices.py)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
+
 from tests.train import trainproc as tp
+
+pytestmark = pytest.mark.slow  # trains YOLOv8 on 8 simulated devices in a subprocess
 
 SCRIPT = "tests.train.yolov8_devices"  # run as a module from the repository root
 

@@ -8,9 +8,6 @@ tests through a module fixture, and the s model is built and takes one step.
 
 from __future__ import annotations
 
-import os
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,8 +18,10 @@ from flax import nnx
 from jaxdet.models import make_head
 from train import checkpoint as ckpt_lib
 from train import mesh as mesh_lib
-from train import step as step_lib
 from train import model_state as model_state_lib
+from train import step as step_lib
+
+pytestmark = pytest.mark.slow  # compiles full YOLOv8 train steps
 
 SIZE, BATCH = 32, 2
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
-import contextlib
 import subprocess
 import sys
 import time

@@ -20,7 +20,6 @@ rounding differences are amplified; which of the two dominates was not isolated.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import jax
@@ -31,14 +30,14 @@ jax.config.update("jax_enable_x64", DTYPE == "float64")
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
-from flax import nnx
-from jax.sharding import AxisType
+from flax import nnx  # noqa: E402
+from jax.sharding import AxisType  # noqa: E402
 
 from jaxdet.data import SyntheticShapes, collate  # noqa: E402
 from jaxdet.models import YOLOv8, make_head  # noqa: E402
-from train import mesh as mesh_lib
-from train import step as step_lib
-from train import model_state as model_state_lib
+from train import mesh as mesh_lib  # noqa: E402
+from train import model_state as model_state_lib  # noqa: E402
+from train import step as step_lib  # noqa: E402
 
 STEPS, BATCH, SIZE, CLASSES = 3, 8, 64, 5
 LR = {"sgd": 0.05, "adamw": 1e-3}
