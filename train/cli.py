@@ -142,8 +142,8 @@ def parse_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, str, str
     (on a private ``absl.flags.FlagValues``), which type-checks each value against its field. Unknown fields,
     sections, values of the wrong type and unknown flags become a :class:`UsageError` naming the field.
     """
-    from absl import flags
-    from ml_collections import config_flags
+    from absl import flags  # noqa: PLC0415 - absl loaded only to parse, so --help answers at once
+    from ml_collections import config_flags  # noqa: PLC0415 - absl loaded only to parse, so --help answers at once
 
     if any(arg in ("-h", "--help") for arg in argv):
         print(__doc__)
@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     try:
         config, name, workdir = parse_args(argv)
-        from train.data import DataConfigError, resolve_data_config
+        from train.data import DataConfigError, resolve_data_config  # noqa: PLC0415 - JAX and the trainer load after parsing: --help and usage errors answer in a second, not four
 
         try:
             resolve_data_config(config)  # COCO/VOC/YOLO folders: check the paths and read the annotations
@@ -192,12 +192,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     except UsageError as e:
         _exit_with_error(e, 2)
     # Multi-host initialisation must come before any other JAX call.
-    from train import mesh as mesh_lib
+    from train import mesh as mesh_lib  # noqa: PLC0415 - JAX and the trainer load after parsing: --help and usage errors answer in a second, not four
 
     mesh_lib.maybe_initialize_distributed()
-    from train import loop
-    from train.validate import ConfigError, validate_config
-    import jax
+    import jax  # noqa: PLC0415 - JAX and the trainer load after parsing: --help and usage errors answer in a second, not four
+
+    from train import loop  # noqa: PLC0415 - JAX and the trainer load after parsing: --help and usage errors answer in a second, not four
+    from train.validate import ConfigError, validate_config  # noqa: PLC0415 - JAX and the trainer load after parsing: --help and usage errors answer in a second, not four
 
     try:
         validate_config(config, workdir)  # before anything compiles

@@ -16,11 +16,20 @@ import pathlib
 from typing import Any, Callable
 
 import jax
+import numpy as np
 
 from jaxdet import _checks
 from jaxdet.data import (
-    INVALID_BOXES, ON_BAD_IMAGE, DatasetFormatError, DetectionSource, SyntheticShapes, make_augment, read_coco,
-    read_voc, read_yolo, voc_class_names,
+    INVALID_BOXES,
+    ON_BAD_IMAGE,
+    DatasetFormatError,
+    DetectionSource,
+    SyntheticShapes,
+    make_augment,
+    read_coco,
+    read_voc,
+    read_yolo,
+    voc_class_names,
 )
 from jaxdet.data.image_cache import CACHE_MODES
 from jaxdet.data.readers import IMAGE_EXTENSIONS

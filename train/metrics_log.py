@@ -11,6 +11,8 @@ import math
 import os
 from typing import Any
 
+from tensorboardX import SummaryWriter
+
 
 def _scalar(v: Any):
     try:
@@ -29,7 +31,6 @@ class MetricWriter:
             os.makedirs(workdir, exist_ok=True)
             self._file = open(self.path, "a", buffering=1)
             if tensorboard:
-                from tensorboardX import SummaryWriter
 
                 self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 

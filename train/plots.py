@@ -9,15 +9,16 @@ import os
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from jaxdet.metrics import RECALL_THRESHOLDS
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 - pyplot only once the Agg backend is chosen
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - pyplot only once the Agg backend is chosen
 
     return plt
 
@@ -194,7 +195,6 @@ def plot_train_batch(batch: dict[str, np.ndarray], path: str, *, class_names=Non
       title: optional title.
       max_labels: write class names only in images with at most this many objects.
     """
-    from PIL import Image, ImageDraw
 
     images = np.asarray(batch["image"])[:max_images]
     if images.dtype != np.uint8:

@@ -38,14 +38,24 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import jax
+import ml_collections
 import numpy as np
+from PIL import Image
 
+from jaxdet.compile_options import compiler_options
 from jaxdet.data import images as data_images
 from jaxdet.data.errors import BadImageError
+from jaxdet.data.letterbox import boxes_to_original, letterbox_image
 from jaxdet.data.readers import IMAGE_EXTENSIONS
+from jaxdet.data.synthetic import SHAPE_CLASSES
 from jaxdet.nms import Detections
+from train import checkpoint as ckpt_lib
+from train import model_state as model_state_lib
+from train import step as step_lib
 from train.data import SYNTHETIC_NAMES
 from train.drawing import draw_detections
+from train.task import decode_options, make_head
 
 #: ultralytics' predictor confidence threshold.
 DEFAULT_SCORE_THRESHOLD = 0.25
@@ -72,14 +82,12 @@ def _class_names(config) -> tuple[str, ...]:
     names = tuple(str(c) for c in (config.data.get("class_names", ()) or ()))
     n = int(config.model.num_classes)
     if not names and str(config.data.get("name", "shapes")) in SYNTHETIC_NAMES:
-        from jaxdet.data.synthetic import SHAPE_CLASSES
 
         names = tuple(SHAPE_CLASSES)
     return names if len(names) == n else tuple(str(k) for k in range(n))
 
 
 def _load_config(workdir: str):
-    import ml_collections
 
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
@@ -112,7 +120,6 @@ class Predictor:
           one dict per image: ``orig_size (h, w)``, ``boxes`` float64 ``[P, 4]`` pixel xyxy, ``scores [P]``,
           ``classes`` int ``[P]``, ``names`` (P class names), in decreasing score.
         """
-        from jaxdet.data.letterbox import boxes_to_original, letterbox_image
 
         if batch_size < 1:
             raise PredictError(f"batch_size must be >= 1, got {batch_size}")
@@ -153,12 +160,7 @@ def load_predictor(
       iou_threshold: NMS IoU (default: the run's ``eval.iou_threshold``).
       max_detections: detections per image (default: the run's ``eval.max_detections``).
     """
-    import jax
 
-    from jaxdet.compile_options import compiler_options
-    from train import checkpoint as ckpt_lib
-    from train import step as step_lib
-    from train.task import make_head
 
     config = _load_config(workdir)
     ckpt_dir = os.path.join(workdir, "checkpoints")
@@ -182,7 +184,6 @@ def load_predictor(
         if checkpointer is not None:
             checkpointer.close()
 
-    from train.task import decode_options
 
     ec = config.eval
     options = {k: v for k, v in decode_options(config, head).items() if k != "multi_label"}  # predictor: single label
@@ -190,7 +191,7 @@ def load_predictor(
     max_det = int(ec.max_detections if max_detections is None else max_detections)
 
     def forward(variables, images):
-        model = step_lib.merge_model(graphdef, variables, train=False)
+        model = model_state_lib.merge_model(graphdef, variables, train=False)
         return head.decode(model(images), score_threshold=float(score_threshold), iou_threshold=iou,
                            max_detections=max_det, **options)
 
@@ -200,7 +201,7 @@ def load_predictor(
         class_names=_class_names(config),
         step=int(step),
         image_size=(size, size),
-        _variables=dict(zip(("params", "model_state"), step_lib.eval_variables(state))),
+        _variables=dict(zip(("params", "model_state"), model_state_lib.eval_variables(state))),
         _forward=jax.jit(forward, compiler_options=compiler_options()),
     )
 
@@ -294,7 +295,6 @@ def annotate(image: np.ndarray, result: dict[str, Any], class_names: Sequence[st
 
 def write_outputs(results: Sequence[dict[str, Any]], out_dir: str, class_names: Sequence[str]) -> list[str]:
     """Writes the annotated images, ``predictions.json`` and ``images.json`` (module docstring); returns paths."""
-    from PIL import Image
 
     os.makedirs(out_dir, exist_ok=True)
     written = []

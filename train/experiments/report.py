@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -87,10 +88,10 @@ def _mean_curve(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 - pyplot only once the Agg backend is chosen
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - pyplot only once the Agg backend is chosen
 
     return plt
 
@@ -442,7 +443,6 @@ def write_report(kind: str, meta: dict, records: list[dict], out: str) -> dict[s
 def update_doc(doc_path: str, tables_dir: str) -> list[str]:
     """Replaces every ``<!-- table:NAME -->`` … ``<!-- /table:NAME -->`` block of ``doc_path`` with the current
     ``tables_dir/NAME.md`` (image links rewritten relative to the doc). Returns the names updated."""
-    import re
 
     if not os.path.exists(doc_path):
         return []
