@@ -21,7 +21,9 @@ import shutil
 import time
 from typing import Any, Callable
 
+import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 
 class Checkpointer:
@@ -71,8 +73,6 @@ class Checkpointer:
             try:
                 state, meta = self.restore(step, abstract_state)
             except Exception as err:  # orbax raises many kinds (ValueError, OSError, KeyError, ...)
-                import jax
-                from jax.experimental import multihost_utils
 
                 path = os.path.join(self.directory, str(step))
                 aside = os.path.join(self.directory + ".damaged", f"{step}-{int(time.time())}")

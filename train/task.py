@@ -8,15 +8,15 @@ pass their own :class:`Task` to ``train.loop.run``.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Callable
 
 import ml_collections
 import numpy as np
 
+from jaxdet import models
 from jaxdet.metrics import coco_metrics
 from train import drawing, tables
-from jaxdet import models
-import inspect
 from train.data import DataConfigError, prepare_data
 
 

@@ -27,7 +27,14 @@ import os
 import tempfile
 from typing import Any
 
+import jax
 import ml_collections
+from flax import nnx
+
+from jaxdet import _checks
+from train import mesh as mesh_lib
+from train import recipe as recipe_lib
+from train.task import decode_options, make_head
 
 #: the fraction of a device's memory the target assignment may use before a config is refused.
 ASSIGNMENT_MEMORY_FRACTION = 0.5
@@ -49,8 +56,6 @@ def _positive(config, dotted: str, *, integer: bool, allow_zero: bool = False) -
 
 def check_recipe(train: ml_collections.ConfigDict) -> None:
     """The ``train.recipe`` / ``train.ema`` fields (:mod:`train.recipe`); raises :class:`ConfigError`."""
-    from jaxdet import _checks
-    from train import recipe as recipe_lib
 
     try:
         recipe = _checks.choice(train.get("recipe", "jaxdet"), "train.recipe", recipe_lib.RECIPES)
@@ -91,11 +96,7 @@ def validate_config(config: ml_collections.ConfigDict, workdir: str, *, devices:
 
     Nothing is compiled: the network is only traced abstractly.
     """
-    import jax
-    from flax import nnx
 
-    from train import mesh as mesh_lib
-    from train.task import decode_options, make_head
 
     for dotted in ("train.steps", "train.batch_size", "data.image_size", "eval.batch_size"):
         _positive(config, dotted, integer=True)

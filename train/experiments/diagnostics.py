@@ -12,7 +12,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdet import gradients
 from jaxdet.models import PolygonHead, YOLOv1Head
+from jaxdet.polygons import convex_polygon_iou
+from train import batches as batches_lib
+from train import model_state as model_state_lib
 from train.experiments.registry import FULL_IMAGE_AREA, KEPT_SCORE
 
 
@@ -46,10 +54,7 @@ def with_box_gradient_split(loss_fn: Callable, head) -> Callable:
       loss_fn: ``(outputs, batch, *, step, state) -> (loss, metrics, state)``.
       head: the :class:`jaxdet.models.YOLOv1Head` of the run.
     """
-    import jax
-    import jax.numpy as jnp
 
-    from jaxdet import gradients
 
     box_channels = jnp.asarray(head.box_channels)
     confidence_channels = jnp.asarray(head.confidence_channels)
@@ -96,13 +101,7 @@ def polygon_prediction_stats(config, task, head, state, *, graphdef) -> dict[str
       the cell polygons, image fraction), ``gt_bbox_area_median`` and ``kept`` / ``kept_full_image`` /
       ``kept_full_image_frac`` for the detections with score ≥ :data:`KEPT_SCORE` after NMS.
     """
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
 
-    from jaxdet.polygons import convex_polygon_iou
-    from train import batches as batches_lib
-    from train import model_state as model_state_lib
 
     model_state = {key: state[key] for key in ("params", "model_state")}
 

@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 import ml_collections
 
+from train import cli
+
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 #: a polygon whose clipped bounding box covers more than this fraction of the image is "near-full-image".
@@ -270,7 +272,6 @@ EXPERIMENTS: dict[str, Experiment] = _registry()
 def _load_base(base: str) -> ml_collections.ConfigDict:
     if _REPO_ROOT not in sys.path:
         sys.path.insert(0, _REPO_ROOT)
-    from train import cli
 
     config, _ = cli.load_config(base)
     return config

@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import glob
 import json
 import os
+import shutil
 import sys
 import time
 from typing import Any, Callable, Sequence
 
+import jax
+
+from train import data as data_lib
+from train import loop, metrics_log
 from train.experiments import diagnostics, report
 from train.experiments.registry import _REPO_ROOT, EXPERIMENTS, SCALES, Variant, _slug, config_key, resolve_config
+from train.task import make_head, make_task
 
 #: train-history keys kept in a run record (the full history stays in the run's metrics.jsonl).
 _HISTORY_KEYS = (
@@ -42,7 +49,6 @@ def run_variant(
     record_path = os.path.join(workdir, "record.json")
     if not force:
         # An identical config may have been trained under another variant's name (same hash): reuse it.
-        import glob
 
         found = [record_path] if os.path.exists(record_path) else sorted(
             glob.glob(os.path.join(glob.escape(root), f"{variant.base}-*-s{seed}-{key}", "record.json"))
@@ -54,14 +60,9 @@ def run_variant(
             log(f"  reuse {variant.name!r} seed {seed}: {os.path.dirname(found[0])}")
             return record
     if force and os.path.isdir(workdir):
-        import shutil
 
         shutil.rmtree(workdir)
 
-    from train import data as data_lib
-    from train import loop
-    from train import metrics_log
-    from train.task import make_head, make_task
 
     config, data = data_lib.prepare_data(config)
     task = make_task(config, data)
@@ -164,7 +165,6 @@ def run_experiment(
 
 def enable_compile_cache(path: str) -> None:
     """JAX's persistent compilation cache: runs that differ only in the seed compile once."""
-    import jax
 
     os.makedirs(path, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", os.path.abspath(path))
