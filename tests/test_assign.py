@@ -15,6 +15,7 @@ import torch
 from torchvision.models.detection import _utils as tv_det_utils
 from torchvision.ops import box_iou as tv_box_iou
 
+from jaxdet import assign
 from jaxdet.assign import (
     ssd_decode,
     ssd_encode,
@@ -181,7 +182,6 @@ def test_ssd_match_hand_cases():
 
 
 def _match_both_paths(anchors, gt, valid):
-    from jaxdet import assign
 
     m = gt.shape[-2]
     flat_gt, flat_valid = gt.reshape(-1, m, 4), valid.reshape(-1, m)
@@ -221,7 +221,6 @@ def test_ssd_match_per_object_path_equals_torchvision_on_ties(lead, x64):
 def test_ssd_match_per_object_best_prior_ties_across_blocks_go_to_the_lowest_prior(x64):
     """More priors than one search block (and not a multiple of it): a ground truth whose best IoU is reached by
     priors in two blocks, and by two priors in one block, claims the lowest of them, as torchvision's argmax."""
-    from jaxdet import assign
 
     block = assign._PRIOR_BLOCK
     rng = np.random.default_rng(13)

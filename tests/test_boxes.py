@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
+import torchvision.ops
 from hypothesis import given, settings
 from jax.test_util import check_grads
 
@@ -51,8 +53,6 @@ def test_box_convert_round_trip(fmt_a, fmt_b):
 
 
 def test_box_convert_matches_torchvision():
-    import torch
-    import torchvision.ops
 
     b = random_boxes(np.random.default_rng(1), (20,))
     for fmt in ("cxcywh", "xywh"):

@@ -43,6 +43,7 @@ def test_train_step_loss_and_gradients_unchanged():
     if not options:
         pytest.skip("this jaxlib runs no convolution through YNNPACK (nothing to change)")
     cfg = default_model_config()
+    cfg.head = "yolov1"  # the grid detector and the YOLOv1 loss (the default head is yolov8)
     cfg.grid_size, cfg.widths, cfg.depths, cfg.head_width = 8, (16, 32), (1, 1), 32
     head = make_head(cfg, num_classes=5)
     model = head.build_model(cfg, rngs=nnx.Rngs(0))

@@ -110,7 +110,7 @@ def _regular(cx, cy, r, k, phase=0.0):
 
 def test_polygon_metrics_against_shapely():
     pytest.importorskip("shapely")
-    from shapely.geometry import Polygon
+    from shapely.geometry import Polygon  # noqa: PLC0415 - optional: skipped above without shapely
 
     k = 8
     gpolys = [np.stack([_regular(0.3, 0.3, 0.15, k), _regular(0.7, 0.7, 0.2, k)])]

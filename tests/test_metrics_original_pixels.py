@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from faster_coco_eval import COCO, COCOeval_faster
 
 from jaxdet.data.letterbox import boxes_to_original, letterbox_params, letterbox_points
 from jaxdet.metrics import coco_metrics
@@ -84,8 +85,6 @@ def test_detections_in_the_padding_are_clipped_to_the_original_image():
 
 def _independent_coco(det_pix, gt_pix, num_classes, sizes, cat):
     """faster-coco-eval on pixel boxes built here, restricted to one category (params.catIds)."""
-    from faster_coco_eval import COCO, COCOeval_faster
-
     images = [{"id": i + 1, "height": h, "width": w} for i, (h, w) in enumerate(sizes)]
     anns, dets = [], []
     for i, (boxes, cls) in enumerate(gt_pix):

@@ -11,8 +11,10 @@ import types
 
 import jax
 import jax.numpy as jnp
+import mgiou
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
@@ -191,8 +193,6 @@ def test_rotated_box_corners_closed_form(x64):
 
 
 def test_rotated_box_corners_geometry_and_mgiou_convention(x64):
-    import torch
-    import mgiou
 
     boxes = random_rotated_boxes(np.random.default_rng(5), 64)
     corners = np.asarray(J.rotated_box_corners(boxes))
@@ -386,8 +386,6 @@ def _degenerate_quads(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def test_mgiou_package_nonfinite_on_degenerate_where_jaxdet_is_finite(x64):
     """Honest comparison on degenerate quads (pred degenerate, target well-formed, and both degenerate)."""
-    import torch
-    import mgiou
 
     rng = np.random.default_rng(9)
     n = 2000

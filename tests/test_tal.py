@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 from jax.test_util import check_grads
+from ultralytics.utils import tal as utal
+from ultralytics.utils.tal import make_anchors
 
 from jaxdet.parity import cases_yolov8 as cases
 from jaxdet.parity.torch_yolov8 import tal_torch
@@ -36,7 +38,6 @@ def _torch(*arrays):
 
 
 def test_make_anchor_points_matches_ultralytics():
-    from ultralytics.utils.tal import make_anchors
 
     shapes, strides = ((8, 6), (4, 3), (2, 2)), (8, 16, 32)
     anchors = make_anchor_points(shapes, strides)
@@ -48,7 +49,6 @@ def test_make_anchor_points_matches_ultralytics():
 
 
 def test_box_coding_and_dfl_decode_match_ultralytics(x64):
-    from ultralytics.utils import tal as utal
 
     rng = np.random.default_rng(0)
     points = rng.uniform(0, 40, (5, 7, 2))

@@ -2,8 +2,11 @@
 float64 rel ≤ 1e-10, and jaxdet's float32 result within 1e-5 of the reference run in float64 on the same inputs
 (or the case's own documented tolerances)."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 
 from jaxdet.parity import all_cases, compare, format_table, run_case
 
@@ -27,7 +30,6 @@ def test_parity(case):
 
 def test_compare_detects_a_wrong_gradient():
     """The harness must fail a function whose value matches but whose gradient does not."""
-    import jax
 
     @jax.custom_vjp
     def wrong(x):
@@ -43,8 +45,6 @@ def test_compare_detects_a_wrong_gradient():
 
 
 def test_compare_detects_nan():
-    import jax.numpy as jnp
-    import torch
 
     report = compare(lambda x: jnp.log(x - 1.0), lambda t: torch.log(t), np.array([0.5, 2.0]))
     assert report.errors[0].out_rel == float("inf")
@@ -60,8 +60,6 @@ def test_float32_rows_are_judged_against_the_float64_reference():
     1 + x rounds to a multiple of 1.2e-7, so the reference is up to 6e-8 off, while jaxdet's value is accurate.
     The row keeps both numbers and passes on jaxdet's own error. The reverse pairing (jaxdet imprecise,
     reference exact) fails."""
-    import jax.numpy as jnp
-    import torch
 
     x = np.geomspace(1e-7, 1e-6, 9)
     accurate = compare(jnp.log1p, lambda t: torch.log(1 + t), x, dtypes=("float32",), tolerances={"float32": 1e-5})
