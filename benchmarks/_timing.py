@@ -9,6 +9,14 @@ The PyTorch contenders run on :func:`torch_device` (``$JAXDET_TORCH_DEVICE``, el
 CPU); build their input tensors with :func:`to_torch`. JAX picks its default device (the GPU when present) by
 itself. Every timed call of a step is followed by ``torch.cuda.synchronize()`` once CUDA is initialised, so
 asynchronous CUDA kernels are inside the measured time.
+
+Every timing script's command line is :func:`main`: the common flags (``--repeats``, ``--quick``, ``--no-compile``,
+``--out``) and the script's own, then the script's ``run(args)``, whose markdown is printed and written to
+``benchmarks/results/<name>.md`` (or ``--out``). The helpers :func:`host`, :func:`shared_cpu_note`,
+:func:`torch_device_name` and :func:`cpu_model` word the machine the same way in every table's header.
+
+torch is imported inside the functions that use it: the loader and label-cache benchmarks time jaxdet's side in
+processes that must not load torch (its import and memory would be measured with them).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import dataclasses
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,15 +35,18 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from jaxdet.compile_options import compiler_options
+from jaxdet.models.conv import xla_stride2_gradient
+
 RESULTS_DIR = Path(__file__).parent / "results"
 
 
-def torch_device():
-    """The device of the PyTorch contenders: ``$JAXDET_TORCH_DEVICE`` when set, else ``cuda`` when
-    ``torch.cuda.is_available()``, else ``cpu``."""
-    import torch
+def torch_device(name: str | None = None):
+    """The device of the PyTorch contenders: ``name`` when given (a ``--torch-device`` flag), else
+    ``$JAXDET_TORCH_DEVICE`` when set, else ``cuda`` when ``torch.cuda.is_available()``, else ``cpu``."""
+    import torch  # noqa: PLC0415 - lazy: label_cache's timed start-up processes import this module
 
-    name = os.environ.get("JAXDET_TORCH_DEVICE")
+    name = name or os.environ.get("JAXDET_TORCH_DEVICE")
     if name:
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -45,14 +57,14 @@ def to_torch(array: np.ndarray):
 
     Call ``.requires_grad_(True)`` on the result (it is a leaf), not before the move.
     """
-    import torch
+    import torch  # noqa: PLC0415 - lazy: label_cache's timed start-up processes import this module
 
     return torch.from_numpy(np.ascontiguousarray(array)).to(torch_device())
 
 
 def torch_device_label() -> str:
     """``"cuda:0 (NVIDIA H100 80GB HBM3)"`` or ``"cpu"``: the torch device named in the table headers."""
-    import torch
+    import torch  # noqa: PLC0415 - lazy: label_cache's timed start-up processes import this module
 
     device = torch_device()
     if device.type == "cuda":
@@ -61,17 +73,49 @@ def torch_device_label() -> str:
     return str(device)
 
 
+def torch_device_name(device) -> str:
+    """The GPU's name (``"NVIDIA H100 80GB HBM3"``) or ``"CPU (N thread(s))"``: a train step's torch device."""
+    import torch  # noqa: PLC0415 - lazy: label_cache's timed start-up processes import this module
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({torch.get_num_threads()} thread(s))"
+
+
+def cpu_count() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0))
+
+
+def host() -> str:
+    """``"x86_64, 2 cores"``: the processor and :func:`cpu_count`, as the tables' headers name the host."""
+    return f"{platform.processor() or platform.machine()}, {cpu_count()} cores"
+
+
+def shared_cpu_note(*loads: float) -> str:
+    """``" (a CPU shared with other jobs)"`` when a load average above 1.5 was seen, else ``""``."""
+    return " (a CPU shared with other jobs)" if max(loads) > 1.5 else ""
+
+
+def cpu_model() -> str:
+    """``lscpu``'s model name (else ``platform.processor()``, else the machine)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return platform.processor() or platform.machine()
+
+
 def jit(fn: Callable, **kwargs) -> Callable:
     """``jax.jit(fn, **kwargs)`` with ``jaxdet.compile_options.compiler_options()``, as the library compiles."""
-    from jaxdet.compile_options import compiler_options
-
     return jax.jit(fn, compiler_options=compiler_options(), **kwargs)
 
 
 def options_line() -> str:
     """The header sentence naming the compiler options jaxdet's steps are compiled with."""
-    from jaxdet.compile_options import compiler_options
-
     return f"jaxdet compiler options (`jaxdet.compile_options.compiler_options()`): `{compiler_options() or {}}`."
 
 
@@ -85,8 +129,6 @@ XLA_DEFAULTS_NOTE = (f"The '{XLA_DEFAULTS}' column is the same step with XLA's d
 def build_with_xla_defaults(make: Callable[[dict], Any], options: dict) -> Any | None:
     """``make({})`` traced inside ``xla_stride2_gradient()``: jaxdet's step without its CPU tuning (compiler
     options, stride-2 input gradient). None where that is the same step: no options and not the CPU."""
-    from jaxdet.models.conv import xla_stride2_gradient
-
     if not options and jax.default_backend() != "cpu":
         return None
     with xla_stride2_gradient():
@@ -207,16 +249,16 @@ def _format_row(row: dict[str, Any]) -> str:
 
 def markdown_table(title: str, rows: list[dict[str, Any]], *, repeats: int) -> str:
     """Renders the rows as a markdown table with a header naming the machine and library versions."""
-    import torch  # benchmarks always have torch
+    import torch  # noqa: PLC0415 - lazy: label_cache's timed start-up processes import this module
 
+    load = os.getloadavg()[0]
     header = (
         f"### {title}\n\n"
-        f"Median of {repeats} rounds, forward + backward, the contenders interleaved (one call each per round). Device: {jax.devices()[0].device_kind} "
-        f"({platform.processor() or platform.machine()}, {_cpu_count()} cores); jax {jax.__version__} on "
+        f"Median of {repeats} rounds, forward + backward, the contenders interleaved (one call each per round). "
+        f"Device: {jax.devices()[0].device_kind} ({host()}); jax {jax.__version__} on "
         f"{jax.devices()[0].platform}, torch {torch.__version__} on {torch_device_label()}. "
         "Ratio = PyTorch time / jaxdet time (higher is better for jaxdet). "
-        f"{options_line()} Load average at the end: {os.getloadavg()[0]:.2f}"
-        f"{' (a CPU shared with other jobs)' if os.getloadavg()[0] > 1.5 else ''}.\n\n"
+        f"{options_line()} Load average at the end: {load:.2f}{shared_cpu_note(load)}.\n\n"
         "| case | jaxdet jit (ms) | torch eager (ms) | torch.compile (ms) | vs eager | vs compile "
         "| jaxdet first call (s) |\n"
         "|---|---:|---:|---:|---:|---:|---:|\n"
@@ -224,31 +266,61 @@ def markdown_table(title: str, rows: list[dict[str, Any]], *, repeats: int) -> s
     return header + "\n".join(_format_row(row) for row in rows) + "\n"
 
 
-def _cpu_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
+def run_table(title: str, specs: list[BenchSpec], args: argparse.Namespace) -> str:
+    """:func:`run_specs` with the common flags (``--repeats``, ``--no-compile``), rendered by
+    :func:`markdown_table`: the whole ``run`` of a script whose rows are :class:`BenchSpec` s."""
+    rows = run_specs(specs, repeats=args.repeats, compile_torch=not args.no_compile)
+    return markdown_table(title, rows, repeats=args.repeats)
 
 
 def parse_args(
     description: str,
     *,
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    check_args: Callable[[argparse.Namespace, argparse.ArgumentParser], None] | None = None,
+    repeats: int | None = 20,
+    torch_compile: bool = True,
+    quick: str = "tiny sizes and 3 repeats: a smoke test",
     argv: list[str] | None = None,
 ) -> argparse.Namespace:
-    """Common command line: ``--repeats``, ``--quick`` (tiny sizes, at most 3 repeats), ``--no-compile`` and
-    ``--out``; ``add_arguments(parser)`` adds a script's own flags."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--repeats", type=int, default=20, help="timed runs per contender (median reported)")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes and 3 repeats: a smoke test")
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile contender")
-    parser.add_argument("--out", type=Path, default=None, help="markdown file for the table")
+    """The common command line of the timing scripts, and the script's own flags.
+
+    Args:
+      description: the script's docstring (its first line is the ``--help`` description).
+      add_arguments: ``add_arguments(parser)`` adds the script's own flags.
+      check_args: ``check_args(args, parser)`` completes and checks the parsed flags (after ``--quick`` has
+        capped ``--repeats``); it may call ``parser.error``.
+      repeats: the default of ``--repeats`` (timed rounds, median reported; capped at 3 by ``--quick``); None: no
+        ``--repeats`` flag (the script counts its rounds its own way).
+      torch_compile: whether there is a ``--no-compile`` flag (skip the torch.compile contenders).
+      quick: the help of ``--quick`` (the smoke test; it writes nothing unless ``--out`` is given).
+      argv: the arguments (default ``sys.argv[1:]``).
+    """
+    parser = argparse.ArgumentParser(prog=_prog(), description=description.strip().splitlines()[0])
+    if repeats is not None:
+        parser.add_argument("--repeats", type=int, default=repeats, help="timed runs per contender (median reported)")
+    parser.add_argument("--quick", action="store_true", help=quick)
+    if torch_compile:
+        parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile contender")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="markdown file for the table (default: benchmarks/results/, none with --quick)")
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
-    if args.quick:
+    if args.quick and repeats is not None:
         args.repeats = min(args.repeats, 3)
+    if check_args is not None:
+        check_args(args, parser)
     return args
+
+
+def _prog() -> str | None:
+    """``"python -m benchmarks.<name>"`` when the running script is one of this package's, else argparse's own."""
+    try:
+        script = Path(sys.argv[0]).resolve().relative_to(RESULTS_DIR.parent.parent)
+    except (IndexError, ValueError):
+        return None
+    return f"python -m {'.'.join(script.with_suffix('').parts)}" if script.suffix == ".py" else None
 
 
 def write_results(markdown: str, default_name: str, args: argparse.Namespace) -> Path | None:
@@ -257,8 +329,40 @@ def write_results(markdown: str, default_name: str, args: argparse.Namespace) ->
     if args.quick and args.out is None:
         print(f"\n--quick: not writing benchmarks/results/{default_name} (pass --out to keep the table)")
         return None
-    path = args.out or RESULTS_DIR / default_name
+    path = Path(args.out or RESULTS_DIR / default_name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(markdown)
     print(f"\nwrote {path}")
     return path
+
+
+def main(
+    description: str,
+    run: Callable[[argparse.Namespace], str | None],
+    *,
+    results_name: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    check_args: Callable[[argparse.Namespace, argparse.ArgumentParser], None] | None = None,
+    repeats: int | None = 20,
+    torch_compile: bool = True,
+    quick: str = "tiny sizes and 3 repeats: a smoke test",
+    argv: list[str] | None = None,
+) -> str | None:
+    """The ``main()`` of every timing script: parse the command line (:func:`parse_args`, same keywords), run the
+    benchmark, print its markdown and write it (:func:`write_results`: ``--out``, else
+    ``benchmarks/results/<results_name>``; nothing for ``--quick`` without ``--out``).
+
+    ``run(args)`` returns the markdown, or None when there is nothing to report (a measuring child process of
+    the script). Before it runs, ``args.load_start`` holds the 1-minute load average, for headers that give the
+    load at the start and at the end. Returns the markdown.
+    """
+    args = parse_args(description, add_arguments=add_arguments, check_args=check_args, repeats=repeats,
+                      torch_compile=torch_compile, quick=quick, argv=argv)
+    args.load_start = os.getloadavg()[0]
+    markdown = run(args)
+    if markdown is None:
+        return None
+    print()
+    print(markdown)
+    write_results(markdown, results_name, args)
+    return markdown

@@ -1,7 +1,7 @@
 """GIoU / DIoU / CIoU loss, forward + backward on 134,400 box pairs: jaxdet jit vs torchvision eager and compiled.
 
-    python benchmarks/boxes.py            # writes benchmarks/results/boxes.md
-    python benchmarks/boxes.py --quick    # smoke test, tiny sizes
+    python -m benchmarks.boxes            # writes benchmarks/results/boxes.md
+    python -m benchmarks.boxes --quick    # smoke test, tiny sizes
 """
 
 from __future__ import annotations
@@ -9,18 +9,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import torch
+import torchvision.ops
+
+from benchmarks import _timing
+from benchmarks._timing import BenchSpec, jit, to_torch
 from jaxdet import boxes
 from jaxdet.parity.cases_boxes import random_boxes
-
-from _timing import (
-    BenchSpec,
-    jit,
-    markdown_table,
-    parse_args,
-    run_specs,
-    to_torch,
-    write_results,
-)
 
 LOSSES = {
     "GIoU": (boxes.generalized_box_iou_loss, "generalized_box_iou_loss"),
@@ -41,11 +36,11 @@ def make_specs(num_pairs: int) -> list[BenchSpec]:
             return lambda: grad(p, t)
 
         def make_torch(compiled: bool):
-            import torch
-            import torchvision.ops
-
             fn = getattr(torchvision.ops, torch_name)
-            loss = lambda p, t: fn(p, t, reduction="sum")
+
+            def loss(p, t):
+                return fn(p, t, reduction="sum")
+
             loss = torch.compile(loss) if compiled else loss
             p = to_torch(pred).requires_grad_(True)
             t = to_torch(target)
@@ -61,13 +56,13 @@ def make_specs(num_pairs: int) -> list[BenchSpec]:
     return [spec(label, jax_loss, torch_name) for label, (jax_loss, torch_name) in LOSSES.items()]
 
 
-def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
+def run(args) -> str:
     num_pairs = 1_344 if args.quick else 134_400
-    rows = run_specs(make_specs(num_pairs), repeats=args.repeats, compile_torch=not args.no_compile)
-    table = markdown_table("Box IoU losses (benchmarks/boxes.py)", rows, repeats=args.repeats)
-    print(table)
-    write_results(table, "boxes.md", args)
+    return _timing.run_table("Box IoU losses (benchmarks/boxes.py)", make_specs(num_pairs), args)
+
+
+def main(argv: list[str] | None = None) -> str | None:
+    return _timing.main(__doc__, run, results_name="boxes.md", argv=argv)
 
 
 if __name__ == "__main__":

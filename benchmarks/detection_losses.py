@@ -8,33 +8,23 @@ predictions. The PyTorch contenders are jaxdet's independent YOLOv1 reference
 ``SSD.compute_loss`` (the training branch of ``SSD.forward``).
 
 ``benchmarks/losses.py`` imports :func:`specs`; run this file alone with
-``python benchmarks/detection_losses.py [--quick] [--out FILE]``.
+``python -m benchmarks.detection_losses [--quick] [--out FILE]``.
 """
 
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _timing when run as a script
-
-from jaxdet.losses.ssd import ssd_multibox_loss  # noqa: E402
-from jaxdet.losses.yolo import yolov1_loss  # noqa: E402
-
-from _timing import (  # noqa: E402
-    BenchSpec,
-    jit,
-    markdown_table,
-    parse_args,
-    run_specs,
-    to_torch,
-    write_results,
-)
+from benchmarks import _timing
+from benchmarks._timing import BenchSpec, jit, to_torch
+from jaxdet.losses.ssd import ssd_multibox_loss
+from jaxdet.losses.yolo import yolov1_loss
+from jaxdet.parity.torch_detection import ssd_multibox_loss_torch, yolov1_loss_torch
 
 
 def ssd300_anchors() -> np.ndarray:
@@ -75,9 +65,6 @@ def _yolo_spec(n: int, s: int = 7, b: int = 2, c: int = 20, m: int = 20) -> Benc
         return lambda: step(*args)
 
     def make_torch(compiled: bool):
-        import torch
-        from jaxdet.parity.torch_detection import yolov1_loss_torch
-
         p = to_torch(pred).requires_grad_(True)
         targets = [to_torch(x) for x in (gt, cls, valid)]
 
@@ -109,9 +96,6 @@ def _ssd_spec(n: int, anchors: np.ndarray, c: int = 20, m: int = 20) -> BenchSpe
         return lambda: step(*args)
 
     def make_torch(compiled: bool):
-        import torch
-        from jaxdet.parity.torch_detection import ssd_multibox_loss_torch
-
         lg = to_torch(logits).requires_grad_(True)
         rg = to_torch(reg).requires_grad_(True)
         rest = [to_torch(x) for x in (anchors, gt, cls, valid)]
@@ -138,12 +122,12 @@ def specs(quick: bool) -> list[BenchSpec]:
     return [_yolo_spec(64), _ssd_spec(32, ssd300_anchors())]
 
 
-def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
-    rows = run_specs(specs(args.quick), repeats=args.repeats, compile_torch=not args.no_compile)
-    md = markdown_table("Detection losses (YOLOv1, SSD)", rows, repeats=args.repeats)
-    print(md)
-    write_results(md, "detection_losses.md", args)
+def run(args) -> str:
+    return _timing.run_table("Detection losses (YOLOv1, SSD)", specs(args.quick), args)
+
+
+def main(argv: list[str] | None = None) -> str | None:
+    return _timing.main(__doc__, run, results_name="detection_losses.md", argv=argv)
 
 
 if __name__ == "__main__":

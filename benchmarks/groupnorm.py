@@ -4,8 +4,8 @@ Shapes are the default detector's GroupNorm inputs at batch 32 (``configs/yolov1
 first conv, 16×16×32, 8×8×64; 8 groups). The gradient is taken with respect to the input, scale and bias, with a
 fixed random cotangent. The jaxdet rows are the same function (``tests/models/test_groupnorm.py``).
 
-    python benchmarks/groupnorm.py            # writes benchmarks/results/groupnorm.md
-    python benchmarks/groupnorm.py --quick    # smoke test
+    python -m benchmarks.groupnorm            # writes benchmarks/results/groupnorm.md
+    python -m benchmarks.groupnorm --quick    # smoke test
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import torch
 from flax import nnx
 
-from _timing import BenchSpec, jit, markdown_table, parse_args, run_specs, to_torch, write_results
+from benchmarks import _timing
+from benchmarks._timing import BenchSpec, jit, to_torch
 from jaxdet.models.detector import GroupNorm
 
 
@@ -31,8 +33,6 @@ def _spec(label: str, module_cls, shape: tuple[int, ...], groups: int) -> BenchS
         return lambda: grad(params, x)
 
     def make_torch(compiled: bool):
-        import torch
-
         norm = torch.nn.GroupNorm(groups, shape[-1], eps=1e-6).to(to_torch(x_np).device)
         fn = torch.compile(norm) if compiled else norm
         x = to_torch(np.ascontiguousarray(x_np.transpose(0, 3, 1, 2))).requires_grad_(True)
@@ -58,12 +58,12 @@ def specs(quick: bool) -> list[BenchSpec]:
     return out
 
 
-def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
-    rows = run_specs(specs(args.quick), repeats=args.repeats, compile_torch=not args.no_compile)
-    table = markdown_table("GroupNorm forward + backward (benchmarks/groupnorm.py)", rows, repeats=args.repeats)
-    print(table)
-    write_results(table, "groupnorm.md", args)
+def run(args) -> str:
+    return _timing.run_table("GroupNorm forward + backward (benchmarks/groupnorm.py)", specs(args.quick), args)
+
+
+def main(argv: list[str] | None = None) -> str | None:
+    return _timing.main(__doc__, run, results_name="groupnorm.md", argv=argv)
 
 
 if __name__ == "__main__":

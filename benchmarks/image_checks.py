@@ -6,23 +6,22 @@ check per file, next to ultralytics' own check (``ultralytics.data.utils.check_i
 ``verify_image_label`` runs) and the full decodes (``jaxdet.data.read_image``, ultralytics' ``imread``), on
 generated 640x480 JPEG and PNG files, all contenders interleaved in one process.
 
-    python benchmarks/image_checks.py            # writes benchmarks/results/image_checks.md
-    python benchmarks/image_checks.py --quick    # smoke test (8 files per format)
+    python -m benchmarks.image_checks            # writes benchmarks/results/image_checks.md
+    python -m benchmarks.image_checks --quick    # smoke test (8 files per format)
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # _timing
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # jaxdet
-
 import numpy as np
+from PIL import Image
+from ultralytics.data.utils import check_image
+from ultralytics.utils.patches import imread
 
-import _timing
+from benchmarks import _timing
+from jaxdet.data import read_image, verify_image
 
 COCO_TRAIN_IMAGES = 118_287  # train2017, for the "whole dataset" column
 
@@ -32,8 +31,6 @@ def _add_arguments(p) -> None:
 
 
 def _write_files(folder: Path, n: int, ext: str) -> list[str]:
-    from PIL import Image
-
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:480, 0:640]
     paths = []
@@ -46,15 +43,8 @@ def _write_files(folder: Path, n: int, ext: str) -> list[str]:
     return paths
 
 
-def main() -> None:
-    args = _timing.parse_args(__doc__.splitlines()[0], add_arguments=_add_arguments)
+def run(args) -> str:
     n = 8 if args.quick else args.files
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    from ultralytics.data.utils import check_image
-    from ultralytics.utils.patches import imread
-
-    from jaxdet.data import read_image, verify_image
-
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for ext in ("jpg", "png"):
@@ -72,16 +62,19 @@ def main() -> None:
     lines = [
         "# Checking and decoding image files (per file, median of interleaved rounds)",
         "",
-        f"{n} generated 640x480 files per format; {args.repeats} rounds; {_timing._cpu_count()} CPU(s) "
+        f"{n} generated 640x480 files per format; {args.repeats} rounds; {_timing.cpu_count()} CPU(s) "
         "(one thread). The last column scales the per-file time to COCO train2017's 118,287 images.",
         "",
         "| format | contender | ms / file | minutes for 118,287 files |",
         "|---|---|---:|---:|",
     ]
     lines += [f"| {ext} | {name} | {ms:.3f} | {minutes:.1f} |" for ext, name, ms, minutes in rows]
-    markdown = "\n".join(lines) + "\n"
-    print(markdown)
-    _timing.write_results(markdown, "image_checks.md", args)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> str | None:
+    return _timing.main(__doc__, run, results_name="image_checks.md", add_arguments=_add_arguments,
+                        torch_compile=False, quick="smoke test: 8 files per format, 3 repeats", argv=argv)
 
 
 if __name__ == "__main__":

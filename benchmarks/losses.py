@@ -1,35 +1,28 @@
 """The issue-3 losses, forward + backward: jaxdet jit vs the PyTorch reference eager and torch.compile.
 
 Rows: sigmoid focal / VFL / QFL on 4×8400×80 logits, the Harmonic loss on 4×8400 anchors with 80 classes
-(smooth-L1 and GIoU regression), plus the YOLOv1 and SSD rows of ``benchmarks/detection_losses.py`` when that
-module is present.
+(smooth-L1 and GIoU regression), plus the YOLOv1 and SSD rows of ``benchmarks/detection_losses.py``.
 
-    python benchmarks/losses.py            # writes benchmarks/results/losses.md
-    python benchmarks/losses.py --quick    # smoke test, tiny sizes
+    python -m benchmarks.losses            # writes benchmarks/results/losses.md
+    python -m benchmarks.losses --quick    # smoke test, tiny sizes
 """
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
+import torch
+import torchvision.ops
+
+from benchmarks import _timing, detection_losses
+from benchmarks._timing import BenchSpec, jit, to_torch
 from jaxdet.losses import focal, harmonic
-
-from _timing import (
-    BenchSpec,
-    jit,
-    markdown_table,
-    parse_args,
-    run_specs,
-    to_torch,
-    write_results,
-)
+from jaxdet.parity import torch_dense
 
 
-def _dense_inputs(shape: tuple[int, ...]):
+def dense_inputs(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(logits, binary targets, IoU-like scores)`` float32 of ``shape``: about 1 % positives (seed 0)."""
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 3, shape).astype(np.float32)
     binary = (rng.random(shape) < 0.01).astype(np.float32)
@@ -44,8 +37,6 @@ def _dense_spec(label: str, jax_loss, torch_loss, logits: np.ndarray, targets: n
         return lambda: grad(x, t)
 
     def make_torch(compiled: bool):
-        import torch
-
         loss = torch_loss()
         loss = torch.compile(loss) if compiled else loss
         x = to_torch(logits).requires_grad_(True)
@@ -60,16 +51,15 @@ def _dense_spec(label: str, jax_loss, torch_loss, logits: np.ndarray, targets: n
     return BenchSpec(label, make_jax, make_torch)
 
 
-def _torch_sigmoid_focal():
-    import torchvision.ops
-
+def torch_sigmoid_focal():
+    """torchvision's ``sigmoid_focal_loss``, summed: the PyTorch contender of the sigmoid focal loss."""
     return lambda x, t: torchvision.ops.sigmoid_focal_loss(x, t, reduction="sum")
 
 
-def _torch_dense(name: str):
-    def factory():
-        from jaxdet.parity import torch_dense
+def torch_dense_loss(name: str):
+    """A factory of ``jaxdet.parity.torch_dense.<name>``, summed: the PyTorch contender of VFL / QFL."""
 
+    def factory():
         fn = getattr(torch_dense, name)
         return lambda x, t: fn(x, t).sum()
 
@@ -99,9 +89,6 @@ def _harmonic_spec(label: str, regression: str, inputs) -> BenchSpec:
         return lambda: grad(*args)
 
     def make_torch(compiled: bool):
-        import torch
-        from jaxdet.parity import torch_dense
-
         def loss(z, b, y, t, m):
             return torch_dense.harmonic_loss(z, y, b, t, positive=m, regression=regression)[0].sum()
 
@@ -123,14 +110,14 @@ def _harmonic_spec(label: str, regression: str, inputs) -> BenchSpec:
 def dense_specs(quick: bool) -> list[BenchSpec]:
     batch, anchors, classes = (1, 84, 80) if quick else (4, 8400, 80)
     size = f"{batch}×{anchors}×{classes}"
-    logits, binary, scores = _dense_inputs((batch, anchors, classes))
+    logits, binary, scores = dense_inputs((batch, anchors, classes))
     specs = [
         _dense_spec(f"sigmoid focal, {size}", lambda x, t: focal.sigmoid_focal_loss(x, t),
-                    _torch_sigmoid_focal, logits, binary),
+                    torch_sigmoid_focal, logits, binary),
         _dense_spec(f"varifocal (stop), {size}", lambda x, t: focal.varifocal_loss(x, t),
-                    _torch_dense("varifocal_loss"), logits, scores),
+                    torch_dense_loss("varifocal_loss"), logits, scores),
         _dense_spec(f"quality focal (stop), {size}", lambda x, t: focal.quality_focal_loss(x, t),
-                    _torch_dense("quality_focal_loss"), logits, scores),
+                    torch_dense_loss("quality_focal_loss"), logits, scores),
     ]
     inputs = _harmonic_inputs(batch, anchors, classes)
     size = f"{batch}×{anchors}, {classes} classes"
@@ -141,25 +128,13 @@ def dense_specs(quick: bool) -> list[BenchSpec]:
     return specs
 
 
-def detection_specs(quick: bool) -> list[BenchSpec]:
-    """The YOLOv1 / SSD rows from benchmarks/detection_losses.py (another module), when it exists."""
-    path = Path(__file__).with_name("detection_losses.py")
-    if not path.exists():
-        print("note: benchmarks/detection_losses.py not found; YOLOv1/SSD rows skipped", flush=True)
-        return []
-    spec = importlib.util.spec_from_file_location("detection_losses", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return list(module.specs(quick))
+def run(args) -> str:
+    specs = detection_losses.specs(args.quick) + dense_specs(args.quick)
+    return _timing.run_table("Detection losses of issue 3 (benchmarks/losses.py)", specs, args)
 
 
-def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
-    specs = detection_specs(args.quick) + dense_specs(args.quick)
-    rows = run_specs(specs, repeats=args.repeats, compile_torch=not args.no_compile)
-    table = markdown_table("Detection losses of issue 3 (benchmarks/losses.py)", rows, repeats=args.repeats)
-    print(table)
-    write_results(table, "losses.md", args)
+def main(argv: list[str] | None = None) -> str | None:
+    return _timing.main(__doc__, run, results_name="losses.md", argv=argv)
 
 
 if __name__ == "__main__":

@@ -6,20 +6,22 @@ image: the 8,400 anchors of a 640 px YOLOv8 (single-label), and its 8,400 × 80 
 the best 30,000 (multi-label, ultralytics' ``max_nms``). The torchvision contender does what ultralytics'
 ``non_max_suppression`` does per image: score filter, top 30,000 by score, ``batched_nms``, first 300.
 
-    python benchmarks/nms.py            # writes benchmarks/results/nms.md
-    python benchmarks/nms.py --quick    # smoke test
+    python -m benchmarks.nms            # writes benchmarks/results/nms.md
+    python -m benchmarks.nms --quick    # smoke test
 """
 
 from __future__ import annotations
 
 import os
-import platform
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import torch
+import torchvision
 
-from _timing import jit, options_line, parse_args, time_interleaved, to_torch, torch_device_label, write_results
+from benchmarks import _timing
+from benchmarks._timing import jit, options_line, time_interleaved, to_torch, torch_device_label
 from jaxdet.nms import nms
 
 CONF, IOU, MAX_DET, MAX_NMS = 0.001, 0.7, 300, 30000
@@ -41,9 +43,6 @@ def _case(batch: int, anchors: int, classes: int, multi_label: bool, seed: int =
 
 
 def _contenders(boxes, scores, cls):
-    import torch
-    import torchvision
-
     top_k = min(MAX_NMS, boxes.shape[1])
     ours = jit(lambda b, s, c: nms(b, s, c, iou_threshold=IOU, score_threshold=CONF, max_detections=MAX_DET,
                                    pre_nms_top_k=top_k))
@@ -66,8 +65,7 @@ def _contenders(boxes, scores, cls):
     return {"jaxdet": lambda: ours(jb, js, jc), "torchvision": torch_step}
 
 
-def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
+def run(args) -> str:
     cases = ([("640 px, single-label, 8,400 anchors", 2, 8400, 80, False)] if args.quick else
              [("640 px, single-label, 8,400 anchors", 8, 8400, 80, False),
               ("640 px, multi-label, 8,400 × 80 pairs (best 30,000)", 8, 8400, 80, True)])
@@ -79,17 +77,19 @@ def main() -> None:
                 f"| {ref.median_s / ours.median_s:.2f}× | {ours.first_s:.2f} |")
         print(line, flush=True)
         lines.append(line)
-    table = (
+    return (
         "### Validation NMS: jaxdet fixed-size greedy NMS vs torchvision batched_nms (benchmarks/nms.py)\n\n"
         f"conf {CONF}, IoU {IOU}, max_det {MAX_DET}, max_nms {MAX_NMS}; random boxes and scores. Median of "
         f"{args.repeats} rounds, contenders interleaved. jax {jax.__version__} on {jax.devices()[0].platform} "
-        f"({platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores), torchvision on "
-        f"{torch_device_label()}. {options_line()} Load average at the end: {os.getloadavg()[0]:.2f}.\n\n"
+        f"({_timing.host()}), torchvision on {torch_device_label()}. {options_line()} Load average at the end: "
+        f"{os.getloadavg()[0]:.2f}.\n\n"
         "| case | jaxdet jit (ms) | torchvision (ms) | ratio | jaxdet first call (s) |\n"
         "|---|---:|---:|---:|---:|\n" + "\n".join(lines) + "\n"
     )
-    print(table)
-    write_results(table, "nms.md", args)
+
+
+def main(argv: list[str] | None = None) -> str | None:
+    return _timing.main(__doc__, run, results_name="nms.md", argv=argv)
 
 
 if __name__ == "__main__":

@@ -9,33 +9,21 @@ torch.compile wraps the reference's forward (the ``.backward()`` runs the AOTAut
 boolean-mask indexing (``losses[mask] = ...``), on which inductor fails and dynamo adds a graph break
 (``aten.nonzero``; the warnings it prints are expected). Both are measured as the package ships them.
 
-    python benchmarks/polygons.py            # writes benchmarks/results/polygons.md
-    python benchmarks/polygons.py --quick --out /tmp/polygons.md
+    python -m benchmarks.polygons            # writes benchmarks/results/polygons.md
+    python -m benchmarks.polygons --quick --out /tmp/polygons.md
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import jax
+import mgiou
 import numpy as np
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from jaxdet import polygons  # noqa: E402
-from jaxdet.parity.cases_polygons import random_convex_polygons, random_rotated_boxes  # noqa: E402
-
-from _timing import (  # noqa: E402
-    BenchSpec,
-    jit,
-    markdown_table,
-    parse_args,
-    run_specs,
-    to_torch,
-    torch_device,
-    write_results,
-)
+from benchmarks import _timing
+from benchmarks._timing import BenchSpec, jit, to_torch, torch_device
+from jaxdet import polygons
+from jaxdet.parity.cases_polygons import random_convex_polygons, random_rotated_boxes
 
 
 def _jax_step(loss_fn, pred: np.ndarray, target: np.ndarray):
@@ -49,8 +37,6 @@ def _jax_step(loss_fn, pred: np.ndarray, target: np.ndarray):
 
 def _torch_step(module_factory, pred: np.ndarray, target: np.ndarray):
     def make(compiled: bool):
-        import torch
-
         module = module_factory(torch_device())
         p = to_torch(pred).requires_grad_(True)
         t = to_torch(target)
@@ -70,20 +56,15 @@ def _torch_step(module_factory, pred: np.ndarray, target: np.ndarray):
 
 
 def _mgiou_plus(device):
-    import mgiou
-
     return mgiou.MGIoU2DPlus(reduction="none").to(device)  # its `_unit_square` buffer is created on the CPU
 
 
 def _mgiou_rect(device):
-    import mgiou
-
     module = mgiou.MGIoU2D(representation="rect", reduction="none").to(device)
     return lambda p, t: module(p, t, avg_factor=1.0)
 
 
-def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
+def run(args) -> str:
     n = 256 if args.quick else 4096
     rng = np.random.default_rng(0)
     pred = random_convex_polygons(rng, n, 8).astype(np.float32)
@@ -102,10 +83,11 @@ def main() -> None:
             make_torch=_torch_step(_mgiou_rect, boxes_pred, boxes_target),
         ),
     ]
-    rows = run_specs(specs, repeats=args.repeats, compile_torch=not args.no_compile)
-    table = markdown_table("MGIoU: jaxdet vs mgiou 0.1.0 (MGIoU2DPlus / MGIoU2D)", rows, repeats=args.repeats)
-    print(table)
-    write_results(table, "polygons.md", args)
+    return _timing.run_table("MGIoU: jaxdet vs mgiou 0.1.0 (MGIoU2DPlus / MGIoU2D)", specs, args)
+
+
+def main(argv: list[str] | None = None) -> str | None:
+    return _timing.main(__doc__, run, results_name="polygons.md", argv=argv)
 
 
 if __name__ == "__main__":

@@ -17,29 +17,25 @@ is an upper-bound-style efficiency figure: 100 % means "as fast as one pass over
 Peak bandwidths (vendor datasheets) are matched on the device name (:data:`PEAK_GBPS`); ``--peak-gbps``
 overrides, and on a CPU the fraction is ``n/a`` unless given.
 
-    python benchmarks/roofline.py                           # writes benchmarks/results/roofline.md
-    python benchmarks/roofline.py --quick --out /tmp/roofline.md
+    python -m benchmarks.roofline                           # writes benchmarks/results/roofline.md
+    python -m benchmarks.roofline --quick --out /tmp/roofline.md
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import os
-import platform
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+import torch
 
-import _timing
-from _timing import Timing, jit, time_callable, write_results
+from benchmarks import _timing
+from benchmarks._timing import Timing, jit, time_callable
+from benchmarks.losses import dense_inputs, torch_dense_loss, torch_sigmoid_focal
+from jaxdet.losses import focal
 
 #: (substring of the upper-cased device name, peak DRAM bandwidth in GB/s = 1e9 B/s), first match wins.
 #: Sources: NVIDIA H200 / H100 / A100 datasheets.
@@ -71,43 +67,12 @@ def traffic_bytes(batch: int, anchors: int, classes: int, *, itemsize: int = 4) 
     return 3 * itemsize * batch * anchors * classes
 
 
-def _inputs(shape):
-    rng = np.random.default_rng(0)
-    logits = rng.normal(0, 3, shape).astype(np.float32)
-    binary = (rng.random(shape) < 0.01).astype(np.float32)
-    scores = np.where(rng.random(shape) < 0.01, rng.uniform(0.05, 1.0, shape), 0.0).astype(np.float32)
-    return logits, binary, scores
-
-
-def _torch_device(name: str | None):
-    import torch
-
-    name = name or os.environ.get("JAXDET_TORCH_DEVICE")
-    return torch.device(name) if name else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def _losses():
-    from jaxdet.losses import focal
-
-    def torch_focal():
-        import torchvision.ops
-
-        return lambda x, t: torchvision.ops.sigmoid_focal_loss(x, t, reduction="sum")
-
-    def torch_dense(name):
-        def factory():
-            from jaxdet.parity import torch_dense
-
-            fn = getattr(torch_dense, name)
-            return lambda x, t: fn(x, t).sum()
-
-        return factory
-
     return [
-        ("sigmoid focal", lambda x, t: focal.sigmoid_focal_loss(x, t), torch_focal, "binary"),
-        ("varifocal (stop)", lambda x, t: focal.varifocal_loss(x, t), torch_dense("varifocal_loss"), "scores"),
-        ("quality focal (stop)", lambda x, t: focal.quality_focal_loss(x, t), torch_dense("quality_focal_loss"),
-         "scores"),
+        ("sigmoid focal", lambda x, t: focal.sigmoid_focal_loss(x, t), torch_sigmoid_focal, "binary"),
+        ("varifocal (stop)", lambda x, t: focal.varifocal_loss(x, t), torch_dense_loss("varifocal_loss"), "scores"),
+        ("quality focal (stop)", lambda x, t: focal.quality_focal_loss(x, t),
+         torch_dense_loss("quality_focal_loss"), "scores"),
     ]
 
 
@@ -118,8 +83,6 @@ def _jax_step(loss, logits, targets) -> Callable[[], Any]:
 
 
 def _torch_step(factory, logits, targets, *, compiled: bool, device) -> Callable[[], Any]:
-    import torch
-
     loss = factory()
     loss = torch.compile(loss) if compiled else loss
     x = torch.from_numpy(logits).to(device).requires_grad_(True)
@@ -134,10 +97,10 @@ def _torch_step(factory, logits, targets, *, compiled: bool, device) -> Callable
     return step
 
 
-def run(args) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def measure(args) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     shape = (args.batch, args.anchors, args.classes)
-    logits, binary, scores = _inputs(shape)
-    tdev = _torch_device(args.torch_device)
+    logits, binary, scores = dense_inputs(shape)
+    tdev = _timing.torch_device(args.torch_device)
     nbytes = traffic_bytes(*shape)
     rows = []
     for label, jax_loss, torch_factory, kind in _losses():
@@ -154,8 +117,6 @@ def run(args) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             print(f"{label} / {who}: median {timing.median_s * 1e3:.3f} ms, "
                   f"{nbytes / timing.median_s / 1e9:.1f} GB/s", flush=True)
     jdev = jax.devices()[0]
-    import torch
-
     tname = torch.cuda.get_device_name(tdev) if tdev.type == "cuda" else "CPU"
     meta = {
         "shape": shape, "bytes": nbytes, "jax_device": jdev.device_kind, "jax_platform": jdev.platform,
@@ -182,7 +143,7 @@ def markdown(rows, meta, *, repeats: int) -> str:
          f"Achieved = bytes / median time; roofline = achieved / peak DRAM bandwidth. Median of {repeats} runs.\n"),
         (f"Device: jax {jax.__version__} on {meta['jax_device']} ({meta['jax_platform']}; peak "
          f"{peak_txt(peak_j)}); torch {meta['torch_version']} on {meta['torch_device']} (peak {peak_txt(peak_t)}). "
-         f"Host: {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores.\n"),
+         f"Host: {_timing.host()}.\n"),
         "| loss | contender | median (ms) | achieved (GB/s) | roofline fraction | first call (s) |",
         "|---|---|---:|---:|---:|---:|",
     ]
@@ -201,23 +162,27 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--anchors", type=int, default=8400)
     p.add_argument("--classes", type=int, default=80)
     p.add_argument("--peak-gbps", type=float, default=None, help="peak DRAM bandwidth override (GB/s)")
-    p.add_argument("--torch-device", default=None, help="torch device (default: $JAXDET_TORCH_DEVICE, else cuda when available, else cpu)")
+    p.add_argument("--torch-device", default=None,
+                   help="torch device (default: $JAXDET_TORCH_DEVICE, else cuda when available, else cpu)")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    args = _timing.parse_args(__doc__.splitlines()[0], add_arguments=_add_arguments, argv=argv)
+def _check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if args.quick:
         args.batch, args.anchors = 2, 840
-    return args
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    rows, meta = run(args)
-    table = markdown(rows, meta, repeats=args.repeats)
-    print()
-    print(table)
-    write_results(table, "roofline.md", args)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return _timing.parse_args(__doc__, add_arguments=_add_arguments, check_args=_check_args, argv=argv)
+
+
+def run(args: argparse.Namespace) -> str:
+    rows, meta = measure(args)
+    return markdown(rows, meta, repeats=args.repeats)
+
+
+def main(argv: list[str] | None = None) -> str | None:
+    return _timing.main(__doc__, run, results_name="roofline.md", add_arguments=_add_arguments,
+                        check_args=_check_args, argv=argv)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every jaxdet benchmark on one GPU, in under 8 minutes: boxes, losses (+ YOLOv1/SSD), polygons, the YOLOv8
 # loss (TAL + v8 loss, with peak memory at 1,000 GT/image), the train step, the YOLOv8n train step against
-# ultralytics (batch 16 of 640-px images), and the dense-loss roofline (B=64, 8400 anchors, 80 classes). Prints each table with the device name
-# and writes them all to benchmarks/results/gpu-<device>.md.
+# ultralytics (batch 16 of 640-px images), and the dense-loss roofline (B=64, 8400 anchors, 80 classes). Prints
+# each table with the device name and writes them all to benchmarks/results/gpu-<device>.md.
 #
 #   bash benchmarks/run_gpu.sh                     # on a GPU machine (JAX CUDA + torch CUDA)
 #   bash benchmarks/run_gpu.sh --cpu-smoke         # smoke test on the CPU: every script with --quick,
@@ -12,7 +12,7 @@
 # Options:
 #   --out-dir DIR        where gpu-<device>.md goes (default benchmarks/results,
 #                        or /tmp/jaxdet-bench-smoke with --cpu-smoke)
-#   --peak-gbps N        peak DRAM bandwidth for the roofline (default: table in benchmarks/roofline.py)
+#   --peak-gbps N        peak DRAM bandwidth for the roofline (default: the table in benchmarks/roofline.py)
 #   --repeats N          timed runs per contender (default: each script's own, 20)
 #   --no-compile         skip the torch.compile contenders (much faster; compile dominates the budget)
 #   --budget-s N         wall-clock budget for all scripts (default 470 s); each script gets what is left
@@ -22,6 +22,7 @@
 # XLA_PYTHON_CLIENT_MEM_FRACTION defaults to 0.5 so that torch, in the same process, keeps
 # half of the GPU memory; JAXDET_TORCH_DEVICE (torch device of every script, via _timing.torch_device():
 # default cuda when torch.cuda.is_available(), else cpu; --cpu-smoke sets it to cpu).
+# Every script runs as a module from the repository root: python -m benchmarks.<name>.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -43,7 +44,7 @@ while [[ $# -gt 0 ]]; do
     --no-compile) COMMON+=(--no-compile) ;;
     --budget-s) BUDGET="$2"; shift ;;
     --train-large) TRAIN_LARGE=1 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "run_gpu.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -63,9 +64,11 @@ fi
 LOG_DIR="${LOG_DIR:-/tmp/jaxdet-bench-logs}"
 mkdir -p "$OUT_DIR" "$LOG_DIR"
 
-read -r PLATFORM DEVICE_NAME < <("$PY" -c 'import jax; d = jax.devices()[0]; print(d.platform, d.device_kind)' 2>/dev/null)
+read -r PLATFORM DEVICE_NAME < <("$PY" -c 'import jax; d = jax.devices()[0]; print(d.platform, d.device_kind)' \
+  2>/dev/null)
 # The device every script's torch side uses (benchmarks/_timing.py: torch_device(), as "cuda:0 (NAME)" or "cpu").
-TORCH_DEVICE="$("$PY" -c 'import sys; sys.path.insert(0, "benchmarks"); import _timing; print(_timing.torch_device_label())' 2>/dev/null || echo "unavailable")"
+TORCH_DEVICE="$("$PY" -c 'from benchmarks import _timing; print(_timing.torch_device_label())' 2>/dev/null \
+  || echo "unavailable")"
 if [[ "$SMOKE" != "1" ]]; then
   if [[ "$PLATFORM" != "gpu" && "$PLATFORM" != "cuda" ]]; then
     echo "run_gpu.sh: JAX sees no GPU (platform '$PLATFORM'); install jax[cuda] or use --cpu-smoke" >&2
@@ -85,9 +88,10 @@ trap 'rm -rf "$PARTS"' EXIT
 START=$(date +%s)
 STATUS=()
 
-# run_bench LABEL SCRIPT [ARGS...]: runs one script with what is left of the budget; never aborts the suite.
+# run_bench LABEL MODULE [ARGS...]: runs `python -m benchmarks.MODULE` with what is left of the budget; never
+# aborts the suite.
 run_bench() {
-  local label="$1" script="$2"; shift 2
+  local label="$1" module="$2"; shift 2
   local now left t0 rc part="$PARTS/$label.md"
   now=$(date +%s); left=$(( BUDGET - (now - START) ))
   if (( left < 20 )); then
@@ -95,10 +99,10 @@ run_bench() {
     printf '### %s\n\nskipped: the %s s budget was spent.\n' "$label" "$BUDGET" > "$part"
     return 0
   fi
-  echo "=== $label: $PY benchmarks/$script $* (time left ${left} s)"
+  echo "=== $label: $PY -m benchmarks.$module $* (time left ${left} s)"
   t0=$(date +%s)
   set +e
-  timeout --signal=TERM --kill-after=10 "$left" "$PY" "benchmarks/$script" "$@" --out "$part.table" \
+  timeout --signal=TERM --kill-after=10 "$left" "$PY" -m "benchmarks.$module" "$@" --out "$part.table" \
     > "$PARTS/$label.log" 2>&1
   rc=$?
   set -e
@@ -110,8 +114,9 @@ run_bench() {
     # say so in the table only where the PyTorch columns did not run on a GPU.
     if [[ "$SMOKE" != "1" && "$TORCH_DEVICE" != cuda* ]]; then
       printf '\n> note: the PyTorch columns ran on %s, not on the GPU (%s).\n' "$TORCH_DEVICE" "$DEVICE_NAME" >> "$part"
-    elif [[ "$SMOKE" != "1" ]] && ! grep -q -E 'to_torch|torch_device' "benchmarks/$script"; then
-      printf '\n> note: this script does not use `_timing.torch_device()`/`to_torch`: its PyTorch columns may have run on the CPU, not on %s.\n' "$TORCH_DEVICE" >> "$part"
+    elif [[ "$SMOKE" != "1" ]] && ! grep -q -E 'to_torch|torch_device' "benchmarks/$module.py"; then
+      printf '\n> note: this script does not use `_timing.torch_device()`/`to_torch`: its PyTorch columns may %s\n' \
+        "have run on the CPU, not on $TORCH_DEVICE." >> "$part"
     fi
     STATUS+=("| $label | ok | ${took} |")
     echo; cat "$part"; echo "($label: ${took} s; log $LOG_DIR/$label.log)"
@@ -124,18 +129,18 @@ run_bench() {
   fi
 }
 
-run_bench train_step train_step.py "${COMMON[@]}"
-run_bench roofline roofline.py "${COMMON[@]}" "${PEAK[@]}"
-run_bench boxes boxes.py "${COMMON[@]}"
-run_bench losses losses.py "${COMMON[@]}"
-run_bench polygons polygons.py "${COMMON[@]}"
-run_bench yolov8_loss yolov8_loss.py "${COMMON[@]}"
+run_bench train_step train_step "${COMMON[@]}"
+run_bench roofline roofline "${COMMON[@]}" "${PEAK[@]}"
+run_bench boxes boxes "${COMMON[@]}"
+run_bench losses losses "${COMMON[@]}"
+run_bench polygons polygons "${COMMON[@]}"
+run_bench yolov8_loss yolov8_loss "${COMMON[@]}"
 # YOLOv8n train step vs ultralytics: 640 px on the GPU; --cpu-smoke keeps the script's --quick case (2 x 64 px).
 V8_CASES=()
 [[ "$SMOKE" != "1" ]] && V8_CASES=(--cases 16x640)
-run_bench yolov8_train_step yolov8_train_step.py "${COMMON[@]}" "${V8_CASES[@]}"
+run_bench yolov8_train_step yolov8_train_step "${COMMON[@]}" "${V8_CASES[@]}"
 if [[ "$TRAIN_LARGE" == "1" ]]; then
-  run_bench train_step_large train_step.py "${COMMON[@]}" --batch-size 256 --image-size 128
+  run_bench train_step_large train_step "${COMMON[@]}" --batch-size 256 --image-size 128
 fi
 
 TOTAL=$(( $(date +%s) - START ))
@@ -143,12 +148,15 @@ TOTAL=$(( $(date +%s) - START ))
   echo "# jaxdet benchmarks on ${DEVICE_NAME}"
   echo
   if [[ "$SMOKE" == "1" ]]; then
-    echo "CPU smoke test (\`--quick\`: tiny sizes, 3 repeats; OMP_NUM_THREADS=${OMP_NUM_THREADS}) — not a measurement."
+    echo "CPU smoke test (\`--quick\`: tiny sizes, 3 repeats; OMP_NUM_THREADS=${OMP_NUM_THREADS})" \
+      "— not a measurement."
   else
     echo "JAX device: ${DEVICE_NAME}; PyTorch device: ${TORCH_DEVICE}."
     if command -v nvidia-smi > /dev/null 2>&1; then
       echo
-      echo "\`nvidia-smi\`: $(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null | head -n 1)"
+      SMI="$(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader \
+        2>/dev/null | head -n 1)"
+      echo "\`nvidia-smi\`: $SMI"
     fi
   fi
   echo

@@ -11,9 +11,10 @@ and batch 16 of 256x256 images (``--cases`` to choose).
   (compiled with ``{}``, XLA's own stride-2 input gradients) is a second contender (``--no-default-options``
   drops it). ``--step-builder local`` uses a self-contained equivalent (``jax.jit`` + ``nnx.split/merge`` +
   ``optax``) instead.
-- **PyTorch**: the same architecture and loss in plain PyTorch (``benchmarks/torch_detector.py``; parity with the
-  NNX model is tested in ``tests/benchmarks/test_train_step.py``), started from the *same* initial parameters (copied
-  from the JAX state), with ``torch.optim.AdamW`` (fused on CUDA) + ``clip_grad_norm_`` + the same LR schedule;
+- **PyTorch**: the same architecture and loss in plain PyTorch (:mod:`jaxdet.parity.torch_detector`; parity with
+  the NNX model is tested in ``tests/parity/test_torch_detector.py``), started from the *same* initial parameters
+  (copied from the JAX state), with ``torch.optim.AdamW`` (fused on CUDA) + ``clip_grad_norm_`` + the same LR
+  schedule (:func:`jaxdet.parity.train_twins.torch_adamw`);
   eager, and with ``torch.compile`` (inductor) on the forward + loss (its backward runs the AOTAutograd graph;
   the optimizer step stays eager).
 
@@ -22,64 +23,54 @@ the rounds), so a shared machine's drift falls on all of them alike. Both sides 
 synthetic shapes (data loading is not timed). Reported: median step time, jaxdet's images/s, the speed ratios,
 and the first step's time. On CUDA every torch step ends with ``torch.cuda.synchronize()``.
 
-    python benchmarks/train_step.py                      # writes benchmarks/results/train_step.md
-    python benchmarks/train_step.py --cases 32x64,16x256 --out /tmp/ts.md
-    python benchmarks/train_step.py --batch-size 128 --image-size 128 --out /tmp/ts.md   # one case
-    python benchmarks/train_step.py --quick --out /tmp/train_step.md    # smoke test, tiny sizes
+    python -m benchmarks.train_step                      # writes benchmarks/results/train_step.md
+    python -m benchmarks.train_step --cases 32x64,16x256 --out /tmp/ts.md
+    python -m benchmarks.train_step --batch-size 128 --image-size 128 --out /tmp/ts.md   # one case
+    python -m benchmarks.train_step --quick --out /tmp/train_step.md    # smoke test, tiny sizes
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import importlib
 import os
-import platform
-import sys
 import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # _timing, torch_detector
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # configs, train
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+import torch
+from flax import nnx
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-import _timing
-from _timing import write_results
-from _timing import torch_device as _default_torch_device
+from benchmarks import _timing
+from jaxdet.compile_options import compiler_options
+from jaxdet.models import YOLOv1Head
+from jaxdet.parity.torch_detector import build_torch_detector, load_nnx_params, yolov1_head_loss_torch
+from jaxdet.parity.train_twins import make_batch, torch_adamw
+from train import mesh as mesh_lib
+from train import recipe as recipe_lib
+from train import step as step_lib
+from train.task import make_head
 
 # ------------------------------------------------------------------------------------------------ config/data
 
 
 def load_config(*, batch_size: int | None = None, image_size: int | None = None, config: str = "yolov1_shapes"):
     """The experiment config (``configs/<config>.py``) with the benchmark's overrides."""
-    import importlib
-
-    from jaxdet.models import YOLOv1Head
-
     cfg = importlib.import_module(f"configs.{config}").get_config()
     if not isinstance(make_head(cfg), YOLOv1Head):
-        raise ValueError(f"--config {config}: only the YOLOv1 head has a PyTorch twin, got model.head={cfg.model.head!r}")
+        raise ValueError(f"--config {config}: only the YOLOv1 head has a PyTorch twin, "
+                         f"got model.head={cfg.model.head!r}")
     if batch_size is not None:
         cfg.train.batch_size = int(batch_size)
     if image_size is not None:
         cfg.model.image_size = int(image_size)
         cfg.data.image_size = int(image_size)
     return cfg
-
-
-def make_batch(cfg) -> dict[str, np.ndarray]:
-    """One fixed global batch (contract batch dict, numpy) of the config's synthetic shapes."""
-    from jaxdet.data import SyntheticShapes, collate
-
-    n = int(cfg.train.batch_size)
-    ds = SyntheticShapes("train", image_size=int(cfg.data.image_size), num_images=n, seed=int(cfg.data.seed),
-                         num_vertices=int(cfg.data.num_vertices), min_objects=int(cfg.data.min_objects),
-                         max_objects_per_image=int(cfg.data.max_objects_per_image))
-    return collate([ds[i] for i in range(n)], max_objects=int(cfg.data.max_objects))
 
 
 def _num_classes(cfg) -> int:
@@ -89,24 +80,14 @@ def _num_classes(cfg) -> int:
 # ------------------------------------------------------------------------------------------------------ jaxdet
 
 
-def make_head(cfg):
-    """The config's :class:`jaxdet.models.Head` (``train.task.make_head``)."""
-    from train.task import make_head as task_head
-
-    return task_head(cfg)
-
-
 def _build_model(cfg):
     head = make_head(cfg)
     return lambda rngs: head.build_model(cfg.model, rngs=rngs)
 
 
 def jax_step_from_train(cfg):
-    """``(state, step_fn, to_global, graphdef, mesh)`` from helper-7's ``train.step`` / ``train.mesh``."""
-    from train import mesh as mesh_lib
-    from train import step as step_lib
-
-    tx, lr = step_lib.make_optimizer(cfg.train)
+    """``(state, step_fn, to_global, graphdef, mesh)`` from ``train.step`` / ``train.mesh`` (``python -m train``'s)."""
+    tx, lr = recipe_lib.make_optimizer(cfg.train)
     head = make_head(cfg)
     graphdef, init_fn = step_lib.make_init_fn(_build_model(cfg), tx, seed=int(cfg.seed),
                                               init_loss_state=head.init_state)
@@ -118,11 +99,6 @@ def jax_step_from_train(cfg):
 
 def jax_step_local(cfg):
     """The same step without ``train/``: ``jax.jit`` + ``nnx.split/merge`` + ``optax`` on a 1-axis ``data`` mesh."""
-    import optax
-    from flax import nnx
-    from jax.sharding import AxisType, NamedSharding
-    from jax.sharding import PartitionSpec as P
-
     t = cfg.train
     warmup = int(min(t.warmup_steps, max(int(t.steps) - 1, 0)))
     lr = optax.warmup_cosine_decay_schedule(0.0, float(t.learning_rate), warmup, max(int(t.steps), warmup + 1),
@@ -148,7 +124,10 @@ def jax_step_local(cfg):
         return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, dict(metrics, loss=loss)
 
     step = jax.jit(train_step, in_shardings=(repl, data), out_shardings=(repl, repl), donate_argnums=(0,))
-    to_global = lambda b: {k: jax.device_put(np.asarray(v), data) for k, v in b.items()}
+
+    def to_global(b):
+        return {k: jax.device_put(np.asarray(v), data) for k, v in b.items()}
+
     return state, step, to_global, graphdef, mesh
 
 
@@ -159,10 +138,6 @@ def make_jax_runner(cfg, batch_np: dict[str, np.ndarray], *, builder: str = "tra
     The step is compiled ahead of time with ``options`` as per-executable compiler options (default:
     ``jaxdet.compile_options.compiler_options()``, what ``python -m train`` uses; ``{}`` = XLA's defaults).
     """
-    from flax import nnx
-
-    from jaxdet.compile_options import compiler_options
-
     if builder == "train":
         state, step, to_global, graphdef, mesh = jax_step_from_train(cfg)
     elif builder == "local":
@@ -189,34 +164,10 @@ def make_jax_runner(cfg, batch_np: dict[str, np.ndarray], *, builder: str = "tra
 # ----------------------------------------------------------------------------------------------------- PyTorch
 
 
-def torch_device(name: str | None = None):
-    """``torch.device(name)``, else ``_timing.torch_device()`` ($JAXDET_TORCH_DEVICE, else cuda when available)."""
-    import torch
-
-    return torch.device(name) if name else _default_torch_device()
-
-
-def _sync(device) -> None:
-    import torch
-
+def sync(device) -> None:
+    """``torch.cuda.synchronize(device)`` on CUDA: a timed torch step ends when its kernels have."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _warmup_cosine(train_cfg) -> Callable[[int], float]:
-    """The LR multiplier of ``optax.warmup_cosine_decay_schedule`` as used by ``train.step`` (for LambdaLR)."""
-    steps = int(train_cfg.steps)
-    warmup = int(min(train_cfg.warmup_steps, max(steps - 1, 0)))
-    decay = max(steps, warmup + 1) - warmup
-    end = float(train_cfg.end_lr_factor)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return step / warmup
-        t = min(step - warmup, decay) / decay
-        return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-    return factor
 
 
 def make_torch_runner(cfg, batch_np: dict[str, np.ndarray], *, compiled: bool, device=None, init_model=None,
@@ -230,15 +181,7 @@ def make_torch_runner(cfg, batch_np: dict[str, np.ndarray], *, compiled: bool, d
       init_model: an NNX detector whose parameters are copied in (else PyTorch's own init).
       channels_last: NHWC memory format for the convolutions (often faster on CUDA).
     """
-    import torch
-
-    from torch_detector import (
-        build_torch_detector,
-        load_nnx_params,
-        yolov1_head_loss_torch,
-    )
-
-    device = device or torch_device()
+    device = device or _timing.torch_device()
     model = build_torch_detector(cfg.model, num_classes=_num_classes(cfg))
     if init_model is not None:
         load_nnx_params(model, init_model)
@@ -263,40 +206,16 @@ def make_torch_runner(cfg, batch_np: dict[str, np.ndarray], *, compiled: bool, d
 
     fn = torch.compile(forward_loss) if compiled else forward_loss
 
-    opt, update = make_torch_optimizer(list(model.parameters()), cfg.train, fused=device.type == "cuda")
+    opt, update = torch_adamw(list(model.parameters()), cfg.train, fused=device.type == "cuda")
 
     def run():
         opt.zero_grad(set_to_none=True)
         loss = fn(images, boxes, classes, valid)
         loss.backward()
         update()
-        _sync(device)
+        sync(device)
 
     return run, model
-
-
-def make_torch_optimizer(params, train_cfg, *, fused: bool = False):
-    """``(optimizer, update)``: ``update()`` = clip the grads' global norm, AdamW step, LR schedule step.
-
-    The PyTorch counterpart of ``train.step.make_optimizer``: ``optax.chain(clip_by_global_norm, adamw)``
-    with the warmup-cosine schedule (torch's AdamW decays ``p *= 1 - lr·wd`` before the Adam step, which is
-    optax's ``p - lr·(adam + wd·p)``).
-    """
-    import torch
-
-    t = train_cfg
-    opt = torch.optim.AdamW(params, lr=float(t.learning_rate), betas=(0.9, 0.999), eps=1e-8,
-                            weight_decay=float(t.weight_decay), fused=fused)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(t))
-    clip = float(t.get("grad_clip", 0.0))
-
-    def update():
-        if clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, clip)
-        opt.step()
-        sched.step()
-
-    return opt, update
 
 
 # ------------------------------------------------------------------------------------------------------- report
@@ -378,21 +297,17 @@ def cases_table(title: str, rows: list[dict[str, Any]], *, repeats: int, header:
 
 
 def _device_header(cfg, info, tdev, n_params: int, losses: dict[str, float], args, load: tuple) -> str:
-    import torch
-
     m = cfg.model
     jdev = jax.devices()[0]
-    tname = torch.cuda.get_device_name(tdev) if tdev.type == "cuda" else f"CPU ({torch.get_num_threads()} thread(s))"
-    cores = len(os.sched_getaffinity(0))
     return (
         f"Model: `configs/{args.config}.py` detector (widths {tuple(m.widths)}, depths {tuple(m.depths)}, head "
         f"{m.head_width}, GroupNorm, S={m.grid_size}, B={m.num_boxes}, C={m.num_classes}; {n_params:,} "
         f"parameters), YOLOv1 loss (iou_target={cfg.loss.iou_target!r}), AdamW + clip {cfg.train.grad_clip}, "
         f"float32; one fixed batch of synthetic shapes (data loading not timed).\n\n"
         f"Device: jax {jax.__version__} on {info['devices']} × {jdev.device_kind} ({jdev.platform}; step "
-        f"builder `{info['builder']}`); torch {torch.__version__} on {tname}. Host: "
-        f"{platform.processor() or platform.machine()}, {cores} cores; load average {load[0]:.2f} at the start, "
-        f"{load[1]:.2f} at the end{' (a CPU shared with other jobs)' if max(load) > 1.5 else ''}.\n\n"
+        f"builder `{info['builder']}`); torch {torch.__version__} on {_timing.torch_device_name(tdev)}. Host: "
+        f"{_timing.host()}; load average {load[0]:.2f} at the start, "
+        f"{load[1]:.2f} at the end{_timing.shared_cpu_note(*load)}.\n\n"
         f"jaxdet compiler options (`jaxdet.compile_options.compiler_options()`): `{info['options'] or {}}`. "
         f"{_timing.XLA_DEFAULTS_NOTE}\n\n"
         f"Same initial parameters on both sides; loss at the initial parameters (float32, CPU, batch "
@@ -401,7 +316,7 @@ def _device_header(cfg, info, tdev, n_params: int, losses: dict[str, float], arg
     )
 
 
-def _parse_cases(text: str) -> tuple[tuple[int, int], ...]:
+def parse_cases(text: str) -> tuple[tuple[int, int], ...]:
     try:
         return tuple(tuple(int(v) for v in item.split("x")) for item in text.split(","))
     except ValueError:
@@ -410,61 +325,55 @@ def _parse_cases(text: str) -> tuple[tuple[int, int], ...]:
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="yolov1_shapes", help="module under configs/ (yolov1 head)")
-    p.add_argument("--cases", type=_parse_cases, default=None,
-                   help="BATCHxSIZE list, e.g. 32x64,16x256 (default: " + ",".join(f"{b}x{i}" for b, i in CASES) + ")")
+    p.add_argument("--cases", type=parse_cases, default=None,
+                   help="BATCHxSIZE list, e.g. 32x64,16x256 (default: "
+                   + ",".join(f"{b}x{i}" for b, i in CASES) + ")")
     p.add_argument("--batch-size", type=int, default=None, help="one case of this global batch (with --image-size)")
     p.add_argument("--image-size", type=int, default=None, help="one case of this image side (with --batch-size)")
     p.add_argument("--step-builder", choices=("train", "local"), default="train",
                    help="jaxdet step from train/step.py (default) or the self-contained equivalent")
     p.add_argument("--no-default-options", action="store_true",
                    help="skip the jaxdet contender with XLA's defaults")
-    p.add_argument("--torch-device", default=None, help="torch device (default: $JAXDET_TORCH_DEVICE, else cuda when available, else cpu)")
+    p.add_argument("--torch-device", default=None,
+                   help="torch device (default: $JAXDET_TORCH_DEVICE, else cuda when available, else cpu)")
     p.add_argument("--channels-last", action="store_true", help="torch channels_last memory format")
     p.add_argument("--torch-threads", type=int, default=None,
                    help="torch.set_num_threads (default: torch's, all cores)")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    args = _timing.parse_args(__doc__.splitlines()[0], add_arguments=_add_arguments, argv=argv)
+def _check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if args.batch_size or args.image_size:
         if args.cases:
             raise SystemExit("--cases cannot be combined with --batch-size/--image-size")
         args.cases = ((args.batch_size or 32, args.image_size or 64),)
     if args.cases is None:
         args.cases = QUICK_CASES if args.quick else CASES
-    return args
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    tdev = torch_device(args.torch_device)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return _timing.parse_args(__doc__, add_arguments=_add_arguments, check_args=_check_args, argv=argv)
+
+
+def run(args: argparse.Namespace) -> str:
+    tdev = _timing.torch_device(args.torch_device)
     if args.torch_threads:
-        import torch
-
         torch.set_num_threads(args.torch_threads)
-    load_start = os.getloadavg()[0]
     rows = [run_case(args, b, i, tdev) for b, i in args.cases]
-    load = (load_start, os.getloadavg()[0])
+    load = (args.load_start, os.getloadavg()[0])
     first = rows[0]
     losses = _initial_losses(first["cfg"], first["batch_np"], first["init_model"])
     header = _device_header(first["cfg"], first["info"], tdev, first["n_params"], losses, args, load)
-    table = cases_table("Train step: YOLOv1 detector, forward + loss + backward + AdamW "
-                        "(benchmarks/train_step.py)", rows, repeats=args.repeats, header=header)
-    print()
-    print(table)
-    write_results(table, "train_step.md", args)
+    return cases_table("Train step: YOLOv1 detector, forward + loss + backward + AdamW "
+                       "(benchmarks/train_step.py)", rows, repeats=args.repeats, header=header)
+
+
+def main(argv: list[str] | None = None) -> str | None:
+    return _timing.main(__doc__, run, results_name="train_step.md", add_arguments=_add_arguments,
+                        check_args=_check_args, argv=argv)
 
 
 def _initial_losses(cfg, batch_np, init_model) -> dict[str, float]:
     """The loss of the initial parameters on the batch, both sides (CPU torch, float32): same computation."""
-    import torch
-
-    from torch_detector import (
-        build_torch_detector,
-        load_nnx_params,
-        yolov1_head_loss_torch,
-    )
-
     jbatch = {k: jnp.asarray(v) for k, v in batch_np.items()}
     jl = make_head(cfg).loss(init_model(jbatch["image"]), jbatch, step=jnp.int32(0), state={})[0]
     tm = load_nnx_params(build_torch_detector(cfg.model, num_classes=_num_classes(cfg)), init_model)

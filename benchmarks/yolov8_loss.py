@@ -12,8 +12,11 @@ inputs, model and compiled code already in memory; for jaxdet also XLA's own acc
 (``memory_analysis()``: temporaries, and temporaries + arguments + outputs); on a GPU also the device's peak
 (JAX ``memory_stats()["peak_bytes_in_use"]``, torch ``max_memory_allocated()``).
 
-    python benchmarks/yolov8_loss.py            # writes benchmarks/results/yolov8_loss.md
-    python benchmarks/yolov8_loss.py --quick    # smoke test: 2 images, 256 px, 10 classes, 3 repeats
+    python -m benchmarks.yolov8_loss            # writes benchmarks/results/yolov8_loss.md
+    python -m benchmarks.yolov8_loss --quick    # smoke test: 2 images, 256 px, 10 classes, 3 repeats
+
+torch and ultralytics are imported inside :func:`torch_step` and :func:`memory_child`: the jaxdet side's memory
+process imports this module and must not load them.
 """
 
 from __future__ import annotations
@@ -28,11 +31,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from _timing import BenchSpec, markdown_table, parse_args, run_specs, to_torch, write_results
+from benchmarks import _timing
+from benchmarks._timing import BenchSpec, to_torch
+from jaxdet.losses.yolov8 import yolov8_loss
+from jaxdet.parity.torch_yolov8 import detection_model, ultralytics_batch
+from jaxdet.tal import make_anchor_points
 
 STRIDES = (8, 16, 32)
 REG_MAX = 16
-HERE = Path(__file__).parent
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_inputs(batch: int, image: int, classes: int, num_gt: int, seed: int = 0):
@@ -52,9 +59,6 @@ def make_inputs(batch: int, image: int, classes: int, num_gt: int, seed: int = 0
 
 def jax_step(batch: int, image: int, classes: int, num_gt: int):
     """``(step, outputs)``: the jitted jaxdet forward + backward and its argument."""
-    from jaxdet.losses.yolov8 import yolov8_loss
-    from jaxdet.tal import make_anchor_points
-
     anchors = make_anchor_points([(image // s, image // s) for s in STRIDES], STRIDES)
     outputs, labels, boxes, valid = (jnp.asarray(x) for x in make_inputs(batch, image, classes, num_gt))
 
@@ -66,10 +70,8 @@ def jax_step(batch: int, image: int, classes: int, num_gt: int):
 
 def torch_step(batch: int, image: int, classes: int, num_gt: int, compiled: bool):
     """A no-argument ultralytics forward + backward on :func:`_timing.torch_device`."""
-    import torch
-    from ultralytics.utils.loss import v8DetectionLoss
-
-    from jaxdet.parity.torch_yolov8 import detection_model, ultralytics_batch
+    import torch  # noqa: PLC0415 - not in the jaxdet memory process
+    from ultralytics.utils.loss import v8DetectionLoss  # noqa: PLC0415 - not in the jaxdet memory process
 
     device = to_torch(np.zeros(1)).device
     outputs, labels, boxes, valid = make_inputs(batch, image, classes, num_gt)
@@ -143,7 +145,7 @@ def memory_child(side: str, batch: int, image: int, classes: int, num_gt: int) -
             result["xla_total"] = (analysis.temp_size_in_bytes + analysis.argument_size_in_bytes
                                    + analysis.output_size_in_bytes)
         return result
-    import torch
+    import torch  # noqa: PLC0415 - not in the jaxdet memory process
 
     step = torch_step(batch, image, classes, num_gt, compiled=False)
     if to_torch(np.zeros(1)).device.type == "cuda":
@@ -157,11 +159,11 @@ def measure_memory(batch: int, image: int, classes: int, num_gt: int) -> dict[st
     results = {}
     for side in ("jaxdet", "ultralytics"):
         code = (
-            "import json, sys; sys.path.insert(0, %r); import yolov8_loss as b; "
+            "import json; from benchmarks import yolov8_loss as b; "
             "print('RESULT', json.dumps(b.memory_child(%r, %d, %d, %d, %d)))"
-            % (str(HERE), side, batch, image, classes, num_gt)
+            % (side, batch, image, classes, num_gt)
         )
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                               env={**os.environ, "YOLO_OFFLINE": "1"})
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode != 0 or not line:
@@ -198,20 +200,24 @@ def memory_table(results: dict[str, dict], batch: int, image: int, classes: int,
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    args = parse_args(__doc__.splitlines()[0], add_arguments=lambda p: p.add_argument(
-        "--no-memory", action="store_true", help="skip the 1,000-GT peak-memory subprocesses"))
+def _add_arguments(p) -> None:
+    p.add_argument("--no-memory", action="store_true", help="skip the 1,000-GT peak-memory subprocesses")
+
+
+def run(args) -> str:
     if args.quick:
         batch, image, classes, gts, memory_gt = 2, 256, 10, (10, 100), 200
     else:
         batch, image, classes, gts, memory_gt = 16, 640, 80, (10, 100, 300), 1000
-    rows = run_specs(specs(batch, image, classes, gts), repeats=args.repeats, compile_torch=not args.no_compile)
     title = "YOLOv8 loss: task-aligned assignment + v8 loss, forward + backward (benchmarks/yolov8_loss.py)"
-    markdown = markdown_table(title, rows, repeats=args.repeats)
+    markdown = _timing.run_table(title, specs(batch, image, classes, gts), args)
     if not args.no_memory:
         markdown += memory_table(measure_memory(batch, image, classes, memory_gt), batch, image, classes, memory_gt)
-    print(markdown)
-    write_results(markdown, "yolov8_loss.md", args)
+    return markdown
+
+
+def main(argv: list[str] | None = None) -> str | None:
+    return _timing.main(__doc__, run, results_name="yolov8_loss.md", add_arguments=_add_arguments, argv=argv)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ function, so the same optimizer gives the same update (checked: the losses of th
 are printed for both sides). Optimizer (``--optimizer``): ``sgd`` (default; ultralytics' recipe: SGD, momentum
 0.937, Nesterov, weight decay 5e-4 on every parameter, constant lr 0.01; optax ``add_decayed_weights`` +
 ``sgd(nesterov=True)`` = ``torch.optim.SGD(nesterov=True, weight_decay=...)``) or ``adamw`` (what
-``python -m train`` uses: ``train.step.make_optimizer`` against ``benchmarks/train_step.py``'s torch twin of it).
+``python -m train`` uses: ``train.recipe.make_optimizer`` against its torch twin,
+:func:`jaxdet.parity.train_twins.torch_adamw`).
 
 Contenders are built first and then timed in round robin (one step each per round, median over the rounds), so a
 shared machine's drift falls on all of them alike. Reported: median step time, images/s, the ratios, and the
@@ -31,39 +32,38 @@ first step's time (jaxdet: ahead-of-time compile + first step; torch.compile: it
 against its eager torch twin (interleaved): the train-mode forward, the forward + backward of a plain sum of the
 outputs (no loss), and the loss alone (assignment + loss + its gradient w.r.t. the outputs).
 
-    python benchmarks/yolov8_train_step.py                      # 320 px, batch 8: benchmarks/results/yolov8_train_step.md
-    python benchmarks/yolov8_train_step.py --cases 8x320,16x320 --breakdown --out /tmp/v8.md
-    python benchmarks/yolov8_train_step.py --batch 16 --image-size 640 --out /tmp/v8.md   # one case
-    python benchmarks/yolov8_train_step.py --quick --out /tmp/v8.md    # smoke test: batch 2 of 64 px, 3 repeats
+    python -m benchmarks.yolov8_train_step                 # 320 px, batch 8: benchmarks/results/yolov8_train_step.md
+    python -m benchmarks.yolov8_train_step --cases 8x320,16x320 --breakdown --out /tmp/v8.md
+    python -m benchmarks.yolov8_train_step --batch 16 --image-size 640 --out /tmp/v8.md   # one case
+    python -m benchmarks.yolov8_train_step --quick --out /tmp/v8.md    # smoke test: batch 2 of 64 px, 3 repeats
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
-import sys
 import time
-import types
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # _timing, train_step
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # configs, train
-
-os.environ.setdefault("YOLO_OFFLINE", "1")
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import torch
+import ultralytics
+from flax import nnx
+from ultralytics.utils.loss import v8DetectionLoss
 
-import _timing
-import train_step as yolov1_bench
-from _timing import write_results
+from benchmarks import _timing
+from benchmarks.train_step import parse_cases, sync
+from jaxdet.compile_options import compiler_options
+from jaxdet.models import load_ultralytics
+from jaxdet.parity.torch_yolov8 import torch_batch, train_mode_model, ultralytics_weights
+from jaxdet.parity.train_twins import NUM_CLASSES, make_batch, make_torch_optimizer, make_tx, yolov8n_config
+from train import mesh as mesh_lib
+from train import step as step_lib
+from train.task import make_head
 
-NUM_CLASSES = 80
-GAINS = {"box": 7.5, "cls": 0.5, "dfl": 1.5}
-SGD = {"lr": 0.01, "momentum": 0.937, "weight_decay": 5e-4}
+RESULTS_NAME = "yolov8_train_step.md"
 
 JAX = "jaxdet"
 JAX_DEFAULT = _timing.XLA_DEFAULTS
@@ -75,45 +75,7 @@ CASES: tuple[tuple[int, int], ...] = ((8, 320),)
 QUICK_CASES: tuple[tuple[int, int], ...] = ((2, 64),)
 
 
-# ------------------------------------------------------------------------------------------------ config/data
-
-
-def load_config(*, batch: int, image_size: int, optimizer: str):
-    """``configs/yolov8n_shapes.py`` at 80 classes with the benchmark's batch, image size and optimizer."""
-    from configs import yolov8n_shapes
-
-    cfg = yolov8n_shapes.get_config()
-    cfg.model.num_classes = NUM_CLASSES
-    cfg.train.batch_size = int(batch)
-    cfg.data.image_size = int(image_size)  # shared with model.image_size
-    cfg.train.optimizer = optimizer
-    return cfg
-
-
-def ultralytics_weights(seed: int = 0) -> dict[str, Any]:
-    """The state dict of a seeded random-weight ``DetectionModel("yolov8n.yaml", nc=80)`` (nothing downloaded)."""
-    import torch
-    from ultralytics.nn.tasks import DetectionModel
-
-    torch.manual_seed(seed)
-    model = DetectionModel("yolov8n.yaml", nc=NUM_CLASSES, verbose=False)
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
 # ------------------------------------------------------------------------------------------------------ jaxdet
-
-
-def make_tx(cfg):
-    """``(optax transformation, lr schedule)`` of ``cfg.train.optimizer``."""
-    import optax
-
-    from train import step as step_lib
-
-    if cfg.train.optimizer == "adamw":
-        return step_lib.make_optimizer(cfg.train)
-    tx = optax.chain(optax.add_decayed_weights(SGD["weight_decay"]),
-                     optax.sgd(SGD["lr"], momentum=SGD["momentum"], nesterov=True))
-    return tx, optax.constant_schedule(SGD["lr"])
 
 
 def make_jax_runner(cfg, weights, batch_np: dict[str, np.ndarray], *, options: dict[str, str] | None = None):
@@ -122,12 +84,6 @@ def make_jax_runner(cfg, weights, batch_np: dict[str, np.ndarray], *, options: d
     ``run_one_step()`` advances the (donated) state and returns ``(params, metrics)``. Compiled ahead of time
     with ``options`` (default: ``jaxdet.compile_options.compiler_options()``; ``{}`` = XLA's defaults).
     """
-    from jaxdet.compile_options import compiler_options
-    from jaxdet.models import load_ultralytics
-    from train import mesh as mesh_lib
-    from train import step as step_lib
-    from train.task import make_head
-
     head = make_head(cfg)
     tx, lr = make_tx(cfg)
     numpy_weights = {k: v.numpy() for k, v in weights.items()}
@@ -157,47 +113,9 @@ def make_jax_runner(cfg, weights, batch_np: dict[str, np.ndarray], *, options: d
 # ----------------------------------------------------------------------------------------------------- PyTorch
 
 
-def ultralytics_model(weights, device):
-    """``DetectionModel("yolov8n.yaml", nc=80)`` holding ``weights``, in train mode, with the loss gains."""
-    from ultralytics.nn.tasks import DetectionModel
-
-    model = DetectionModel("yolov8n.yaml", nc=NUM_CLASSES, verbose=False)
-    model.load_state_dict(weights, strict=True)
-    model.args = types.SimpleNamespace(**GAINS)  # v8DetectionLoss reads the gains from model.args
-    return model.to(device).train()
-
-
-def torch_batch(batch_np: dict[str, np.ndarray], device) -> tuple[Any, dict[str, Any]]:
-    """``(images [B, 3, H, W], ultralytics batch dict)`` of a jaxdet batch (normalised xyxy boxes)."""
-    import torch
-
-    from jaxdet.parity.torch_yolov8 import ultralytics_batch
-
-    size = batch_np["image"].shape[1]
-    gt = ultralytics_batch(torch.from_numpy(batch_np["classes"]), torch.from_numpy(batch_np["boxes"] * size),
-                           torch.from_numpy(batch_np["valid"]), size)
-    images = torch.from_numpy(np.ascontiguousarray(batch_np["image"].transpose(0, 3, 1, 2)))
-    if images.dtype == torch.uint8:  # as ultralytics' preprocess and jaxdet's model scale the loader's uint8
-        images = images.float() / 255.0
-    return images.to(device), {k: v.to(device) for k, v in gt.items()}
-
-
-def make_torch_optimizer(params, cfg):
-    """``(optimizer, update)`` of ``cfg.train.optimizer``; ``update()`` applies one step."""
-    import torch
-
-    if cfg.train.optimizer == "adamw":
-        return yolov1_bench.make_torch_optimizer(params, cfg.train)
-    opt = torch.optim.SGD(params, lr=SGD["lr"], momentum=SGD["momentum"], nesterov=True,
-                          weight_decay=SGD["weight_decay"])
-    return opt, opt.step
-
-
 def make_torch_runner(cfg, weights, batch_np: dict[str, np.ndarray], *, compiled: bool, device):
     """``run_one_step()``: ultralytics' forward + ``v8DetectionLoss`` + backward + optimizer step."""
-    from ultralytics.utils.loss import v8DetectionLoss
-
-    model = ultralytics_model(weights, device)
+    model = train_mode_model(weights, device)
     criterion = v8DetectionLoss(model)
     images, gt = torch_batch(batch_np, device)
     n = images.shape[0]
@@ -205,7 +123,7 @@ def make_torch_runner(cfg, weights, batch_np: dict[str, np.ndarray], *, compiled
     def forward_loss(images):
         return criterion(model(images), gt)[0].sum() / n  # ultralytics' loss is B × the per-image mean
 
-    fn = _torch_compile(forward_loss) if compiled else forward_loss
+    fn = torch.compile(forward_loss) if compiled else forward_loss
     params = [p for p in model.parameters() if p.requires_grad]  # the DFL projection is frozen
     opt, update = make_torch_optimizer(params, cfg)
     holder = {"loss": None}
@@ -215,17 +133,11 @@ def make_torch_runner(cfg, weights, batch_np: dict[str, np.ndarray], *, compiled
         loss = fn(images)
         loss.backward()
         update()
-        yolov1_bench._sync(device)
+        sync(device)
         holder["loss"] = loss.detach()
 
     run.last_loss = lambda: float(holder["loss"])
     return run
-
-
-def _torch_compile(fn):
-    import torch
-
-    return torch.compile(fn)
 
 
 # ------------------------------------------------------------------------------------------------------ breakdown
@@ -234,14 +146,6 @@ def _torch_compile(fn):
 def breakdown_runs(cfg, weights, batch_np, device) -> dict[str, dict[str, Any]]:
     """The step's parts, each ``{"jaxdet": run, "ultralytics eager": run}``: train-mode forward; forward +
     backward of ``Σ outputs`` (no loss); the loss alone with its gradient w.r.t. the raw outputs."""
-    import torch
-    from flax import nnx
-    from ultralytics.utils.loss import v8DetectionLoss
-
-    from jaxdet.compile_options import compiler_options
-    from jaxdet.models import load_ultralytics
-    from train.task import make_head
-
     head = make_head(cfg)
     model = load_ultralytics({k: v.numpy() for k, v in weights.items()})
     graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
@@ -259,11 +163,13 @@ def breakdown_runs(cfg, weights, batch_np, device) -> dict[str, dict[str, Any]]:
     def loss_grad(outputs):
         return jax.value_and_grad(lambda o: head.loss(o, jbatch, step=0, state={})[0])(outputs)
 
-    jit = lambda f, *a: jax.jit(f).lower(*a).compile(compiler_options())  # noqa: E731
+    def jit(f, *a):
+        return jax.jit(f).lower(*a).compile(compiler_options())
+
     f_fwd, f_fb = jit(forward, params, stats, jbatch["image"]), jit(forward_backward, params, stats, jbatch["image"])
     f_loss = jit(loss_grad, outputs)
 
-    tmodel = ultralytics_model(weights, device)
+    tmodel = train_mode_model(weights, device)
     criterion = v8DetectionLoss(tmodel)
     images, gt = torch_batch(batch_np, device)
     n = images.shape[0]
@@ -312,8 +218,8 @@ def breakdown_table(parts: dict[str, dict[str, _timing.Timing]], batch: int, ima
 
 def run_case(args, batch: int, image: int, tdev, weights) -> dict[str, Any]:
     """Builds every contender for one (batch, image size) and times them interleaved."""
-    cfg = load_config(batch=batch, image_size=image, optimizer=args.optimizer)
-    batch_np = yolov1_bench.make_batch(cfg)
+    cfg = yolov8n_config(batch=batch, image_size=image, optimizer=args.optimizer)
+    batch_np = make_batch(cfg)
     runs, compile_s = {}, {}
     t0 = time.perf_counter()
     runs[JAX], info = make_jax_runner(cfg, weights, batch_np)
@@ -353,13 +259,10 @@ def _cell_ratio(t, name) -> str:
 
 
 def cases_table(rows: list[dict[str, Any]], *, args, tdev, load: tuple[float, float]) -> str:
-    import torch
-
     cfg, info = rows[0]["cfg"], rows[0]["info"]
     jdev = jax.devices()[0]
-    tname = torch.cuda.get_device_name(tdev) if tdev.type == "cuda" else f"CPU ({torch.get_num_threads()} thread(s))"
     opt = ("SGD lr 0.01, momentum 0.937, Nesterov, weight decay 5e-4" if args.optimizer == "sgd" else
-           f"AdamW + clip {cfg.train.grad_clip} + warmup-cosine LR (`train.step.make_optimizer`)")
+           f"AdamW + clip {cfg.train.grad_clip} + warmup-cosine LR (`train.recipe.make_optimizer`)")
     lines = [
         "### YOLOv8n train step vs ultralytics: forward + loss + backward + optimizer "
         "(benchmarks/yolov8_train_step.py)\n",
@@ -369,17 +272,17 @@ def cases_table(rows: list[dict[str, Any]], *, args, tdev, load: tuple[float, fl
         f"fixed batch of synthetic shapes (up to {cfg.data.max_objects_per_image} objects per image, "
         f"{cfg.data.max_objects} GT slots), data loading not timed.\n",
         f"Device: jax {jax.__version__} on {info['devices']} × {jdev.device_kind} ({jdev.platform}); torch "
-        f"{torch.__version__} on {tname}; ultralytics {_ultralytics_version()}. Host: "
-        f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores; load average "
-        f"{load[0]:.2f} at the start, {load[1]:.2f} at the end"
-        f"{' (a CPU shared with other jobs)' if max(load) > 1.5 else ''}.\n",
+        f"{torch.__version__} on {_timing.torch_device_name(tdev)}; ultralytics {ultralytics.__version__}. Host: "
+        f"{_timing.host()}; load average {load[0]:.2f} at the start, {load[1]:.2f} at the end"
+        f"{_timing.shared_cpu_note(*load)}.\n",
         f"{_timing.options_line()} {_timing.XLA_DEFAULTS_NOTE}\n",
         f"Median of {args.repeats} rounds after 2 warm-up rounds; in each round every contender runs one step in turn "
         "(interleaved, so drift and other jobs' load fall on all alike). Ratio = contender step time / jaxdet step "
         "time (above 1: jaxdet is faster). images/s = batch / median step. First step (s): jaxdet's ahead-of-time "
         "compile + first step; ultralytics' first step (torch.compile: compiling).\n",
         f"| batch × image | {JAX} (ms) | {JAX_DEFAULT} (ms) | {EAGER} (ms) | {COMPILED} (ms) | jaxdet images/s "
-        "| ultralytics eager images/s | vs XLA defaults | vs eager | vs compile | first step jaxdet / eager / compile (s) |",
+        "| ultralytics eager images/s | vs XLA defaults | vs eager | vs compile "
+        "| first step jaxdet / eager / compile (s) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
@@ -403,15 +306,10 @@ def cases_table(rows: list[dict[str, Any]], *, args, tdev, load: tuple[float, fl
     return text
 
 
-def _ultralytics_version() -> str:
-    import ultralytics
-
-    return ultralytics.__version__
-
-
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cases", type=yolov1_bench._parse_cases, default=None,
-                   help="BATCHxSIZE list, e.g. 8x320,16x320 (default: " + ",".join(f"{b}x{i}" for b, i in CASES) + ")")
+    p.add_argument("--cases", type=parse_cases, default=None,
+                   help="BATCHxSIZE list, e.g. 8x320,16x320 (default: "
+                   + ",".join(f"{b}x{i}" for b, i in CASES) + ")")
     p.add_argument("--batch", type=int, default=None, help="one case of this global batch (with --image-size)")
     p.add_argument("--image-size", type=int, default=None, help="one case of this image side, a multiple of 32")
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="the same on both sides")
@@ -421,8 +319,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    args = _timing.parse_args(__doc__.splitlines()[0], add_arguments=_add_arguments, argv=argv)
+def _check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if args.batch or args.image_size:
         if args.cases:
             raise SystemExit("--cases cannot be combined with --batch/--image-size")
@@ -432,30 +329,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     for _, size in args.cases:
         if size % 32:
             raise SystemExit(f"image size {size}: must be a multiple of 32 (the YOLOv8 strides)")
-    return args
 
 
-def main(argv=None) -> str:
-    args = parse_args(argv)
-    import torch
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return _timing.parse_args(__doc__, add_arguments=_add_arguments, check_args=_check_args, argv=argv)
 
+
+def run(args: argparse.Namespace) -> str:
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     tdev = _timing.torch_device()
-    weights = ultralytics_weights()
-    load_start = os.getloadavg()[0]
+    weights = ultralytics_weights(NUM_CLASSES)
     rows = [run_case(args, b, i, tdev, weights) for b, i in args.cases]
-    table = cases_table(rows, args=args, tdev=tdev, load=(load_start, os.getloadavg()[0]))
-    write_results(table, "yolov8_train_step.md", args)  # kept if the breakdown fails
+    table = cases_table(rows, args=args, tdev=tdev, load=(args.load_start, os.getloadavg()[0]))
     if args.breakdown:
+        _timing.write_results(table, RESULTS_NAME, args)  # kept if the breakdown fails
         for row in rows:
-            parts = breakdown_runs(row["cfg"], weights, yolov1_bench.make_batch(row["cfg"]), tdev)
+            parts = breakdown_runs(row["cfg"], weights, make_batch(row["cfg"]), tdev)
             row["parts"] = {name: _timing.time_interleaved(r, repeats=args.repeats) for name, r in parts.items()}
-        table = cases_table(rows, args=args, tdev=tdev, load=(load_start, os.getloadavg()[0]))
-        write_results(table, "yolov8_train_step.md", args)
-    print()
-    print(table)
+        table = cases_table(rows, args=args, tdev=tdev, load=(args.load_start, os.getloadavg()[0]))
     return table
+
+
+def main(argv: list[str] | None = None) -> str | None:
+    return _timing.main(__doc__, run, results_name=RESULTS_NAME, add_arguments=_add_arguments,
+                        check_args=_check_args, argv=argv)
 
 
 if __name__ == "__main__":

@@ -1,25 +1,19 @@
-"""The loader benchmark's pure parts (``benchmarks/loader.py``, ``benchmarks/loader_folders.py``): the folders it
-builds are valid YOLO folders that jaxdet's reader and ultralytics' dataset both read whole, deterministically;
-both sides' loaders give 640 px batches of 16 on them; the tables render every case (ratios, failures)."""
+"""The loader benchmark's pure parts (``benchmarks/loader.py``, ``loader_child.py``, ``loader_folders.py``): the
+folders it builds are valid YOLO folders that jaxdet's reader and ultralytics' dataset both read whole,
+deterministically; both sides' loaders give 640 px batches of 16 on them; the tables render every case (ratios,
+failures)."""
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-os.environ.setdefault("YOLO_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT))
-
-import loader as bench  # noqa: E402
-import loader_folders  # noqa: E402
-
-from jaxdet.data import read_yolo  # noqa: E402
+from benchmarks import loader as bench
+from benchmarks import loader_child, loader_folders
+from jaxdet.data import read_yolo
 
 
 @pytest.fixture(scope="module")
@@ -96,17 +90,15 @@ def test_parse_spec():
 
 def test_both_loaders_give_640_px_batches(folders):
     pytest.importorskip("ultralytics")
-    import cv2
-
     threads = cv2.getNumThreads()
     images = str(folders["tiles"] / "images")
     spec = {"images": images, "cache": "none", "max_objects": 4 * bench.max_boxes(folders["tiles"]),
             "num_workers": 0, "num_threads": 0}
     try:
-        next_batch, info = bench.build_ultralytics(spec)
+        next_batch, info = loader_child.build_ultralytics(spec)
         batch = next_batch()
         assert tuple(batch["img"].shape) == (16, 3, 640, 640) and info["num_images"] == 6 and info["buffer"] == 6
-        next_batch, info = bench.build_jaxdet(spec)
+        next_batch, info = loader_child.build_jaxdet(spec)
         batch = next_batch()
         assert batch["image"].shape == (16, 640, 640, 3) and info["num_images"] == 6
         assert batch["valid"].any(axis=1).all()

@@ -1,24 +1,18 @@
-"""The one-core gap profile (``benchmarks/train_step_gap.py``) puts every profiled op of both libraries into one
-part: XLA's layout copies apart from the other fusions, oneDNN's convolutions apart from the rest of torch."""
+"""The one-core gap profile (``benchmarks/investigations/train_step_gap.py``) puts every profiled op of both
+libraries into one part: XLA's layout copies apart from the other fusions, oneDNN's convolutions apart from the
+rest of torch."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT))
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import train_step_gap as gap  # noqa: E402
-import train_step_profile as profile  # noqa: E402
 
+from benchmarks.investigations import train_step_gap as gap  # noqa: E402
+from benchmarks.investigations import train_step_profile as profile  # noqa: E402
 from jaxdet.compile_options import compiler_options  # noqa: E402
 from jaxdet.models.conv import conv2d  # noqa: E402
 
@@ -26,7 +20,8 @@ from jaxdet.models.conv import conv2d  # noqa: E402
 def test_jax_parts_split_layout_copies_from_other_fusions():
     fake = {"op": {"transpose_copy_fusion.3": 2.0, "copy.7": 0.5, "add_divide_fusion": 1.0, "convolution.2": 3.0,
                    "conv_general_dilated.1": 4.0, "ynn_fusion.4": 0.25},
-            "kinds": {"transpose_copy_fusion.3": "elementwise / layout fusions", "copy.7": "elementwise / layout fusions",
+            "kinds": {"transpose_copy_fusion.3": "elementwise / layout fusions",
+                      "copy.7": "elementwise / layout fusions",
                       "add_divide_fusion": "elementwise / layout fusions", "convolution.2": "convolution, backward",
                       "conv_general_dilated.1": "convolution, forward", "ynn_fusion.4": "YNNPACK fusion"}}
     assert gap.jax_parts(fake) == {"convolution, forward": 4.0, "convolution, backward": 3.0, "layout copies": 2.5,

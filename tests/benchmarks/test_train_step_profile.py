@@ -1,19 +1,12 @@
-"""The train-step profiler (``benchmarks/train_step_profile.py``) files every convolution of a compiled gradient
-under the right kind and finds the executed ops in a real ``jax.profiler`` trace."""
+"""The train-step profiler (``benchmarks/investigations/train_step_profile.py``) files every convolution of a
+compiled gradient under the right kind and finds the executed ops in a real ``jax.profiler`` trace."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT))
-
 import jax
 import jax.numpy as jnp
-import train_step_profile as profile
 
+from benchmarks.investigations import train_step_profile as profile
 from jaxdet.compile_options import compiler_options
 from jaxdet.models.conv import conv2d
 

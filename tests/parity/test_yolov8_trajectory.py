@@ -3,7 +3,7 @@
 A single step's loss and gradients are compared in ``python -m jaxdet.parity`` (``yolov8n_model_loss``). Here
 ``train.step.make_train_step`` with the ``yolov8`` head's loss and optax SGD (Nesterov, weight decay) runs
 four steps against ``DetectionModel`` + ``v8DetectionLoss`` + ``torch.optim.SGD`` from the same weights on the
-same batch (``benchmarks/yolov8_trajectory.py``). The largest parameter differences after steps 1–4 were
+same batch (:mod:`jaxdet.parity.yolov8_trajectory`). The largest parameter differences after steps 1–4 were
 2e-16, 7e-16, 7e-15 and 6e-14 (``benchmarks/results/yolov8_trajectory.md``). When the inputs differed only by
 float32 rounding, with the torch side's ground-truth boxes built in float32, the differences were 7e-11 after
 step 1 and 4e-8 after step 4. The bound 1e-11 lies between the two.
@@ -11,29 +11,24 @@ step 1 and 4e-8 after step 4. The bound 1e-11 lies between the two.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("ultralytics")
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from jaxdet.parity import torch_yolov8, train_twins  # noqa: E402
+from jaxdet.parity import yolov8_trajectory as trajectory  # noqa: E402
 
-import train_step as yolov1_bench  # noqa: E402
-import yolov8_train_step as v8_bench  # noqa: E402
-import yolov8_trajectory as trajectory  # noqa: E402
+pytestmark = pytest.mark.slow  # trains YOLOv8n for several steps beside ultralytics
 
 STEPS = 4
 
 
 def test_float64_trajectory_matches_ultralytics():
-    cfg = v8_bench.load_config(batch=2, image_size=64, optimizer="sgd")
-    batch_np = yolov1_bench.make_batch(cfg)
-    weights = v8_bench.ultralytics_weights()
+    cfg = train_twins.yolov8n_config(batch=2, image_size=64, optimizer="sgd")
+    batch_np = train_twins.make_batch(cfg)
+    weights = torch_yolov8.ultralytics_weights()
     j_loss, j_params = trajectory.jax_trajectory(cfg, weights, batch_np, steps=STEPS, dtype="float64")
     t_loss, t_params = trajectory.torch_trajectory(cfg, weights, batch_np, steps=STEPS, dtype="float64")
     assert len(t_params[0]) == 183  # every trained tensor of yolov8n (the DFL projection is frozen)

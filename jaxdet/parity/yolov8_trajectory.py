@@ -2,10 +2,10 @@
 
 ``benchmarks/yolov8_train_step.py`` runs both libraries' step many times from the same weights on one fixed
 batch, and after 14 steps their float32 losses were 1.5 % apart between two XLA compiler options, 4.5 % between
-ultralytics eager and compiled, and 14 % between the libraries. This script tells a systematic difference
+ultralytics eager and compiled, and 14 % between the libraries. This check tells a systematic difference
 from float rounding amplified by the training dynamics. It runs, from the same ultralytics weights
-(``yolov8_train_step.ultralytics_weights``) on the same batch, ``--steps`` steps of the benchmark's SGD
-(momentum 0.937, Nesterov, weight decay 5e-4, lr 0.01) three times:
+(:func:`jaxdet.parity.torch_yolov8.ultralytics_weights`) on the same batch, ``--steps`` steps of the benchmark's
+SGD (:data:`jaxdet.parity.train_twins.SGD`: momentum 0.937, Nesterov, weight decay 5e-4, lr 0.01) three times:
 
 - **jaxdet**: ``train.step.make_train_step`` with the ``yolov8`` head's loss (what ``python -m train`` runs);
 - **ultralytics**: ``DetectionModel`` in train mode + ``v8DetectionLoss(...)[0].sum() / B`` + ``torch.optim.SGD``;
@@ -22,9 +22,15 @@ start large and stay there. If they compute the same one, it starts at float64 r
 the rate the perturbed copy's difference grows. That rate is the dynamics' own amplification, whatever the
 libraries.
 
-    python benchmarks/yolov8_trajectory.py                       # writes benchmarks/results/yolov8_trajectory.md
-    python benchmarks/yolov8_trajectory.py --steps 20 --batch 4 --image-size 128 --out /tmp/t.md
-    python benchmarks/yolov8_trajectory.py --quick --out /tmp/t.md   # 3 steps
+    python -m jaxdet.parity.yolov8_trajectory            # writes benchmarks/results/yolov8_trajectory.md
+    python -m jaxdet.parity.yolov8_trajectory --steps 20 --batch 4 --image-size 128 --out /tmp/t.md
+    python -m jaxdet.parity.yolov8_trajectory --quick --out /tmp/t.md   # 3 steps
+
+Without ``--out`` the table goes to the checkout's ``benchmarks/results/yolov8_trajectory.md`` (beside the timing
+results), and only where jaxdet runs from a checkout that has that folder; ``--quick`` writes nothing without
+``--out``. ``tests/parity/test_yolov8_trajectory.py`` runs four float64 steps.
+
+This module imports torch, ultralytics, ``train`` and ``configs`` at the top: import it lazily from library code.
 """
 
 from __future__ import annotations
@@ -35,20 +41,31 @@ import platform
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # _timing, train_step, yolov8_train_step
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # configs, train
+os.environ.setdefault("YOLO_OFFLINE", "1")  # read by ultralytics when it is imported
 
-os.environ.setdefault("YOLO_OFFLINE", "1")
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import ultralytics  # noqa: E402
+from ultralytics.utils.loss import v8DetectionLoss  # noqa: E402
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-import train_step as yolov1_bench
-import yolov8_train_step as v8_bench
-from _timing import write_results
+from jaxdet.models import export_ultralytics, load_ultralytics  # noqa: E402
+from jaxdet.parity.torch_yolov8 import default_dtype, torch_batch, train_mode_model, ultralytics_weights  # noqa: E402
+from jaxdet.parity.train_twins import (  # noqa: E402
+    NUM_CLASSES,
+    make_batch,
+    make_torch_optimizer,
+    make_tx,
+    yolov8n_config,
+)
+from train import model_state as model_state_lib  # noqa: E402
+from train import step as step_lib  # noqa: E402
+from train.task import make_head  # noqa: E402
 
 DTYPES = ("float64", "float32")
+#: where the table goes without ``--out``: the checkout's benchmarks/results/ (beside jaxdet/), when there is one.
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "yolov8_trajectory.md"
 
 
 def _weights(weights, dtype: str, perturb: float, seed: int) -> dict[str, np.ndarray]:
@@ -71,25 +88,22 @@ def jax_trajectory(cfg, weights, batch_np: dict[str, np.ndarray], *, steps: int,
     """``(losses, params)`` after each of ``steps`` jaxdet train steps: the logged loss of the step and the
     model's ultralytics state dict (``export_ultralytics``: every parameter and BatchNorm statistic under its
     ultralytics name and layout)."""
-    from jaxdet.models import export_ultralytics, load_ultralytics
-    from train import step as step_lib
-    from train.task import make_head
-
     with jax.enable_x64(dtype == "float64"):
         head = make_head(cfg)
-        tx, lr = v8_bench.make_tx(cfg)
+        tx, lr = make_tx(cfg)
         state_dict = _weights(weights, dtype, perturb, seed)
         graphdef, init_fn = step_lib.make_init_fn(
             lambda rngs: load_ultralytics(state_dict, param_dtype=jnp.dtype(dtype)), tx, seed=0,
             init_loss_state=head.init_state)
         state = init_fn()
         step = jax.jit(step_lib.make_train_step(graphdef, loss_fn=head.loss, tx=tx, lr_schedule=lr))
-        batch = {k: (v.astype(dtype) if k == "boxes" else v) for k, v in batch_np.items()}  # uint8 images: the model scales them
+        # uint8 images: the model scales them
+        batch = {k: (v.astype(dtype) if k == "boxes" else v) for k, v in batch_np.items()}
         losses, params = [], []
         for _ in range(steps):
             state, metrics = step(state, batch)
             losses.append(float(metrics["loss"]))
-            params.append(export_ultralytics(step_lib.merge_model(graphdef, state), as_torch=False))
+            params.append(export_ultralytics(model_state_lib.merge_model(graphdef, state), as_torch=False))
     return losses, params
 
 
@@ -97,19 +111,14 @@ def torch_trajectory(cfg, weights, batch_np: dict[str, np.ndarray], *, steps: in
                      ) -> tuple[list[float], list[dict[str, np.ndarray]]]:
     """``(losses, params)`` after each of ``steps`` ultralytics train steps (forward, ``v8DetectionLoss / B``,
     backward, ``torch.optim.SGD``), every trained parameter by name."""
-    import torch
-    from ultralytics.utils.loss import v8DetectionLoss
-
-    from jaxdet.parity.torch_yolov8 import default_dtype
-
     tdtype = getattr(torch, dtype)
     with default_dtype(tdtype):  # ultralytics' loss makes its target tensors in the default dtype
-        model = v8_bench.ultralytics_model(weights, "cpu").to(tdtype)
+        model = train_mode_model(weights, "cpu").to(tdtype)
         criterion = v8DetectionLoss(model)
-        images, gt = v8_bench.torch_batch(dict(batch_np, boxes=batch_np["boxes"].astype(dtype)), "cpu")
+        images, gt = torch_batch(dict(batch_np, boxes=batch_np["boxes"].astype(dtype)), "cpu")
         images = images.to(tdtype)
         trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-        opt, update = v8_bench.make_torch_optimizer([p for _, p in trained], cfg)
+        opt, update = make_torch_optimizer([p for _, p in trained], cfg)
         losses, params = [], []
         for _ in range(steps):
             opt.zero_grad(set_to_none=True)
@@ -159,8 +168,9 @@ def table(dtype: str, perturb: float, rows: list[dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m jaxdet.parity.yolov8_trajectory",
+                                description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=14, help="SGD steps per trajectory")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--image-size", type=int, default=64)
@@ -168,7 +178,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--perturb32", type=float, default=1e-6, help="float32: relative weight perturbation, third run")
     p.add_argument("--dtypes", default=",".join(DTYPES), help="comma-separated subset of float64,float32")
     p.add_argument("--quick", action="store_true", help="smoke test: 3 steps")
-    p.add_argument("--out", type=Path, default=None, help="markdown output (default benchmarks/results/...)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="markdown output (default: the checkout's benchmarks/results/yolov8_trajectory.md)")
     args = p.parse_args(argv)
     if args.quick:
         args.steps = 3
@@ -179,20 +190,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def main(argv=None) -> str:
-    import torch
-    import ultralytics
+def write_results(markdown: str, args: argparse.Namespace) -> Path | None:
+    """Writes the table to ``--out``, else to :data:`RESULTS` where that folder exists; ``--quick`` without
+    ``--out`` writes nothing."""
+    path = args.out or (None if args.quick or not RESULTS.parent.is_dir() else RESULTS)
+    if path is None:
+        print("\nnot written (pass --out to keep the table)")
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown)
+    print(f"\nwrote {path}")
+    return path
 
+
+def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
-    cfg = v8_bench.load_config(batch=args.batch, image_size=args.image_size, optimizer="sgd")
-    batch_np = yolov1_bench.make_batch(cfg)
-    weights = v8_bench.ultralytics_weights()
+    cfg = yolov8n_config(batch=args.batch, image_size=args.image_size, optimizer="sgd")
+    batch_np = make_batch(cfg)
+    weights = ultralytics_weights(NUM_CLASSES)
     perturb = {"float64": args.perturb64, "float32": args.perturb32}
     tables = [table(d, perturb[d], run_dtype(cfg, weights, batch_np, steps=args.steps, dtype=d, perturb=perturb[d]))
               for d in args.dtypes]
     header = (
-        "### YOLOv8n SGD trajectory: jaxdet vs ultralytics, step by step (benchmarks/yolov8_trajectory.py)\n\n"
-        f"`yolov8n.yaml`, {v8_bench.NUM_CLASSES} classes, the same seeded random ultralytics weights on every side, "
+        "### YOLOv8n SGD trajectory: jaxdet vs ultralytics, step by step (jaxdet/parity/yolov8_trajectory.py)\n\n"
+        f"`yolov8n.yaml`, {NUM_CLASSES} classes, the same seeded random ultralytics weights on every side, "
         f"one fixed batch of {args.batch} synthetic {args.image_size}-px images "
         f"({int(batch_np['valid'].sum())} objects), {args.steps} steps of SGD (lr 0.01, momentum 0.937, Nesterov, "
         f"weight decay 5e-4) on that batch. Third run: jaxdet from slightly perturbed weights. "
@@ -200,12 +221,12 @@ def main(argv=None) -> str:
         "own (before its update; jaxdet logs it in float32).\n\n"
         f"jax {jax.__version__}, torch {torch.__version__}, ultralytics {ultralytics.__version__}, on "
         f"{jax.default_backend()}; host {platform.machine()}.\n\n"
-        f"Command: `python benchmarks/yolov8_trajectory.py{' ' + ' '.join(argv) if argv else ''}`.\n\n"
+        f"Command: `python -m jaxdet.parity.yolov8_trajectory{' ' + ' '.join(argv) if argv else ''}`.\n\n"
     )
     markdown = header + "\n\n".join(tables) + "\n"
     print()
     print(markdown)
-    write_results(markdown, "yolov8_trajectory.md", args)
+    write_results(markdown, args)
     return markdown
 
 

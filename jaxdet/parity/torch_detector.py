@@ -1,8 +1,9 @@
-"""The default jaxdet detector and its YOLOv1 training loss, written in plain PyTorch (the train-step contender).
+"""The default jaxdet detector and its YOLOv1 training loss, written in plain PyTorch (the contender of
+``benchmarks/train_step.py``).
 
 Same computation as :class:`jaxdet.models.detector.Detector` + :meth:`jaxdet.models.YOLOv1Head.loss` for the
 ``yolov1`` head, layer for layer (checked against the NNX model to float32 precision in
-``tests/benchmarks/test_train_step.py``):
+``tests/parity/test_torch_detector.py``):
 
 - input ``images * 2 - 1``;
 - stages: for each width ``w_i``: conv3x3 (no bias) with stride 2 while the halved map is still ``>= S`` on its
@@ -19,17 +20,21 @@ Same computation as :class:`jaxdet.models.detector.Detector` + :meth:`jaxdet.mod
 
 Layout inside the network is NCHW (PyTorch's native one); :meth:`TorchDetector.forward` takes NCHW images.
 ``load_nnx_params`` copies an NNX :class:`~jaxdet.models.detector.Detector`'s parameters in.
+
+This module imports torch at the top: import it lazily from library code.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from jaxdet.models import YOLOv1Head, make_head
+from jaxdet.parity.torch_detection import yolov1_loss_torch
 
 __all__ = ["TorchConvBlock", "TorchDetector", "build_torch_detector", "load_nnx_params", "yolov1_head_loss_torch"]
 
@@ -134,8 +139,6 @@ def build_torch_detector(model_cfg, *, num_classes: int) -> TorchDetector:
 
     The output bias is the head's (every confidence at ``jaxdet.models.CONFIDENCE_PRIOR``), as in JAX.
     """
-    from jaxdet.models import YOLOv1Head, make_head
-
     get = model_cfg.get
     head = make_head(model_cfg, num_classes=num_classes)
     if not isinstance(head, YOLOv1Head):
@@ -207,8 +210,6 @@ def yolov1_head_loss_torch(
     Returns:
       ``(loss scalar, {"loss", "coord_xy", "coord_wh", "obj", "noobj", "cls"})`` (means over images).
     """
-    from jaxdet.parity.torch_detection import yolov1_loss_torch
-
     nb = num_boxes * 5
     pred = torch.cat([torch.sigmoid(raw[..., :nb]), torch.softmax(raw[..., nb:], dim=-1)], dim=-1)
     terms = yolov1_loss_torch(

@@ -25,9 +25,9 @@ over its intra-op threads, so the column sums are not the step's wall time. Also
 one dispatch of an executable that takes and returns the same state and batch and computes nothing (the
 pytree flattening and argument handling every step pays).
 
-    python benchmarks/train_step_profile.py                        # writes benchmarks/results/train_step_profile.md
-    python benchmarks/train_step_profile.py --cases 16x64 --out /tmp/p.md
-    python benchmarks/train_step_profile.py --quick --out /tmp/p.md  # smoke test, tiny sizes
+    python -m benchmarks.investigations.train_step_profile     # writes benchmarks/results/train_step_profile.md
+    python -m benchmarks.investigations.train_step_profile --cases 16x64 --out /tmp/p.md
+    python -m benchmarks.investigations.train_step_profile --quick --out /tmp/p.md  # smoke test, tiny sizes
 """
 
 from __future__ import annotations
@@ -40,29 +40,27 @@ import json
 import os
 import platform
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # _timing, train_step
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # configs, train
-
 import jax
 
-import _timing
-import train_step as ts
-from _timing import write_results
+from benchmarks import _timing
+from benchmarks import train_step as ts
+from jaxdet.compile_options import compiler_options
+from jaxdet.models.conv import xla_stride2_gradient
+from jaxdet.parity.train_twins import make_batch
 
-CATEGORIES = ("convolution, forward", "convolution, backward", "YNNPACK fusion", "elementwise / layout fusions", "other")
+QUICK = "smoke test: batch 2 × 32 px, 3 rounds"
+CATEGORIES = ("convolution, forward", "convolution, backward", "YNNPACK fusion", "elementwise / layout fusions",
+              "other")
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+) = \S+ (\w[\w\-]*)\(")
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
 
 
 def variants():
     """``{label: (compiler options, use XLA's stride-2 input gradient)}``, jaxdet's choice first."""
-    from jaxdet.compile_options import compiler_options
-
     options = compiler_options()
     return {
         "jaxdet (options + rewrite)": (options, False),
@@ -81,7 +79,8 @@ def instruction_categories(hlo_text: str) -> dict[str, str]:
             continue
         name, opcode = m.group(1), m.group(2)
         op_name = _OP_NAME.search(line)
-        if opcode == "convolution":  # forward: traced from the model's own conv; else a gradient or XLA's rewrite of one
+        # forward: traced from the model's own conv; else a gradient or XLA's rewrite of one
+        if opcode == "convolution":
             forward = op_name is not None and "transpose(" not in op_name.group(1)
             out[name] = "convolution, forward" if forward else "convolution, backward"
         elif "__ynn_fusion" in line:
@@ -128,10 +127,8 @@ def dispatch_ms(cfg, batch_np, repeats: int = 200) -> float:
 
 
 def run_case(args, batch_size: int, image_size: int) -> dict:
-    from jaxdet.models.conv import xla_stride2_gradient
-
     cfg = ts.load_config(batch_size=batch_size, image_size=image_size)
-    batch_np = ts.make_batch(cfg)
+    batch_np = make_batch(cfg)
     runs, hlo = {}, {}
     for label, (options, xla_gradient) in variants().items():
         with xla_stride2_gradient() if xla_gradient else contextlib.nullcontext():
@@ -162,39 +159,42 @@ def case_tables(row: dict, top: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cases", default="16x64,128x64", help="comma-separated BATCHxIMAGE, e.g. 16x64,128x64")
-    p.add_argument("--repeats", type=int, default=20, help="interleaved timing rounds (median)")
     p.add_argument("--profile-steps", type=int, default=10, help="steps per variant under the profiler")
     p.add_argument("--top", type=int, default=12, help="ops listed per case")
-    p.add_argument("--quick", action="store_true", help="smoke test: batch 2 × 32 px, 3 rounds")
-    p.add_argument("--out", type=Path, default=None, help="markdown output (default benchmarks/results/...)")
-    args = p.parse_args(argv)
+
+
+def _check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if args.quick:
         args.cases, args.repeats, args.profile_steps = "2x32", 3, 2
-    return args
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    load_start = os.getloadavg()[0]
-    rows = [run_case(args, b, s) for b, s in ts._parse_cases(args.cases)]
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return _timing.parse_args(__doc__, add_arguments=_add_arguments, check_args=_check_args, torch_compile=False,
+                              quick=QUICK, argv=argv)
+
+
+def run(args: argparse.Namespace) -> str:
+    rows = [run_case(args, b, s) for b, s in ts.parse_cases(args.cases)]
     cfg = ts.load_config()
-    md = "\n".join([
-        "### Train step profile: YOLOv1 detector, op by op (benchmarks/train_step_profile.py)", "",
+    return "\n".join([
+        "### Train step profile: YOLOv1 detector, op by op (benchmarks/investigations/train_step_profile.py)", "",
         f"Model and step: `configs/yolov1_shapes.py`, the train step of `benchmarks/train_step.py` "
         f"(S={cfg.model.grid_size}, widths {tuple(cfg.model.widths)}). jax {jax.__version__} on "
         f"{jax.devices()[0].platform}; host {platform.machine()}, {os.cpu_count()} cores, load average "
-        f"{load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end.", "",
+        f"{args.load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end.", "",
         f"{_timing.options_line()} Columns: the 2 × 2 of compiler options × stride-2 input gradient. Step times: "
         f"median of {args.repeats} interleaved rounds. Op times: {args.profile_steps} profiled steps per column, "
         "summed per HLO instruction from the `jax.profiler` trace (thread time: ops on the two cores overlap, so "
         "they do not add up to the wall time).", "",
         *[case_tables(row, args.top) for row in rows],
-        f"Command: `python benchmarks/train_step_profile.py --cases {args.cases}`.", ""])
-    print(md)
-    write_results(md, "train_step_profile.md", args)
+        f"Command: `python -m benchmarks.investigations.train_step_profile --cases {args.cases}`.", ""])
+
+
+def main(argv: list[str] | None = None) -> str | None:
+    return _timing.main(__doc__, run, results_name="train_step_profile.md", add_arguments=_add_arguments,
+                        check_args=_check_args, torch_compile=False, quick=QUICK, argv=argv)
 
 
 if __name__ == "__main__":
