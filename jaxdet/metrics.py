@@ -166,7 +166,6 @@ def coco_metrics(
       (faster-coco-eval's stats dict), "num_images", "num_gt", "num_detections", and the polygon keys above.
       COCO conventions: mAP is -1 when there is no GT at all.
     """
-    from faster_coco_eval import COCO, COCOeval_faster
     det, g = _concat_detections(detections), _concat_batches(gt)
     size = _as_hw(image_size)
     _checks.positive_int(max_detections, "max_detections")

@@ -1,44 +1,43 @@
 """The training loop: ``run(config, workdir)``.
 
 One process per host; every process runs this same loop over the same global mesh. Per step: this
-process materialises its rows of the global batch (``train.data``), the rows become one global array
+process materialises its rows of the global batch (``train.batches``), the rows become one global array
 (``jax.make_array_from_process_local_data``), and the jitted step (``train.step``) updates the replicated,
 donated state. Metrics go to ``metrics.jsonl`` + TensorBoard, checkpoints to ``<workdir>/checkpoints``
 (resumed automatically), plots to ``<workdir>/plots``.
+
+:func:`run` reads in sections: the task (:func:`_prepare_task`), the setup (:func:`_setup`: mesh, data,
+state from a checkpoint or fresh, writers, evaluator, jitted step), the steps (:func:`_train`, one step's
+bookkeeping in :func:`_after_step`), the final evaluation and its files (:func:`_final_evaluation`) and
+the run's summary (:func:`_write_summary`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
+from tqdm import tqdm
 
 from jaxdet.compile_options import compiler_options
-from train import checkpoint as ckpt_lib
 from train import batches as batches_lib
+from train import checkpoint as ckpt_lib
 from train import data as data_lib
-from train import eval_report
+from train import eval_report, metrics_log, plots
 from train import mesh as mesh_lib
-from train import metrics_log
-from train import plots
 from train import step as step_lib
-from train import model_state as model_state_lib
+from train.evaluator import Evaluator
+from train.mesh import to_host
 from train.task import Task, make_task
-
-
-def to_host(x) -> np.ndarray:
-    """A replicated (possibly multi-process) array as numpy."""
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        return np.asarray(x.addressable_data(0))
-    return np.asarray(x)
 
 
 class NonFiniteTrainingError(RuntimeError):
@@ -106,15 +105,111 @@ def run(
     ``state`` (the final train state) and ``graphdef`` (the model's, for ``train.model_state.merge_model``).
     """
     t_start = time.perf_counter()
-    is_main = jax.process_index() == 0
+    config, task = _prepare_task(config, workdir, task)
+    r = _setup(config, workdir, task)
+    summary: dict[str, Any] = {
+        "resumed_from": r.latest,
+        "stopped": False,
+        "compile_s": None,
+        "images_per_sec": None,
+        "eval": None,
+    }
+    stop = _StopFlag().install()
+    try:
+        state, step = _train(r, stop, summary)
+        r.checkpointer.save(step, state, r.meta_for(step))
+        summary["final_step"] = step
+        if not summary["stopped"]:
+            _final_evaluation(r, state, step, summary)
+        summary["wall_s"] = time.perf_counter() - t_start
+        _write_summary(r, step, summary)
+        if return_state:
+            summary["state"], summary["graphdef"] = state, r.graphdef
+        return summary
+    finally:
+        stop.uninstall()
+        r.close()
+
+
+# --------------------------------------------------------------------------------------------------- setup
+
+
+def _prepare_task(config: ml_collections.ConfigDict, workdir: str, task: Task | None):
+    """``(config, task)``: the data resolved (:func:`train.data.prepare_data`) and the default task built unless
+    ``task`` is given; process 0 writes ``config.json`` in ``workdir``."""
     if task is None:
         config, data = data_lib.prepare_data(config, workdir)
         task = make_task(config, data)
-    if is_main:
+    if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "config.json"), "w") as f:
             json.dump(_config_json(config), f, indent=2)
+    return config, task
 
+
+@dataclasses.dataclass
+class _Run:
+    """What the sections of :func:`run` share: the built pieces of the run and the state to start from."""
+
+    config: ml_collections.ConfigDict
+    workdir: str
+    task: Task
+    mesh: jax.sharding.Mesh
+    total_steps: int
+    global_bs: int
+    filler: batches_lib.CacheFiller | None
+    graphdef: Any
+    batches: Any  # train.batches.StepBatcher or LoaderBatches
+    checkpointer: ckpt_lib.Checkpointer
+    state: Any  # the restored or initial train state, until the steps take it (the step donates it)
+    latest: int | None  # the restored checkpoint's step
+    start_step: int
+    dropped: batches_lib.DroppedBoxes
+    writer: metrics_log.MetricWriter
+    evaluator: Evaluator
+    train_step: Callable
+
+    @property
+    def is_main(self) -> bool:
+        return jax.process_index() == 0
+
+    def meta_for(self, step: int) -> dict[str, Any]:
+        """The checkpoint's metadata at ``step``: the data position, dropped boxes, the job's layout, the config."""
+        return {
+            "step": int(step),
+            "data": self.batches.get_state(),
+            "dropped_boxes": self.dropped.total(),
+            "process_count": jax.process_count(),
+            "device_count": jax.device_count(),
+            "mesh": {k: int(v) for k, v in self.mesh.shape.items()},
+            "config": _config_json(self.config),
+            "time": time.time(),
+        }
+
+    def fetch(self, step: int) -> dict[str, jax.Array]:
+        """The global batch of ``step``; the first batch of a run is drawn to ``plots/train_batch.png``."""
+        assert self.batches.get_state()["step"] == step
+        local = self.batches.next()
+        if step == 0 and self.is_main and "boxes" in local:  # the first batch after augmentation
+            plots.plot_train_batch(local, os.path.join(self.workdir, "plots", "train_batch.png"),
+                                   title="training batch 0",
+                                   class_names=getattr(self.task.train_source, "class_names", None))
+        batch = mesh_lib.global_batch(self.mesh, local)
+        self.dropped.add(batch)
+        return batch
+
+    def close(self) -> None:
+        """Stops the cache filler and closes the batches, the metric writer and the checkpointer."""
+        if self.filler is not None:
+            self.filler.stop()
+        self.batches.close()
+        self.writer.close()
+        self.checkpointer.close()
+
+
+def _setup(config: ml_collections.ConfigDict, workdir: str, task: Task) -> _Run:
+    """The mesh, the training data (with its background cache filler), the train state restored from the latest
+    checkpoint or initialised, the metric writer, the evaluator and the jitted train step."""
     mesh = mesh_lib.make_mesh(config.mesh.shape, config.mesh.axes)
     tc = config.train
     total_steps = int(tc.steps)
@@ -124,73 +219,23 @@ def run(
         f"devices: {jax.device_count()} ({jax.devices()[0].platform}) in {jax.process_count()} process(es); "
         f"mesh {dict(mesh.shape)}; global batch {global_bs}"
     )
-
-    # A cached synthetic split (or a folder's data.cache="ram") is filled in the background from here on: during
-    # the model's initialisation, the checkpoint restore and the first step's compile, the CPU is mostly idle.
-    # (The run's length decides; a resumed run's cache starts empty too.)
-    filler = batches_lib.CacheFiller.start(task.train_source, examples_to_read=total_steps * global_bs,
-                                        num_workers=int(config.data.get("num_workers", 0)))
-    if filler is not None:
-        verb = "decoding" if getattr(task.train_source, "records", None) is not None else "generating"
-        _log(f"data: {verb} the {len(task.train_source)} training images in the background (kept in memory)")
+    filler = _start_cache_filler(config, task, examples_to_read=total_steps * global_bs)
     recipe, graphdef, init_fn = step_lib.make_recipe_init_fn(
         tc, task.build_model, seed=int(config.seed), init_loss_state=task.init_loss_state
     )
     _log(f"recipe: {recipe.description}")
-    repl = mesh_lib.replicated(mesh)
     state_shapes = jax.eval_shape(init_fn)
-
-    batches = batches_lib.make_train_batches(
-        str(config.data.get("loader", "grain")),
-        task.train_source,
-        global_batch_size=global_bs,
-        seed=int(config.data.seed),
-        rows=rows,
-        augment=task.augment,
-        max_objects=int(config.data.max_objects),
-        num_threads=int(config.data.get("num_threads", 2)),
-        prefetch=int(config.data.get("prefetch", 8)),
-        num_workers=int(config.data.get("num_workers", 0)),
-    )
+    batches = _train_batches(config, task, global_bs=global_bs, rows=rows)
     checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=int(tc.keep_checkpoints))
-    restored = checkpointer.restore_latest(step_lib.abstract_state(state_shapes, mesh), log=_log)
-    latest = None if restored is None else restored[0]
-    if restored is not None:
-        _, state, meta = restored
-        saved_bs = meta.get("data", {}).get("global_batch_size")
-        if saved_bs is not None and saved_bs != global_bs:
-            raise ValueError(
-                f"the checkpoint in {checkpointer.directory} was written with train.batch_size="
-                f"{saved_bs}; this run has {global_bs} (the data position would not match)"
-            )
-        batches.set_state(meta["data"])
-        _log(
-            f"resumed from {checkpointer.directory} step {latest} "
-            f"(written on {meta.get('device_count')} device(s), {meta.get('process_count')} process(es))"
-        )
-    else:
-        state = jax.jit(init_fn, out_shardings=repl)()
-    dropped = batches_lib.DroppedBoxes(mesh, restored[2].get("dropped_boxes", 0) if restored is not None else 0)
+    state, latest, meta = _restore_or_init(checkpointer, batches, init_fn, state_shapes, mesh, global_bs=global_bs)
+    dropped = batches_lib.DroppedBoxes(mesh, meta.get("dropped_boxes", 0) if meta is not None else 0)
     start_step = int(to_host(state["step"]))
     if batches.get_state()["step"] != start_step:
         raise RuntimeError(f"data position {batches.get_state()} does not match the state's step {start_step}")
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state["params"]))
     _log(f"model: {n_params:,} parameters; steps {start_step} -> {total_steps}")
-
-    def meta_for(step: int) -> dict[str, Any]:
-        return {
-            "step": int(step),
-            "data": batches.get_state(),
-            "dropped_boxes": dropped.total(),
-            "process_count": jax.process_count(),
-            "device_count": jax.device_count(),
-            "mesh": {k: int(v) for k, v in mesh.shape.items()},
-            "config": _config_json(config),
-            "time": time.time(),
-        }
-
-    writer = metrics_log.MetricWriter(workdir, enabled=is_main)
-    evaluator = _Evaluator(config, task, graphdef, mesh)
+    writer = metrics_log.MetricWriter(workdir, enabled=jax.process_index() == 0)
+    evaluator = Evaluator(config, task, graphdef, mesh)
     train_step = step_lib.jit_train_step(
         step_lib.make_train_step(
             graphdef,
@@ -204,242 +249,267 @@ def run(
         ),
         mesh,
     )
+    return _Run(
+        config=config, workdir=workdir, task=task, mesh=mesh, total_steps=total_steps, global_bs=global_bs,
+        filler=filler, graphdef=graphdef, batches=batches, checkpointer=checkpointer, state=state, latest=latest,
+        start_step=start_step, dropped=dropped, writer=writer, evaluator=evaluator, train_step=train_step,
+    )
 
-    summary: dict[str, Any] = {
-        "resumed_from": latest,
-        "stopped": False,
-        "compile_s": None,
-        "images_per_sec": None,
-        "eval": None,
-    }
-    stop = _StopFlag().install()
 
-    def fetch(step):
-        assert batches.get_state()["step"] == step
-        local = batches.next()
-        if step == 0 and is_main and "boxes" in local:  # plots/train_batch.png: the first batch after augmentation
-            plots.plot_train_batch(local, os.path.join(workdir, "plots", "train_batch.png"), title="training batch 0",
-                                   class_names=getattr(task.train_source, "class_names", None))
-        batch = mesh_lib.global_batch(mesh, local)
-        dropped.add(batch)
-        return batch
+def _start_cache_filler(config, task: Task, *, examples_to_read: int) -> batches_lib.CacheFiller | None:
+    """Starts filling a cached training split in the background (None when there is nothing to fill).
 
-    step = start_step
-    try:
-        if step < total_steps:
-            batch = fetch(step)
-            t0 = time.perf_counter()
-            options = compiler_options()
-            compiled = train_step.lower(state, batch).compile(options)
-            compile_s = time.perf_counter() - t0
-            summary["compile_s"] = compile_s
-            _log(f"first-step compile: {compile_s:.2f} s (compiler options {options or 'default'})")
-        pbar = None
-        if is_main and tc.get("progress_bar", True):
-            from tqdm import tqdm
+    A cached synthetic split (or a folder's data.cache="ram") is filled in the background from here on: during
+    the model's initialisation, the checkpoint restore and the first step's compile, the CPU is mostly idle.
+    (The run's length decides; a resumed run's cache starts empty too.)
+    """
+    filler = batches_lib.CacheFiller.start(task.train_source, examples_to_read=examples_to_read,
+                                           num_workers=int(config.data.get("num_workers", 0)))
+    if filler is not None:
+        verb = "decoding" if getattr(task.train_source, "records", None) is not None else "generating"
+        _log(f"data: {verb} the {len(task.train_source)} training images in the background (kept in memory)")
+    return filler
 
-            pbar = tqdm(
-                total=total_steps,
-                initial=start_step,
-                desc="train",
-                dynamic_ncols=True,
-                file=sys.stdout,
-                mininterval=0.5,
-            )
-        log_every = max(int(tc.log_every), 1)
-        max_nonfinite = int(tc.get("max_consecutive_nonfinite", 10))
-        t_first_done = None
-        excluded = 0.0  # eval/checkpoint time not counted in images/s
-        t_log = time.perf_counter()
-        steps_since_log = 0
-        data_wait_s = 0.0  # steady state: time the loop waited for the loader
-        while step < total_steps:
-            if step != start_step:
-                batch = fetch(step)
-            state, metrics = compiled(state, batch)
-            step += 1
-            steps_since_log += 1
-            if float(to_host(metrics["skipped"])):  # one scalar a step: name every skipped step
-                run_length = int(to_host(state["nonfinite_run"]))
-                terms = ", ".join(f"{k}={float(to_host(v)):.4g}" for k, v in sorted(metrics.items()))
-                _log(f"step {step}: non-finite loss or gradients, update skipped ({run_length} in a row; params, "
-                     f"optimizer, model and loss state unchanged): {terms}")
-                if run_length >= max_nonfinite:
-                    checkpointer.save(step, state, meta_for(step))
-                    raise NonFiniteTrainingError(
-                        f"{run_length} consecutive steps with a non-finite loss or gradients, the last at step "
-                        f"{step}; saved the last good parameters (unchanged since step {step - run_length}) at step "
-                        f"{step} in {checkpointer.directory}. Lower train.learning_rate, set train.grad_clip, or "
-                        f"check the data (train.max_consecutive_nonfinite={max_nonfinite})"
-                    )
-            if t_first_done is None:
-                jax.block_until_ready(state["step"])
-                t_first_done = time.perf_counter()
-                t_log = t_first_done
-                steps_since_log = 0
-                batches.stats.take()  # the loader's counters start with the steady state
-                summary["first_step_s"] = t_first_done - t0
-            last = step == total_steps
-            if step % log_every == 0 or last:
-                host = {k: float(to_host(v)) for k, v in metrics.items()}
-                host["dropped_boxes"] = dropped.total()  # objects augmentation removed so far
-                now = time.perf_counter()
-                loader = batches.stats.take()  # the loader's own images/s and the loop's wait for it
-                if steps_since_log:
-                    host["images_per_sec"] = steps_since_log * global_bs / max(now - t_log, 1e-9)
-                    host.update(loader)
-                    data_wait_s += loader["data_wait_s"]
-                t_log, steps_since_log = now, 0
-                writer.write("train", step, host)
-                if pbar is not None:
-                    post = {"loss": f"{host['loss']:.4f}"}
-                    if "alpha" in host:
-                        post["alpha"] = f"{host['alpha']:.3f}"
-                    if "images_per_sec" in host:
-                        post["img/s"] = f"{host['images_per_sec']:.0f}"
-                    if "loader_images_per_sec" in host:
-                        post["loader img/s"] = f"{host['loader_images_per_sec']:.0f}"
-                    if host["dropped_boxes"]:
-                        post["dropped"] = host["dropped_boxes"]
-                    pbar.set_postfix(post, refresh=False)
+
+def _train_batches(config, task: Task, *, global_bs: int, rows: np.ndarray):
+    """This process's rows of the training batches (:func:`train.batches.make_train_batches`) from step 0."""
+    return batches_lib.make_train_batches(
+        str(config.data.get("loader", "grain")),
+        task.train_source,
+        global_batch_size=global_bs,
+        seed=int(config.data.seed),
+        rows=rows,
+        augment=task.augment,
+        max_objects=int(config.data.max_objects),
+        num_threads=int(config.data.get("num_threads", 2)),
+        prefetch=int(config.data.get("prefetch", 8)),
+        num_workers=int(config.data.get("num_workers", 0)),
+    )
+
+
+def _restore_or_init(checkpointer, batches, init_fn, state_shapes, mesh, *, global_bs: int):
+    """``(state, step, meta)`` of the latest checkpoint, with the batches moved to its data position, or
+    ``(initial state, None, None)`` when there is none.
+
+    Raises:
+      ValueError: when the checkpoint was written with another ``train.batch_size``.
+    """
+    restored = checkpointer.restore_latest(step_lib.abstract_state(state_shapes, mesh), log=_log)
+    if restored is None:
+        return jax.jit(init_fn, out_shardings=mesh_lib.replicated(mesh))(), None, None
+    latest, state, meta = restored
+    saved_bs = meta.get("data", {}).get("global_batch_size")
+    if saved_bs is not None and saved_bs != global_bs:
+        raise ValueError(
+            f"the checkpoint in {checkpointer.directory} was written with train.batch_size="
+            f"{saved_bs}; this run has {global_bs} (the data position would not match)"
+        )
+    batches.set_state(meta["data"])
+    _log(
+        f"resumed from {checkpointer.directory} step {latest} "
+        f"(written on {meta.get('device_count')} device(s), {meta.get('process_count')} process(es))"
+    )
+    return state, latest, meta
+
+
+# --------------------------------------------------------------------------------------------------- steps
+
+
+@dataclasses.dataclass
+class _Clock:
+    """The loop's timing: images/s between logs and over the steady state (after the first step), without the
+    time spent in evaluations and checkpoints."""
+
+    t0: float | None = None  # before the first step's compile
+    first_done: float | None = None  # when the first step finished
+    log: float = 0.0  # the last log (moved forward by pauses)
+    steps_since_log: int = 0
+    excluded: float = 0.0  # eval/checkpoint time not counted in images/s
+    data_wait_s: float = 0.0  # steady state: time the loop waited for the loader
+
+
+def _train(r: _Run, stop: _StopFlag, summary: dict[str, Any]) -> tuple[Any, int]:
+    """Runs the steps from ``r.start_step`` to ``train.steps`` (compiling the step on the first batch); stops early
+    on a signal (after saving). Returns the final state and step; sets the summary's timings."""
+    tc = r.config.train
+    state, r.state = r.state, None  # no reference to the initial state stays behind
+    step = r.start_step
+    clock = _Clock()
+    if step < r.total_steps:
+        batch = r.fetch(step)
+        clock.t0 = time.perf_counter()
+        options = compiler_options()
+        compiled = r.train_step.lower(state, batch).compile(options)
+        compile_s = time.perf_counter() - clock.t0
+        summary["compile_s"] = compile_s
+        _log(f"first-step compile: {compile_s:.2f} s (compiler options {options or 'default'})")
+    pbar = None
+    if r.is_main and tc.get("progress_bar", True):
+        pbar = tqdm(
+            total=r.total_steps,
+            initial=r.start_step,
+            desc="train",
+            dynamic_ncols=True,
+            file=sys.stdout,
+            mininterval=0.5,
+        )
+    clock.log = time.perf_counter()
+    while step < r.total_steps:
+        if step != r.start_step:
+            batch = r.fetch(step)
+        state, metrics = compiled(state, batch)
+        step += 1
+        clock.steps_since_log += 1
+        if not _after_step(r, state, metrics, step, clock, pbar, stop, summary):
+            pbar = None  # closed on the way out
+            break
+    if pbar is not None:
+        pbar.close()
+    if clock.first_done is not None and step - r.start_step > 1:
+        jax.block_until_ready(state["step"])
+        span = time.perf_counter() - clock.first_done - clock.excluded
+        summary["images_per_sec"] = (step - r.start_step - 1) * r.global_bs / max(span, 1e-9)
+        summary["data_wait_s"] = clock.data_wait_s
+        _log(
+            f"steady-state throughput: {summary['images_per_sec']:.1f} images/s "
+            f"({(step - r.start_step - 1)} steps after the first, {span:.1f} s, {clock.data_wait_s:.1f} s of it "
+            "waiting for the loader)"
+        )
+    return state, step
+
+
+def _after_step(r: _Run, state, metrics, step: int, clock: _Clock, pbar, stop: _StopFlag,
+                summary: dict[str, Any]) -> bool:
+    """One step's bookkeeping after it ran: the non-finite check, the first step's timing, the metrics record and
+    progress bar, the periodic evaluation and checkpoint, and a signal's save. False when the run stops here."""
+    tc = r.config.train
+    _check_finite(r, state, metrics, step)
+    if clock.first_done is None:
+        jax.block_until_ready(state["step"])
+        clock.first_done = time.perf_counter()
+        clock.log = clock.first_done
+        clock.steps_since_log = 0
+        r.batches.stats.take()  # the loader's counters start with the steady state
+        summary["first_step_s"] = clock.first_done - clock.t0
+    last = step == r.total_steps
+    if step % max(int(tc.log_every), 1) == 0 or last:
+        _log_train_metrics(r, metrics, step, clock, pbar)
+    if pbar is not None:
+        pbar.update(1)
+    t_pause = time.perf_counter()
+    if int(tc.eval_every) > 0 and step % int(tc.eval_every) == 0 and not last:
+        ev, _ = r.evaluator(state, step)
+        if ev is not None:
+            r.writer.write("eval", step, ev)
             if pbar is not None:
-                pbar.update(1)
-            t_pause = time.perf_counter()
-            if int(tc.eval_every) > 0 and step % int(tc.eval_every) == 0 and not last:
-                ev, _ = evaluator(state, step)
-                if ev is not None:
-                    writer.write("eval", step, ev)
-                    if pbar is not None:
-                        pbar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in ev.items()))
-            if int(tc.checkpoint_every) > 0 and step % int(tc.checkpoint_every) == 0 and not last:
-                checkpointer.save(step, state, meta_for(step))
-            if stop.agreed():
-                _log(f"{stop.signal_name}: saving a checkpoint at step {step} (Ctrl-C again exits at once, without "
-                     "saving)")
-                checkpointer.save(step, state, meta_for(step))
-                summary["stopped"] = True
-                if pbar is not None:
-                    pbar.close()
-                    pbar = None
-                _log(f"{stop.signal_name}: saved checkpoint at step {step} in {checkpointer.directory}; exiting.")
-                break
-            if t_first_done is not None:
-                excluded += time.perf_counter() - t_pause
-                t_log += time.perf_counter() - t_pause
+                pbar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in ev.items()))
+    if int(tc.checkpoint_every) > 0 and step % int(tc.checkpoint_every) == 0 and not last:
+        r.checkpointer.save(step, state, r.meta_for(step))
+    if stop.agreed():
+        _log(f"{stop.signal_name}: saving a checkpoint at step {step} (Ctrl-C again exits at once, without "
+             "saving)")
+        r.checkpointer.save(step, state, r.meta_for(step))
+        summary["stopped"] = True
         if pbar is not None:
             pbar.close()
-        if t_first_done is not None and step - start_step > 1:
-            jax.block_until_ready(state["step"])
-            span = time.perf_counter() - t_first_done - excluded
-            summary["images_per_sec"] = (step - start_step - 1) * global_bs / max(span, 1e-9)
-            summary["data_wait_s"] = data_wait_s
-            _log(
-                f"steady-state throughput: {summary['images_per_sec']:.1f} images/s "
-                f"({(step - start_step - 1)} steps after the first, {span:.1f} s, {data_wait_s:.1f} s of it "
-                "waiting for the loader)"
-            )
-        checkpointer.save(step, state, meta_for(step))
-        summary["final_step"] = step
-        if not summary["stopped"]:
-            ev, table = evaluator(state, step, collect_images=True)
-            if ev is not None:
-                writer.write("eval", step, ev)
-                summary["eval"] = ev
-                _log(f"final evaluation at step {step}:\n{table}")
-                if is_main:
-                    eval_report.write_report(workdir, evaluator.last_result, step=step)
-                if is_main and evaluator.last_images is not None and task.draw_fn is not None:
-                    images, dets, gt = evaluator.last_images
-                    shown = dets._replace(
-                        valid=dets.valid & (dets.scores >= float(config.eval.get("plot_score_threshold", 0.3)))
-                    )
-                    grid = task.draw_fn(images, shown, gt)
-                    if grid is not None:
-                        os.makedirs(os.path.join(workdir, "plots"), exist_ok=True)
-                        plots.save_image(
-                            grid,
-                            os.path.join(workdir, "plots", "val_predictions.png"),
-                            title=f"validation predictions, step {step}",
-                        )
-            writer.flush()
-            if is_main:
-                plots.plot_history(metrics_log.read_history(writer.path), os.path.join(workdir, "plots"))
-                written = [os.path.join(d, f) for d in ("plots", "eval") if os.path.isdir(os.path.join(workdir, d))
-                           for f in sorted(os.listdir(os.path.join(workdir, d)))]
-                _log("plots and evaluation files: " + ", ".join(written))
-        summary["wall_s"] = time.perf_counter() - t_start
-        if is_main:
-            with open(os.path.join(workdir, "summary.json"), "w") as f:
-                json.dump(summary, f, indent=2, default=float)
-            if summary["compile_s"] is not None:
-                writer.write("info", step, {k: v for k, v in summary.items() if isinstance(v, (int, float))})
-        if return_state:
-            summary["state"], summary["graphdef"] = state, graphdef
-        return summary
-    finally:
-        stop.uninstall()
-        if filler is not None:
-            filler.stop()
-        batches.close()
-        writer.close()
-        checkpointer.close()
+        _log(f"{stop.signal_name}: saved checkpoint at step {step} in {r.checkpointer.directory}; exiting.")
+        return False
+    if clock.first_done is not None:
+        clock.excluded += time.perf_counter() - t_pause
+        clock.log += time.perf_counter() - t_pause
+    return True
 
 
-class _Evaluator:
-    """Decodes the validation split with a jitted, sharded forward pass and scores it on the host."""
-
-    def __init__(self, config, task: Task, graphdef, mesh):
-        self.config = config
-        self.task = task
-        self.mesh = mesh
-        self.last_images = None
-        self.last_result = None  # the full result of the latest evaluation (per-class rows, PR arrays)
-        ec = config.eval
-        self.batch_size = int(ec.batch_size)
-        dsize = mesh_lib.data_size(mesh)
-        if self.batch_size % dsize:
-            self.batch_size = max(dsize, (self.batch_size // dsize) * dsize)
-        self.rows = mesh_lib.process_rows(mesh, self.batch_size)
-        self.enabled = task.decode_fn is not None and task.evaluate_fn is not None
-        if not self.enabled:
-            return
-        repl = mesh_lib.replicated(mesh)
-
-        def predict(model_state, images):
-            model = model_state_lib.merge_model(graphdef, model_state, train=False)
-            return task.decode_fn(model(images))
-
-        self._predict = jax.jit(
-            predict,
-            in_shardings=(repl, mesh_lib.batch_sharding(mesh)),
-            out_shardings=repl,
-            compiler_options=compiler_options(),
+def _check_finite(r: _Run, state, metrics, step: int) -> None:
+    """Names a skipped (non-finite) step; after ``train.max_consecutive_nonfinite`` in a row saves the last good
+    parameters and raises :class:`NonFiniteTrainingError`."""
+    if not float(to_host(metrics["skipped"])):  # one scalar a step: name every skipped step
+        return
+    max_nonfinite = int(r.config.train.get("max_consecutive_nonfinite", 10))
+    run_length = int(to_host(state["nonfinite_run"]))
+    terms = ", ".join(f"{k}={float(to_host(v)):.4g}" for k, v in sorted(metrics.items()))
+    _log(f"step {step}: non-finite loss or gradients, update skipped ({run_length} in a row; params, "
+         f"optimizer, model and loss state unchanged): {terms}")
+    if run_length >= max_nonfinite:
+        r.checkpointer.save(step, state, r.meta_for(step))
+        raise NonFiniteTrainingError(
+            f"{run_length} consecutive steps with a non-finite loss or gradients, the last at step "
+            f"{step}; saved the last good parameters (unchanged since step {step - run_length}) at step "
+            f"{step} in {r.checkpointer.directory}. Lower train.learning_rate, set train.grad_clip, or "
+            f"check the data (train.max_consecutive_nonfinite={max_nonfinite})"
         )
 
-    def __call__(self, state, step, *, collect_images: bool = False):
-        if not self.enabled:
-            return None, ""
-        params, model_state = model_state_lib.eval_variables(state)  # the EMA's when train.ema
-        variables = {"params": params, "model_state": model_state}
-        dets, gts = [], []
-        ec = self.config.eval
-        n_plot = int(ec.get("num_plot_images", 16))
-        for full, keep in batches_lib.eval_batches(
-            self.task.val_source,
-            num_images=int(ec.num_images),
-            batch_size=self.batch_size,
-            max_objects=int(self.config.data.max_objects),
-        ):
-            g_images = jax.make_array_from_process_local_data(
-                mesh_lib.batch_sharding(self.mesh), full["image"][self.rows]
-            )
-            out = jax.tree.map(to_host, self._predict(variables, g_images))
-            dets.append(jax.tree.map(lambda v: v[keep], out))
-            gts.append({k: v[keep] for k, v in full.items()})
-        det = jax.tree.map(lambda *parts: np.concatenate(parts), *dets)
-        gt = {k: np.concatenate([g[k] for g in gts]) for k in gts[0]}
-        metrics, table, self.last_result = self.task.evaluate_fn(det, gt)
-        if collect_images:
-            n = min(n_plot, len(gt["image"]))
-            self.last_images = (gt["image"][:n], jax.tree.map(lambda v: v[:n], det), {k: v[:n] for k, v in gt.items()})
-        return metrics, table
+
+def _log_train_metrics(r: _Run, metrics, step: int, clock: _Clock, pbar) -> None:
+    """Writes the step's ``train`` record (metrics, dropped boxes, images/s and the loader's own figures since the
+    last record) and shows its headline numbers on the progress bar."""
+    host = {k: float(to_host(v)) for k, v in metrics.items()}
+    host["dropped_boxes"] = r.dropped.total()  # objects augmentation removed so far
+    now = time.perf_counter()
+    loader = r.batches.stats.take()  # the loader's own images/s and the loop's wait for it
+    if clock.steps_since_log:
+        host["images_per_sec"] = clock.steps_since_log * r.global_bs / max(now - clock.log, 1e-9)
+        host.update(loader)
+        clock.data_wait_s += loader["data_wait_s"]
+    clock.log, clock.steps_since_log = now, 0
+    r.writer.write("train", step, host)
+    if pbar is not None:
+        post = {"loss": f"{host['loss']:.4f}"}
+        if "alpha" in host:
+            post["alpha"] = f"{host['alpha']:.3f}"
+        if "images_per_sec" in host:
+            post["img/s"] = f"{host['images_per_sec']:.0f}"
+        if "loader_images_per_sec" in host:
+            post["loader img/s"] = f"{host['loader_images_per_sec']:.0f}"
+        if host["dropped_boxes"]:
+            post["dropped"] = host["dropped_boxes"]
+        pbar.set_postfix(post, refresh=False)
+
+
+# --------------------------------------------------------------------------------------------------- the end
+
+
+def _final_evaluation(r: _Run, state, step: int, summary: dict[str, Any]) -> None:
+    """The final evaluation: its ``eval`` record and printed table, ``eval/`` (per-class table, PR curve),
+    ``plots/val_predictions.png``, and the history plots of the whole run."""
+    ev, table = r.evaluator(state, step, collect_images=True)
+    if ev is not None:
+        r.writer.write("eval", step, ev)
+        summary["eval"] = ev
+        _log(f"final evaluation at step {step}:\n{table}")
+        if r.is_main:
+            eval_report.write_report(r.workdir, r.evaluator.last_result, step=step)
+        if r.is_main and r.evaluator.last_images is not None and r.task.draw_fn is not None:
+            _plot_val_predictions(r, step)
+    r.writer.flush()
+    if r.is_main:
+        plots.plot_history(metrics_log.read_history(r.writer.path), os.path.join(r.workdir, "plots"))
+        written = [os.path.join(d, f) for d in ("plots", "eval") if os.path.isdir(os.path.join(r.workdir, d))
+                   for f in sorted(os.listdir(os.path.join(r.workdir, d)))]
+        _log("plots and evaluation files: " + ", ".join(written))
+
+
+def _plot_val_predictions(r: _Run, step: int) -> None:
+    """``plots/val_predictions.png``: the final evaluation's first images with their detections scoring at least
+    ``eval.plot_score_threshold`` (0.3) and the ground truth."""
+    images, dets, gt = r.evaluator.last_images
+    shown = dets._replace(
+        valid=dets.valid & (dets.scores >= float(r.config.eval.get("plot_score_threshold", 0.3)))
+    )
+    grid = r.task.draw_fn(images, shown, gt)
+    if grid is not None:
+        os.makedirs(os.path.join(r.workdir, "plots"), exist_ok=True)
+        plots.save_image(
+            grid,
+            os.path.join(r.workdir, "plots", "val_predictions.png"),
+            title=f"validation predictions, step {step}",
+        )
+
+
+def _write_summary(r: _Run, step: int, summary: dict[str, Any]) -> None:
+    """Process 0 writes ``summary.json`` and, when this run trained, its numbers as an ``info`` record."""
+    if r.is_main:
+        with open(os.path.join(r.workdir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2, default=float)
+        if summary["compile_s"] is not None:
+            r.writer.write("info", step, {k: v for k, v in summary.items() if isinstance(v, (int, float))})

@@ -114,6 +114,13 @@ def global_batch(mesh, local_batch: dict[str, np.ndarray]) -> dict[str, jax.Arra
     return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local_batch.items()}
 
 
+def to_host(x) -> np.ndarray:
+    """A replicated (possibly multi-process) array as numpy."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return np.asarray(x.addressable_data(0))
+    return np.asarray(x)
+
+
 def process_rows(mesh, global_batch_size: int) -> np.ndarray:
     """Rows of the global batch that live on this process's devices, in increasing order.
 
