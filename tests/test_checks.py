@@ -24,9 +24,20 @@ import pytest
 import jaxdet
 from jaxdet import _checks, assign, boxes, gradients, measurements, metrics, models, nms, polygons, schedules, tal
 from jaxdet import data as D
-from jaxdet.data import augment, geometry, letterbox, pipeline, pixels, records, synthetic, writers, yolo_augment
+from jaxdet.data import (
+    augment,
+    geometry,
+    label_cache,
+    letterbox,
+    pipeline,
+    pixels,
+    records,
+    synthetic,
+    writers,
+    yolo_augment,
+)
 from jaxdet.losses import focal, harmonic, hybrid, ssd, vertex, yolo, yolov8
-from jaxdet.models import conv, detector, heads, inputs, polygon_head, registry, yolov1_head
+from jaxdet.models import conv, detector, inputs, polygon_head, registry, ultralytics_io, yolov1_head
 from train import drawing, tables
 
 # --------------------------------------------------------------------------------------------- the wordings
@@ -475,23 +486,27 @@ CASES += [
     _case(polygon_head.PolygonHead,
           lambda: polygon_head.PolygonHead(num_classes=3, normalization="l1", alpha_schedule=lambda s: 0.5),
           "normalization", "choice", "'grad_norm'"),
-    _case(heads.yolov1_activate, lambda: heads.yolov1_activate(_RAW_BAD, num_boxes=2, num_classes=3), "outputs",
-          "shape", "square grid"),
-    _case(heads.yolov1_head_loss, lambda: heads.yolov1_head_loss(jnp.zeros((1, 2, 2, 7)), *_POLY_GT[:2],
-                                                                _POLY_GT[2], num_boxes=2, num_classes=3),
+    _case(yolov1_head.yolov1_activate,
+          lambda: yolov1_head.yolov1_activate(_RAW_BAD, num_boxes=2, num_classes=3), "outputs", "shape",
+          "square grid"),
+    _case(yolov1_head.yolov1_head_loss,
+          lambda: yolov1_head.yolov1_head_loss(jnp.zeros((1, 2, 2, 7)), *_POLY_GT[:2], _POLY_GT[2], num_boxes=2,
+                                               num_classes=3),
           "outputs", "shape", "[..., S, S, 13]"),
-    _case(heads.yolov1_head_decode, lambda: heads.yolov1_head_decode(jnp.zeros(13), num_boxes=2, num_classes=3),
-          "outputs", "shape"),
-    _case(heads.polygon_outputs, lambda: heads.polygon_outputs(jnp.zeros((1, 2, 2, 9)), num_vertices=3,
-                                                               num_classes=3), "outputs", "shape", "K=3, C=3"),
-    _case(heads.polygon_cell_targets, lambda: heads.polygon_cell_targets(*_POLY_GT, jnp.zeros((1, 1, 4, 2)),
-                                                                         grid_size=2, num_vertices=8),
+    _case(yolov1_head.yolov1_head_decode,
+          lambda: yolov1_head.yolov1_head_decode(jnp.zeros(13), num_boxes=2, num_classes=3), "outputs", "shape"),
+    _case(polygon_head.polygon_outputs,
+          lambda: polygon_head.polygon_outputs(jnp.zeros((1, 2, 2, 9)), num_vertices=3, num_classes=3), "outputs",
+          "shape", "K=3, C=3"),
+    _case(polygon_head.polygon_cell_targets,
+          lambda: polygon_head.polygon_cell_targets(*_POLY_GT, jnp.zeros((1, 1, 4, 2)), grid_size=2, num_vertices=8),
           "gt_polygons", "shape", "(1, 1, 8, 2)"),
-    _case(heads.polygon_head_loss, lambda: heads.polygon_head_loss(_RAW_BAD, *_POLY_GT, jnp.zeros((1, 1, 8, 2)),
-                                                                   num_vertices=8, num_classes=3, alpha=0.5),
+    _case(polygon_head.polygon_head_loss,
+          lambda: polygon_head.polygon_head_loss(_RAW_BAD, *_POLY_GT, jnp.zeros((1, 1, 8, 2)), num_vertices=8,
+                                                 num_classes=3, alpha=0.5),
           "outputs", "shape"),
-    _case(heads.polygon_head_decode, lambda: heads.polygon_head_decode(_RAW_BAD, num_vertices=8, num_classes=3),
-          "outputs", "shape"),
+    _case(polygon_head.polygon_head_decode,
+          lambda: polygon_head.polygon_head_decode(_RAW_BAD, num_vertices=8, num_classes=3), "outputs", "shape"),
 ]
 
 
@@ -518,6 +533,16 @@ CASES += [
                                                          cls_loss="ce"), "cls_loss", "choice", "'varifocal'"),
     _case(yolov8.yolov8_loss_from_targets, lambda: yolov8.yolov8_loss_from_targets(
         jnp.zeros((1, _A, 67)), _PTS, _STRIDES, None, box_loss="l1"), "box_loss", "choice", "'harmonic_iou'"),
+]
+
+CASES += [
+    # ultralytics weights in and out, and the label cache's directory
+    _case(ultralytics_io.load_ultralytics, lambda: ultralytics_io.load_ultralytics(3), "source", "value",
+          "a DetectionModel or a .pt path"),
+    _case(ultralytics_io.ultralytics_state_dict, lambda: ultralytics_io.ultralytics_state_dict([1.0]), "source",
+          "value", "state dict"),
+    _case(label_cache.resolve_cache_dir, lambda: label_cache.resolve_cache_dir(3), "cache", "value",
+          "a directory path"),
 ]
 
 
@@ -551,8 +576,21 @@ EXEMPT = {
     "jaxdet.data.writers.write_yolo": "writes SyntheticShapes.annotation dicts; export_synthetic is the checked entry",
     "jaxdet.models.default_model_config": "takes no arguments",
     "jaxdet.models.conv.xla_stride2_gradient": "takes no arguments",
-    "jaxdet.models.head.config_get": "any mapping or attribute object is valid; missing fields take the default",
+    "jaxdet.models.base_head.model_field": "declares a dataclass field: any default is valid (the head checks values)",
+    "jaxdet.models.base_head.loss_field": "declares a dataclass field: any default is valid (the head checks values)",
     "jaxdet.data.image_cache.available_memory": "takes no arguments",
+    "jaxdet.data.label_cache.default_cache_dir": "takes no arguments",
+    "jaxdet.data.label_cache.file_stat": "any path: a missing or unreadable file is (-1, -1) by design",
+    "jaxdet.data.label_cache.stat_digest": "any paths: a missing file counts as (-1, -1) by design",
+    "jaxdet.data.label_cache.listing_digest": "any folders: a missing one lists as empty by design",
+    "jaxdet.compile_options.compiler_options": "any platform name: one without options gets {}",
+    "jaxdet.models.ultralytics_io.tensor_name": "maps the variable paths of jaxdet's own YOLOv8",
+    "jaxdet.models.ultralytics_io.export_ultralytics": "takes jaxdet's own YOLOv8 (every scale exported and "
+                                                       "reloaded in tests/models/test_yolov8.py)",
+    "jaxdet.models.yolov8.scaled_channels": "ultralytics' yaml arithmetic on the built-in scales",
+    "jaxdet.models.yolov8.scaled_repeats": "ultralytics' yaml arithmetic on the built-in scales",
+    "jaxdet.models.yolov8.count_params": "any NNX module",
+    "jaxdet.models.yolov8.max_pool_same": "a layer of the network on its own activations",
     "jaxdet.data.image_cache.check_fits": "its error is a MemoryError naming the GiB (tests/data/test_image_cache.py)",
 }
 
