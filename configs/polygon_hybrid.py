@@ -7,6 +7,9 @@ over the first 70% of training (seed 003), then 0.2. One step is one "epoch" of 
 Other schedules: ``--config.loss.alpha.name=linear|step|exponential|two_stage|static|adaptive``.
 
     python -m train --config configs/polygon_hybrid.py
+
+Glossary: seed 003: the hybrid L2 + MGIoU polygon loss with α schedules and a loss-EMA normalisation (the
+``ultralytics-mgiou`` fork, on Le et al. 2025, "Marginalized Generalized IoU (MGIoU)", arXiv 2504.16443).
 """
 
 import ml_collections

@@ -1,10 +1,14 @@
-"""Default experiment: YOLOv1 grid head on the embedded synthetic shapes dataset (Case 2).
+"""YOLOv1 grid head on the embedded synthetic shapes dataset (Case 2); the other configs start from this one.
 
 Case 2 (``loss.iou_target="stop"``) is what darknet and every public YOLO port do: the IoU confidence
 target is a constant, so box coordinates get no gradient from the confidence term. For Case 1 use
 ``configs/yolov1_shapes_case1.py`` or the override ``--config.loss.iou_target=through``.
 
-Run with ``python -m train`` (this config is the default).
+Run with ``python -m train --config configs/yolov1_shapes.py`` (the default config is ``configs/yolov8n_shapes.py``).
+
+Glossary: seed 000: the gradient of YOLOv1's IoU confidence target (Redmon et al., "You Only Look Once: Unified,
+Real-Time Object Detection", CVPR 2016); Case 1: a target computed from the predictions keeps its gradient
+(``"through"``); Case 2: its gradient is stopped (``"stop"``, what every public YOLO does).
 """
 
 import ml_collections

@@ -9,6 +9,9 @@ statistics are trained in the model state, averaged by the EMA, and the EMA is e
 ``--config.model.scale=s`` for YOLOv8s, ``--config.model.dtype=bfloat16`` for bf16 activations on GPU/TPU.
 
 Run with ``python -m train`` (or ``--config=configs/yolov8n_shapes.py``).
+
+Glossary: Case 1: a target computed from the predictions keeps its gradient (``"through"``); Case 2: its gradient is
+stopped (``"stop"``, what every public YOLO does).
 """
 
 import ml_collections

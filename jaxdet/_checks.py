@@ -10,6 +10,9 @@ reads the same everywhere and names the argument, what was expected and what was
 - keys:    ``{arg} must contain {missing}; got keys {keys}.`` and
            ``{arg} must not contain unknown keys {unknown}; known: {known}.``
 
+:func:`config_get` reads one field of a config section (a ConfigDict, a dict or an attribute object) with its
+default, as every ``from_config`` does before checking the value.
+
 Any of them may end with a hint (one more sentence: how to cast, which function to use instead). All raise
 :class:`ValueError`. Shapes are written as in the docstrings, e.g. ``[..., 4]`` or ``[N, M]``. The array checks
 work on shapes and dtypes only, so they accept NumPy arrays, JAX arrays and tracers alike; :func:`array` converts
@@ -19,7 +22,7 @@ with ``jnp.asarray``, :func:`layout` and :func:`dtype_is` leave the argument as 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -45,6 +48,8 @@ __all__ = [
     "positive_int",
     "keys_present",
     "keys_known",
+    "square_grid",
+    "config_get",
 ]
 
 _KINDS = {
@@ -280,3 +285,21 @@ def keys_known(mapping: Any, known: Collection[str], argname: str, hint: str = "
     unknown = sorted(set(mapping) - set(known))
     if unknown:
         raise _with_hint(f"{argname} must not contain unknown keys {unknown}; known: {sorted(known)}.", hint)
+
+
+def square_grid(x: Any, argname: str, depth: int, what: str) -> jax.Array:
+    """``x`` as an array of shape ``[..., S, S, depth]``: a square grid of ``depth`` values per cell (``what``
+    names the layout in the message, e.g. ``"B=2, C=3"``)."""
+    x = array(x, argname, shape=f"[..., S, S, {depth}] ({what})", min_ndim=3, last=depth)
+    if x.shape[-3] != x.shape[-2]:
+        raise fail_shape(argname, f"[..., S, S, {depth}] ({what}): a square grid", x.shape)
+    return x
+
+
+def config_get(cfg: Mapping[str, Any] | Any, name: str, default: Any) -> Any:
+    """``cfg.get(name, default)`` for ConfigDicts, dicts and plain attribute objects (None: the default)."""
+    if cfg is None:
+        return default
+    if hasattr(cfg, "get"):
+        return cfg.get(name, default)
+    return getattr(cfg, name, default)

@@ -15,6 +15,9 @@ A loss exposes the choice as a keyword typed :data:`GradientPath` and applies it
 **Per-term gradients.** :func:`term_gradients` differentiates every named term of a loss with respect to the
 predictions from a single forward pass (one ``jax.vjp``, one backward pass per term), and
 :func:`gradient_norms`, :func:`gradient_cosine` and :func:`cosine_matrix` summarise how the terms pull.
+
+Glossary: Case 1 and Case 2 are the two gradient paths of seed 000: the gradient of YOLOv1's IoU confidence
+target (Redmon et al., "You Only Look Once: Unified, Real-Time Object Detection", CVPR 2016).
 """
 
 from __future__ import annotations

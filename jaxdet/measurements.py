@@ -23,6 +23,9 @@ Setup (all in normalised image coordinates, K = 8 canonical vertices):
   and the 10th–90th percentile over instances of the two norms, their ratio and their cosine similarity.
 
 Run ``python -m jaxdet.measurements`` (``--quick`` for a few images).
+
+Glossary: seed 003: the hybrid L2 + MGIoU polygon loss with α schedules and a loss-EMA normalisation (the
+``ultralytics-mgiou`` fork, on Le et al. 2025, "Marginalized Generalized IoU (MGIoU)", arXiv 2504.16443).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import numpy as np
 
 from jaxdet import _checks
 from jaxdet.data.geometry import canonical_polygon
+from jaxdet.data.synthetic import SyntheticShapes
 from jaxdet.gradients import gradient_cosine, gradient_norms, term_gradients
 from jaxdet.losses.vertex import keypoint_loss
 from jaxdet.polygons import mgiou_loss
@@ -57,8 +61,6 @@ def full_image_polygon(k: int = 8) -> np.ndarray:
 
 def ground_truth_polygons(*, num_images: int = 128, k: int = 8, seed: int = 0) -> np.ndarray:
     """``[N, K, 2]`` float64 polygons of the default synthetic dataset's validation split."""
-    from jaxdet.data.synthetic import SyntheticShapes
-
     _checks.positive_int(num_images, "num_images")
     data = SyntheticShapes("val", num_images=num_images, seed=seed, num_vertices=k)
     polys = [data[i]["polygons"] for i in range(num_images)]

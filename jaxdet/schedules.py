@@ -27,6 +27,9 @@ Schedules (seed 003's defaults are the defaults):
 **Adaptive α** (:class:`AdaptiveAlphaState`, :func:`adaptive_alpha_init`, :func:`adaptive_alpha_update`) is not a
 function of the step but of the measured gradient norms; it is a small pure state machine carried in the train
 state.
+
+Glossary: seed 003: the hybrid L2 + MGIoU polygon loss with α schedules and a loss-EMA normalisation (the
+``ultralytics-mgiou`` fork, on Le et al. 2025, "Marginalized Generalized IoU (MGIoU)", arXiv 2504.16443).
 """
 
 from __future__ import annotations

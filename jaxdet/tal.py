@@ -57,6 +57,9 @@ References:
   Feng et al., "TOOD: Task-aligned One-stage Object Detection", ICCV 2021.
   ultralytics 8.4.190 ``ultralytics/utils/tal.py`` (``TaskAlignedAssigner``, ``make_anchors``, ``dist2bbox``,
   ``bbox2dist``) and ``ultralytics/utils/loss.py`` (``v8DetectionLoss.bbox_decode``).
+
+Glossary: Case 1: a target computed from the predictions keeps its gradient (``"through"``); Case 2: its gradient is
+stopped (``"stop"``, what every public YOLO does).
 """
 
 from __future__ import annotations
@@ -69,9 +72,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdet import _checks
+from jaxdet._math import safe_pow
 from jaxdet.boxes import complete_box_iou
 from jaxdet.gradients import GradientPath, route_target
-from jaxdet.losses._common import safe_pow
 
 __all__ = [
     "Anchors",

@@ -37,6 +37,7 @@ import contextlib
 import os
 
 import numpy as np
+from PIL import Image, ImageOps
 
 from jaxdet.data.errors import BadImageError
 
@@ -83,8 +84,6 @@ def read_image(path) -> np.ndarray:
     Raises:
       BadImageError: naming ``path`` when the file is missing, not an image, truncated or corrupt.
     """
-    from PIL import Image, ImageOps
-
     with _bad_image(path, "cannot decode image"), Image.open(path) as im:
         return _to_rgb8(ImageOps.exif_transpose(im))
 
@@ -120,8 +119,6 @@ def image_size(path) -> tuple[int, int]:
     Raises:
       BadImageError: naming ``path`` when the file cannot be opened as an image.
     """
-    from PIL import Image
-
     with _bad_image(path, "cannot open image"), Image.open(path) as im:
         return _displayed_size(im, path)
 
@@ -138,8 +135,6 @@ def verify_image(path) -> tuple[int, int]:
     Raises:
       BadImageError: naming ``path`` when the file is missing, not an image, truncated or corrupt.
     """
-    from PIL import Image
-
     with _bad_image(path, "not a readable image"), Image.open(path) as im:
         im.verify()  # must come first: it needs the file as just opened; the header stays readable
         size, fmt = _displayed_size(im, path), im.format

@@ -58,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxdet import _checks
+from jaxdet import __version__, _checks
 from jaxdet.data.records import DetectionRecord, RecordSet
 
 __all__ = ["CACHE_VERSION", "default_cache_dir", "resolve_cache_dir"]
@@ -105,8 +105,6 @@ def _code_hash() -> str:
         try:
             h.update(path.read_bytes())
         except OSError:  # no sources shipped: the package version stands in
-            from jaxdet import __version__
-
             h.update(f"{name}:{__version__}".encode())
     return h.hexdigest()[:16]
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxdet import _checks
+from jaxdet.data.pixels import resize
 
 __all__ = ["PAD_VALUE", "letterbox_params", "letterbox_image", "letterbox_points", "identity_letterbox",
            "boxes_to_original", "points_to_original"]
@@ -80,8 +81,6 @@ def letterbox_image(image: np.ndarray, size, *, fill: int = PAD_VALUE) -> tuple[
     Returns:
       ``(letterboxed uint8 [H, W, 3], ratio_pad float32 [4])``.
     """
-    from jaxdet.data.pixels import resize
-
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise _checks.fail_shape("image", "uint8 [h, w, 3]", image)

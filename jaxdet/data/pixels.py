@@ -17,6 +17,8 @@ Measured on one core of this project's 2-core machine, 640 px, against the Pillo
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 
 import numpy as np
@@ -28,7 +30,7 @@ __all__ = ["read_region", "warp_affine", "warp_window", "resize", "flip_lr", "ap
 
 @functools.cache
 def _cv2():
-    import cv2
+    import cv2  # noqa: PLC0415 - optional (train extra): loaded and set to one thread on first use
 
     cv2.setNumThreads(1)
     _keep_images_in_the_heap()
@@ -44,9 +46,6 @@ def _keep_images_in_the_heap() -> None:
     rate on one core (tiles48: 272-294 -> 356-365 images/s with these settings). The settings are process-wide
     (``mallopt`` of ``M_MMAP_THRESHOLD`` 32 MiB and ``M_TRIM_THRESHOLD`` 128 MiB); elsewhere nothing changes.
     """
-    import ctypes
-    import ctypes.util
-
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name)

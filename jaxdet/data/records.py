@@ -31,14 +31,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
+import threading
 from collections.abc import Sequence
 
 import numpy as np
 
 from jaxdet import _checks
 from jaxdet.data.errors import DatasetFormatError
+from jaxdet.data.image_cache import CACHE_MODES, DiskImageCache, RecentImages, SharedImageCache
 from jaxdet.data.images import read_image
 from jaxdet.data.letterbox import identity_letterbox, letterbox_image, letterbox_params, letterbox_points
+from jaxdet.data.pixels import resize
 
 __all__ = [
     "DatasetFormatError",
@@ -200,8 +204,6 @@ class DetectionSource:
 
     def __init__(self, records, *, image_size=(64, 64), resize: str = "letterbox", cache: str = "none",
                  cache_dir=None, buffer: int = 64, polygons: bool = True):
-        from jaxdet.data.image_cache import CACHE_MODES, DiskImageCache, RecentImages, SharedImageCache
-
         self.records = records
         if isinstance(image_size, int):
             image_size = (image_size, image_size)
@@ -288,8 +290,6 @@ class DetectionSource:
         return image
 
     def _decode(self, index: int) -> np.ndarray:
-        from jaxdet.data.pixels import resize
-
         img = self.records[index].load_image()
         if self.resize == "letterbox":
             return letterbox_image(img, self.image_size)[0]
@@ -425,15 +425,11 @@ class _BufferPool:
     """
 
     def __init__(self, size: int = 16):
-        import threading
-
         self.size = size
         self._arrays: list[np.ndarray] = []
         self._lock = threading.Lock()
 
     def take(self, shape, dtype) -> np.ndarray:
-        import sys
-
         dtype = np.dtype(dtype)
         with self._lock:
             for array in self._arrays:

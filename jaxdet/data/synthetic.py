@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from jaxdet import _checks
 from jaxdet.data.geometry import canonical_polygons, polygon_bounds, polygon_signed_area
@@ -210,8 +211,6 @@ class SyntheticShapes:
           float64 outlines in pixels, counter-clockwise in array coordinates), ``boxes_px`` float64 ``[n, 4]``
           (xyxy pixels), and ``image_id``.
         """
-        from PIL import Image, ImageDraw
-
         if not 0 <= index < self.num_images:
             raise IndexError(f"index {index} out of range for {self.num_images} images")
         rng = self._rng(index)

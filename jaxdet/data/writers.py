@@ -17,6 +17,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from jaxdet import _checks
 
@@ -24,8 +25,6 @@ __all__ = ["write_coco", "write_voc", "write_yolo", "export_synthetic"]
 
 
 def _save_image(arr, path: Path):
-    from PIL import Image
-
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.asarray(arr, np.uint8)).save(path)
 

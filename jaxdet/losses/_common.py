@@ -1,6 +1,7 @@
 """Numerics shared by the loss modules: the ``reduction`` keyword, the log-probability of a label (and a
-reverse-mode-only cross-entropy with a cheaper gradient), a power and the smooth-L1 that are safe at zero. One copy
-each, so every loss rounds and differentiates them the same way."""
+reverse-mode-only cross-entropy with a cheaper gradient) and the smooth-L1 that is safe at zero. One copy each, so
+every loss rounds and differentiates them the same way. The power that is safe at zero, which the task-aligned
+assignment shares, is :func:`jaxdet._math.safe_pow`, below both."""
 
 import jax
 import jax.numpy as jnp
@@ -92,25 +93,6 @@ def _softmax_cross_entropy_bwd(residuals, g):
 
 
 softmax_cross_entropy.defvjp(_softmax_cross_entropy_fwd, _softmax_cross_entropy_bwd)
-
-
-def safe_pow(base: jax.Array, exponent: float) -> jax.Array:
-    """``base ** exponent`` with finite values and gradients for every finite ``base`` (a Python ``exponent``).
-
-    - ``exponent == 0``: 1 everywhere (:math:`0^0 = 1`).
-    - a positive whole exponent ``n`` (focal's γ = β = 2): ``lax.integer_pow``, exact, cheaper than
-      ``exp(n log base)``, with the exact derivative :math:`n\\,\\mathrm{base}^{n-1}`, finite everywhere.
-    - any other exponent: :math:`\\mathrm{base}^e` where ``base > 0`` and 0 where ``base <= 0``, through a double
-      ``where``, so the gradient there is 0 instead of ``inf * 0`` or NaN (a fractional power of a negative
-      number).
-    """
-    if exponent == 0.0:
-        return jnp.ones_like(base)
-    if float(exponent).is_integer() and exponent > 0:
-        return base ** int(exponent)
-    positive = base > 0
-    safe = jnp.where(positive, base, jnp.ones_like(base))
-    return jnp.where(positive, safe**exponent, jnp.zeros_like(base))
 
 
 def smooth_l1(diff: jax.Array, beta: float) -> jax.Array:

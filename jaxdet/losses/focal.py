@@ -8,6 +8,9 @@ References:
   - Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017 (RetinaNet).
   - Zhang et al., "VarifocalNet: An IoU-aware Dense Object Detector", CVPR 2021.
   - Li et al., "Generalized Focal Loss", NeurIPS 2020 (Quality Focal Loss).
+
+Glossary: Case 1: a target computed from the predictions keeps its gradient (``"through"``); Case 2: its gradient is
+stopped (``"stop"``, what every public YOLO does).
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxdet import _checks
+from jaxdet._math import safe_pow
 from jaxdet.gradients import GradientPath, route_target
-from jaxdet.losses._common import check_class_logits, check_reduction, label_log_prob, reduce_loss, safe_pow
+from jaxdet.losses._common import check_class_logits, check_reduction, label_log_prob, reduce_loss
 
 Reduction = Literal["none", "mean", "sum"]
 

@@ -12,7 +12,7 @@ probability of the ground-truth class.
 
 Gradients (our derivation). The paper's supplement was not reachable from here: what is known of it is that
 eq. (5) differentiates β_r with respect to the offset t and that eq. (13) is the condition γ ≤ 1. The contents
-we give eqs. (9), (10) and (12) below are our reconstruction under the issue's numbering; the tests check every
+we give eqs. (9), (10) and (12) below are our reconstruction under seed 001's numbering; the tests check every
 one of them against ``jax.grad``. With the factors differentiated (the paper's
 analysis, ``factor_grad="through"``), using :math:`\\partial\\beta_r/\\partial t = -\\beta_r\\,\\partial
 L_{\\mathrm{reg}}/\\partial t` and :math:`\\partial\\beta_c/\\partial z = -\\beta_c\\,\\partial
@@ -50,6 +50,9 @@ The paper's localisation loss is :math:`L_{\\mathrm{SmoothL1}} + 1.5\\,L_{\\math
 References:
   Wang & Zhang, "Reconcile Prediction Consistency for Balanced Object Detection", ICCV 2021
   (arXiv 2108.10809).
+
+Glossary: seed 001: the Harmonic loss (Wang & Zhang, "Reconcile Prediction Consistency for Balanced Object
+Detection", ICCV 2021).
 """
 
 from __future__ import annotations
@@ -61,8 +64,9 @@ import jax.numpy as jnp
 
 from jaxdet import _checks
 from jaxdet import boxes as _boxes
+from jaxdet._math import safe_pow
 from jaxdet.gradients import GradientPath, route_target
-from jaxdet.losses._common import check_class_logits, label_log_prob, safe_pow, smooth_l1
+from jaxdet.losses._common import check_class_logits, label_log_prob, smooth_l1
 
 __all__ = [
     "HarmonicLoss",

@@ -53,6 +53,9 @@ state; ``state=None`` starts from :func:`hybrid_state_init`.
 References:
   Seed 003; ``ultralytics-mgiou`` (branch ``polygon``, ``PolygonLoss`` hybrid mode). Le et al. 2025, MGIoU,
   arXiv 2504.16443.
+
+Glossary: seed 003: the hybrid L2 + MGIoU polygon loss with α schedules and a loss-EMA normalisation (the
+``ultralytics-mgiou`` fork, on Le et al. 2025, "Marginalized Generalized IoU (MGIoU)", arXiv 2504.16443).
 """
 
 from __future__ import annotations

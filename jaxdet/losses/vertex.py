@@ -20,6 +20,9 @@ which is why seed 003 starts training on them.
 Ultralytics reduces with a mean over instances *and* vertices; since the :math:`K/n_\\mathrm{vis}` factor is per
 instance, that equals the mean over instances of the per-instance values returned here with
 ``reduction="none"``. So ``keypoint_loss(..., reduction="mean")`` is ultralytics' number.
+
+Glossary: seed 003: the hybrid L2 + MGIoU polygon loss with α schedules and a loss-EMA normalisation (the
+``ultralytics-mgiou`` fork, on Le et al. 2025, "Marginalized Generalized IoU (MGIoU)", arXiv 2504.16443).
 """
 
 from __future__ import annotations

@@ -41,6 +41,10 @@ yourself (darknet sums over the batch too).
 References:
   Redmon et al., "You Only Look Once: Unified, Real-Time Object Detection", CVPR 2016, eq. (3).
   darknet ``src/detection_layer.c`` (``forward_detection_layer``) and ``src/data.c`` (``fill_truth_region``).
+
+Glossary: seed 000: the gradient of YOLOv1's IoU confidence target (Redmon et al., "You Only Look Once: Unified,
+Real-Time Object Detection", CVPR 2016); Case 1: a target computed from the predictions keeps its gradient
+(``"through"``); Case 2: its gradient is stopped (``"stop"``, what every public YOLO does).
 """
 
 from __future__ import annotations
@@ -98,7 +102,8 @@ def yolov1_cell_boxes(xy: jax.Array, sqrt_wh: jax.Array) -> jax.Array:
 
     The grid axes are ``-4`` (rows, ``y``) and ``-3`` (columns, ``x``) of a square ``S × S`` grid, and ``B`` the
     predictors of a cell (a head with one box per cell passes ``B = 1``). This is the one decoding of the layout,
-    used by :func:`yolov1_loss`, :func:`yolov1_decode` and the detector heads of :mod:`jaxdet.models.heads`.
+    used by :func:`yolov1_loss`, :func:`yolov1_decode` and the grid heads (:mod:`jaxdet.models.yolov1_head`,
+    :mod:`jaxdet.models.polygon_head`).
     """
     xy = _checks.floating(xy, "xy", shape="[..., S, S, B, 2]", min_ndim=4, last=2)
     sqrt_wh = jnp.asarray(sqrt_wh)

@@ -57,6 +57,11 @@ References:
   ``DFLoss``), version 8.4.190.
   Li et al., "Generalized Focal Loss", NeurIPS 2020 (the distribution focal loss).
   Feng et al., "TOOD: Task-aligned One-stage Object Detection", ICCV 2021.
+
+Glossary: seed 000: the gradient of YOLOv1's IoU confidence target (Redmon et al., "You Only Look Once: Unified,
+Real-Time Object Detection", CVPR 2016); seed 001: the Harmonic loss (Wang & Zhang, "Reconcile Prediction
+Consistency for Balanced Object Detection", ICCV 2021); Case 1: a target computed from the predictions keeps its
+gradient (``"through"``); Case 2: its gradient is stopped (``"stop"``, what every public YOLO does).
 """
 
 from __future__ import annotations

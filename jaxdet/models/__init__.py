@@ -2,46 +2,47 @@
 
 Public API:
 
-- :class:`Head` — the head protocol (:mod:`jaxdet.models.head`): output channels and bias, ``build_model``,
-  ``init_state``, ``loss(outputs, batch, *, step, state) -> (loss, metrics, state)`` and ``decode``.
+- :class:`Head` — the head protocol (:mod:`jaxdet.models.base_head`): output channels and bias, ``build_model``,
+  ``init_state``, ``loss(outputs, batch, *, step, state) -> (loss, metrics, state)`` and ``decode``; its
+  config fields and their defaults (``Head.model_defaults``, ``Head.loss_defaults``) are its dataclass fields.
 - :func:`make_head` ``(model_cfg, loss_cfg, *, num_classes, total_steps) -> Head`` from the :data:`HEADS`
-  registry (``model.head``: "yolov1" | "polygon" | "yolov8").
+  registry (``model.head``: "yolov1" | "polygon" | "yolov8"; :data:`DEFAULT_HEAD` "yolov8" when not given).
 - :class:`YOLOv1Head`, :class:`PolygonHead`, :class:`YOLOv8Head` — the heads.
 - :func:`build_detector` ``(model_cfg, *, num_classes, rngs)`` — the head's network; ``model(images
   [N, H, W, 3])`` returns the raw head tensor ``[N, S, S, D]``.
 - :class:`YOLOv8` — the ultralytics YOLOv8 network (:mod:`jaxdet.models.yolov8`);
   :func:`load_ultralytics` (state dict, ``DetectionModel`` or ``.pt`` -> :class:`YOLOv8`) and
   :func:`export_ultralytics` (-> an ultralytics state dict) in :mod:`jaxdet.models.ultralytics_io`.
-- :func:`default_model_config` — every ``model`` field with its default.
+- :func:`default_model_config` — every ``model`` field with its default (the head :data:`DEFAULT_HEAD`).
 
-Config fields (``model_cfg``; anything missing takes its default): ``head``, ``grid_size`` (S=7),
+Config fields (``model_cfg``; anything missing takes its default): ``head`` ("yolov8"), ``grid_size`` (S=7),
 ``num_boxes`` (B=2, yolov1), ``num_vertices`` (K=8, polygon), ``widths``, ``depths``, ``head_width``,
-``norm`` ("group" | "none"), ``groups``; yolov8: ``scale``, ``reg_max``, ``dtype``. The ``loss`` fields are each head's (see its module).
+``norm`` ("group" | "none"), ``groups``; yolov8: ``scale``, ``reg_max``, ``dtype``. The ``loss`` fields are each
+head's (see its module).
 """
 
 from __future__ import annotations
 
+import ml_collections
 from flax import nnx
 
+from jaxdet.models.base_head import Head
 from jaxdet.models.detector import GRID_DETECTOR_DEFAULTS, Detector
-from jaxdet.models.head import Head
-from jaxdet.models.polygon_head import POLYGON_LOSS_DEFAULTS, PolygonHead
-from jaxdet.models.registry import HEADS, make_head
+from jaxdet.models.polygon_head import PolygonHead
+from jaxdet.models.registry import DEFAULT_HEAD, HEADS, make_head
 from jaxdet.models.ultralytics_io import export_ultralytics, load_ultralytics
+from jaxdet.models.yolov1_head import CONFIDENCE_PRIOR, YOLOv1Head
 from jaxdet.models.yolov8 import YOLOv8
-from jaxdet.models.yolov8_head import YOLOV8_MODEL_DEFAULTS, YOLOv8Head
-from jaxdet.models.yolov1_head import CONFIDENCE_PRIOR, YOLOV1_LOSS_DEFAULTS, YOLOv1Head
+from jaxdet.models.yolov8_head import YOLOv8Head
 
 __all__ = [
     "CONFIDENCE_PRIOR",
+    "DEFAULT_HEAD",
     "Detector",
     "HEADS",
     "Head",
-    "POLYGON_LOSS_DEFAULTS",
     "PolygonHead",
-    "YOLOV1_LOSS_DEFAULTS",
     "YOLOv1Head",
-    "YOLOV8_MODEL_DEFAULTS",
     "YOLOv8",
     "YOLOv8Head",
     "build_detector",
@@ -53,12 +54,12 @@ __all__ = [
 
 
 def default_model_config():
-    """``ml_collections.ConfigDict`` with every model field read by the heads and the detector, and its default."""
-    import ml_collections
-
-    return ml_collections.ConfigDict(
-        {"head": "yolov1", "num_boxes": 2, "num_vertices": 8, **GRID_DETECTOR_DEFAULTS, **YOLOV8_MODEL_DEFAULTS}
-    )
+    """``ml_collections.ConfigDict`` with every model field read by the heads and the detector, and its default;
+    ``head`` is :data:`DEFAULT_HEAD`."""
+    fields = dict(GRID_DETECTOR_DEFAULTS)
+    for head in HEADS.values():
+        fields.update(head.model_defaults)
+    return ml_collections.ConfigDict({"head": DEFAULT_HEAD, **fields})
 
 
 def build_detector(model_cfg, *, num_classes: int, rngs: nnx.Rngs, loss_cfg=None) -> nnx.Module:

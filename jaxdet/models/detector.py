@@ -12,8 +12,8 @@ still at least ``S`` on its shorter side, so a 64 px input gives 64→32→16→
 128→64→32→16→8, and a 448 px input with more stages reaches 7 exactly. The output stride is at most
 ``2 ** len(widths)``.
 
-``D`` and the output bias come from the head (:class:`jaxdet.models.head.Head`; the per-cell layouts and
-activations are in :mod:`jaxdet.models.heads`).
+``D`` and the output bias come from the head (:class:`jaxdet.models.base_head.Head`; the per-cell layouts and
+activations are in the heads' modules, :mod:`jaxdet.models.yolov1_head` and :mod:`jaxdet.models.polygon_head`).
 
 Normalisation is GroupNorm (or none), so the model has **no batch statistics**: a train step needs no
 mutable state besides the parameters and the forward pass is identical in train and eval mode. Every layer
@@ -22,8 +22,9 @@ is finite on any finite input (GroupNorm's variance has Flax's eps=1e-6).
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -35,16 +36,6 @@ from jaxdet.models.conv import conv2d
 from jaxdet.models.inputs import unit_images
 
 __all__ = ["Detector", "ConvBlock", "GroupNorm", "GRID_DETECTOR_DEFAULTS", "build_grid_detector"]
-
-#: the fields of the ``model`` config section read by :func:`build_grid_detector`, with their defaults.
-GRID_DETECTOR_DEFAULTS: dict[str, Any] = {
-    "grid_size": 7,
-    "widths": (16, 32, 64, 128),
-    "depths": (0, 1, 1, 1),
-    "head_width": 128,
-    "norm": "group",
-    "groups": 8,
-}
 
 
 def _num_groups(channels: int, groups: int) -> int:
@@ -143,7 +134,7 @@ class Detector(nnx.Module):
     """YOLO-style grid detector returning the raw head tensor ``[N, S, S, D]``.
 
     Args:
-      out_channels: D, the head's :attr:`~jaxdet.models.head.Head.channels`.
+      out_channels: D, the head's :attr:`~jaxdet.models.base_head.Head.channels`.
       grid_size: S.
       widths: channels of each stage (each starts with a conv of stride 2, or 1 once the map is near S).
       depths: extra stride-1 conv blocks per stage (same length as ``widths``).
@@ -218,12 +209,19 @@ class Detector(nnx.Module):
         return self.out(x)
 
 
+#: the fields of the ``model`` config section read by :func:`build_grid_detector`, with their defaults: the
+#: keyword defaults of :class:`Detector` (all but ``output_bias``, which comes from the head).
+GRID_DETECTOR_DEFAULTS: dict[str, Any] = {
+    name: p.default
+    for name, p in inspect.signature(Detector.__init__).parameters.items()
+    if p.default is not inspect.Parameter.empty and name != "output_bias"
+}
+
+
 def build_grid_detector(model_cfg, *, out_channels: int, output_bias: Any = None, rngs: nnx.Rngs) -> "Detector":
     """The :class:`Detector` described by ``model_cfg`` (fields of :data:`GRID_DETECTOR_DEFAULTS`; missing ones
     take those defaults) with ``out_channels`` outputs per cell and the given ``[D]`` output bias."""
-    from jaxdet.models.head import config_get
-
-    cfg = {k: config_get(model_cfg, k, v) for k, v in GRID_DETECTOR_DEFAULTS.items()}
+    cfg = {k: _checks.config_get(model_cfg, k, v) for k, v in GRID_DETECTOR_DEFAULTS.items()}
     return Detector(
         out_channels=int(out_channels),
         grid_size=int(cfg["grid_size"]),

@@ -58,7 +58,7 @@ def ultralytics_state_dict(source: Any) -> tuple[dict[str, np.ndarray], dict[str
     """
     meta: dict[str, Any] = {}
     if isinstance(source, (str, os.PathLike)):
-        import torch  # optional dependency: only this path needs it
+        import torch  # noqa: PLC0415 - optional dependency: only a .pt path needs torch
 
         ckpt = torch.load(os.fspath(source), map_location="cpu", weights_only=False)
         if isinstance(ckpt, Mapping) and ("ema" in ckpt or "model" in ckpt):
@@ -178,6 +178,6 @@ def export_ultralytics(model: YOLOv8, *, as_torch: bool = True) -> dict[str, Any
     out[f"model.{DETECT}.dfl.conv.weight"] = np.arange(model.reg_max, dtype=ref.dtype).reshape(1, -1, 1, 1)
     if not as_torch:
         return out
-    import torch
+    import torch  # noqa: PLC0415 - optional dependency: only as_torch=True needs torch
 
     return {k: torch.from_numpy(np.array(v, copy=True)) for k, v in out.items()}

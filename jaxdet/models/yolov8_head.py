@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -39,19 +39,14 @@ import numpy as np
 from flax import nnx
 
 from jaxdet import _checks
-from jaxdet.nms import Detections, select_detections
 from jaxdet.losses.yolov8 import yolov8_loss
-from jaxdet.models.head import Head, config_get
+from jaxdet.models.base_head import Head, loss_field, model_field
 from jaxdet.models.yolov8 import SCALES, YOLOv8
+from jaxdet.nms import Detections, select_detections
 from jaxdet.tal import dfl_decode, dist2bbox, make_anchor_points
 
-__all__ = ["YOLOv8Head", "YOLOV8_MODEL_DEFAULTS", "YOLOV8_LOSS_DEFAULTS"]
+__all__ = ["YOLOv8Head"]
 
-#: the ``model`` fields read by the yolov8 head, with their defaults.
-YOLOV8_MODEL_DEFAULTS: dict[str, Any] = {"scale": "n", "reg_max": 16, "dtype": "float32"}
-#: the ``loss`` fields read by the yolov8 head (:func:`jaxdet.losses.yolov8.yolov8_loss`), ultralytics' defaults.
-YOLOV8_LOSS_DEFAULTS: dict[str, Any] = {"box": 7.5, "cls": 0.5, "dfl": 1.5, "score_target": "stop", "topk": 10,
-                                         "tal_norm_eps": 1e-9}
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 STRIDES = (8, 16, 32)
 
@@ -65,20 +60,21 @@ class YOLOv8Head(Head):
       scale: model scale ("n", "s", ...).
       reg_max: DFL bins per box side (16).
       dtype: compute dtype name ("float32" | "bfloat16"); parameters stay float32.
+      box, cls, dfl, score_target, topk, tal_norm_eps: the loss fields (module doc).
     """
 
     name: ClassVar[str] = "yolov8"
-    loss_defaults: ClassVar[Mapping[str, Any]] = YOLOV8_LOSS_DEFAULTS
     num_classes: int
-    scale: str = "n"
-    reg_max: int = 16
-    dtype: str = "float32"
-    box: float = 7.5
-    cls: float = 0.5
-    dfl: float = 1.5
-    score_target: str = "stop"
-    topk: int = 10
-    tal_norm_eps: float = 1e-9
+    scale: str = model_field("n")
+    reg_max: int = model_field(16)
+    dtype: str = model_field("float32")
+    # the loss (jaxdet.losses.yolov8.yolov8_loss), ultralytics' defaults
+    box: float = loss_field(7.5)
+    cls: float = loss_field(0.5)
+    dfl: float = loss_field(1.5)
+    score_target: str = loss_field("stop")
+    topk: int = loss_field(10)
+    tal_norm_eps: float = loss_field(1e-9)
 
     def __post_init__(self):
         _checks.positive_int(self.num_classes, "num_classes")
@@ -88,15 +84,6 @@ class YOLOv8Head(Head):
         _checks.choice(self.score_target, "loss.score_target", ("stop", "through"))
         _checks.positive_int(self.topk, "loss.topk")
         _checks.number(self.tal_norm_eps, "loss.tal_norm_eps", low=0)
-
-    @classmethod
-    def from_config(cls, model_cfg, loss_cfg, *, num_classes: int, total_steps: int) -> "YOLOv8Head":
-        kw = {k: config_get(model_cfg, k, v) for k, v in YOLOV8_MODEL_DEFAULTS.items()}
-        lw = {k: config_get(loss_cfg, k, v) for k, v in YOLOV8_LOSS_DEFAULTS.items()}
-        return cls(num_classes=int(num_classes), scale=str(kw["scale"]), reg_max=int(kw["reg_max"]),
-                   dtype=str(kw["dtype"]), box=float(lw["box"]), cls=float(lw["cls"]), dfl=float(lw["dfl"]),
-                   score_target=str(lw["score_target"]), topk=int(lw["topk"]),
-                   tal_norm_eps=float(lw["tal_norm_eps"]))
 
     @property
     def channels(self) -> int:

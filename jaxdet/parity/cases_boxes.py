@@ -30,7 +30,7 @@ def _pairwise(n: int, m: int):
 
 def _tv(name: str, **kwargs):
     def call(*tensors):
-        import torchvision.ops
+        import torchvision.ops  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
         return getattr(torchvision.ops, name)(*tensors, **kwargs)
 

@@ -76,7 +76,7 @@ def _box_pairs(rng: np.random.Generator):
 
 def _tv_sigmoid_focal(**kwargs):
     def call(inputs, targets):
-        import torchvision.ops
+        import torchvision.ops  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
         return torchvision.ops.sigmoid_focal_loss(inputs, targets, **kwargs)
 
@@ -85,7 +85,7 @@ def _tv_sigmoid_focal(**kwargs):
 
 def _ref(name: str, **kwargs):
     def call(*tensors):
-        from jaxdet.parity import torch_dense
+        from jaxdet.parity import torch_dense  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
         return getattr(torch_dense, name)(*tensors, **kwargs)
 
@@ -173,9 +173,9 @@ def cases() -> list[ParityCase]:
 
 def _softmax_focal_ref(alpha):
     def call(logits, labels):
-        import torch
+        import torch  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
-        from jaxdet.parity import torch_dense
+        from jaxdet.parity import torch_dense  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
         a = alpha
         if a is not None and not np.isscalar(a):

@@ -7,10 +7,11 @@ torchvision's real ``SSD.compute_loss``, once with identical precomputed matches
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
-import jax
-
+from jaxdet.losses.ssd import ssd_multibox_loss, ssd_multibox_loss_from_matches
+from jaxdet.losses.yolo import yolov1_loss
 from jaxdet.parity.core import ParityCase
 
 YOLO_N, YOLO_S, YOLO_B, YOLO_C, YOLO_M = 4, 7, 2, 5, 8
@@ -72,9 +73,9 @@ def ssd_inputs(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
 
 def ssd_inputs_with_matches(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     """:func:`ssd_inputs` plus torchvision's own matches ``[N, A]`` int32 (indices into the padded ground truth)."""
-    import torch
+    import torch  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
-    from jaxdet.parity.torch_detection import torchvision_ssd_match
+    from jaxdet.parity.torch_detection import torchvision_ssd_match  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
     inputs = ssd_inputs(rng)
     _, _, anchors, gt_boxes, _, gt_valid = inputs
@@ -85,8 +86,6 @@ def ssd_inputs_with_matches(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
 def _yolo_jax(iou_target: str):
     @jax.jit
     def fn(pred, gt_boxes, gt_classes, gt_valid):
-        from jaxdet.losses.yolo import yolov1_loss
-
         out = yolov1_loss(pred, gt_boxes, gt_classes, gt_valid, num_boxes=YOLO_B, num_classes=YOLO_C,
                           iou_target=iou_target)
         return {"total": out.total, **out.terms}
@@ -96,7 +95,7 @@ def _yolo_jax(iou_target: str):
 
 def _yolo_torch(iou_target: str):
     def fn(pred, gt_boxes, gt_classes, gt_valid):
-        from jaxdet.parity.torch_detection import yolov1_loss_torch
+        from jaxdet.parity.torch_detection import yolov1_loss_torch  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
         return yolov1_loss_torch(pred, gt_boxes, gt_classes, gt_valid, num_boxes=YOLO_B, num_classes=YOLO_C,
                                  iou_target=iou_target)
@@ -106,28 +105,24 @@ def _yolo_torch(iou_target: str):
 
 @jax.jit
 def _ssd_matched_jax(cls_logits, box_regression, anchors, gt_boxes, gt_classes, gt_valid, matched_idxs):
-    from jaxdet.losses.ssd import ssd_multibox_loss_from_matches
-
     out = ssd_multibox_loss_from_matches(cls_logits, box_regression, anchors, gt_boxes, gt_classes, matched_idxs)
     return {"total": out.total, **out.terms}
 
 
 def _ssd_matched_torch(*tensors):
-    from jaxdet.parity.torch_detection import ssd_compute_loss_torch
+    from jaxdet.parity.torch_detection import ssd_compute_loss_torch  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
     return ssd_compute_loss_torch(*tensors)
 
 
 @jax.jit
 def _ssd_jax(cls_logits, box_regression, anchors, gt_boxes, gt_classes, gt_valid):
-    from jaxdet.losses.ssd import ssd_multibox_loss
-
     out = ssd_multibox_loss(cls_logits, box_regression, anchors, gt_boxes, gt_classes, gt_valid)
     return {"total": out.total, **out.terms}
 
 
 def _ssd_torch(*tensors):
-    from jaxdet.parity.torch_detection import ssd_multibox_loss_torch
+    from jaxdet.parity.torch_detection import ssd_multibox_loss_torch  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
     return ssd_multibox_loss_torch(*tensors)
 

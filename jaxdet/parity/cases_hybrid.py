@@ -11,8 +11,11 @@ and NaNs on degenerate shapes, so parity is measured where it is defined.
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 
+from jaxdet.losses.hybrid import HybridState, hybrid_polygon_loss
+from jaxdet.losses.vertex import OKS_SIGMA, keypoint_loss
 from jaxdet.parity.core import ParityCase
 
 K = 8
@@ -47,8 +50,6 @@ def _keypoint_inputs(k: int, *, masked: bool):
 
 def _keypoint_jax(sigmas_kind: str, k: int):
     def fn(pred, target, area, mask):
-        from jaxdet.losses.vertex import OKS_SIGMA, keypoint_loss
-
         sigmas = OKS_SIGMA if sigmas_kind == "oks" else None
         return keypoint_loss(pred, target, area, visible=mask, sigmas=sigmas, reduction="mean")
 
@@ -57,12 +58,12 @@ def _keypoint_jax(sigmas_kind: str, k: int):
 
 def _keypoint_torch(sigmas_kind: str, k: int):
     def fn(pred, target, area, mask):
-        import torch
-        from ultralytics.utils.loss import KeypointLoss
-        from ultralytics.utils.metrics import OKS_SIGMA
+        import torch  # noqa: PLC0415 - torch side: imported only when a comparison runs
+        from ultralytics.utils.loss import KeypointLoss  # noqa: PLC0415 - torch side: imported only when a comparison runs
+        from ultralytics.utils.metrics import OKS_SIGMA as ULTRALYTICS_OKS_SIGMA  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
         if sigmas_kind == "oks":
-            sigmas = torch.from_numpy(np.asarray(OKS_SIGMA)).to(pred.dtype)
+            sigmas = torch.from_numpy(np.asarray(ULTRALYTICS_OKS_SIGMA)).to(pred.dtype)
         else:
             sigmas = torch.ones(k, dtype=pred.dtype) / k
         # ultralytics computes K / (n_vis + 1e-9) as int64 + Python float, i.e. in torch's *default* dtype
@@ -79,13 +80,11 @@ def _keypoint_torch(sigmas_kind: str, k: int):
 
 
 def _seed_vertex_jax(pred, target, area, mask):
-    from jaxdet.losses.vertex import keypoint_loss
-
     return keypoint_loss(pred, target, area, visible=mask, variant="seed")
 
 
 def _seed_vertex_torch(pred, target, area, mask):
-    from jaxdet.parity import torch_polygons
+    from jaxdet.parity import torch_polygons  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
     return torch_polygons.seed_vertex_loss(pred, target, area, mask)
 
@@ -108,10 +107,6 @@ def _hybrid_inputs(rng):
 
 def _hybrid_jax(normalization: str, *, with_state: bool = False):
     def fn(pred, target, weight):
-        import jax.numpy as jnp
-
-        from jaxdet.losses.hybrid import HybridState, hybrid_polygon_loss
-
         state = None
         if with_state:
             dtype = pred.dtype
@@ -133,7 +128,7 @@ def _hybrid_jax(normalization: str, *, with_state: bool = False):
 
 def _hybrid_torch(normalization: str, *, with_state: bool = False):
     def fn(pred, target, weight):
-        from jaxdet.parity import torch_polygons
+        from jaxdet.parity import torch_polygons  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
         emas = {}
         if with_state:

@@ -20,7 +20,9 @@ import functools
 import jax
 import numpy as np
 
+from jaxdet.losses.yolov8 import yolov8_loss
 from jaxdet.parity.core import ParityCase
+from jaxdet.tal import make_anchor_points, task_aligned_assign
 
 IMAGE, CLASSES, BATCH, STRIDES = 256, 7, 4, (8, 16, 32)
 
@@ -28,8 +30,6 @@ IMAGE, CLASSES, BATCH, STRIDES = 256, 7, 4, (8, 16, 32)
 @functools.lru_cache(maxsize=None)
 def anchors_pixels() -> tuple[np.ndarray, np.ndarray]:
     """``(points [A, 2] grid units, strides [A])`` of a 256-px image, float64."""
-    from jaxdet.tal import make_anchor_points
-
     with jax.enable_x64(True):
         anchors = make_anchor_points([(IMAGE // s, IMAGE // s) for s in STRIDES], STRIDES, dtype=np.float64)
         return np.asarray(anchors.points), np.asarray(anchors.strides)
@@ -75,28 +75,24 @@ def loss_inputs(rng: np.random.Generator, num_gt: int) -> tuple[np.ndarray, ...]
 
 @jax.jit
 def _tal_jax(pred_scores, pred_boxes, anchor_points, gt_labels, gt_boxes, valid):
-    from jaxdet.tal import task_aligned_assign
-
     return task_aligned_assign(pred_scores, pred_boxes, anchor_points, gt_labels, gt_boxes, valid)._asdict()
 
 
 def _tal_torch(*tensors):
-    from jaxdet.parity.torch_yolov8 import tal_torch
+    from jaxdet.parity.torch_yolov8 import tal_torch  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
     return tal_torch(*tensors)
 
 
 @jax.jit
 def _loss_jax(outputs, gt_labels, gt_boxes, valid):
-    from jaxdet.losses.yolov8 import yolov8_loss
-
     points, strides = anchors_pixels()
     out = yolov8_loss(outputs, points.astype(outputs.dtype), strides.astype(outputs.dtype), gt_labels, gt_boxes, valid)
     return {"total": out.total, **out.terms}
 
 
 def _loss_torch(outputs, gt_labels, gt_boxes, valid):
-    from jaxdet.parity.torch_yolov8 import v8_detection_loss_torch
+    from jaxdet.parity.torch_yolov8 import v8_detection_loss_torch  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
     return v8_detection_loss_torch(outputs, gt_labels, gt_boxes, valid, image_size=IMAGE)
 

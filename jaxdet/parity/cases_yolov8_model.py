@@ -19,13 +19,16 @@ VJPs of the outputs w.r.t. the images and every parameter. The BatchNorm running
 
 from __future__ import annotations
 
+import copy
 import functools
+import os
 
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from jaxdet.models.ultralytics_io import load_ultralytics, tensor_name
+from jaxdet.models.yolov8_head import YOLOv8Head
 from jaxdet.parity.core import ParityCase
 
 NUM_CLASSES = 5
@@ -39,11 +42,9 @@ def ultralytics_model(scale: str = "n", num_classes: int = NUM_CLASSES, seed: in
     The BatchNorm weights are drawn from U(0.5, 1.5), biases and running means from N(0, 0.2²) and N(0, 0.5²),
     running variances from U(0.5, 1.5), so eval mode differs from train mode and from the identity.
     """
-    import os
-
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    import torch
-    from ultralytics.nn.tasks import DetectionModel
+    os.environ.setdefault("YOLO_OFFLINE", "1")  # before ultralytics is imported
+    import torch  # noqa: PLC0415 - torch side: imported only when a comparison runs
+    from ultralytics.nn.tasks import DetectionModel  # noqa: PLC0415 - torch side, after YOLO_OFFLINE is set
 
     torch.manual_seed(seed)
     model = DetectionModel(f"yolov8{scale}.yaml", nc=num_classes, verbose=False)
@@ -104,9 +105,7 @@ def jax_forward(*inputs, scale: str = "n", num_classes: int = NUM_CLASSES, train
 
 def torch_forward(*tensors, scale: str = "n", num_classes: int = NUM_CLASSES, train: bool):
     """ultralytics' model on the same inputs (``torch.func.functional_call``), in the jaxdet output layout."""
-    import copy
-
-    import torch
+    import torch  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
     _, param_paths, stat_paths = _layout(scale, num_classes)
     images, rest = tensors[0], tensors[1:]
@@ -147,8 +146,6 @@ def make_loss_inputs(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
 
 def jax_loss(*inputs):
     """The yolov8 head's loss of the jaxdet model's train-mode outputs: ``{"total", "box", "cls", "dfl"}``."""
-    from jaxdet.models.yolov8_head import YOLOv8Head
-
     *net, labels, boxes, valid = inputs
     outputs, _ = jax_forward(*net, train=True)
     batch = {"boxes": boxes / LOSS_IMAGE, "classes": labels, "valid": valid}
@@ -158,9 +155,9 @@ def jax_loss(*inputs):
 
 def torch_loss(*tensors):
     """``v8DetectionLoss`` of ultralytics' train-mode outputs (per-level maps flattened to ``[B, A, 64 + C]``)."""
-    import torch
+    import torch  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
-    from jaxdet.parity.torch_yolov8 import v8_detection_loss_torch
+    from jaxdet.parity.torch_yolov8 import v8_detection_loss_torch  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
     *net, labels, boxes, valid = tensors
     outputs, _ = torch_forward(*net, train=True)

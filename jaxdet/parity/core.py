@@ -196,7 +196,7 @@ def _jax_side(
 def _torch_side(
     torch_fn: Callable[..., Any], inputs: list[np.ndarray], wrt: Sequence[int], cotangents: list[np.ndarray]
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    import torch
+    import torch  # noqa: PLC0415 - `import jaxdet.parity` (compare, the case registry) loads no torch
 
     tensors = [torch.from_numpy(np.array(x, copy=True)) for x in inputs]
     for index in wrt:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import torchvision.ops
 
 
 def softmax_focal_loss(logits, labels, alpha=None, gamma=2.0):
@@ -77,8 +78,6 @@ def harmonic_loss(cls_logits, labels, box_pred, box_target, positive=None, regre
     ``regression``: ``"smooth_l1"`` (β = 1, summed over coordinates), ``"giou"`` (torchvision's
     ``generalized_box_iou_loss``) or ``"hiou"`` (γ = 0.8).
     """
-    import torchvision.ops
-
     num_classes = cls_logits.shape[-1]
     ce = F.cross_entropy(cls_logits.reshape(-1, num_classes), labels.long().reshape(-1), reduction="none")
     ce = ce.reshape(labels.shape)

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
+from torchvision.models.detection.ssd import SSD
+from torchvision.ops import box_iou
 
 # ------------------------------------------------------------------------------------------------- YOLOv1
 
@@ -134,9 +137,6 @@ _TINY_SSD: list[nn.Module] = []
 def tiny_ssd() -> nn.Module:
     """A real ``torchvision.models.detection.SSD`` (one feature map, built once); only its loss machinery is used."""
     if not _TINY_SSD:
-        from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
-        from torchvision.models.detection.ssd import SSD
-
         _TINY_SSD.append(SSD(_TinyBackbone(), DefaultBoxGenerator([[2]]), (32, 32), num_classes=2))
     return _TINY_SSD[0]
 
@@ -151,8 +151,6 @@ def _targets(gt_boxes: torch.Tensor, gt_classes: torch.Tensor, gt_valid: torch.T
 
 def torchvision_ssd_match(anchors: torch.Tensor, gt_boxes: torch.Tensor, gt_valid: torch.Tensor) -> torch.Tensor:
     """torchvision's matching (``box_iou`` + ``SSDMatcher``, as in ``SSD.forward``), as padded indices ``[N, A]``."""
-    from torchvision.ops import box_iou
-
     ssd = tiny_ssd()
     out = []
     for boxes, valid in zip(gt_boxes, gt_valid):

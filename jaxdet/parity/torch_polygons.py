@@ -8,11 +8,15 @@ term and the straight-through identity ``value.detach() + s - s.detach()``, with
 ``s = α/‖g_L2‖·L2 + (1-α)/‖g_M‖·L_M`` (norms detached), whose gradient is exactly ``α ĝ_L2 + (1-α) ĝ_M``.
 
 Only imported by the parity cases (imports torch at the top).
+
+Glossary: seed 003: the hybrid L2 + MGIoU polygon loss with α schedules and a loss-EMA normalisation (the
+``ultralytics-mgiou`` fork, on Le et al. 2025, "Marginalized Generalized IoU (MGIoU)", arXiv 2504.16443).
 """
 
 from __future__ import annotations
 
 import torch
+from mgiou import MGIoU2DPlus
 
 LOSS_EMA_EPS = 1e-6
 
@@ -36,8 +40,6 @@ def seed_vertex_loss(pred: torch.Tensor, target: torch.Tensor, area: torch.Tenso
 
 def mgiou_per_instance(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``(1 - MGIoU) / 2`` per instance ``[N]`` from ``mgiou.MGIoU2DPlus(reduction="none")``."""
-    from mgiou import MGIoU2DPlus
-
     module = MGIoU2DPlus(reduction="none").to(pred.device)  # its `_unit_square` buffer is created on the CPU
     return module(pred, target)
 

@@ -17,8 +17,7 @@ from flax import nnx
 
 from jaxdet.metrics import coco_metrics
 from jaxdet.models import (
-    POLYGON_LOSS_DEFAULTS,
-    YOLOV1_LOSS_DEFAULTS,
+    HEADS,
     build_detector,
     default_model_config,
     make_head,
@@ -37,7 +36,7 @@ def _cfg(head: str, **kw) -> ml_collections.ConfigDict:
 
 
 def default_loss_config(head: str) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(dict(YOLOV1_LOSS_DEFAULTS if head == "yolov1" else POLYGON_LOSS_DEFAULTS))
+    return ml_collections.ConfigDict(dict(HEADS[head].loss_defaults))
 
 
 def detection_loss(raw, batch, *, model_cfg, loss_cfg, alpha=None, state=None):
@@ -147,6 +146,7 @@ def batch():
 @pytest.mark.slow
 def test_default_detector_shapes_and_finite():
     cfg = default_model_config()
+    cfg.head = "yolov1"  # the grid detector (the default head is yolov8)
     model = build_detector(cfg, num_classes=5, rngs=nnx.Rngs(0))
     fwd = nnx.jit(lambda m, x: m(x))
     # Noise, plus degenerate inputs (constant images make GroupNorm's variance 0; huge values).

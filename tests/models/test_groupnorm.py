@@ -107,6 +107,7 @@ def test_detector_parameters_same_as_with_flax_groupnorm(monkeypatch):
     from jaxdet.models import detector
 
     cfg = default_model_config()
+    cfg.head = "yolov1"  # the grid detector (the default head is yolov8)
     cfg.widths, cfg.depths, cfg.head_width = (8, 16), (0, 1), 16
 
     def build():

@@ -15,7 +15,7 @@ from jaxdet.assign import yolov1_grid_assign
 from jaxdet.data.records import pad_example
 from jaxdet.losses.yolo import yolov1_loss
 from jaxdet.models import HEADS, PolygonHead
-from jaxdet.models.heads import yolov1_activate
+from jaxdet.models.yolov1_head import yolov1_activate
 from train import batches as batches_lib
 from train import experiments as ex
 from train import recipe as recipe_lib

@@ -1,4 +1,5 @@
-"""The detector-head protocol and its registry: the one seam between a config's ``model.head`` and the code.
+"""The detector-head protocol, the base class of every head: the one seam between a config's ``model.head`` and
+the code.
 
 A *head* owns everything that depends on what the network predicts:
 
@@ -10,15 +11,24 @@ A *head* owns everything that depends on what the network predicts:
 - the per-term views that diagnostics need (each head documents its own, e.g. which channels are boxes).
 
 :func:`jaxdet.models.registry.make_head` builds the head named by ``model_cfg.head`` from the registry;
-nothing else in jaxdet, ``train/`` or ``benchmarks/`` compares head names. To add a head, subclass
-:class:`Head`, implement the abstract members and ``from_config``, and add it to
-``jaxdet.models.registry.HEADS`` (see "How to add a head" in the README).
+nothing else in jaxdet, ``train/`` or ``benchmarks/`` compares head names. To add a head, write a frozen
+dataclass subclass of :class:`Head`, implement the abstract members, and add it to
+``jaxdet.models.registry.HEADS`` (see "How to add a head" in train/README.md).
+
+**Config fields.** A head's hyper-parameters are its dataclass fields, each default written once: a field
+declared with :func:`model_field` is read from the ``model`` config section, one declared with
+:func:`loss_field` from the ``loss`` section, under the field's name, converted to the field's type (``int``,
+``float`` or ``str``), the field's default where the section lacks it. :meth:`Head.from_config` builds the head
+from those (a head whose config has more, like the polygon head's ``loss.alpha``, extends it), and
+:attr:`Head.model_defaults` / :attr:`Head.loss_defaults` list them with their defaults. The values are checked
+in the head's ``__post_init__``.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import jax
@@ -26,21 +36,47 @@ import numpy as np
 from flax import nnx
 
 from jaxdet import _checks
+from jaxdet.models.detector import build_grid_detector
 from jaxdet.nms import Detections
 
-__all__ = ["Head", "config_get"]
+__all__ = ["Head", "BATCH_KEYS", "model_field", "loss_field"]
 
 #: the batch keys every head's loss reads (each head may require more, see its ``batch_keys``).
 BATCH_KEYS = ("boxes", "classes", "valid")
+#: the field-metadata key naming the config section ("model" or "loss") a head's field is read from.
+_SECTION = "config_section"
+#: the field types a config value is converted to (the annotation, a string under ``from __future__``).
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {"int": int, "float": float, "str": str}
 
 
-def config_get(cfg: Mapping[str, Any] | Any, name: str, default: Any) -> Any:
-    """``cfg.get(name, default)`` for ConfigDicts, dicts and plain attribute objects (None: the default)."""
-    if cfg is None:
-        return default
-    if hasattr(cfg, "get"):
-        return cfg.get(name, default)
-    return getattr(cfg, name, default)
+def model_field(default: Any) -> Any:
+    """A head dataclass field read from the ``model`` config section under its name (``default`` when absent)."""
+    return dataclasses.field(default=default, metadata={_SECTION: "model"})
+
+
+def loss_field(default: Any) -> Any:
+    """A head dataclass field read from the ``loss`` config section under its name (``default`` when absent)."""
+    return dataclasses.field(default=default, metadata={_SECTION: "loss"})
+
+
+def _converter(cls: type, field: dataclasses.Field) -> Callable[[Any], Any]:
+    name = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", repr(field.type))
+    if name not in _CONVERTERS:
+        raise TypeError(f"{cls.__name__}.{field.name}: a config field must be annotated int, float or str; got {name}")
+    return _CONVERTERS[name]
+
+
+class _SectionDefaults:
+    """The class attributes :attr:`Head.model_defaults` and :attr:`Head.loss_defaults`: ``{field: default}`` of
+    the head class's fields read from one config section (empty for the abstract :class:`Head`)."""
+
+    def __init__(self, section: str):
+        self.section = section
+
+    def __get__(self, instance: Any, owner: type) -> dict[str, Any]:
+        if not dataclasses.is_dataclass(owner):
+            return {}
+        return {f.name: f.default for f in dataclasses.fields(owner) if f.metadata.get(_SECTION) == self.section}
 
 
 class Head(abc.ABC):
@@ -54,14 +90,28 @@ class Head(abc.ABC):
     name: ClassVar[str]
     #: batch keys the loss reads (checked eagerly by :meth:`check_batch`).
     batch_keys: ClassVar[tuple[str, ...]] = BATCH_KEYS
-    #: the ``loss`` config fields the head reads, with their defaults.
-    loss_defaults: ClassVar[Mapping[str, Any]] = {}
+    #: the ``model`` config fields the head reads (its :func:`model_field` fields), with their defaults.
+    model_defaults: ClassVar[Mapping[str, Any]] = _SectionDefaults("model")
+    #: the ``loss`` config fields the head reads (its :func:`loss_field` fields), with their defaults.
+    loss_defaults: ClassVar[Mapping[str, Any]] = _SectionDefaults("loss")
     num_classes: int
 
     @classmethod
-    @abc.abstractmethod
+    def config_values(cls, model_cfg, loss_cfg) -> dict[str, Any]:
+        """``{field: value}`` of the head's :func:`model_field` and :func:`loss_field` fields: each read from its
+        section (the field's default where the section or the field is missing) and converted to its type."""
+        sections = {"model": model_cfg, "loss": loss_cfg}
+        return {
+            f.name: _converter(cls, f)(_checks.config_get(sections[f.metadata[_SECTION]], f.name, f.default))
+            for f in dataclasses.fields(cls)
+            if _SECTION in f.metadata
+        }
+
+    @classmethod
     def from_config(cls, model_cfg, loss_cfg, *, num_classes: int, total_steps: int) -> "Head":
-        """The head for these config sections; ``total_steps`` is the run's length (for α schedules)."""
+        """The head for these config sections (:meth:`config_values`, ``num_classes`` C); ``total_steps`` is the
+        run's length, for heads with α schedules."""
+        return cls(num_classes=int(num_classes), **cls.config_values(model_cfg, loss_cfg))
 
     @property
     @abc.abstractmethod
@@ -74,8 +124,6 @@ class Head(abc.ABC):
 
     def build_model(self, model_cfg, *, rngs: nnx.Rngs) -> nnx.Module:
         """The network mapping ``images [N, H, W, 3]`` to ``outputs`` (default: the strided-CNN grid detector)."""
-        from jaxdet.models.detector import build_grid_detector
-
         return build_grid_detector(model_cfg, out_channels=self.channels, output_bias=self.output_bias(), rngs=rngs)
 
     def init_state(self) -> Any:
