@@ -162,7 +162,7 @@ def run_benchmark(args) -> dict:
 # The tables
 # ------------------------------------------------------------------------------------------------------------
 
-#: the targets of issue 25 (jaxdet / ultralytics per core; 2 workers / 1 worker).
+#: the loader's speed targets (jaxdet / ultralytics per core; 2 workers / 1 worker).
 TARGETS = {"none": 1.5, "ram": 1.0, "workers": 1.8}
 
 

@@ -130,7 +130,7 @@ def dense_specs(quick: bool) -> list[BenchSpec]:
 
 def run(args) -> str:
     specs = detection_losses.specs(args.quick) + dense_specs(args.quick)
-    return _timing.run_table("Detection losses of issue 3 (benchmarks/losses.py)", specs, args)
+    return _timing.run_table("Detection losses (python -m benchmarks.losses)", specs, args)
 
 
 def main(argv: list[str] | None = None) -> str | None:

@@ -37,6 +37,8 @@ from jaxdet.gradients import (
     route_target,
     term_gradients,
 )
+from jaxdet.losses import *  # noqa: F403  (the curated loss API: jaxdet.losses.__all__)
+from jaxdet.losses import __all__ as _loss_names
 from jaxdet.polygons import (
     convex_polygon_iou,
     mgiou,
@@ -47,18 +49,6 @@ from jaxdet.polygons import (
     polygon_signed_area,
     rotated_box_corners,
     sort_vertices_ccw,
-)
-from jaxdet.losses import *  # noqa: F403  (the curated loss API: jaxdet.losses.__all__)
-from jaxdet.losses import __all__ as _loss_names
-from jaxdet.tal import (
-    Anchors,
-    TaskAlignedTargets,
-    bbox2dist,
-    dfl_decode,
-    dfl_expectation,
-    dist2bbox,
-    make_anchor_points,
-    task_aligned_assign,
 )
 from jaxdet.schedules import (
     ALPHA_SCHEDULES,
@@ -73,6 +63,16 @@ from jaxdet.schedules import (
     static_alpha,
     step_alpha,
     two_stage_alpha,
+)
+from jaxdet.tal import (
+    Anchors,
+    TaskAlignedTargets,
+    bbox2dist,
+    dfl_decode,
+    dfl_expectation,
+    dist2bbox,
+    make_anchor_points,
+    task_aligned_assign,
 )
 
 __version__ = "0.1.0"

@@ -14,7 +14,8 @@ double-``where`` pattern, so values *and gradients* stay finite with ``eps=0`` a
 zero-width, zero-height and zero-area boxes, identical boxes (zero-area ones included), disjoint boxes, and
 coordinates up to 1e4. A guarded ratio whose denominator is exactly zero evaluates to 0 (its numerator is then
 zero as well). With ``eps=0`` in float32, a denominator that is tiny but not zero (say 1e-38) can still overflow
-a gradient to infinity; train with the default ``eps``. CIoU's aspect-ratio term takes the difference of the two angles ``atan(w / h)`` with one
+a gradient to infinity; train with the default ``eps``. CIoU's aspect-ratio term takes the difference of the two
+angles ``atan(w / h)`` with one
 ``atan2`` (see ``_aspect_angle_difference``): equal for non-negative sizes, finite at ``h = 0``, and 0 for a
 box with ``w = h = 0``, whose aspect ratio is undefined.
 

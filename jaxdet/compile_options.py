@@ -17,7 +17,8 @@ Guarded so nothing else is touched: any backend other than ``"cpu"`` (GPU, TPU) 
 CPU whose jaxlib does not route a convolution through YNNPACK, or does not know the option. That is decided
 once per process by a probe, not by a version list: a tiny convolution is compiled with the default options
 (does its optimized HLO hold a ``__ynn_fusion``?) and once more with the options (accepted, and the
-convolution left YNNPACK?); the probe compiles in about 0.2 s and runs nothing. An unknown option is an ``INVALID_ARGUMENT`` error of that compile, caught here;
+convolution left YNNPACK?); the probe compiles in about 0.2 s and runs nothing. An unknown option is an
+``INVALID_ARGUMENT`` error of that compile, caught here;
 unlike an unknown ``XLA_FLAGS`` entry it never aborts the process. A user who sets
 ``xla_cpu_experimental_ynn_fusion_type`` in ``XLA_FLAGS`` keeps it: then ``{}`` is returned too.
 

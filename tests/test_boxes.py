@@ -97,8 +97,10 @@ def test_gradients_match_finite_differences(x64, name):
 def test_ciou_alpha_through_matches_finite_differences(x64):
     rng = np.random.default_rng(3)
     b1, b2 = random_boxes(rng, (6,)), random_boxes(rng, (6,))
-    fn = lambda x, y: boxes.complete_box_iou(x, y, alpha_grad="through")
-    check_grads(fn, (b1, b2), order=1, modes=("rev",), atol=1e-6, rtol=1e-6)
+    def ciou(x, y):
+        return boxes.complete_box_iou(x, y, alpha_grad="through")
+
+    check_grads(ciou, (b1, b2), order=1, modes=("rev",), atol=1e-6, rtol=1e-6)
 
 
 def test_ciou_alpha_stop_treats_alpha_as_constant(x64):

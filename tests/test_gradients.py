@@ -20,8 +20,11 @@ def test_route_target_cases():
 
 def test_route_target_textbook_derivatives():
     """L = (C − IoU(w))²: Case 1 gives 2(C−IoU)(∂C/∂w − ∂IoU/∂w), Case 2 gives 2(C−IoU)∂C/∂w."""
-    conf = lambda w: jnp.tanh(w)
-    iou = lambda w: 1 / (1 + w**2)
+    conf = jnp.tanh
+
+    def iou(w):
+        return 1 / (1 + w**2)
+
     w = jnp.array(0.7)
     c, i = conf(w), iou(w)
     dc, di = jax.grad(conf)(w), jax.grad(iou)(w)

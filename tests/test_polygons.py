@@ -1,7 +1,8 @@
 """Tests of jaxdet.polygons: area and ordering, rotated-box corners, exact convex IoU against shapely, MGIoU
 properties, finiteness on degenerate polygons, padding agreement, and input checks.
 
-Parity with the ``mgiou`` package on well-formed shapes is in jaxdet/parity/cases_polygons.py (tests/parity/test_cases.py);
+Parity with the ``mgiou`` package on well-formed shapes is in jaxdet/parity/cases_polygons.py
+(tests/parity/test_cases.py);
 here the package only appears in the honest comparison on degenerate input.
 """
 

@@ -325,7 +325,8 @@ def _check_records(config, records, paths, split: str) -> None:
 def resolve_data_config(config) -> Any:
     """Checks ``config.data`` and, for a COCO/VOC/YOLO folder, reads both splits (the config is not changed).
 
-    For ``data.name="shapes" | "dense_shapes"`` nothing is read. For ``"coco" | "voc" | "yolo"`` the train and validation
+    For ``data.name="shapes" | "dense_shapes"`` nothing is read. For ``"coco" | "voc" | "yolo"`` the train and
+    validation
     annotations are read (cached per process, so :func:`prepare_data` does not read them again) with one class
     order: ``data.class_names``, or the data's own (COCO categories by id, the sorted VOC ``<name>``s of both
     splits, YOLO ``classes.txt`` / ``obj.names``).
@@ -405,7 +406,8 @@ def _yolo_recipe(config):
     if isinstance(close, bool) or not isinstance(close, int) or close < 0:
         raise DataConfigError(f"data.close_mosaic must be an int >= 0 (steps without mosaic at the end); got {close!r}")
     steps = int(config.train.steps)
-    defaults = {f.name: f.default for f in dataclasses.fields(YoloRecipe) if f.name not in ("close_mosaic_at", "fliplr")}
+    not_data_fields = ("close_mosaic_at", "fliplr")
+    defaults = {f.name: f.default for f in dataclasses.fields(YoloRecipe) if f.name not in not_data_fields}
     values = {k: _field(config, k, v) for k, v in defaults.items()}
     values["fliplr"] = _field(config, "hflip_prob", 0.5)
     for k, v in values.items():
@@ -416,7 +418,8 @@ def _yolo_recipe(config):
                           close_mosaic_at=max(steps - close, 0) if close else None)
     except ValueError as err:  # the recipe's own check names the field
         msg = str(err)
-        raise DataConfigError("data." + ("hflip_prob" + msg[len("fliplr"):] if msg.startswith("fliplr") else msg)) from None
+        field_msg = "hflip_prob" + msg[len("fliplr"):] if msg.startswith("fliplr") else msg
+        raise DataConfigError("data." + field_msg) from None
 
 
 def _check_cache_fields(config, name: str) -> None:
@@ -432,7 +435,9 @@ def _check_cache_fields(config, name: str) -> None:
     _path_field(config, "cache_dir")  # a path string
     window = _field(config, "mosaic_window", 16)
     if isinstance(window, bool) or not isinstance(window, int) or window < 0:
-        raise DataConfigError(f"data.mosaic_window must be an int >= 0 (0: partners from the whole split); got {window!r}")
+        raise DataConfigError(
+            f"data.mosaic_window must be an int >= 0 (0: partners from the whole split); got {window!r}"
+        )
 
 
 def make_train_augment(config, source) -> Callable | None:

@@ -205,7 +205,10 @@ def plot_train_batch(batch: dict[str, np.ndarray], path: str, *, class_names=Non
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
     grid = np.full((rows * (h + 2), cols * (w + 2), 3), 255, np.uint8)
-    name = (lambda c: class_names[c] if class_names is not None and c < len(class_names) else str(c))
+
+    def name(c):
+        return class_names[c] if class_names is not None and c < len(class_names) else str(c)
+
     for i in range(n):
         im = Image.fromarray(images[i]).resize((w, h), Image.NEAREST)
         draw = ImageDraw.Draw(im)

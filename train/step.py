@@ -22,7 +22,8 @@ accumulated batches reach ``accumulate(i)``; the EMA moves after each update.
 
 **Non-finite steps.** A step whose loss or gradients are not finite changes nothing but ``step`` (the batch is
 consumed): params, model state, optimizer state, loss state, accumulator and EMA stay as they were, as if the
-batch had not been there, and ``skipped_steps`` / ``nonfinite_run`` count it. (``optax.apply_if_finite`` does this for the
+batch had not been there, and ``skipped_steps`` / ``nonfinite_run`` count it. (``optax.apply_if_finite`` does this for
+the
 optimizer alone; the train state also holds batch statistics and the loss state.)
 
 The loss has one arity: ``loss_fn(outputs, batch, *, step, state) -> (loss, metrics, state)``. The forward pass
@@ -35,7 +36,7 @@ jit a BatchNorm's statistics are those of the global batch.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -63,7 +64,7 @@ def make_init_fn(
       build_model: ``rngs -> nnx.Module``.
       tx: the optax transformation.
       seed: parameter initialisation seed.
-      init_loss_state: ``() -> loss_state`` (the head's :meth:`~jaxdet.models.head.Head.init_state`).
+      init_loss_state: ``() -> loss_state`` (the head's :meth:`~jaxdet.models.base_head.Head.init_state`).
       accumulate: add the gradient accumulator ``state["accum"]`` (a :class:`~train.recipe.Recipe` with
         ``accumulate``).
       ema: add the model EMA ``state["ema"]`` (a copy of the initial variables).
@@ -87,7 +88,8 @@ def make_init_fn(
             state["ema"] = recipe_lib.ema_init(params, model_state)
         return state
 
-    graphdef, _, _ = model_state_lib.split_model(nnx.eval_shape(lambda: build_model(nnx.Rngs(params=seed, default=seed))))
+    abstract_model = nnx.eval_shape(lambda: build_model(nnx.Rngs(params=seed, default=seed)))
+    graphdef, _, _ = model_state_lib.split_model(abstract_model)
     return graphdef, init_fn
 
 

@@ -54,8 +54,8 @@ from jaxdet.data.records import (
     pad_example,
 )
 from jaxdet.data.synthetic import SHAPE_CLASSES, SyntheticShapes
-from jaxdet.data.yolo_augment import YoloAugment, YoloRecipe, hsv_jitter, mosaic4, random_affine
 from jaxdet.data.writers import export_synthetic, write_coco, write_voc, write_yolo
+from jaxdet.data.yolo_augment import YoloAugment, YoloRecipe, hsv_jitter, mosaic4, random_affine
 
 __all__ = [
     "BadImageError",

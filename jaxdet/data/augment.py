@@ -3,7 +3,8 @@
 Examples are the dicts of :mod:`jaxdet.data.records` (uint8 image, normalised xyxy boxes, canonical polygons).
 Every function returns a new example; other (per-image) keys are kept, the letterbox record ``orig_size`` /
 ``ratio_pad`` (when present) is reset to the identity (:func:`_reset_letterbox`), and removed objects are added to
-``num_dropped`` (:func:`_add_dropped`). Ultralytics' recipe (mosaic, affine, HSV) is :mod:`jaxdet.data.yolo_augment`. Polygons stay canonical: a flip reverses the vertex order, which
+``num_dropped`` (:func:`_add_dropped`). Ultralytics' recipe (mosaic, affine, HSV) is :mod:`jaxdet.data.yolo_augment`.
+Polygons stay canonical: a flip reverses the vertex order, which
 :func:`~jaxdet.data.geometry.canonical_order` fixes without resampling (so flipping twice is the identity);
 a polygon cut by the frame is clipped and resampled with :func:`~jaxdet.data.geometry.canonical_polygon`.
 """

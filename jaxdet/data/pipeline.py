@@ -33,6 +33,7 @@ from collections.abc import Callable
 
 import grain
 import numpy as np
+from absl import flags
 
 from jaxdet import _checks
 from jaxdet.data.augment import make_augment
@@ -60,7 +61,7 @@ class ShuffledStream:
     """The examples of ``source`` by stream position ``g``: epoch ``g // n`` in the order
     ``np.random.default_rng([seed, epoch]).permutation(n)`` (computed once an epoch), or in source order without
     ``shuffle``. :func:`make_loader` reads it for augmentations with ``uses_stream`` (their examples and mosaic
-    partners), ``train.data.StepBatcher`` for every batch.
+    partners), ``train.batches.StepBatcher`` for every batch.
 
     Args:
       source: random-access examples (``len``, ``source[i]``).
@@ -222,8 +223,6 @@ def make_loader(
     iter_ds = local_ds.to_iter_dataset(read)
     if num_workers:
         _checks.positive_int(num_workers, "num_workers", hint="Or 0 for no worker processes.")
-        from absl import flags
-
         if not flags.FLAGS.is_parsed():  # grain's workers read absl flags (python -m train parses them)
             flags.FLAGS.mark_as_parsed()
         iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(num_workers)))

@@ -11,7 +11,8 @@ Vocabulary:
        "orig_size": int32 [2], "ratio_pad": float32 [4]}   # optional, see jaxdet.data.letterbox
 
   ``orig_size`` / ``ratio_pad`` say how the image was letterboxed from the original file (absent: it was
-  not, the identity). Sources (:class:`~jaxdet.data.synthetic.SyntheticShapes`, :class:`DetectionSource`) return examples;
+  not, the identity). Sources (:class:`~jaxdet.data.synthetic.SyntheticShapes`, :class:`DetectionSource`) return
+  examples;
   augmentations map examples to examples.
 * A **batch** (contract of the training loop) is a dict of numpy arrays with objects padded to ``M``::
 
@@ -30,7 +31,6 @@ Vocabulary:
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import threading
 from collections.abc import Sequence

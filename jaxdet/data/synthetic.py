@@ -21,7 +21,8 @@ of the shape), and the polygon target is ``canonical_polygon(outline, num_vertic
 square ``[j, j+1] x [i, i+1]``.
 
 The same generator makes the dense-scene split (:data:`DENSE_SHAPES`: many small objects; ``max_iou`` allows
-light overlap). Every image is generated from its own ``numpy.random.Generator`` seeded by ``(seed, split, index)``, so access
+light overlap). Every image is generated from its own ``numpy.random.Generator`` seeded by ``(seed, split, index)``,
+so access
 is random, O(1) and identical on every host; train and validation use different split ids and never share a
 stream. Generation costs about 3 ms for a 64x64 image (drawing at 2x, filtering, noise), so by default a split
 whose images fit in :data:`AUTO_CACHE_BYTES` keeps each example once generated: from the second epoch on an

@@ -7,7 +7,8 @@ The recipe, applied by :class:`YoloAugment` to one example (the dicts of :mod:`j
    :math:`(x_c, y_c) \\sim U(W/2, 3W/2) \\times U(H/2, 3H/2)` (:func:`mosaic4`);
 2. **random affine** of the canvas (or, without mosaic, of the image itself) to ``H x W``
    (:func:`random_affine`): :math:`M = T\\,S_h\\,R\\,C`, with ``C`` centring the input, ``R`` a rotation by
-   :math:`a \\sim U(-\\text{degrees}, \\text{degrees})` and zoom :math:`s \\sim U(1 - \\text{scale}, 1 + \\text{scale})`,
+   :math:`a \\sim U(-\\text{degrees}, \\text{degrees})` and zoom
+   :math:`s \\sim U(1 - \\text{scale}, 1 + \\text{scale})`,
    ``S_h`` shears :math:`\\tan U(-\\text{shear}, \\text{shear})` and ``T`` the output centre moved by
    :math:`U(-\\text{translate}, \\text{translate})` of the output size; outside the input is grey 114;
 3. **HSV jitter** (:func:`hsv_jitter`): gains :math:`r \\sim U(-1, 1)^3 \\cdot (h, s, v)` applied as lookup tables

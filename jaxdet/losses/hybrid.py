@@ -2,7 +2,8 @@
 
 Seed 003 trains a polygon detector. It reports that MGIoU alone stalls with full-image boxes, which it attributes
 to a weak-gradient plateau, and that the vertex L2 has strong gradients but ignores shape (:mod:`jaxdet.measurements`
-measures those gradients; at the full-image box the MGIoU gradient is not small). The hybrid mixes them with the L2 weight α on a schedule
+measures those gradients; at the full-image box the MGIoU gradient is not small). The hybrid mixes them with the L2
+weight α on a schedule
 (:mod:`jaxdet.schedules`) or adaptive α (:func:`jaxdet.schedules.adaptive_alpha_update`, fed by the gradient norms
 this loss reports).
 

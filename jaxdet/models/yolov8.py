@@ -21,7 +21,7 @@ logits. Flattening a level's ``H/s × W/s`` cells row-major gives ultralytics' a
 BatchNorm (:class:`BatchNorm`) follows ``torch.nn.BatchNorm2d`` with ultralytics' ``eps=1e-3`` and
 ``momentum=0.03`` (the weight of the new batch; Flax's convention would call it 0.97): train mode normalises
 by the biased batch variance and moves the running variance towards the *unbiased* one, as torch does. Its
-statistics are ``nnx.BatchStat`` variables, so :func:`train.step.split_model` puts them in the model state;
+statistics are ``nnx.BatchStat`` variables, so :func:`train.model_state.split_model` puts them in the model state;
 ``model.eval()`` switches to the running averages. Under data-parallel ``jit`` the batch moments are those
 of the global batch.
 

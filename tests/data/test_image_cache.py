@@ -23,14 +23,14 @@ def folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("yolo")
     (root / "images").mkdir()
     (root / "labels").mkdir()
-    rng = np.random.default_rng(0)
     for i in range(12):
         h, w = (40, 60) if i % 3 else (72, 50)
         yy, xx = np.mgrid[0:h, 0:w]
         img = np.stack([xx * 255 // w, yy * 255 // h, (xx + yy + 30 * i) % 256], -1).astype(np.uint8)
         Image.fromarray(img).save(root / "images" / f"im{i:02d}.png")
         boxes = [(0.3 + 0.02 * i, 0.4, 0.2, 0.3), (0.7, 0.6, 0.25, 0.2 + 0.01 * i)]
-        (root / "labels" / f"im{i:02d}.txt").write_text("".join(f"{i % 2} {cx} {cy} {bw} {bh}\n" for cx, cy, bw, bh in boxes))
+        lines = "".join(f"{i % 2} {cx} {cy} {bw} {bh}\n" for cx, cy, bw, bh in boxes)
+        (root / "labels" / f"im{i:02d}.txt").write_text(lines)
     return root
 
 

@@ -117,8 +117,10 @@ def test_box_candidates_and_dropped_counts_on_a_constructed_case():
         "image": np.zeros((s, s, 3), np.uint8),
         "boxes": (boxes_px / s).astype(np.float32),
         "classes": np.array([0, 1, 2], np.int32),
-        "polygons": np.stack([canonical_polygon(np.array([[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]]]) / s, 8)
-                              for b in boxes_px]),
+        "polygons": np.stack([
+            canonical_polygon(np.array([[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]]]) / s, 8)
+            for b in boxes_px
+        ]),
         "image_id": np.int32(0),
         "num_dropped": np.int32(2),  # from an earlier step: added to
     }

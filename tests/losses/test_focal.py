@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -43,7 +44,6 @@ def test_prior_bias_default_is_retinanet():
 
 
 def test_bias_init_in_flax_conv():
-    from flax import nnx
 
     conv = nnx.Conv(4, 6, kernel_size=(3, 3), bias_init=focal.retinanet_bias_init(0.01), rngs=nnx.Rngs(0))
     bias = np.asarray(conv.bias[...])

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from jaxdet.losses.hybrid import HybridState, hybrid_components, hybrid_polygon_loss, hybrid_state_init
 from jaxdet.losses.vertex import keypoint_loss
+from jaxdet.measurements import format_figures, full_image_polygon, gradient_figures
 from jaxdet.parity.cases_hybrid import random_convex_polygons
 from jaxdet.polygons import mgiou_loss
 
@@ -302,7 +303,6 @@ def test_components_match_independent_terms(x64):
 
 
 def test_seed003_measurement_runs():
-    from jaxdet.measurements import format_figures, full_image_polygon, gradient_figures
 
     square = full_image_polygon(K)
     assert square.shape == (K, 2) and square.min() == 0.0 and square.max() == 1.0

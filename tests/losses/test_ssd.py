@@ -14,6 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jaxdet.losses.ssd import hard_negative_mask, ssd_multibox_loss, ssd_multibox_loss_from_matches
+from jaxdet.parity import run_case
+from jaxdet.parity.cases_detection import cases
 from jaxdet.parity.torch_detection import ssd_compute_loss_torch
 
 from_matches = jax.jit(ssd_multibox_loss_from_matches)
@@ -155,8 +157,6 @@ def test_mining_reaching_positives_counts_them_twice_like_torchvision(a, x64):
 
 @pytest.mark.parametrize("name", ["ssd_multibox_loss_from_matches", "ssd_multibox_loss"])
 def test_parity_with_torchvision_compute_loss_float64(name):
-    from jaxdet.parity import run_case
-    from jaxdet.parity.cases_detection import cases
 
     case = next(c for c in cases() if c.name == name)
     report = run_case(case, dtypes=("float64",))

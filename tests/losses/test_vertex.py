@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ultralytics.utils.loss import KeypointLoss
 
 from jaxdet.losses.vertex import OKS_SIGMA, box_area_of_polygon, keypoint_loss, vertex_l2_loss
 
@@ -50,7 +51,6 @@ def test_matches_formula(x64, variant):
 
 def test_matches_ultralytics_keypoint_loss(x64):
     torch = pytest.importorskip("torch")
-    from ultralytics.utils.loss import KeypointLoss
 
     rng = np.random.default_rng(1)
     for k, sigmas in ((17, OKS_SIGMA.astype(np.float64)), (8, np.full(8, 1 / 8))):

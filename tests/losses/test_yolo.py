@@ -18,6 +18,8 @@ from jaxdet.boxes import box_iou
 from jaxdet.gradients import term_gradients
 from jaxdet.losses.yolo import YOLOV1_TERMS, yolov1_decode
 from jaxdet.losses.yolo import yolov1_loss as _yolov1_loss_eager
+from jaxdet.parity import run_case
+from jaxdet.parity.cases_detection import cases
 
 # Jitted once per shape/dtype: much faster than op-by-op eager dispatch on a loaded CPU.
 yolov1_loss = jax.jit(_yolov1_loss_eager, static_argnames=("num_boxes", "num_classes", "iou_target"))
@@ -118,8 +120,10 @@ def _independent_iou(p, row, col, k, gt):
 
 @functools.partial(jax.jit, static_argnames="path")
 def _obj_grad(pred, gt, cls, valid, path):
-    fn = lambda p: yolov1_loss(p, gt, cls, valid, num_boxes=B, num_classes=C, iou_target=path).terms["obj"]
-    return jax.grad(fn)(pred)
+    def obj(p):
+        return yolov1_loss(p, gt, cls, valid, num_boxes=B, num_classes=C, iou_target=path).terms["obj"]
+
+    return jax.grad(obj)(pred)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -277,8 +281,6 @@ def test_finite_values_and_gradients_on_degenerate_input(seed, zero_area_gt, all
 
 @pytest.mark.parametrize("path", ["stop", "through"])
 def test_parity_with_torch_reference_float64(path):
-    from jaxdet.parity import run_case
-    from jaxdet.parity.cases_detection import cases
 
     case = next(c for c in cases() if c.name == f'yolov1_loss (iou_target="{path}")')
     report = run_case(case, dtypes=("float64",))

@@ -13,12 +13,14 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ultralytics.utils.loss import DFLoss, v8DetectionLoss
 
 from jaxdet import boxes as jboxes
 from jaxdet.losses import focal, harmonic
 from jaxdet.losses.yolov8 import dfl_loss, yolov8_loss, yolov8_loss_from_targets
 from jaxdet.parity import cases_yolov8 as cases
-from jaxdet.tal import make_anchor_points
+from jaxdet.parity.torch_yolov8 import default_dtype, detection_model, ultralytics_batch
+from jaxdet.tal import dfl_decode, dist2bbox, make_anchor_points
 
 IMAGE, CLASSES, BATCH, GTS = 64, 3, 2, 4
 ANCHORS = make_anchor_points([(IMAGE // s, IMAGE // s) for s in (8, 16, 32)], (8, 16, 32))
@@ -50,7 +52,6 @@ def loss(x, labels, boxes, valid, **kw):
 
 
 def test_dfl_loss_matches_ultralytics(x64):
-    from ultralytics.utils.loss import DFLoss
 
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 2, (50, 4, 16))
@@ -63,9 +64,7 @@ def test_dfl_loss_matches_ultralytics(x64):
 @pytest.mark.slow
 def test_batch_size_scaling_of_ultralytics(x64):
     """ultralytics' __call__ returns the terms × B; jaxdet's terms are get_assigned_targets_and_loss's."""
-    from ultralytics.utils.loss import v8DetectionLoss
 
-    from jaxdet.parity.torch_yolov8 import default_dtype, detection_model, ultralytics_batch
 
     outputs, labels, boxes, valid = cases.loss_inputs(np.random.default_rng(1), 20)
     points, strides = cases.anchors_pixels()
@@ -144,7 +143,6 @@ def test_case1_through_is_the_total_derivative_and_case2_the_partial(x64):
 def _reference_terms(outputs, targets):
     """Pieces for the expected values, from the library's building blocks: logits, decoded boxes (grid units),
     target boxes (grid units), soft scores, foreground, weights and the normaliser."""
-    from jaxdet.tal import dfl_decode, dist2bbox
 
     stride = ANCHORS.strides[:, None]
     pred = dist2bbox(dfl_decode(outputs[..., :64]), ANCHORS.points)
@@ -209,7 +207,7 @@ CONFIGS = {
                           "harmonic": "through"},
 }
 _GRADS = {
-    name: jax.jit(jax.value_and_grad(lambda x, l, b, v, kw=kw: loss(x, l, b, v, **kw).total))
+    name: jax.jit(jax.value_and_grad(lambda x, labels, b, v, kw=kw: loss(x, labels, b, v, **kw).total))
     for name, kw in CONFIGS.items()
 }
 

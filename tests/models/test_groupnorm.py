@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxdet.models import build_detector, default_model_config
+from jaxdet.models import build_detector, default_model_config, detector
 from jaxdet.models.detector import GroupNorm
 
 
@@ -104,7 +104,6 @@ def test_rejects_bad_groups_and_channels():
 def test_detector_parameters_same_as_with_flax_groupnorm(monkeypatch):
     """The detector's parameter paths, shapes and initial values are those of the same detector built with
     nnx.GroupNorm (the previous version): its checkpoints load, and training starts from the same point."""
-    from jaxdet.models import detector
 
     cfg = default_model_config()
     cfg.head = "yolov1"  # the grid detector (the default head is yolov8)

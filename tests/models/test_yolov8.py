@@ -19,10 +19,11 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 torch = pytest.importorskip("torch")
 pytest.importorskip("ultralytics")
 
-from jaxdet.models import load_ultralytics, export_ultralytics  # noqa: E402
+from jaxdet.models import export_ultralytics, load_ultralytics  # noqa: E402
 from jaxdet.models.yolov8 import YOLOv8, count_params, scaled_channels, scaled_repeats  # noqa: E402
-from jaxdet.parity import cases_yolov8_model as cases
-from jaxdet.parity.core import run_case
+from jaxdet.parity import cases_yolov8_model as cases  # noqa: E402
+from jaxdet.parity import core  # noqa: E402
+from jaxdet.parity.core import run_case  # noqa: E402
 
 pytestmark = pytest.mark.slow  # compiles the full YOLOv8 network (parity with ultralytics)
 
@@ -62,7 +63,6 @@ def test_train_mode_float32_gradients_as_close_to_float64_as_torch_float32():
     7.6e-5 in one run and 1.04e-4 in another (pytest-xdist, another summation order), around the row's 1e-4. That
     is the sum of the two sides' rounding, not a deviation. The check: jaxdet's float32 error is at most torch's
     own, with a 25 % margin for thread-dependent summation orders."""
-    from jaxdet.parity import core
 
     case = next(c for c in cases.cases() if c.name == "yolov8n_model_train")
     inputs = case.make_inputs(np.random.default_rng(0))
@@ -150,7 +150,8 @@ def test_mismatch_errors_name_the_tensor():
     msg = r"tensor 'model.22.cv3.0.0.bn.bias' has shape \(64,\).*expects \(80,\)"
     with pytest.raises(ValueError, match=msg):
         load_ultralytics(state, num_classes=80)
-    with pytest.raises(ValueError, match=r"tensor 'model.0.bn.bias' has shape \(16,\) but the yolov8s model.*expects \(32,\)"):
+    wrong_scale = r"tensor 'model.0.bn.bias' has shape \(16,\) but the yolov8s model.*expects \(32,\)"
+    with pytest.raises(ValueError, match=wrong_scale):
         load_ultralytics(state, scale="s")
     missing = {k: v for k, v in state.items() if k != "model.4.m.1.cv2.bn.running_var"}
     with pytest.raises(ValueError, match="no tensor 'model.4.m.1.cv2.bn.running_var'"):

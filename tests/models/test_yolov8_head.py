@@ -9,8 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from ultralytics.utils.nms import non_max_suppression
 
-from jaxdet.models import HEADS, YOLOv8Head, make_head
+from jaxdet.models import HEADS, YOLOv8Head, load_ultralytics, make_head
+from jaxdet.parity.cases_yolov8_model import NUM_CLASSES, ultralytics_model
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
@@ -35,8 +37,6 @@ def test_anchor_count_and_assignment_memory():
 def test_boxes_and_scores_match_ultralytics_inference():
     """float64: our normalised xyxy boxes times the image size = ultralytics' decoded xywh (DFL + anchors)."""
     torch = pytest.importorskip("torch")
-    from jaxdet.models import load_ultralytics
-    from jaxdet.parity.cases_yolov8_model import NUM_CLASSES, ultralytics_model
 
     ref = ultralytics_model("n", NUM_CLASSES).eval()
     images = np.random.default_rng(1).uniform(0, 1, (2, 64, 96, 3))
@@ -98,7 +98,6 @@ def test_decode_matches_ultralytics_non_max_suppression(multi_label):
     validator: one candidate per anchor × class above conf) and single-label (its predictor)."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("torchvision")
-    from ultralytics.utils.nms import non_max_suppression
 
     head = YOLOv8Head(num_classes=4)
     rng = np.random.default_rng(3)

@@ -138,7 +138,7 @@ def test_yolov1_run_end_to_end(tmp_path):
     assert "first-step compile:" in out and "steady-state throughput:" in out
     assert "mAP@.5" in out and "final evaluation at step 4" in out
     assert tp.checkpoint_steps(work) == [2, 4]
-    records = [json.loads(l) for l in open(work / "metrics.jsonl")]
+    records = [json.loads(line) for line in open(work / "metrics.jsonl")]
     train = [r for r in records if r["kind"] == "train"]
     assert [r["step"] for r in train] == [1, 2, 3, 4]
     for key in ("loss", "coord_xy", "coord_wh", "obj", "noobj", "cls", "lr", "grad_norm"):

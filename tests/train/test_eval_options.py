@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from configs import yolov1_shapes, yolov8n_shapes
+from train.task import decode_options, make_head
+from train.validate import ConfigError, validate_config
+
 
 def test_yolov8_config_validates_as_ultralytics():
-    from configs import yolov8n_shapes
-    from train.task import decode_options, make_head
 
     c = yolov8n_shapes.get_config()
     assert (c.eval.score_threshold, c.eval.iou_threshold, c.eval.max_detections) == (0.001, 0.7, 300)
@@ -16,9 +18,6 @@ def test_yolov8_config_validates_as_ultralytics():
 
 
 def test_a_head_without_the_option_is_refused(tmp_path):
-    from configs import yolov1_shapes
-    from train.task import decode_options, make_head
-    from train.validate import ConfigError, validate_config
 
     c = yolov1_shapes.get_config()
     assert decode_options(c, make_head(c)) == {}  # the default config passes nothing new

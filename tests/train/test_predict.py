@@ -10,13 +10,23 @@ import sys
 
 import numpy as np
 import pytest
+from faster_coco_eval import COCO, COCOeval_faster
+from PIL import Image
 
+from configs import yolov1_shapes
+from jaxdet.metrics import coco_metrics
+from jaxdet.nms import Detections
 from tests.train import trainproc as tp
+from train import checkpoint as ckpt_lib
+from train import eval_report, loop
 from train import predict as predict_lib
+from train import recipe as recipe_lib
+from train import step as step_lib
+from train.data import prepare_data
+from train.task import make_task
 
 
 def _tiny_config():
-    from configs import yolov1_shapes
 
     c = yolov1_shapes.get_config()
     c.data.image_size = 32
@@ -33,18 +43,13 @@ def _tiny_config():
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A workdir as ``python -m train`` leaves it (config.json, checkpoints/2), from the initial state."""
-    from train import checkpoint as ckpt_lib
-    from train import loop
-    from train import recipe as recipe_lib
-    from train import step as step_lib
-    from train.data import prepare_data
-    from train.task import make_task
 
     work = tmp_path_factory.mktemp("run")
     config, data = prepare_data(_tiny_config())
     task = make_task(config, data)
     tx, _ = recipe_lib.make_optimizer(config.train)
-    _, init_fn = step_lib.make_init_fn(task.build_model, tx, seed=int(config.seed), init_loss_state=task.init_loss_state)
+    _, init_fn = step_lib.make_init_fn(task.build_model, tx, seed=int(config.seed),
+                                       init_loss_state=task.init_loss_state)
     state = init_fn()  # eager: no compile for a tiny model
     state["step"] = state["step"] + 2
     with open(work / "config.json", "w") as f:
@@ -57,7 +62,6 @@ def run_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def image_dir(tmp_path_factory):
-    from PIL import Image
 
     d = tmp_path_factory.mktemp("images")
     rng = np.random.default_rng(0)
@@ -68,8 +72,6 @@ def image_dir(tmp_path_factory):
 
 
 def test_predict_command_writes_images_and_coco_results(run_dir, image_dir, tmp_path, capsys):
-    from faster_coco_eval import COCO
-    from PIL import Image
 
     out = tmp_path / "out"
     predict_lib.main(["--workdir", str(run_dir), "--images", str(image_dir), "--out", str(out),
@@ -108,8 +110,8 @@ def test_predict_function_takes_paths_and_arrays(run_dir, image_dir):
 
 
 def test_command_exits_2_naming_the_problem(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "train.predict", "--workdir", str(tmp_path), "--images", str(tmp_path)],
-                          env=tp.env_for(1), cwd=tp.REPO, capture_output=True, text=True, timeout=120)
+    command = [sys.executable, "-m", "train.predict", "--workdir", str(tmp_path), "--images", str(tmp_path)]
+    proc = subprocess.run(command, env=tp.env_for(1), cwd=tp.REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "holds no image files" in proc.stderr, proc.stderr[-2000:]
 
 
@@ -131,7 +133,6 @@ def test_clear_errors(run_dir, image_dir, tmp_path):
 
 
 def test_exif_orientation_is_applied(tmp_path):
-    from PIL import Image
 
     im = Image.fromarray(np.zeros((20, 50, 3), np.uint8))
     exif = im.getexif()
@@ -143,11 +144,7 @@ def test_exif_orientation_is_applied(tmp_path):
 def test_final_report_files(tmp_path):
     """eval/per_class.* and the PR curve of a coco_metrics result; pr_curve.json equals faster-coco-eval's
     precision array at IoU 0.5 for a class, computed here independently."""
-    from faster_coco_eval import COCO, COCOeval_faster
 
-    from jaxdet.metrics import coco_metrics
-    from jaxdet.nms import Detections
-    from train import eval_report
 
     gt = {"boxes": np.array([[[0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9]]], np.float32),
           "classes": np.array([[0, 1]], np.int32), "valid": np.array([[True, True]])}
@@ -168,7 +165,8 @@ def test_final_report_files(tmp_path):
     px = lambda b: [float(b[0] * 100), float(b[1] * 100), float((b[2] - b[0]) * 100), float((b[3] - b[1]) * 100)]  # noqa: E731
     coco = COCO({"images": [{"id": 1, "width": 100, "height": 100}],
                  "annotations": [{"id": j + 1, "image_id": 1, "category_id": int(gt["classes"][0, j]) + 1,
-                                  "bbox": px(gt["boxes"][0, j]), "area": px(gt["boxes"][0, j])[2] * px(gt["boxes"][0, j])[3],
+                                  "bbox": px(gt["boxes"][0, j]),
+                                  "area": px(gt["boxes"][0, j])[2] * px(gt["boxes"][0, j])[3],
                                   "iscrowd": 0} for j in range(2)],
                  "categories": [{"id": k + 1} for k in range(3)]})
     dets = coco.loadRes([{"image_id": 1, "category_id": int(c) + 1, "bbox": px(b), "score": float(s)}

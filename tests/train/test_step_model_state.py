@@ -55,8 +55,8 @@ def test_batch_statistics_are_written_back_and_restored(tmp_path):
     params0 = _numpy(state["params"])
     np.testing.assert_array_equal(before["bn"]["mean"], np.zeros(4, np.float32))
 
-    step = step_lib.jit_train_step(step_lib.make_train_step(graphdef, loss_fn=_loss_fn, tx=tx, lr_schedule=lambda s: 0.1),
-                                   mesh)
+    train_step = step_lib.make_train_step(graphdef, loss_fn=_loss_fn, tx=tx, lr_schedule=lambda s: 0.1)
+    step = step_lib.jit_train_step(train_step, mesh)
     batch = _batch(1)
     state, metrics = step(state, mesh_lib.global_batch(mesh, {k: np.asarray(v) for k, v in batch.items()}))
 

@@ -1,4 +1,4 @@
-"""The experiments of issue 6: seed 000's Case 1 / Case 2 study and seed 003's hybrid-loss questions.
+"""The experiments: seed 000's Case 1 / Case 2 study and seed 003's hybrid-loss questions (glossary below).
 
 Usage::
 
@@ -40,6 +40,12 @@ The package, by purpose: :mod:`~train.experiments.registry` (scales, experiments
 :mod:`~train.experiments.diagnostics` (per-run measurements, through the head protocol),
 :mod:`~train.experiments.runner` (training the runs, the command line) and :mod:`~train.experiments.report`
 (tables and plots). Each imports only the ones before it.
+
+Glossary: seed 000: the gradient of YOLOv1's IoU confidence target (Redmon et al., "You Only Look Once: Unified,
+Real-Time Object Detection", CVPR 2016); Case 1: a target computed from the predictions keeps its gradient
+(``"through"``); Case 2: its gradient is stopped (``"stop"``, what every public YOLO does); seed 003: the hybrid
+L2 + MGIoU polygon loss with α schedules and a loss-EMA normalisation (the ``ultralytics-mgiou`` fork, on Le et al.
+2025, "Marginalized Generalized IoU (MGIoU)", arXiv 2504.16443).
 """
 
 from train.experiments.diagnostics import polygon_prediction_stats, with_box_gradient_split

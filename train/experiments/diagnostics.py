@@ -5,6 +5,8 @@
   coordinates splits between the loss terms.
 - :func:`polygon_prediction_stats` (polygon head): near-full-image predictions and cell polygon IoU of a
   trained model on the validation images.
+
+Seeds and Cases: see the glossary of :mod:`train.experiments`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The experiments' registry: scales, experiments and their variants, and how a variant becomes a config.
 
 See :mod:`train.experiments` for the experiments and how to run them.
+
+Seeds and Cases: see the glossary of :mod:`train.experiments`.
 """
 
 from __future__ import annotations

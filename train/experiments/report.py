@@ -4,6 +4,8 @@
 and ``<out>/<name>_*.png``. Numbers over seeds are ``mean ± sd`` (sample standard deviation, n = seeds) when
 there are several seeds, the single value otherwise. "early / mid / late" are the means over the logged
 training steps in the first, second and last third of training (then averaged over seeds).
+
+Seeds and Cases: see the glossary of :mod:`train.experiments`.
 """
 
 from __future__ import annotations

@@ -189,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--variants", nargs="+", default=None, help="only these variants (names as in 'list')")
     parser.add_argument(
-        "--no-compile-cache", action="store_true", help="do not use JAX's persistent compilation cache (<workdir>/xla_cache)"
+        "--no-compile-cache", action="store_true",
+        help="do not use JAX's persistent compilation cache (<workdir>/xla_cache)",
     )
     args = parser.parse_args(argv)
     if args.name == "list":
