@@ -94,6 +94,8 @@ class Head(abc.ABC):
     model_defaults: ClassVar[Mapping[str, Any]] = _SectionDefaults("model")
     #: the ``loss`` config fields the head reads (its :func:`loss_field` fields), with their defaults.
     loss_defaults: ClassVar[Mapping[str, Any]] = _SectionDefaults("loss")
+    #: other ``loss`` fields the head's own :meth:`from_config` reads (e.g. the polygon head's ``alpha``).
+    extra_loss_fields: ClassVar[tuple[str, ...]] = ()
     num_classes: int
 
     @classmethod

@@ -260,6 +260,7 @@ class PolygonHead(Head):
 
     name: ClassVar[str] = "polygon"
     batch_keys: ClassVar[tuple[str, ...]] = (*BATCH_KEYS, "polygons")
+    extra_loss_fields: ClassVar[tuple[str, ...]] = ("alpha",)
     num_classes: int
     grid_size: int = model_field(GRID_DETECTOR_DEFAULTS["grid_size"])
     num_vertices: int = model_field(8)

@@ -28,12 +28,14 @@ DOCS = ("README.md", os.path.join("train", "README.md"))
 #: appended to every runnable command: later flags win, so this is a two-step run at 32 px. The same shapes for
 #: every command (``max_objects`` too) let the YOLOv8n runs share their executables through the compilation cache.
 SMOKE = (
-    "--config.data.image_size=32", "--config.data.train_size=32", "--config.data.max_objects=24",
-    "--config.data.val_size=8", "--config.eval.num_images=8", "--config.eval.batch_size=8",
+    "--config.data.image_size=32", "--config.data.max_objects=24",
+    "--config.eval.num_images=8", "--config.eval.batch_size=8",
     "--config.train.batch_size=8", "--config.train.warmup_steps=1", "--config.train.steps=2",
     "--config.train.eval_every=0", "--config.train.checkpoint_every=0", "--config.train.progress_bar=false",
     "--config.eval.max_detections=8",
 )
+#: and, on the synthetic splits (the only ones that read these fields), small splits;
+SMOKE_SYNTHETIC = ("--config.data.train_size=32", "--config.data.val_size=8")
 #: and, for the grid heads (YOLOv1, polygon), a tiny backbone; YOLOv8n (the default) runs as it is, so a README
 #: command that changes its compiled step (another scale, say) costs its test a YOLOv8 compile (minutes).
 SMOKE_GRID = tp.TINY_GRID_MODEL
@@ -45,18 +47,20 @@ import json, sys, time
 import jax
 from train import cli
 from train.validate import validate_config
-cache, script, runs, checks, smoke, smoke_grid, wanted = json.loads(sys.argv[1])
+cache, script, runs, checks, smoke, smoke_synthetic, smoke_grid, wanted = json.loads(sys.argv[1])
 jax.config.update("jax_compilation_cache_dir", cache)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 exec(script)
 for argv in runs:
-    head = cli.parse_args(argv)[0].model.head
+    config = cli.parse_args(argv)[0]
+    head = config.model.head
     if (head == "yolov8") != (wanted == "yolov8"):
         print("SKIP", head, json.dumps(argv), flush=True)
         continue
     print("RUN", head, json.dumps(argv), flush=True)
     t0 = time.perf_counter()
-    cli.main(argv + smoke + (smoke_grid if head != "yolov8" else []))
+    synthetic = smoke_synthetic if config.data.name in ("shapes", "dense_shapes") else []
+    cli.main(argv + smoke + synthetic + (smoke_grid if head != "yolov8" else []))
     print(f"RAN in {time.perf_counter() - t0:.1f} s", flush=True)
 for argv in checks:
     config, name, workdir = cli.parse_args(argv)
@@ -115,7 +119,7 @@ def run_readme_commands(tmp_path, wanted: str, check_user_data: bool) -> str:
         (checks if own_data else runs).append(argv)
     assert checks, "the user-data example is no longer recognised"
     args = [str(tmp_path / "jax_cache"), scripts[0].replace("/tmp/", data), runs, checks if check_user_data else [],
-            list(SMOKE), list(SMOKE_GRID), wanted]
+            list(SMOKE), list(SMOKE_SYNTHETIC), list(SMOKE_GRID), wanted]
     proc = subprocess.run(
         [sys.executable, "-c", _PROGRAM, json.dumps(args)],
         env=tp.env_for(1), cwd=tp.REPO, capture_output=True, text=True, timeout=900,
