@@ -115,6 +115,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.checkpoint_every = 250
     c.train.keep_checkpoints = 3
     c.train.progress_bar = True
+    # A workdir with checkpoints resumes (its config.json must match but for train/workdir.py's safe fields);
+    # False moves the previous run into <workdir>/previous-<time>/ and trains from step 0.
+    c.train.resume = True
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 64

@@ -11,19 +11,54 @@ Each checkpoint step directory holds two items:
 Orbax writes into a temporary directory and renames it when complete, so a run killed mid-save leaves
 the previous checkpoint as the latest one. A checkpoint damaged later (a truncated or deleted file, a full
 disk) is not fatal: :meth:`Checkpointer.restore_latest` warns, moves it aside to
-``<directory>.damaged/<step>`` (never deleting it) and restores the newest one that can be read.
+``<directory>.damaged/<step>`` (never deleting it) and restores the newest one that can be read. A checkpoint
+that is readable but does not fit the run's state (another model: its arrays' shapes and dtypes differ) is not
+damage: it raises :class:`CheckpointMismatchError` and stays where it is. (``train.workdir`` normally stops such
+a run earlier, from ``config.json``.) After a failed restore, orbax's abandoned coroutines would print
+"Exception ignored in coroutine" tracebacks when collected; those are dropped (:func:`_quiet_abandoned_coroutines`),
+the failure itself is reported in one line.
 """
 
 from __future__ import annotations
 
+import collections
+import logging
 import os
 import shutil
+import sys
 import time
 from typing import Any, Callable
 
 import jax
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
+
+
+class CheckpointMismatchError(ValueError):
+    """A readable checkpoint whose state does not fit the run's (another model, head or optimizer)."""
+
+
+def _quiet_abandoned_coroutines() -> None:
+    """Drops the "Exception ignored in coroutine" reports of orbax/TensorStore coroutines abandoned by a failed
+    restore (from now until exit); every other unraisable exception still goes to the previous hook."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_jaxdet_quiet", False):
+        return
+
+    def hook(unraisable):
+        if type(unraisable.object).__name__ == "coroutine" or "coroutine" in str(unraisable.err_msg or ""):
+            return
+        previous(unraisable)
+
+    hook._jaxdet_quiet = True
+    sys.unraisablehook = hook
+
+
+def _signature(tree: Any) -> collections.Counter:
+    """The multiset of ``(shape, dtype)`` of a pytree's arrays (ShapeDtypeStructs or orbax ArrayMetadata)."""
+    return collections.Counter(
+        (tuple(int(d) for d in x.shape), str(x.dtype)) for x in jax.tree.leaves(tree) if hasattr(x, "shape")
+    )
 
 
 class Checkpointer:
@@ -73,8 +108,9 @@ class Checkpointer:
             try:
                 state, meta = self.restore(step, abstract_state)
             except Exception as err:  # orbax raises many kinds (ValueError, OSError, KeyError, ...)
-
+                _quiet_abandoned_coroutines()
                 path = os.path.join(self.directory, str(step))
+                self._raise_if_mismatch(step, abstract_state, err)
                 aside = os.path.join(self.directory + ".damaged", f"{step}-{int(time.time())}")
                 if jax.process_index() == 0:
                     os.makedirs(os.path.dirname(aside), exist_ok=True)
@@ -87,6 +123,34 @@ class Checkpointer:
                 continue
             return step, state, meta
         return None
+
+    def _raise_if_mismatch(self, step: int, abstract_state: Any, err: Exception) -> None:
+        """Raises :class:`CheckpointMismatchError` when checkpoint ``step`` can be read (its metadata) but its
+        arrays differ from ``abstract_state``'s; returns when it cannot be read (damage) or fits."""
+        state_dir = os.path.join(self.directory, str(step), "state")
+        absl_logger = logging.getLogger("absl")
+        level = absl_logger.level
+        absl_logger.setLevel(logging.ERROR)  # "Metadata file does not exist" warnings
+        try:
+            saved = ocp.StandardCheckpointer().metadata(state_dir).item_metadata
+            saved = getattr(saved, "tree", saved)
+            have = _signature(saved)
+        except Exception:  # unreadable: damage
+            return
+        finally:
+            absl_logger.setLevel(level)
+        want = _signature(abstract_state)
+        if not have or have == want:
+            return
+        only_saved = sum((have - want).values())
+        only_run = sum((want - have).values())
+        raise CheckpointMismatchError(
+            f"checkpoint {os.path.join(self.directory, str(step))} is readable but holds another model's state "
+            f"({sum(have.values())} arrays, {only_saved} of them with shapes this config does not have; this "
+            f"config's state has {sum(want.values())}, {only_run} not in the checkpoint): "
+            f"{type(err).__name__}: {str(err).splitlines()[0][:200]}. It was left in place; pass another "
+            f"--workdir, or --config.train.resume=False to move the previous run aside and start over"
+        ) from None
 
     def close(self) -> None:
         self.manager.wait_until_finished()

@@ -12,7 +12,9 @@ Usage::
 field's type (ints are accepted for float fields, ``true``/``false`` for bools, ``(4, 8)`` or ``4`` for
 tuples); when a field is given twice the last value wins. An unknown field is an error naming it and
 listing the valid fields (exit status 2). A run resumes automatically from the
-latest checkpoint in ``--workdir`` (falling back to an older one if the latest cannot be restored);
+latest checkpoint in ``--workdir`` (falling back to an older one if the latest cannot be restored); a config
+that differs from the workdir's ``config.json`` in a field that changes the model, loss or data exits with
+status 2 naming the fields (``train/workdir.py``; ``--config.train.resume=False`` starts over);
 SIGTERM or Ctrl-C saves a checkpoint and exits with status 0, a second Ctrl-C exits at once. The config is
 checked before anything compiles (``train.validate``): a bad value exits with status 2 naming the field.
 
@@ -198,7 +200,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     import jax  # noqa: PLC0415 - JAX and the trainer load after parsing: --help and usage errors answer in a second, not four
 
     from train import loop  # noqa: PLC0415 - JAX and the trainer load after parsing: --help and usage errors answer in a second, not four
+    from train.checkpoint import CheckpointMismatchError  # noqa: PLC0415 - as above
     from train.validate import ConfigError, validate_config  # noqa: PLC0415 - JAX and the trainer load after parsing: --help and usage errors answer in a second, not four
+    from train.workdir import WorkdirConfigError  # noqa: PLC0415 - as above
 
     try:
         validate_config(config, workdir)  # before anything compiles
@@ -210,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         summary = loop.run(config, workdir)
     except loop.NonFiniteTrainingError as e:
         _exit_with_error(e, 1)
+    except (WorkdirConfigError, CheckpointMismatchError) as e:  # another model's workdir: nothing was changed
+        _exit_with_error(e, 2)
     if jax.process_index() == 0 and summary.get("eval"):
         ev = summary["eval"]
         print("final: " + ", ".join(f"{k}={v:.4f}" for k, v in ev.items()), flush=True)

@@ -35,6 +35,7 @@ from train import data as data_lib
 from train import eval_report, metrics_log, plots
 from train import mesh as mesh_lib
 from train import step as step_lib
+from train import workdir as workdir_lib
 from train.evaluator import Evaluator
 from train.mesh import to_host
 from train.task import Task, make_task
@@ -136,15 +137,39 @@ def run(
 
 def _prepare_task(config: ml_collections.ConfigDict, workdir: str, task: Task | None):
     """``(config, task)``: the data resolved (:func:`train.data.prepare_data`) and the default task built unless
-    ``task`` is given; process 0 writes ``config.json`` in ``workdir``."""
+    ``task`` is given; process 0 writes ``config.json`` in ``workdir``.
+
+    A workdir with checkpoints is checked first (:mod:`train.workdir`): a config that differs from its
+    ``config.json`` in a field that is not safe to change raises ``WorkdirConfigError``; safe changes go to
+    ``config_history.jsonl`` and ``config.json`` is kept. ``train.resume=False`` moves the previous run aside."""
+    if not bool(config.train.get("resume", True)):
+        moved = workdir_lib.move_previous_run(workdir) if jax.process_index() == 0 else None
+        _sync("previous run moved aside")
+        if moved:
+            _log(f"train.resume=False: moved the previous run to {moved}; training from step 0")
+    data = None
     if task is None:
         config, data = data_lib.prepare_data(config, workdir)
-        task = make_task(config, data)
+    changes = workdir_lib.check_resume(workdir, _config_json(config))  # before the model is built
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            json.dump(_config_json(config), f, indent=2)
+        if changes is None:
+            with open(os.path.join(workdir, "config.json"), "w") as f:
+                json.dump(_config_json(config), f, indent=2)
+        else:
+            workdir_lib.record_changes(workdir, changes)
+    shown = {k: v for k, v in (changes or {}).items() if k != "train.resume"}
+    if shown:
+        _log("config changes on resume (recorded in config_history.jsonl; config.json keeps the checkpoints'): "
+             + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in shown.items()))
+    if task is None:
+        task = make_task(config, data)
     return config, task
+
+
+def _sync(name: str) -> None:
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
 
 
 @dataclasses.dataclass
