@@ -218,7 +218,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         _exit_with_error(e, 2)
     if jax.process_index() == 0 and summary.get("eval"):
         ev = summary["eval"]
-        print("final: " + ", ".join(f"{k}={v:.4f}" for k, v in ev.items()), flush=True)
+        from train.tables import format_metrics_line  # noqa: PLC0415 - JAX and the trainer load after parsing
+
+        print("final: " + format_metrics_line(ev), flush=True)  # counts (num_images, ...) as integers
 
 
 def _exit_with_error(err: Exception, status: int) -> None:

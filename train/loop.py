@@ -32,7 +32,7 @@ from jaxdet.compile_options import compiler_options
 from train import batches as batches_lib
 from train import checkpoint as ckpt_lib
 from train import data as data_lib
-from train import eval_report, metrics_log, plots
+from train import eval_report, metrics_log, plots, tables
 from train import mesh as mesh_lib
 from train import step as step_lib
 from train import workdir as workdir_lib
@@ -427,7 +427,7 @@ def _after_step(r: _Run, state, metrics, step: int, clock: _Clock, pbar, stop: _
         if ev is not None:
             r.writer.write("eval", step, ev)
             if pbar is not None:
-                pbar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in ev.items()))
+                pbar.write(f"step {step}: " + tables.format_metrics_line(ev))
     if int(tc.checkpoint_every) > 0 and step % int(tc.checkpoint_every) == 0 and not last:
         r.checkpointer.save(step, state, r.meta_for(step))
     if stop.agreed():

@@ -1,7 +1,8 @@
 """PNG plots of a run (matplotlib, Agg backend): the first training batch after augmentation at the start
 (:func:`plot_train_batch`); at the end loss terms, α and learning rate, norms and validation mAP over training
 (:func:`plot_history`, from ``metrics.jsonl``), the precision–recall curve of the final evaluation
-(:func:`plot_pr_curve`) and image grids (:func:`save_image`)."""
+(:func:`plot_pr_curve`) and image grids (:func:`save_image`, pixel for pixel). Counters (dropped boxes, skipped
+steps) get their own linear panel below the log-scale losses; the mAP plot marks every evaluation, with AR."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from jaxdet.metrics import RECALL_THRESHOLDS
+from train.drawing import draw_label, label_font, label_font_size
+from train.tables import is_count
 
 
 def _plt():
@@ -30,6 +33,30 @@ _NOT_LOSS = {
 }
 
 
+def split_train_keys(train: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """The ``train`` records' numeric keys drawn by :func:`plot_history`: (loss terms, counters).
+
+    Counters are :func:`train.tables.is_count` keys (``dropped_boxes``, ``skipped``, ``skipped_steps``, ...) and
+    any other key whose values are all whole numbers, not all 0; they get their own linear panel. Loss terms are
+    the rest, less hyper-parameters, timings, norms and cosines (drawn elsewhere).
+    """
+    numeric: dict[str, list[float]] = {}
+    for r in train:
+        for k, v in r.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("step",):
+                numeric.setdefault(k, []).append(float(v))
+    counters, losses = [], []
+    for k in sorted(numeric):
+        if k == "accumulate":  # the recipe's accumulation hyper-parameter (whole batches), not a count
+            continue
+        if is_count(k):
+            counters.append(k)
+        elif k not in _NOT_LOSS and "norm" not in k and "cos" not in k:
+            vals = numeric[k]
+            (counters if all(v.is_integer() for v in vals) and any(vals) else losses).append(k)
+    return losses, counters
+
+
 def plot_history(history: dict[str, list[dict[str, Any]]], out_dir: str) -> list[str]:
     """Writes ``loss_terms.png``, ``alpha_lr.png``, ``grad_norms.png`` and ``map.png``; returns the paths."""
     plt = _plt()
@@ -43,25 +70,32 @@ def plot_history(history: dict[str, list[dict[str, Any]]], out_dir: str) -> list
         return (np.array([p[0] for p in pts]), np.array([p[1] for p in pts])) if pts else (None, None)
 
     if train:
-        keys = sorted(
-            {
-                k
-                for r in train
-                for k in r
-                if k not in _NOT_LOSS and "norm" not in k and "cos" not in k and isinstance(r.get(k), (int, float))
-            }
-        )
-        fig, ax = plt.subplots(figsize=(8, 5))
-        for k in keys:
+        loss_keys, counter_keys = split_train_keys(train)
+        fig, axes = plt.subplots(2 if counter_keys else 1, 1, figsize=(8, 7 if counter_keys else 5), sharex=True,
+                                 gridspec_kw={"height_ratios": [5, 2]} if counter_keys else None, squeeze=False)
+        ax = axes[0, 0]
+        for k in loss_keys:
             x, y = series(train, k)
             if x is not None:
                 ax.plot(x, y, label=k, lw=2.0 if k == "loss" else 1.0)
-        ax.set_xlabel("step")
         ax.set_ylabel("loss")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         ax.set_title("loss terms")
+        if counter_keys:  # counts on their own linear axis, not among the losses
+            cax = axes[1, 0]
+            for k in counter_keys:
+                x, y = series(train, k)
+                if x is not None:
+                    cax.step(x, y, where="post", marker=".", label=k)
+            cax.set_ylabel("count")
+            cax.yaxis.get_major_locator().set_params(integer=True)
+            cax.set_ylim(bottom=0)
+            cax.grid(alpha=0.3)
+            cax.legend(fontsize=8)
+            cax.set_title("counters (running totals; skipped: this step)", fontsize=9)
+        axes[-1, 0].set_xlabel("step")
         written.append(_save(fig, plt, out_dir, "loss_terms.png"))
 
         fig, ax1 = plt.subplots(figsize=(8, 4))
@@ -98,18 +132,25 @@ def plot_history(history: dict[str, list[dict[str, Any]]], out_dir: str) -> list
                 k
                 for r in evals
                 for k in r
-                if k.lower().startswith(("map", "polygon")) and isinstance(r.get(k), (int, float))
-            }
+                if k.lower().startswith(("map", "polygon", "ar")) and isinstance(r.get(k), (int, float))
+            },
+            key=lambda k: (k.lower().startswith("ar"), k),  # mAPs first, then AR
         )
         fig, ax = plt.subplots(figsize=(8, 4))
-        for k in keys:
+        for i, k in enumerate(keys):
             x, y = series(evals, k)
-            ax.plot(x, y, marker="o", label=k)
-        ax.set_xlabel("step")
+            if x is None:
+                continue
+            ax.plot(x, y, marker="o", ms=5, ls="--" if k.lower().startswith("ar") else "-", color=f"C{i}",
+                    label=f"{k} (last {y[-1]:.3f})")
+        steps = sorted({r["step"] for r in evals})
+        if len(steps) <= 12:
+            ax.set_xticks(steps)  # one tick per evaluation
+        ax.set_xlabel(f"step ({len(steps)} evaluation{'s' if len(steps) != 1 else ''})")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        ax.set_title("validation metrics")
+        ax.legend(fontsize=8, loc="upper left")
+        ax.set_title("validation mAP and AR")
         written.append(_save(fig, plt, out_dir, "map.png"))
     return written
 
@@ -158,20 +199,25 @@ def plot_pr_curve(precision: np.ndarray, path: str, *, class_names=None, recall=
 
 
 def save_image(grid: np.ndarray, path: str, *, title: str | None = None) -> str:
-    """Saves a uint8/float image (e.g. a grid of validation images with predictions) as PNG."""
-    plt = _plt()
+    """Saves a uint8/float image (e.g. a grid of validation images with predictions) as PNG, pixel for pixel,
+    with ``title`` (if any) on a white band above it."""
     grid = np.asarray(grid)
     if grid.dtype != np.uint8:
         grid = np.clip(grid * (255.0 if grid.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-    h, w = grid.shape[:2]
-    fig = plt.figure(figsize=(max(w / 100, 4), max(h / 100, 4)), dpi=100)
-    ax = fig.add_axes([0, 0, 1, 1] if title is None else [0, 0, 1, 0.95])
-    ax.imshow(grid, interpolation="nearest")
-    ax.axis("off")
+    if grid.ndim == 2:
+        grid = np.repeat(grid[..., None], 3, axis=-1)
+    im = Image.fromarray(grid[..., :3])
     if title:
-        fig.suptitle(title, fontsize=9)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        font = label_font(max(14, min(24, grid.shape[1] // 50)))
+        left, top, right, bottom = ImageDraw.Draw(im).textbbox((0, 0), title, font=font)
+        band = bottom - top + 12
+        canvas = Image.new("RGB", (max(im.width, right - left + 12), im.height + band), (255, 255, 255))
+        canvas.paste(im, (0, band))
+        ImageDraw.Draw(canvas).text(((canvas.width - (right - left)) // 2 - left, 6 - top), title, fill=(0, 0, 0),
+                                    font=font)
+        im = canvas
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    im.save(path)
     return path
 
 
@@ -205,6 +251,7 @@ def plot_train_batch(batch: dict[str, np.ndarray], path: str, *, class_names=Non
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
     grid = np.full((rows * (h + 2), cols * (w + 2), 3), 255, np.uint8)
+    font = label_font(label_font_size(w, h))
 
     def name(c):
         return class_names[c] if class_names is not None and c < len(class_names) else str(c)
@@ -212,6 +259,7 @@ def plot_train_batch(batch: dict[str, np.ndarray], path: str, *, class_names=Non
     for i in range(n):
         im = Image.fromarray(images[i]).resize((w, h), Image.NEAREST)
         draw = ImageDraw.Draw(im)
+        labels = []
         objects = np.flatnonzero(np.asarray(batch["valid"][i]))
         for m in objects:
             c = int(batch["classes"][i, m])
@@ -222,7 +270,10 @@ def plot_train_batch(batch: dict[str, np.ndarray], path: str, *, class_names=Non
                 pts = (np.asarray(batch["polygons"][i, m], np.float64) * [w, h]).ravel().tolist()
                 draw.line(pts + pts[:2], fill=colour, width=1)
             if len(objects) <= max_labels:
-                draw.text((box[0] + 2, box[1] + 1), name(c), fill=colour)
+                labels.append((box, name(c), colour))
+        taken: list = []
+        for box, text, colour in labels:  # after every box, so that no box is drawn over a label
+            draw_label(draw, box, text, colour, font=font, image_size=(w, h), taken=taken)
         r, k = divmod(i, cols)
         grid[r * (h + 2) + 1 : r * (h + 2) + 1 + h, k * (w + 2) + 1 : k * (w + 2) + 1 + w] = np.asarray(im)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)

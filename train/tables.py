@@ -2,7 +2,8 @@
 
 * :func:`format_metrics_table` — the summary rows (mAPs, AR, polygon metrics), then the per-class table;
 * :func:`per_class_rows` — the per-class table as rows (also written by :mod:`train.eval_report`);
-* :func:`format_per_class_table` — those rows in ultralytics' per-class layout.
+* :func:`format_per_class_table` — those rows in ultralytics' per-class layout;
+* :func:`format_metrics_line` — ``k=v, ...`` for a printed line, counts (:func:`is_count`) as integers.
 """
 
 from __future__ import annotations
@@ -12,7 +13,33 @@ from typing import Any
 
 from jaxdet import _checks
 
-__all__ = ["format_metrics_table", "per_class_rows", "format_per_class_table"]
+__all__ = ["format_metrics_table", "per_class_rows", "format_per_class_table", "format_metrics_line", "is_count",
+           "COUNT_KEYS"]
+
+COUNT_KEYS = frozenset({"dropped_boxes", "skipped", "skipped_steps", "updated", "accumulate"})
+"""Metrics that count things (logged as floats, as every scalar is): objects augmentation dropped, skipped
+(non-finite) steps, accumulation flags. With the ``num_*`` keys of an evaluation (``num_images``, ``num_gt``,
+``num_detections``) they print as integers and :func:`train.plots.plot_history` draws them on their own panel."""
+
+
+def is_count(key: str) -> bool:
+    """Whether the metric ``key`` counts things (:data:`COUNT_KEYS` or a ``num_*`` key)."""
+    return key in COUNT_KEYS or key.startswith("num_")
+
+
+def _format_value(key: str, value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        return str(value)
+    v = float(value)
+    if (is_count(key) or isinstance(value, int)) and v.is_integer():
+        return str(int(v))
+    return f"{v:.4f}"
+
+
+def format_metrics_line(metrics: Mapping[str, Any]) -> str:
+    """``"mAP=0.0248, ..., num_images=256"``: each metric with 4 decimals, counts (:func:`is_count`, or Python
+    ints) as integers."""
+    return ", ".join(f"{k}={_format_value(k, v)}" for k, v in metrics.items())
 
 
 def _ar_key(metrics: Mapping[str, Any]) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from jaxdet.metrics import coco_metrics
 from tests.test_metrics import GT_BOXES, GT_CLASSES, _det, _gt
-from train.tables import format_metrics_table
+from train.tables import format_metrics_line, format_metrics_table, is_count
 
 
 def test_metrics_table_with_per_class_rows():
@@ -16,3 +16,12 @@ def test_metrics_table_with_per_class_rows():
     rows = [line.split() for line in table.splitlines()[-4:]]
     assert rows == [["all", "3", "6", "1", "1"], ["a", "2", "2", "1", "1"], ["b", "2", "2", "1", "1"],
                     ["c", "2", "2", "1", "1"]]
+
+
+def test_metrics_line_prints_counts_as_integers():
+    ev = {"mAP": 0.02484, "AR100": 1.0, "num_images": 256.0, "num_gt": 580.0, "num_detections": 3453.0,
+          "skipped_steps": 0.0, "dropped_boxes": 3.0}
+    assert format_metrics_line(ev) == ("mAP=0.0248, AR100=1.0000, num_images=256, num_gt=580, num_detections=3453, "
+                                       "skipped_steps=0, dropped_boxes=3")
+    assert format_metrics_line({"num_x": 2.5, "k": 7}) == "num_x=2.5000, k=7"  # a fraction stays a fraction
+    assert is_count("num_images") and is_count("skipped") and not is_count("mAP")
