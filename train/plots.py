@@ -99,18 +99,20 @@ def plot_history(history: dict[str, list[dict[str, Any]]], out_dir: str) -> list
         written.append(_save(fig, plt, out_dir, "loss_terms.png"))
 
         fig, ax1 = plt.subplots(figsize=(8, 4))
-        x, y = series(train, "alpha")
-        if x is not None:
-            ax1.plot(x, y, color="C0", label="alpha")
+        xa, ya = series(train, "alpha")
         ax1.set_xlabel("step")
-        ax1.set_ylabel("alpha", color="C0")
         ax1.grid(alpha=0.3)
-        ax2 = ax1.twinx()
+        if xa is not None:
+            ax1.plot(xa, ya, color="C0", label="alpha")
+            ax1.set_ylabel("alpha", color="C0")
+            ax2 = ax1.twinx()
+        else:  # no alpha schedule (e.g. YOLOv1): the learning rate alone, no empty alpha axis
+            ax2 = ax1
         x, y = series(train, "lr")
         if x is not None:
             ax2.plot(x, y, color="C1", label="lr")
         ax2.set_ylabel("learning rate", color="C1")
-        ax1.set_title("alpha and learning rate")
+        ax1.set_title("alpha and learning rate" if xa is not None else "learning rate")
         written.append(_save(fig, plt, out_dir, "alpha_lr.png"))
 
         norm_keys = sorted({k for r in train for k in r if "norm" in k and isinstance(r.get(k), (int, float))})

@@ -71,3 +71,11 @@ def test_save_image_pixel_for_pixel(tmp_path):
     titled = np.asarray(Image.open(plots.save_image(grid, str(tmp_path / "t.png"), title="step 5")).convert("RGB"))
     assert titled.shape[1] == 270 and titled.shape[0] > 130
     np.testing.assert_array_equal(titled[-130:], grid)  # the image below its title band, unscaled
+
+
+def test_no_empty_alpha_axis_without_alpha(tmp_path, figures):
+    plots.plot_history({"train": TRAIN}, str(tmp_path))
+    (ax,) = figures["alpha_lr.png"]  # the learning rate alone: no twin axis for an alpha that was never logged
+    assert set(ax["lines"]) == {"lr"}
+    plots.plot_history({"train": [{**r, "alpha": 0.5} for r in TRAIN]}, str(tmp_path))
+    assert [set(a["lines"]) for a in figures["alpha_lr.png"]] == [{"alpha"}, {"lr"}]
