@@ -18,6 +18,9 @@ def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.name = "yolov1_shapes"
     c.seed = 0
+    # JAX's persistent compilation cache ($JAXDET_CACHE_DIR/xla, else ~/.cache/jaxdet/xla; train/compile_cache.py):
+    # a config's train step compiles once per machine. False: compile every run.
+    c.compile_cache = True
 
     # Shared between sections: changing one changes the other.
     image_size = ml_collections.FieldReference(64)

@@ -24,11 +24,13 @@ Multi-host: set ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PRO
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import os
 import re
 import sys
+import textwrap
 from typing import Any, Sequence
 
 import ml_collections
@@ -130,11 +132,56 @@ def check_override(config: ml_collections.ConfigDict, dotted: str) -> Any:
         if part not in node:
             valid = ", ".join(sorted(node.keys()))
             where = "config" if i == 0 else "config." + ".".join(parts[:i])
-            raise UsageError(f"--config.{dotted}: unknown config field {path!r}; valid fields of {where}: {valid}")
+            guess = suggest_field(config, dotted)
+            hint = f" (did you mean `{guess}`?)" if guess else ""
+            raise UsageError(
+                f"--config.{dotted}: unknown config field {path!r}{hint}; valid fields of {where}: {valid}"
+            )
         node = node[part]
     if isinstance(node, ml_collections.ConfigDict):
         raise UsageError(f"--config.{dotted}: is a section; set one of its fields: {', '.join(sorted(node))}")
     return node
+
+
+def field_names(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    """Every field of ``config`` as a dotted name (``train.steps``), sections walked depth first."""
+    names = []
+    for key in config.keys():
+        value = config[key]
+        if isinstance(value, ml_collections.ConfigDict):
+            names.extend(field_names(value, f"{prefix}{key}."))
+        else:
+            names.append(prefix + key)
+    return names
+
+
+def suggest_field(config: ml_collections.ConfigDict, dotted: str) -> str | None:
+    """The valid dotted field name nearest to ``dotted`` (``difflib``), matching the whole name first and then the
+    last part alone (``steps`` -> ``train.steps``); None when nothing is close."""
+    names = field_names(config)
+    close = difflib.get_close_matches(dotted, names, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    by_leaf: dict[str, str] = {}
+    for name in names:
+        by_leaf.setdefault(name.rpartition(".")[2], name)
+    close = difflib.get_close_matches(dotted.rpartition(".")[2], list(by_leaf), n=1, cutoff=0.75)
+    return by_leaf[close[0]] if close else None
+
+
+def config_help(config: ml_collections.ConfigDict, name: str, width: int = 100) -> str:
+    """The ``--help`` listing of ``config``: each section with its fields, compactly (nested sections as
+    ``section.sub.field``), and how to set one."""
+    lines = [f"Config sections of {name} (set a field with --config.<section>.<field>=value, e.g. "
+             "--config.train.steps=500):"]
+    top = [k for k in config.keys() if not isinstance(config[k], ml_collections.ConfigDict)]
+    sections = [("(top level)", top)] + [
+        (k, field_names(config[k])) for k in config.keys() if isinstance(config[k], ml_collections.ConfigDict)
+    ]
+    for section, fields in sections:
+        lines.extend(textwrap.wrap(", ".join(fields), width=width, initial_indent=f"  {section}: ",
+                                   subsequent_indent="      ", break_on_hyphens=False))
+    return "\n".join(lines)
 
 
 def parse_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, str, str]:
@@ -149,6 +196,8 @@ def parse_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, str, str
 
     if any(arg in ("-h", "--help") for arg in argv):
         print(__doc__)
+        spec, _ = _pop_config_spec([a for a in argv if a not in ("-h", "--help")])
+        print(config_help(*load_config(spec)))
         raise SystemExit(0)
     spec, rest = _pop_config_spec(argv)
     rest = _last_overrides(rest)
@@ -199,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     mesh_lib.maybe_initialize_distributed()
     import jax  # noqa: PLC0415 - JAX and the trainer load after parsing: --help and usage errors answer in a second, not four
 
-    from train import loop  # noqa: PLC0415 - JAX and the trainer load after parsing: --help and usage errors answer in a second, not four
+    from train import compile_cache, loop  # noqa: PLC0415 - JAX and the trainer load after parsing: --help and usage errors answer in a second, not four
     from train.checkpoint import CheckpointMismatchError  # noqa: PLC0415 - as above
     from train.validate import ConfigError, validate_config  # noqa: PLC0415 - JAX and the trainer load after parsing: --help and usage errors answer in a second, not four
     from train.workdir import WorkdirConfigError  # noqa: PLC0415 - as above
@@ -210,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         _exit_with_error(e, 2)
     if jax.process_index() == 0:
         print(f"config {name} -> workdir {workdir}", flush=True)
+    compile_cache.enable_for(config)  # before the first compile: one compile per machine (config.compile_cache)
     try:
         summary = loop.run(config, workdir)
     except loop.NonFiniteTrainingError as e:

@@ -31,8 +31,8 @@ from tqdm import tqdm
 from jaxdet.compile_options import compiler_options
 from train import batches as batches_lib
 from train import checkpoint as ckpt_lib
+from train import compile_cache, eval_report, metrics_log, plots, tables
 from train import data as data_lib
-from train import eval_report, metrics_log, plots, tables
 from train import mesh as mesh_lib
 from train import step as step_lib
 from train import workdir as workdir_lib
@@ -364,10 +364,16 @@ def _train(r: _Run, stop: _StopFlag, summary: dict[str, Any]) -> tuple[Any, int]
         batch = r.fetch(step)
         clock.t0 = time.perf_counter()
         options = compiler_options()
-        compiled = r.train_step.lower(state, batch).compile(options)
+        _log("compiling the train step ...")
+        with compile_cache.CacheHits() as hits:
+            lowered = r.train_step.lower(state, batch)
+            lower_s = time.perf_counter() - clock.t0
+            compiled = lowered.compile(options)
         compile_s = time.perf_counter() - clock.t0
         summary["compile_s"] = compile_s
-        _log(f"first-step compile: {compile_s:.2f} s (compiler options {options or 'default'})")
+        summary["compile_cache_hit"] = bool(hits.count)
+        _log(f"first-step compile: {compile_s:.2f} s (tracing {lower_s:.1f} s, XLA {compile_s - lower_s:.1f} s; "
+             f"{_cache_note(hits)}; compiler options {options or 'default'})")
     pbar = None
     if r.is_main and tc.get("progress_bar", True):
         pbar = tqdm(
@@ -401,6 +407,16 @@ def _train(r: _Run, stop: _StopFlag, summary: dict[str, Any]) -> tuple[Any, int]
             "waiting for the loader)"
         )
     return state, step
+
+
+def _cache_note(hits: compile_cache.CacheHits) -> str:
+    """How the first step's executable was made, for the compile line."""
+    where = compile_cache.current_dir()
+    if where is None:
+        return "persistent compilation cache off"
+    if hits.count:
+        return f"read from the persistent compilation cache {where} in {hits.retrieval_s:.1f} s"
+    return f"compiled; saved to the persistent compilation cache {where} for the next run"
 
 
 def _after_step(r: _Run, state, metrics, step: int, clock: _Clock, pbar, stop: _StopFlag,
@@ -439,10 +455,20 @@ def _after_step(r: _Run, state, metrics, step: int, clock: _Clock, pbar, stop: _
             pbar.close()
         _log(f"{stop.signal_name}: saved checkpoint at step {step} in {r.checkpointer.directory}; exiting.")
         return False
+    paused = time.perf_counter() - t_pause
     if clock.first_done is not None:
-        clock.excluded += time.perf_counter() - t_pause
-        clock.log += time.perf_counter() - t_pause
+        clock.excluded += paused
+        clock.log += paused
+    if pbar is not None:
+        _exclude_from_eta(pbar, paused)
     return True
+
+
+def _exclude_from_eta(pbar, seconds: float) -> None:
+    """Moves the progress bar's clocks forward by ``seconds`` (an evaluation or checkpoint), so that its rate and
+    ETA count the steps only: without it the next update's rate takes the evaluation as one slow step."""
+    pbar.start_t += seconds
+    pbar.last_print_t += seconds
 
 
 def _check_finite(r: _Run, state, metrics, step: int) -> None:

@@ -51,6 +51,7 @@ from jaxdet.data.readers import IMAGE_EXTENSIONS
 from jaxdet.data.synthetic import SHAPE_CLASSES
 from jaxdet.nms import Detections
 from train import checkpoint as ckpt_lib
+from train import compile_cache
 from train import model_state as model_state_lib
 from train import step as step_lib
 from train.data import SYNTHETIC_NAMES
@@ -322,7 +323,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--iou-threshold", type=float, default=None, help="default: the run's eval.iou_threshold")
     parser.add_argument("--max-detections", type=int, default=None, help="default: the run's eval.max_detections")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--compile-cache", action=argparse.BooleanOptionalAction, default=True,
+                        help="JAX's persistent compilation cache ($JAXDET_CACHE_DIR/xla, else ~/.cache/jaxdet/xla)")
     args = parser.parse_args(argv)
+    if args.compile_cache:
+        compile_cache.enable()  # before the first compile: the forward pass compiles once per machine
     out = args.out or os.path.join(args.workdir, "predict")
     try:
         files = list_images(args.images)

@@ -44,7 +44,7 @@ def _train(args, devices=1, timeout=300):
     "flag, field, listed",
     [
         ("--config.train.nonexistent=1", "'train.nonexistent'", "config.train: batch_size"),
-        ("--config.modle.head=polygon", "'modle'", "valid fields of config: data, eval, loss, mesh, model"),
+        ("--config.modle.head=polygon", "'modle'", "valid fields of config: compile_cache, data, eval, loss"),
     ],
 )
 def test_unknown_field_is_rejected_with_a_clear_message(flag, field, listed):

@@ -321,7 +321,12 @@ def resolve_config(
 
 
 def config_key(config: ml_collections.ConfigDict) -> str:
-    """A short hash of the resolved config (identical runs share a work directory)."""
+    """A short hash of the resolved config (identical runs share a work directory). ``compile_cache`` changes no
+    result and is left out."""
+    if "compile_cache" in config:
+        config = config.copy_and_resolve_references()
+        with config.unlocked():
+            del config["compile_cache"]
     text = config.to_json_best_effort(sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 

@@ -15,10 +15,8 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
-import jax
-
+from train import compile_cache, loop, metrics_log
 from train import data as data_lib
-from train import loop, metrics_log
 from train.experiments import diagnostics, report
 from train.experiments.registry import _REPO_ROOT, EXPERIMENTS, SCALES, Variant, _slug, config_key, resolve_config
 from train.task import make_head, make_task
@@ -165,11 +163,7 @@ def run_experiment(
 
 def enable_compile_cache(path: str) -> None:
     """JAX's persistent compilation cache: runs that differ only in the seed compile once."""
-
-    os.makedirs(path, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", os.path.abspath(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    compile_cache.enable(path)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
