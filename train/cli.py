@@ -235,6 +235,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         config, name, workdir = parse_args(argv)
         from train.data import DataConfigError, resolve_data_config  # noqa: PLC0415 - JAX and the trainer load after parsing: --help and usage errors answer in a second, not four
+        from train.field_use import unread_overrides  # noqa: PLC0415 - as above
+
+        unread = unread_overrides(config, [_field_of(a) for a in argv if a.startswith("--config.")])
+        if unread:  # a field the run's choices do not read would be silently ignored
+            raise UsageError("\n".join(unread))
 
         try:
             resolve_data_config(config)  # COCO/VOC/YOLO folders: check the paths and read the annotations
