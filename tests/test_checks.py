@@ -591,6 +591,12 @@ EXEMPT = {
     "jaxdet.models.yolov8.scaled_repeats": "ultralytics' yaml arithmetic on the built-in scales",
     "jaxdet.models.yolov8.count_params": "any NNX module",
     "jaxdet.models.yolov8.max_pool_same": "a layer of the network on its own activations",
+    "train.drawing.label_font_size": "any image size: the size never drops below 12 px",
+    "train.drawing.label_font": "any pixel size (label_font_size's output)",
+    "train.drawing.text_colour": "any RGB colour",
+    "train.drawing.draw_label": "draws the labels draw_detections has checked (tests/train/test_drawing.py)",
+    "train.tables.is_count": "any metric name",
+    "train.tables.format_metrics_line": "any mapping of metric names to numbers; a non-number prints as it is",
     "jaxdet.data.image_cache.check_fits": "its error is a MemoryError naming the GiB (tests/data/test_image_cache.py)",
 }
 
