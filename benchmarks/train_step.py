@@ -49,7 +49,13 @@ from jax.sharding import PartitionSpec as P
 from benchmarks import _timing
 from jaxdet.compile_options import compiler_options
 from jaxdet.models import YOLOv1Head
-from jaxdet.parity.torch_detector import build_torch_detector, load_nnx_params, yolov1_head_loss_torch
+from jaxdet.parity.torch_detector import (
+    build_torch_detector,
+    head_loss_options,
+    load_nnx_params,
+    nchw,
+    yolov1_head_loss_torch,
+)
 from jaxdet.parity.train_twins import make_batch, torch_adamw
 from train import mesh as mesh_lib
 from train import recipe as recipe_lib
@@ -188,15 +194,12 @@ def make_torch_runner(cfg, batch_np: dict[str, np.ndarray], *, compiled: bool, d
     model = model.to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
-    images = torch.from_numpy(np.ascontiguousarray(batch_np["image"].transpose(0, 3, 1, 2))).to(device)
+    images = nchw(batch_np["image"]).to(device)
     images = images.contiguous(memory_format=fmt)
     boxes = torch.from_numpy(batch_np["boxes"]).to(device)
     classes = torch.from_numpy(batch_np["classes"]).to(device)
     valid = torch.from_numpy(batch_np["valid"]).to(device)
-    lc = cfg.loss
-    kw = {"num_boxes": int(cfg.model.num_boxes), "num_classes": _num_classes(cfg),
-          "lambda_coord": float(lc.lambda_coord), "lambda_noobj": float(lc.lambda_noobj),
-          "iou_target": str(lc.iou_target)}
+    kw = head_loss_options(cfg)
 
     def loss_part(raw, boxes, classes, valid):
         return yolov1_head_loss_torch(raw, boxes, classes, valid, **kw)[0]
@@ -378,11 +381,9 @@ def _initial_losses(cfg, batch_np, init_model) -> dict[str, float]:
     jl = make_head(cfg).loss(init_model(jbatch["image"]), jbatch, step=jnp.int32(0), state={})[0]
     tm = load_nnx_params(build_torch_detector(cfg.model, num_classes=_num_classes(cfg)), init_model)
     with torch.no_grad():
-        raw = tm(torch.from_numpy(np.ascontiguousarray(batch_np["image"].transpose(0, 3, 1, 2))))
+        raw = tm(nchw(batch_np["image"]))
         tl, _ = yolov1_head_loss_torch(raw, *(torch.from_numpy(batch_np[k]) for k in ("boxes", "classes", "valid")),
-                                       num_boxes=int(cfg.model.num_boxes), num_classes=_num_classes(cfg),
-                                       lambda_coord=float(cfg.loss.lambda_coord),
-                                       lambda_noobj=float(cfg.loss.lambda_noobj), iou_target=str(cfg.loss.iou_target))
+                                       **head_loss_options(cfg))
     return {"jaxdet": float(jl), "torch": float(tl)}
 
 

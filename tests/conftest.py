@@ -4,6 +4,7 @@ import os
 
 import jax
 import pytest
+import torch
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
@@ -20,3 +21,12 @@ def x64():
     """Runs the test body with JAX's 64-bit mode on (float64 arrays stay float64)."""
     with jax.enable_x64(True):
         yield
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny convolutions: one torch thread avoids OpenMP spin-wait stalls on a shared CPU (restored after)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -36,7 +36,10 @@ from torch import nn
 from jaxdet.models import YOLOv1Head, make_head
 from jaxdet.parity.torch_detection import yolov1_loss_torch
 
-__all__ = ["TorchConvBlock", "TorchDetector", "build_torch_detector", "load_nnx_params", "yolov1_head_loss_torch"]
+__all__ = [
+    "TorchConvBlock", "TorchDetector", "build_torch_detector", "head_loss_options", "load_nnx_params", "nchw",
+    "yolov1_head_loss_torch",
+]
 
 
 def _num_groups(channels: int, groups: int) -> int:
@@ -187,6 +190,18 @@ def load_nnx_params(model: TorchDetector, nnx_model) -> TorchDetector:
     _copy(model.out.weight, np.transpose(np.asarray(nnx_model.out.kernel[...]), (3, 2, 0, 1)))
     _copy(model.out.bias, nnx_model.out.bias[...])
     return model
+
+
+def nchw(images: np.ndarray) -> torch.Tensor:
+    """A ``[N, H, W, C]`` numpy batch of images as the ``[N, C, H, W]`` tensor the twin takes."""
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(images).transpose(0, 3, 1, 2)))
+
+
+def head_loss_options(cfg) -> dict:
+    """The keyword arguments of :func:`yolov1_head_loss_torch` that a YOLOv1 config's ``model`` / ``loss`` give."""
+    return {"num_boxes": int(cfg.model.num_boxes), "num_classes": int(cfg.model.num_classes),
+            "lambda_coord": float(cfg.loss.lambda_coord), "lambda_noobj": float(cfg.loss.lambda_noobj),
+            "iou_target": str(cfg.loss.iou_target)}
 
 
 def yolov1_head_loss_torch(

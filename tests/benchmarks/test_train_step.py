@@ -16,17 +16,16 @@ import jax  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from benchmarks import train_step as bench  # noqa: E402
-from jaxdet.parity.torch_detector import build_torch_detector, load_nnx_params, yolov1_head_loss_torch  # noqa: E402
+from jaxdet.parity.torch_detector import (  # noqa: E402
+    build_torch_detector,
+    head_loss_options,
+    load_nnx_params,
+    nchw,
+    yolov1_head_loss_torch,
+)
 from jaxdet.parity.train_twins import make_batch  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny convolutions: one torch thread avoids OpenMP spin-wait stalls on a shared CPU (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(image_size: int, grid_size: int, batch_size: int = 4):
@@ -35,16 +34,9 @@ def _config(image_size: int, grid_size: int, batch_size: int = 4):
     return cfg
 
 
-def _nchw(images: np.ndarray):
-    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-
-
 def _torch_loss(cfg, raw, batch):
-    return yolov1_head_loss_torch(
-        raw, *(torch.from_numpy(batch[k]) for k in ("boxes", "classes", "valid")),
-        num_boxes=int(cfg.model.num_boxes), num_classes=int(cfg.model.num_classes),
-        lambda_coord=float(cfg.loss.lambda_coord), lambda_noobj=float(cfg.loss.lambda_noobj),
-        iou_target=str(cfg.loss.iou_target))
+    gt = (torch.from_numpy(batch[k]) for k in ("boxes", "classes", "valid"))
+    return yolov1_head_loss_torch(raw, *gt, **head_loss_options(cfg))
 
 
 def test_benchmark_train_steps_match_after_three_steps():
@@ -74,7 +66,7 @@ def test_benchmark_train_steps_match_after_three_steps():
     losses["torch"] = []
     for _ in range(4):
         with torch.no_grad():
-            losses["torch"].append(float(_torch_loss(cfg, tmodel(_nchw(batch["image"])), batch)[0]))
+            losses["torch"].append(float(_torch_loss(cfg, tmodel(nchw(batch["image"])), batch)[0]))
         trun()
     after_torch = np.concatenate([p.detach().numpy().ravel() for p in tmodel.parameters()])
 

@@ -17,20 +17,20 @@ from flax import nnx  # noqa: E402
 
 from configs import yolov1_shapes  # noqa: E402
 from jaxdet import models  # noqa: E402
-from jaxdet.parity.torch_detector import build_torch_detector, load_nnx_params, yolov1_head_loss_torch  # noqa: E402
+from jaxdet.parity.torch_detector import (  # noqa: E402
+    build_torch_detector,
+    head_loss_options,
+    load_nnx_params,
+    nchw,
+    yolov1_head_loss_torch,
+)
 from jaxdet.parity.train_twins import make_batch  # noqa: E402
 from train.task import make_head  # noqa: E402
 
 GT_KEYS = ("boxes", "classes", "valid")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny convolutions: one torch thread avoids OpenMP spin-wait stalls on a shared CPU (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(image_size: int, grid_size: int, batch_size: int = 4):
@@ -42,15 +42,8 @@ def _config(image_size: int, grid_size: int, batch_size: int = 4):
     return cfg
 
 
-def _nchw(images: np.ndarray):
-    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-
-
 def _torch_loss(cfg, raw, batch):
-    return yolov1_head_loss_torch(
-        raw, *(torch.from_numpy(batch[k]) for k in GT_KEYS), num_boxes=int(cfg.model.num_boxes),
-        num_classes=int(cfg.model.num_classes), lambda_coord=float(cfg.loss.lambda_coord),
-        lambda_noobj=float(cfg.loss.lambda_noobj), iou_target=str(cfg.loss.iou_target))
+    return yolov1_head_loss_torch(raw, *(torch.from_numpy(batch[k]) for k in GT_KEYS), **head_loss_options(cfg))
 
 
 def _torch_grads_as_numpy(model) -> list[np.ndarray]:
@@ -79,7 +72,7 @@ def test_torch_twin_matches_nnx_forward_loss_and_grads(image_size, grid_size):
 
     # forward
     out_j = np.asarray(out_j)
-    out_t = tm(_nchw(batch["image"]))
+    out_t = tm(nchw(batch["image"]))
     assert out_t.shape == out_j.shape == (4, grid_size, grid_size, int(cfg.model.num_boxes) * 5 + 5)
     np.testing.assert_allclose(out_t.detach().numpy(), out_j, rtol=1e-5, atol=1e-5)
 
