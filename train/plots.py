@@ -151,7 +151,7 @@ def plot_history(history: dict[str, list[dict[str, Any]]], out_dir: str) -> list
         ax.set_xlabel(f"step ({len(steps)} evaluation{'s' if len(steps) != 1 else ''})")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="lower right")  # the curves rise: their lower right stays empty
         ax.set_title("validation mAP and AR")
         written.append(_save(fig, plt, out_dir, "map.png"))
     return written
