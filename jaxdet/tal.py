@@ -32,6 +32,10 @@ ultralytics 8.4.190. Its behaviours, each reproduced:
    four coordinates sum to 0 as padding; here such a box, if valid, is a GT like any other.
 7. Background anchors get GT index 0, and the label and box of GT 0 (``gt_labels[..., 0]``, possibly padding),
    exactly as ultralytics; only with ``G = 0`` GT slots are the labels ``num_classes`` and the boxes zeros.
+8. *Second top-k* (``topk2``, YOLO26's one-to-one branch: ``topk=7, topk2=1``) — after step 4, each GT keeps
+   only the ``topk2`` of its positives of largest metric ``t`` (ties to the lowest anchor index); the others
+   become background (GT index 0). As ultralytics, the filter runs only when ``topk2 ≠ topk``, and the soft
+   scores (step 5) are normalised over the positives that remain.
 
 **Memory.** No ``[B, G, A, 4]`` float array is ever formed, and the ``[B, G, A]`` metric is never kept whole:
 the GTs are processed ``gt_chunk_size`` at a time (``lax.scan``), each chunk leaving only per-anchor summaries
@@ -305,6 +309,7 @@ def task_aligned_assign(
     score_target: GradientPath = "stop",
     gt_chunk_size: int | None = None,
     norm_eps: float | None = None,
+    topk2: int | None = None,
 ) -> TaskAlignedTargets:
     """Task-aligned assignment of YOLOv8 (TOOD's TAL as ultralytics' ``TaskAlignedAssigner``), see the module doc.
 
@@ -340,6 +345,9 @@ def task_aligned_assign(
         weighted by :math:`\\hat t`, vanish with it. On the dense synthetic split (6–15 px objects) the score
         sum of 4 images was 1.2e-4 with 1e-9 and 5.5 with 0. ``0`` drops the epsilon: a GT whose positives all have
         :math:`t = 0` then gets :math:`\\hat t = 0`, where the division would be 0/0.
+      topk2: ``None`` (default, YOLOv8/11) or the number of positives each GT keeps after the conflicts are
+        resolved, those of largest metric (behaviour 8; ultralytics' ``TaskAlignedAssigner(topk2=...)``, 1 in
+        YOLO26's one-to-one loss). Equal to ``topk``, it changes nothing, as in ultralytics.
 
     Returns:
       :class:`TaskAlignedTargets` ``(labels [B, A], boxes [B, A, 4], scores [B, A, C], fg_mask [B, A],
@@ -357,6 +365,8 @@ def task_aligned_assign(
     beta = _checks.number(beta, "beta", low=0)
     eps = _checks.number(eps, "eps", low=0)
     norm_eps = eps if norm_eps is None else _checks.number(norm_eps, "norm_eps", low=0)
+    if topk2 is not None:
+        topk2 = _checks.positive_int(topk2, "topk2")
     min_gt_side = _checks.number(min_gt_side, "min_gt_side", low=0)
     _checks.choice(score_target, "score_target", ("stop", "through"))
     if gt_chunk_size is None:
@@ -392,6 +402,11 @@ def task_aligned_assign(
     candidate = _inside(anchor_points, _candidate_boxes(boxes, assigned_valid, min_gt_side), eps) & assigned_valid
     score = jnp.take_along_axis(pred_scores, labels[..., None], axis=-1)[..., 0]  # [B, A]
     overlap, metric = _overlap_and_metric(boxes, pred_boxes, score, candidate, alpha, beta)
+    if topk2 is not None and topk2 != topk:  # behaviour 8; the dropped anchors fall back to GT 0, as background
+        fg_mask = _keep_topk_per_gt(fg_mask, gt_index, jax.lax.stop_gradient(metric), topk2, g)
+        gt_index = jnp.where(fg_mask, gt_index, 0)
+        labels = jnp.take_along_axis(gt_labels, gt_index, axis=1)
+        boxes = jnp.take_along_axis(gt_boxes, gt_index[..., None], axis=1)
     overlap = jnp.where(fg_mask, overlap, 0)
     metric = jnp.where(fg_mask, metric, 0)
     batch = jnp.arange(b)[:, None]
@@ -405,6 +420,22 @@ def task_aligned_assign(
     norm = route_target(norm, score_target, argname="score_target")
     scores = jnp.where(jax.nn.one_hot(labels, c, dtype=bool), norm[..., None], jnp.zeros((), dtype))
     return TaskAlignedTargets(labels=labels, boxes=boxes, scores=scores, fg_mask=fg_mask, gt_index=gt_index)
+
+
+def _keep_topk_per_gt(fg_mask: jax.Array, gt_index: jax.Array, metric: jax.Array, k: int, g: int) -> jax.Array:
+    """Behaviour 8: ``fg_mask [B, A]`` less the positives outside the ``k`` of largest ``metric [B, A]`` of their GT.
+
+    One sort per image by (assigned GT, −metric, anchor index), background last; an anchor's rank in its GT's
+    run is its position less the run's first position. No ``[B, G, A]`` array is formed.
+    """
+    b, a = fg_mask.shape
+    key = jnp.where(fg_mask, gt_index, g)  # background sorts after every GT
+    position = jnp.broadcast_to(jnp.arange(a, dtype=jnp.int32), (b, a))
+    sorted_key, _, anchor = jax.lax.sort((key, -metric, position), dimension=1, num_keys=3)
+    run_start = jnp.concatenate([jnp.ones((b, 1), bool), sorted_key[:, 1:] != sorted_key[:, :-1]], axis=1)
+    rank_sorted = position - jax.lax.cummax(jnp.where(run_start, position, 0), axis=1)
+    rank = jnp.zeros((b, a), jnp.int32).at[jnp.arange(b)[:, None], anchor].set(rank_sorted)
+    return fg_mask & (rank < k)
 
 
 def _select(pred_scores, pred_boxes, anchor_points, gt_labels, gt_boxes, valid, *, topk, alpha, beta, eps,

@@ -163,6 +163,33 @@ def test_no_gt_slots_give_ultralytics_empty_result():
     assert not np.any(out.fg_mask) and not np.any(out.scores) and not np.any(out.boxes)
 
 
+@pytest.mark.parametrize("topk, topk2", [(7, 1), (10, 3), (7, 7), (4, 9)])
+def test_topk2_matches_ultralytics(x64, topk, topk2):
+    """The second top-k of YOLO26's one-to-one assigner (behaviour 8), every field; ``topk2 = topk`` is no filter
+    and ``topk2 > topk`` keeps the anchors a GT gains in conflicts (ultralytics filters whenever they differ)."""
+    inputs = _small_problem(np.random.default_rng(12), num_gt=9)
+    inputs = [x.astype(np.float64) if x.dtype == np.float32 else x for x in inputs]
+    ours = task_aligned_assign(*inputs, topk=topk, topk2=topk2)
+    theirs = tal_torch(*_torch(*inputs), topk=topk, topk2=topk2)
+    for field in ("fg_mask", "gt_index", "labels"):
+        np.testing.assert_array_equal(getattr(ours, field), theirs[field].numpy(), err_msg=field)
+    for field in ("boxes", "scores"):
+        np.testing.assert_allclose(getattr(ours, field), theirs[field].numpy(), rtol=1e-12, atol=1e-15, err_msg=field)
+    if topk2 == 1:  # one positive per GT at most
+        gt = np.asarray(ours.gt_index)[np.asarray(ours.fg_mask)]
+        batch = np.nonzero(np.asarray(ours.fg_mask))[0]
+        assert len(set(zip(batch, gt))) == len(gt) > 0
+
+
+def test_topk2_is_a_subset_of_the_topk_assignment():
+    inputs = _small_problem(np.random.default_rng(13), num_gt=9)
+    wide = assign(*inputs, topk=7)
+    narrow = task_aligned_assign(*inputs, topk=7, topk2=2)
+    fg_wide, fg_narrow = np.asarray(wide.fg_mask), np.asarray(narrow.fg_mask)
+    assert np.all(fg_wide[fg_narrow]) and fg_narrow.sum() < fg_wide.sum()
+    np.testing.assert_array_equal(np.asarray(narrow.gt_index)[fg_narrow], np.asarray(wide.gt_index)[fg_narrow])
+
+
 def test_soft_scores_normalise_each_gt_to_its_best_overlap():
     out = assign(*_small_problem(np.random.default_rng(8)))
     # Each foreground anchor's score is at its GT's class only, and the best score of a GT is at most 1.
@@ -259,6 +286,7 @@ def test_score_target_stop_and_through(x64):
         (lambda a: {**a, "min_gt_side": -1.0}, "min_gt_side"),
         (lambda a: {**a, "score_target": "detach"}, "score_target"),
         (lambda a: {**a, "gt_chunk_size": 0}, "gt_chunk_size"),
+        (lambda a: {**a, "topk2": 0}, "topk2"),
     ],
 )
 def test_bad_arguments_name_the_argument(change, argname):

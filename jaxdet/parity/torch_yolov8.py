@@ -77,11 +77,12 @@ def default_dtype(dtype):
         torch.set_default_dtype(previous)
 
 
-def tal_torch(pred_scores, pred_boxes, anchor_points, gt_labels, gt_boxes, valid, *, topk=10):
-    """ultralytics' ``TaskAlignedAssigner`` as v8DetectionLoss builds it → the jaxdet result's fields as a dict."""
+def tal_torch(pred_scores, pred_boxes, anchor_points, gt_labels, gt_boxes, valid, *, topk=10, topk2=None):
+    """ultralytics' ``TaskAlignedAssigner`` as v8DetectionLoss builds it (``topk2``: YOLO26's one-to-one
+    branch) → the jaxdet result's fields as a dict."""
     num_classes = pred_scores.shape[-1]
     assigner = TaskAlignedAssigner(topk=topk, num_classes=num_classes, alpha=0.5, beta=6.0, stride=list(STRIDES),
-                                   eps=1e-9)
+                                   eps=1e-9, topk2=topk2)
     dtype = pred_scores.dtype
     labels, boxes, scores, fg_mask, gt_index = assigner(
         pred_scores, pred_boxes, anchor_points, gt_labels[..., None].to(dtype), gt_boxes, valid[..., None].to(dtype)
