@@ -19,6 +19,18 @@ The box and DFL terms are in grid units (boxes divided by their level's stride),
 ``bbox_iou`` (eps 1e-7 added to the heights too: ``height_eps``), and the DFL target distance is clipped to
 ``[0, reg_max − 1 − 0.01]``.
 
+**reg_max = 1** (YOLO26: no DFL bins). The four box channels are the distances ``(l, t, r, b)`` themselves, in
+grid units, with no activation, and the DFL term becomes an L1 term (key ``"l1"`` instead of ``"dfl"``, still
+weighted by the ``dfl`` gain, as ultralytics' ``BboxLoss`` with ``reg_max=1``) on the distances in pixels divided
+by the image width (``l``, ``r``) and height (``t``, ``b``), unclipped:
+
+.. math::
+   L_{\\mathrm{l1}} = \\frac{1}{N}\\sum_{a \\in \\mathrm{fg}} w_a\\,\\tfrac14 \\sum_{k}
+   \\Big|\\frac{s_a (\\hat d_{ak} - d_{ak})}{S_k}\\Big|,\\qquad S_l = S_r = W,\\ S_t = S_b = H
+
+with ``(H, W)`` the image size, ultralytics' first level's ``(H, W)`` times its stride (``image_size``, taken from
+per-level outputs when not given).
+
 **Batch size.** ultralytics returns ``loss * batch_size`` (the three gain-scaled terms, each multiplied by ``B``)
 and its trainer back-propagates their sum, so its gradient is ``B`` times the gradient of the normalised loss.
 jaxdet returns the normalised terms (no factor ``B``): ``B * total`` is ultralytics' ``loss.sum()``, and
@@ -86,6 +98,7 @@ from jaxdet.tal import IOU_EPS, TaskAlignedTargets, bbox2dist, dfl_expectation, 
 
 __all__ = [
     "YOLOV8_TERMS",
+    "YOLO26_TERMS",
     "YOLOV8_CLS_LOSSES",
     "YOLOV8_BOX_LOSSES",
     "YoloV8Loss",
@@ -95,6 +108,7 @@ __all__ = [
 ]
 
 YOLOV8_TERMS: tuple[str, ...] = ("box", "cls", "dfl")
+YOLO26_TERMS: tuple[str, ...] = ("box", "cls", "l1")  # the terms with reg_max = 1
 YOLOV8_CLS_LOSSES: tuple[str, ...] = ("bce", "varifocal", "quality_focal", "focal")
 YOLOV8_BOX_LOSSES: tuple[str, ...] = ("ciou", "giou", "diou", "harmonic_iou")
 DFL_MARGIN = 0.01  # ultralytics clips the DFL target to reg_max - 1 - 0.01
@@ -105,7 +119,8 @@ class YoloV8Loss(NamedTuple):
 
     Attributes:
       total: scalar, ``box_gain · box + cls_gain · cls + dfl_gain · dfl``.
-      terms: ``{"box", "cls", "dfl"}``, each scalar and already multiplied by its gain (as ultralytics' ``loss``).
+      terms: ``{"box", "cls", "dfl"}`` (``{"box", "cls", "l1"}`` with ``reg_max = 1``), each scalar and already
+        multiplied by its gain (as ultralytics' ``loss``).
       targets: the :class:`jaxdet.tal.TaskAlignedTargets` used (boxes in pixels).
     """
 
@@ -193,7 +208,7 @@ def _box_elementwise(name: str, pred: jax.Array, target: jax.Array, kwargs: dict
 
 
 def _check_outputs(outputs, anchor_points, anchor_strides, reg_max):
-    reg_max = _checks.positive_int(reg_max, "reg_max", minimum=2)
+    reg_max = _checks.positive_int(reg_max, "reg_max")
     x = _concat_levels(outputs)
     b, a, channels = x.shape
     if channels - 4 * reg_max < 1:
@@ -209,13 +224,37 @@ def _decode(x: jax.Array, anchor_points: jax.Array, reg_max: int) -> tuple[jax.A
     """``(bin log-probabilities [B, A, 4, R], logits [B, A, C], pred_boxes [B, A, 4] xyxy grid units)``.
 
     One ``log_softmax`` serves both the DFL term and the decoded boxes (:func:`jaxdet.tal.dfl_decode`'s
-    expectation of its ``exp``)."""
+    expectation of its ``exp``). With ``reg_max = 1`` the first output is the raw distances ``[B, A, 4]``."""
     b, a, _ = x.shape
     # One split (its gradient a concatenation), not two slices (whose gradients XLA adds as two padded copies).
     dist, logits = jnp.split(x, [4 * reg_max], axis=-1)
+    if reg_max == 1:
+        return dist, logits, dist2bbox(dist, anchor_points)
     log_probs = jax.nn.log_softmax(dist.reshape(b, a, 4, reg_max), axis=-1)
     pred_boxes = dist2bbox(dfl_expectation(jnp.exp(log_probs)), anchor_points)
     return log_probs, logits, pred_boxes
+
+
+def _image_size(outputs, anchor_strides, image_size, reg_max: int) -> jax.Array | None:
+    """``[2]`` ``(H, W)`` in pixels for the L1 term of ``reg_max = 1`` (``None`` otherwise): as given (a pair or a
+    ``[2]`` array), or ultralytics' first level's ``(H, W)`` times its stride from per-level outputs."""
+    if reg_max != 1:
+        return None
+    if image_size is None:
+        if isinstance(outputs, (list, tuple)) and outputs and getattr(outputs[0], "ndim", 0) == 4:
+            return jnp.asarray(outputs[0].shape[1:3]) * jnp.asarray(anchor_strides)[0]
+        raise _checks.fail_value("image_size", "an (H, W) pair in pixels with reg_max = 1 and [B, A, no] outputs",
+                                 image_size, hint="Pass it, or the outputs per level.")
+    if isinstance(image_size, (tuple, list)):
+        if len(image_size) != 2:
+            raise _checks.fail_value("image_size", "an (H, W) pair in pixels", image_size)
+        for side in image_size:
+            if isinstance(side, (int, float)):
+                _checks.number(side, "image_size", low=0, low_open=True)
+        return jnp.stack([jnp.asarray(side) for side in image_size])
+    image_size = _checks.array(image_size, "image_size", shape="[2]")
+    _checks.shape_is(image_size, (2,), "image_size", "(H, W)")
+    return image_size
 
 
 def yolov8_loss(
@@ -243,6 +282,8 @@ def yolov8_loss(
     min_gt_side: float = 16.0,
     gt_chunk_size: int | None = None,
     norm_eps: float | None = None,
+    topk2: int | None = None,
+    image_size: tuple[float, float] | None = None,
 ) -> YoloV8Loss:
     """YOLOv8's detection loss (ultralytics ``v8DetectionLoss``) from the raw head outputs; see the module doc.
 
@@ -257,7 +298,7 @@ def yolov8_loss(
       gt_labels: ``[B, G]`` int classes.
       gt_boxes: ``[B, G, 4]`` xyxy GT boxes in **pixels**, padded to ``G``.
       valid: ``[B, G]`` bool, False for padding (padding is never detected from the coordinates).
-      reg_max: DFL bins per side (16; at least 2).
+      reg_max: DFL bins per side (16), or 1 for YOLO26's raw distances and L1 term (see the module doc).
       box, cls, dfl: the gains (7.5, 0.5, 1.5, ultralytics' ``default.yaml``).
       score_target: ``"stop"`` (Case 2, default, ultralytics) or ``"through"`` (Case 1), see the module doc.
       cls_loss: ``"bce"`` (default), ``"varifocal"``, ``"quality_focal"`` or ``"focal"``.
@@ -265,13 +306,17 @@ def yolov8_loss(
       harmonic: ``None`` (default) or ``"through"``/``"stop"``: the Harmonic loss weighting of the class and box
         terms with that gradient path for its factors.
       cls_loss_kwargs, box_loss_kwargs: keyword arguments of the chosen functions (e.g. ``{"gamma": 1.5}``).
-      topk, alpha, beta, eps, min_gt_side, gt_chunk_size, norm_eps: of :func:`jaxdet.tal.task_aligned_assign`
-        (v8DetectionLoss: 10, 0.5, 6.0, 1e-9, its second stride 16).
+      topk, alpha, beta, eps, min_gt_side, gt_chunk_size, norm_eps, topk2: of
+        :func:`jaxdet.tal.task_aligned_assign` (v8DetectionLoss: 10, 0.5, 6.0, 1e-9, its second stride 16, none;
+        YOLO26's one-to-one branch: ``topk=7, topk2=1``).
+      image_size: ``(H, W)`` in pixels, for the L1 term of ``reg_max = 1`` only; ``None`` takes the first level's
+        size times its stride from per-level outputs (required with ``[B, A, no]`` outputs).
 
     Returns:
-      :class:`YoloV8Loss` ``(total, terms {"box", "cls", "dfl"}, targets)``, the terms gain-scaled and not
+      :class:`YoloV8Loss` ``(total, terms {"box", "cls", "dfl" or "l1"}, targets)``, the terms gain-scaled and not
       multiplied by the batch size.
     """
+    size = _image_size(outputs, anchor_strides, image_size, _checks.positive_int(reg_max, "reg_max"))
     x, anchor_points, anchor_strides, reg_max = _check_outputs(outputs, anchor_points, anchor_strides, reg_max)
     _, logits, pred_boxes = _decode(x, anchor_points, reg_max)
     stride = anchor_strides[:, None]  # [A, 1]
@@ -283,12 +328,12 @@ def yolov8_loss(
         _checks.floating(gt_boxes, "gt_boxes", last=4, shape="[B, G, 4]").astype(x.dtype),
         valid,
         topk=topk, alpha=alpha, beta=beta, eps=eps, min_gt_side=min_gt_side, score_target=score_target,
-        gt_chunk_size=gt_chunk_size, norm_eps=norm_eps,
+        gt_chunk_size=gt_chunk_size, norm_eps=norm_eps, topk2=topk2,
     )
     return yolov8_loss_from_targets(
         x, anchor_points, anchor_strides, targets, reg_max=reg_max, box=box, cls=cls, dfl=dfl,
         cls_loss=cls_loss, box_loss=box_loss, harmonic=harmonic, cls_loss_kwargs=cls_loss_kwargs,
-        box_loss_kwargs=box_loss_kwargs,
+        box_loss_kwargs=box_loss_kwargs, image_size=None if size is None else (size[0], size[1]),
     )
 
 
@@ -307,16 +352,18 @@ def yolov8_loss_from_targets(
     harmonic: GradientPath | None = None,
     cls_loss_kwargs: dict | None = None,
     box_loss_kwargs: dict | None = None,
+    image_size: tuple[float, float] | jax.Array | None = None,
 ) -> YoloV8Loss:
     """The three YOLOv8 terms from given targets (e.g. frozen ones, or another assigner's).
 
-    Arguments as :func:`yolov8_loss`; ``targets`` is a :class:`jaxdet.tal.TaskAlignedTargets` (boxes in pixels)
-    whose ``scores`` are used as given: whatever gradient they carry reaches the outputs through the BCE targets,
-    the weights and the normaliser.
+    Arguments as :func:`yolov8_loss` (``image_size`` also as a ``[2]`` array); ``targets`` is a
+    :class:`jaxdet.tal.TaskAlignedTargets` (boxes in pixels) whose ``scores`` are used as given: whatever gradient
+    they carry reaches the outputs through the BCE targets, the weights and the normaliser.
 
     Returns:
       :class:`YoloV8Loss` ``(total, terms, targets)``.
     """
+    size = _image_size(outputs, anchor_strides, image_size, _checks.positive_int(reg_max, "reg_max"))
     x, anchor_points, anchor_strides, reg_max = _check_outputs(outputs, anchor_points, anchor_strides, reg_max)
     b, a, _ = x.shape
     gains = {name: _checks.number(v, name, low=0) for name, v in (("box", box), ("cls", cls), ("dfl", dfl))}
@@ -331,7 +378,7 @@ def yolov8_loss_from_targets(
     target_boxes = _checks.floating(targets.boxes, "targets.boxes")
     _checks.shape_is(target_boxes, (b, a, 4), "targets.boxes", "[B, A, 4] of outputs")
 
-    log_probs, logits, pred_boxes = _decode(x, anchor_points, reg_max)
+    dist, logits, pred_boxes = _decode(x, anchor_points, reg_max)
     normaliser = jnp.maximum(jnp.sum(scores), 1)
     weight = jnp.sum(scores, axis=-1)  # [B, A]
     target_boxes = target_boxes / anchor_strides[:, None]  # [B, A, 4] grid units
@@ -343,12 +390,21 @@ def yolov8_loss_from_targets(
         cls_per_anchor = (1 + factors["beta_r"]) * cls_per_anchor
         box_per_anchor = (1 + factors["beta_c"]) * box_per_anchor
 
-    target_dist = bbox2dist(anchor_points, target_boxes, max_distance=reg_max - 1 - DFL_MARGIN)  # [B, A, 4]
-    dfl_per_anchor = jnp.mean(_dfl_from_log_probs(log_probs, target_dist, DFL_MARGIN), axis=-1)  # [B, A]
+    if reg_max == 1:  # YOLO26: L1 on the distances in pixels over the image width (l, r) and height (t, b)
+        target_dist = bbox2dist(anchor_points, target_boxes)  # [B, A, 4] grid units, unclipped
+        stride, sides = anchor_strides[:, None], jnp.tile(size[::-1].astype(x.dtype), 2)  # [A, 1], [4] (W, H, W, H)
+        diff = dist * stride / sides - target_dist * stride / sides  # [B, A, 4]
+        # |diff| with torch's l1_loss gradient sign(diff), 0 at diff = 0 (jnp.abs has 1 there)
+        dist_per_anchor = jnp.mean(diff * jax.lax.stop_gradient(jnp.sign(diff)), axis=-1)  # [B, A]
+        dist_name = "l1"
+    else:
+        target_dist = bbox2dist(anchor_points, target_boxes, max_distance=reg_max - 1 - DFL_MARGIN)  # [B, A, 4]
+        dist_per_anchor = jnp.mean(_dfl_from_log_probs(dist, target_dist, DFL_MARGIN), axis=-1)  # [B, A]
+        dist_name = "dfl"
 
     terms = {
         "box": gains["box"] * jnp.sum(jnp.where(fg, box_per_anchor * weight, 0)) / normaliser,
         "cls": gains["cls"] * jnp.sum(cls_per_anchor) / normaliser,
-        "dfl": gains["dfl"] * jnp.sum(jnp.where(fg, dfl_per_anchor * weight, 0)) / normaliser,
+        dist_name: gains["dfl"] * jnp.sum(jnp.where(fg, dist_per_anchor * weight, 0)) / normaliser,
     }
-    return YoloV8Loss(total=terms["box"] + terms["cls"] + terms["dfl"], terms=terms, targets=targets)
+    return YoloV8Loss(total=terms["box"] + terms["cls"] + terms[dist_name], terms=terms, targets=targets)

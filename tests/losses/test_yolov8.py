@@ -262,7 +262,8 @@ def test_finite_values_and_gradients(config, family, valid_bits, logit_scale, re
 @pytest.mark.parametrize(
     "kwargs, argname",
     [
-        ({"reg_max": 1}, "reg_max"),
+        ({"reg_max": 0}, "reg_max"),
+        ({"reg_max": 1}, "image_size"),  # the L1 term of reg_max = 1 needs the image size with [B, A, no] outputs
         ({"reg_max": 17}, "outputs"),  # 67 channels hold no class at reg_max = 17
         ({"box": -1.0}, "box"),
         ({"cls": float("inf")}, "cls"),
