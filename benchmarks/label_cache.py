@@ -122,7 +122,6 @@ def child(root: Path, label_cache: bool) -> None:
     c.data.train_images = str(root / "train" / "images")
     c.data.val_images = str(root / "val" / "images")
     c.data.class_names = CLASSES
-    c.data.max_objects = MAX_OBJECTS
     c.data.image_size = 640
     c.data.label_cache = label_cache
     c.data.label_cache_dir = str(root / "cache")

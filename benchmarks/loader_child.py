@@ -52,7 +52,7 @@ def jaxdet_config(images_dir: str, *, cache: str, max_objects: int, num_workers:
     d.augment = "yolo"
     d.close_mosaic = 0
     d.invalid_boxes = "error"
-    d.max_objects = int(max_objects)
+    d.max_objects = str(int(max_objects))  # the field's default is "auto", a string (ml_collections keeps the type)
     d.num_threads = int(num_threads)
     d.num_workers = int(num_workers)
     d.seed = int(seed)

@@ -270,7 +270,7 @@ def cases_table(rows: list[dict[str, Any]], *, args, tdev, load: tuple[float, fl
         f"(imported with `load_ultralytics`); loss `yolov8_loss` vs `v8DetectionLoss` (gains 7.5 / 0.5 / 1.5; "
         f"ultralytics' loss divided by B, see the script); optimizer: {opt}; float32, train-mode BatchNorm; one "
         f"fixed batch of synthetic shapes (up to {cfg.data.max_objects_per_image} objects per image, "
-        f"{cfg.data.max_objects} GT slots), data loading not timed.\n",
+        f"as many GT slots), data loading not timed.\n",
         f"Device: jax {jax.__version__} on {info['devices']} × {jdev.device_kind} ({jdev.platform}); torch "
         f"{torch.__version__} on {_timing.torch_device_name(tdev)}; ultralytics {ultralytics.__version__}. Host: "
         f"{_timing.host()}; load average {load[0]:.2f} at the start, {load[1]:.2f} at the end"

@@ -11,8 +11,7 @@ def apply(c):
     """Switches config ``c`` to the dense split, ultralytics' augmentation and a 300-detection evaluation."""
     c.data.name = "dense_shapes"
     c.data.image_size = 256
-    # One image holds at most 300 objects; a mosaic zoomed out (scale 0.5) can show most of its 4 images.
-    c.data.max_objects = 1000
+    # data.max_objects stays "auto": 1,216 slots (a mosaic can show 4 x 300 objects, rounded up to a multiple of 32).
     c.data.train_size = 1024
     c.data.val_size = 128
     c.data.augment = "yolo"

@@ -63,7 +63,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.num_threads = 2  # grain reader threads (reading/decoding + augmentation)
     c.data.prefetch = 8  # batches the grain loader prepares ahead of the step
     c.data.num_workers = 0  # grain worker processes building batches (0: none; same batches for any number)
-    c.data.max_objects = 6  # ground-truth slots per image (padding)
+    # Ground-truth slots per image (padding): "auto" = the most objects an image (or a 4-image mosaic) can hold,
+    # rounded up to a multiple of 32 (train/data.py, object_slots); an int is checked against that bound.
+    c.data.max_objects = "auto"
     c.data.min_objects = 1  # shapes only (dense_shapes: 50..300, jaxdet.data.synthetic.DENSE_SHAPES)
     c.data.max_objects_per_image = 4
     c.data.train_size = 4096

@@ -39,8 +39,7 @@ def get_config():
     c.data.on_bad_image = "error"
     c.data.invalid_boxes = "drop"  # COCO train2017 has zero-area boxes; they are counted in data_report.json
     c.data.augment = "yolo"
-    # A COCO image has at most ~100 non-crowd objects; a zoomed-out mosaic shows parts of 4 images.
-    c.data.max_objects = 400
+    # data.max_objects stays "auto": 4 x the densest image's objects (a zoomed-out mosaic shows 4 images).
     c.data.num_workers = 8
 
     c.train.batch_size = 64  # global batch

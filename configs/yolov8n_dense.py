@@ -1,6 +1,6 @@
 """YOLOv8n on the dense synthetic split (``data.name="dense_shapes"``): 256 px images with 50-300 small shapes.
 
-Derived from ``configs/yolov8n_shapes.py``; it changes only the data (dense split, 256 px, up to 1,000 object
+Derived from ``configs/yolov8n_shapes.py``; it changes only the data (dense split, 256 px, 1,216 object
 slots), ultralytics' augmentation recipe (mosaic, affine, HSV, flip; mosaic off for the last
 ``data.close_mosaic`` steps), the evaluation's detection budget (ultralytics keeps 300 per image) and the length:
 1,500 batches of 16 (about 23 epochs of the 1,024 training images), with ultralytics' 3 warm-up epochs. Like

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import pathlib
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import numpy as np
@@ -311,15 +312,6 @@ def _check_records(config, records, paths, split: str) -> None:
                 f"{field}: none of the {len(records)} images in {paths['images']!r} has a label file "
                 f"(<stem>.txt) in {str(label_dir)!r}"
             )
-    m = int(config.data.max_objects)
-    counts = np.asarray([len(r.classes) for r in records])
-    if counts.max(initial=0) > m:
-        i = int(np.argmax(counts))
-        raise DataConfigError(
-            f"data.max_objects={m} is smaller than the {int(counts[i])} objects of image_id "
-            f"{records[i].image_id} ({records[i].image_path}) in the {split} split; set "
-            f"--config.data.max_objects={int(counts.max())} (or more)"
-        )
 
 
 def resolve_data_config(config) -> Any:
@@ -343,9 +335,9 @@ def resolve_data_config(config) -> Any:
       DataConfigError: naming the field: unknown ``data.name``, an empty or non-existent path, a folder
         without annotations or images, a missing image file, a malformed annotation (the reader's message:
         file and record), an invalid object under ``data.invalid_boxes="error"``, unreadable images under
-        ``data.on_bad_image="error"`` (the files and reasons), ``data.max_objects`` below the largest object
-        count of an image, an unknown ``data.loader``, ``data.on_bad_image``, ``data.invalid_boxes`` or
-        ``data.augment``, or a recipe field out of range.
+        ``data.on_bad_image="error"`` (the files and reasons), ``data.max_objects`` not "auto" and below the most
+        objects an image (or a 4-image mosaic) can hold (:func:`object_slots`), an unknown ``data.loader``,
+        ``data.on_bad_image``, ``data.invalid_boxes`` or ``data.augment``, or a recipe field out of range.
     """
     name = _field(config, "name", "shapes")
     if name not in DATASET_NAMES:
@@ -361,6 +353,7 @@ def resolve_data_config(config) -> Any:
     augment_recipe(config)  # checks data.augment and the recipe's fields
     _check_cache_fields(config, name)
     if name in SYNTHETIC_NAMES:
+        object_slots(config, None)  # an explicit data.max_objects the generator or the mosaic can exceed
         return None
     train_paths = _split_paths(config, "train")
     val_paths = _split_paths(config, "val")
@@ -372,7 +365,128 @@ def resolve_data_config(config) -> Any:
         raise DataConfigError(f"data.train_path: {train_paths['ann']!r} defines no classes")
     _check_records(config, train, train_paths, "train")
     _check_records(config, val, val_paths, "val")
+    object_slots(config, (train, val))  # an explicit data.max_objects an image or a mosaic can exceed
     return train, val
+
+
+# ------------------------------------------------------------------------------------------------------------
+# ``data.max_objects``: the object slots of each image in a batch (ground truth padded to a fixed size, so that
+# one compiled step serves every batch). "auto" (the default) derives it from the data and the augmentation; an
+# int is checked against the same bound before anything compiles, so the loader never meets an image it cannot
+# pad.
+#   bound    the most objects one training or validation image can hold: the densest image's count; with
+#            ultralytics' 4-image mosaic (data.augment="yolo", data.mosaic > 0) four times the training split's
+#            densest count, since the three partners are drawn with replacement (the densest image can fill
+#            every tile, and a zoomed-out affine keeps all four tiles in view)
+#   auto     the bound rounded up to a multiple of 32, so that nearby datasets share compiled steps
+# ------------------------------------------------------------------------------------------------------------
+
+MAX_OBJECTS_MULTIPLE = 32
+MOSAIC_TILES = 4
+
+
+class ObjectSlots(NamedTuple):
+    """``data.max_objects`` resolved.
+
+    Attributes:
+      value: object slots per image (``M`` of the padded batches).
+      bound: the most objects one image of a batch can hold (``value >= bound``).
+      auto: whether ``value`` was derived ("auto") or given.
+      why: where ``bound`` comes from, for the ``data:`` line and errors.
+    """
+
+    value: int
+    bound: int
+    auto: bool
+    why: str
+
+
+def _max_objects_setting(config) -> int | None:
+    """``data.max_objects`` as an int, or None for "auto" (a command-line number arrives as a string when the
+    config's default is "auto")."""
+    value = _field(config, "max_objects", "auto")
+    if value == "auto":
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DataConfigError(f"data.max_objects must be 'auto' or an int >= 1 (object slots per image); got {value!r}")
+    return value
+
+
+def _densest(config, records) -> tuple[int, str]:
+    """``(count, where)``: the most objects of one image of a split (``records`` None: the synthetic split's
+    generator limit)."""
+    if records is None:
+        if config.data.name == "dense_shapes":
+            return int(DENSE_SHAPES["max_objects_per_image"]), "the dense_shapes generator's limit"
+        return int(config.data.max_objects_per_image), "data.max_objects_per_image"
+    counts = np.asarray([len(r.classes) for r in records])
+    if not counts.size:
+        return 0, "no image"
+    i = int(np.argmax(counts))
+    return int(counts[i]), f"image_id {records[i].image_id} ({records[i].image_path})"
+
+
+def object_slots(config, resolved=None) -> ObjectSlots:
+    """``data.max_objects`` resolved against the data and the augmentation (module comment above).
+
+    Args:
+      config: the run's config (``data.name``, ``data.augment``, ``data.mosaic``, ``data.max_objects``).
+      resolved: :func:`resolve_data_config`'s ``(train_records, val_records)`` for a folder, or None for the
+        synthetic splits.
+
+    Raises:
+      DataConfigError: ``data.max_objects`` neither "auto" nor a positive int, or smaller than the bound (the
+        message gives the number to use).
+    """
+    train, val = resolved if resolved is not None else (None, None)
+    train_max, train_where = _densest(config, train)
+    val_max, val_where = _densest(config, val)
+    mosaic = augment_recipe(config) == "yolo" and float(_field(config, "mosaic", 1.0)) > 0
+    train_bound = MOSAIC_TILES * train_max if mosaic else train_max
+    if mosaic:
+        why = (f"a {MOSAIC_TILES}-image mosaic (data.augment='yolo') can show {MOSAIC_TILES} x the {train_max} "
+               f"objects of {train_where} in the train split")
+    else:
+        why = f"the {train_max} objects of {train_where} in the train split"
+    bound = train_bound
+    if val_max > train_bound:
+        bound, why = val_max, f"the {val_max} objects of {val_where} in the val split"
+    setting = _max_objects_setting(config)
+    if setting is None:
+        value = MAX_OBJECTS_MULTIPLE * max(1, math.ceil(bound / MAX_OBJECTS_MULTIPLE))
+        return ObjectSlots(value, bound, True, why)
+    if setting < bound:
+        raise DataConfigError(
+            f"data.max_objects={setting} is smaller than the {bound} objects one image can hold: {why}. Set "
+            f"--config.data.max_objects={bound} (or more), or 'auto'"
+        )
+    return ObjectSlots(setting, bound, False, why)
+
+
+def max_objects(config) -> int:
+    """The object slots per image of ``config`` (:func:`object_slots`; a folder's annotations are read once per
+    process)."""
+    return object_slots(config, resolve_data_config(config)).value
+
+
+def with_object_slots(config, slots: ObjectSlots):
+    """A copy of ``config`` with ``data.max_objects`` set to ``slots.value`` (an int, also where the config's
+    field holds "auto")."""
+    config = config.copy_and_resolve_references()
+    with config.unlocked():  # ml_collections keeps a field's type: "auto" (a str) cannot take an int
+        del config.data["max_objects"]
+        config.data.max_objects = int(slots.value)
+    return config
+
+
+def object_slots_text(slots: ObjectSlots) -> str:
+    """The ``data:`` line's account of ``data.max_objects``."""
+    if slots.auto:
+        return (f"max_objects={slots.value} (auto: {slots.why}; {slots.bound} rounded up to a multiple of "
+                f"{MAX_OBJECTS_MULTIPLE})")
+    return f"max_objects={slots.value} (given; at most {slots.bound}: {slots.why})"
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -548,13 +662,15 @@ def prepare_data(config, workdir: str | None = None) -> tuple[Any, Data]:
     """``(config, data)``: the sources of ``config.data`` and a copy of the config that records them.
 
     The returned config is ``config`` with ``data.class_names`` and ``model.num_classes`` set to the data's
-    class order (the input config is not changed), so the run's recorded config tells what was trained.
+    class order and ``data.max_objects`` resolved to an int (:func:`object_slots`; the input config is not
+    changed), so the run's recorded config tells what was trained.
     Images of a COCO/VOC/YOLO folder are letterboxed to ``data.image_size`` (``data.resize``). For a folder,
     the ``data:`` line printed by process 0 counts the skipped images and dropped objects of each split, and
     with ``workdir`` their per-file list is written to ``<workdir>/data_report.json`` (``data.report``).
     """
     d = config.data
     resolved = resolve_data_config(config)
+    slots = object_slots(config, resolved)
     polygons = head_reads_polygons(config)
     if resolved is None:
         common = dict(image_size=int(d.image_size), seed=int(d.seed), num_vertices=int(d.num_vertices))
@@ -581,7 +697,7 @@ def prepare_data(config, workdir: str | None = None) -> tuple[Any, Data]:
                 f"data: {d.name} train {len(train)} images ({d.train_path or d.train_images}), val {len(val)} images "
                 f"({d.val_path or d.val_images}); {len(names)} classes {names[:10]}"
                 f"{' ...' if len(names) > 10 else ''} -> model.num_classes={len(names)}; "
-                + _report_line(report, workdir),
+                + _report_line(report, workdir) + "; " + object_slots_text(slots),
                 flush=True,
             )
             if train_source.cache != "none":
@@ -594,7 +710,10 @@ def prepare_data(config, workdir: str | None = None) -> tuple[Any, Data]:
                 os.makedirs(workdir, exist_ok=True)
                 with open(os.path.join(workdir, DATA_REPORT), "w") as fh:
                     json.dump(report, fh, indent=2)
-    config = config.copy_and_resolve_references()
+    if resolved is None and jax.process_index() == 0:
+        print(f"data: {d.name} (synthetic) train {len(data.train_source)} images, val {len(data.val_source)} "
+              f"images; " + object_slots_text(slots), flush=True)
+    config = with_object_slots(config, slots)
     if resolved is not None:
         config.data.class_names = data.class_names
     config.model.num_classes = data.num_classes

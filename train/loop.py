@@ -150,6 +150,8 @@ def _prepare_task(config: ml_collections.ConfigDict, workdir: str, task: Task | 
     data = None
     if task is None:
         config, data = data_lib.prepare_data(config, workdir)
+    else:  # the task brings its sources; data.max_objects is resolved from the config's data section
+        config = data_lib.with_object_slots(config, data_lib.object_slots(config, data_lib.resolve_data_config(config)))
     changes = workdir_lib.check_resume(workdir, _config_json(config))  # before the model is built
     if jax.process_index() == 0:
         os.makedirs(workdir, exist_ok=True)

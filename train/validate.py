@@ -32,6 +32,7 @@ import ml_collections
 from flax import nnx
 
 from jaxdet import _checks
+from train import data as data_lib
 from train import mesh as mesh_lib
 from train import recipe as recipe_lib
 from train.task import decode_options, make_head
@@ -137,16 +138,20 @@ def validate_config(config: ml_collections.ConfigDict, workdir: str, *, devices:
             f"{max(data_size, batch // data_size * data_size)}"
         )
 
+    try:
+        max_objects = data_lib.max_objects(config)
+    except data_lib.DataConfigError as err:
+        raise ConfigError(str(err)) from None
     need = head.assignment_bytes(
         batch_size=batch // data_size,
-        max_objects=int(config.data.max_objects),
+        max_objects=max_objects,
         image_size=int(config.data.image_size),
     )
     have = device_memory_bytes(devices[0])
     if need > ASSIGNMENT_MEMORY_FRACTION * have:
         raise ConfigError(
             f"the target assignment needs about {need / 2**30:.1f} GiB per device (data.max_objects="
-            f"{int(config.data.max_objects)}, {batch // data_size} images per device of train.batch_size={batch}, "
+            f"{max_objects}, {batch // data_size} images per device of train.batch_size={batch}, "
             f"data.image_size={int(config.data.image_size)}), more than {ASSIGNMENT_MEMORY_FRACTION:.0%} of the "
             f"{have / 2**30:.1f} GiB of {devices[0].platform} memory: lower data.max_objects or train.batch_size"
         )

@@ -31,12 +31,13 @@ SGD = {"lr": 0.01, "momentum": 0.937, "weight_decay": 5e-4}
 
 def make_batch(cfg: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
     """One fixed global batch (the contract batch dict, numpy) of the config's synthetic shapes:
-    ``cfg.train.batch_size`` images of ``cfg.data.image_size`` px, padded to ``cfg.data.max_objects``."""
+    ``cfg.train.batch_size`` images of ``cfg.data.image_size`` px, padded to ``cfg.data.max_objects_per_image``
+    slots."""
     n = int(cfg.train.batch_size)
     ds = SyntheticShapes("train", image_size=int(cfg.data.image_size), num_images=n, seed=int(cfg.data.seed),
                          num_vertices=int(cfg.data.num_vertices), min_objects=int(cfg.data.min_objects),
                          max_objects_per_image=int(cfg.data.max_objects_per_image))
-    return collate([ds[i] for i in range(n)], max_objects=int(cfg.data.max_objects))
+    return collate([ds[i] for i in range(n)], max_objects=int(cfg.data.max_objects_per_image))
 
 
 def yolov8n_config(*, batch: int, image_size: int, optimizer: str) -> ml_collections.ConfigDict:

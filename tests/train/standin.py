@@ -32,7 +32,7 @@ def standin_config():
     c = yolov1_shapes.get_config()
     c.name = "standin"
     c.data.image_size = 16
-    c.data.max_objects = 3
+    c.data.max_objects = "3"  # a string: the field's default is "auto" (ml_collections keeps its type)
     c.data.train_size = 64
     c.data.val_size = 16
     c.data.max_objects_per_image = 1

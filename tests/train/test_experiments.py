@@ -17,6 +17,7 @@ from jaxdet.losses.yolo import yolov1_loss
 from jaxdet.models import HEADS, PolygonHead
 from jaxdet.models.yolov1_head import yolov1_activate
 from train import batches as batches_lib
+from train import data as data_lib
 from train import experiments as ex
 from train import recipe as recipe_lib
 from train import step as step_lib
@@ -112,7 +113,7 @@ def test_box_gradient_split_matches_per_term_grads_and_keeps_the_loss(iou_target
     example = [task.train_source[i] for i in range(3)]
 
     batch = {k: jnp.asarray(v) for k, v in
-             stack_examples([pad_example(e, int(config.data.max_objects)) for e in example]).items()}
+             stack_examples([pad_example(e, data_lib.max_objects(config)) for e in example]).items()}
 
     step, state = jnp.int32(0), task.init_loss_state()
     (l0, m0), g0 = jax.value_and_grad(lambda r: task.loss_fn(r, batch, step=step, state=state)[:2], has_aux=True)(raw)
@@ -175,7 +176,7 @@ def test_polygon_prediction_stats_counts_ground_truth_cells():
     cells = 0
     for full, keep in batches_lib.eval_batches(task.val_source, num_images=int(config.eval.num_images),
                                             batch_size=int(config.eval.batch_size),
-                                            max_objects=int(config.data.max_objects)):
+                                            max_objects=data_lib.max_objects(config)):
         for i in np.flatnonzero(keep):
             b = full["boxes"][i][full["valid"][i]]
             cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2

@@ -238,7 +238,7 @@ def test_default_shapes_config_is_untouched():
         ("voc", {"val_path": "/nonexistent/Annotations"}, "data.val_path: '/nonexistent/Annotations' does not"),
         ("yolo", {"class_names": ()}, "data.class_names is empty and no class-name file"),
         ("yolo", {"train_images": "", "train_path": ""}, "data.train_images and data.train_path are both empty"),
-        ("coco", {"max_objects": 1}, "data.max_objects=1 is smaller than the"),
+        ("coco", {"max_objects": "1"}, "data.max_objects=1 is smaller than the"),
     ],
 )
 def test_config_errors_name_the_field(folders, fmt, change, expected):

@@ -22,6 +22,7 @@ from jaxdet import gradients
 from jaxdet.models import PolygonHead, YOLOv1Head
 from jaxdet.polygons import convex_polygon_iou
 from train import batches as batches_lib
+from train import data as data_lib
 from train import model_state as model_state_lib
 from train.experiments.registry import FULL_IMAGE_AREA, KEPT_SCORE
 
@@ -138,7 +139,7 @@ def polygon_prediction_stats(config, task, head, state, *, graphdef) -> dict[str
         task.val_source,
         num_images=int(config.eval.num_images),
         batch_size=int(config.eval.batch_size),
-        max_objects=int(config.data.max_objects),
+        max_objects=data_lib.max_objects(config),
     ):
         batch = {k: full[k] for k in ("image", "boxes", "classes", "valid", "polygons")}
         out = jax.device_get(forward(model_state, batch))
