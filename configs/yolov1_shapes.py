@@ -47,6 +47,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.train_images = ""  # image folder (coco: JSON's dir; voc: <xml dir>/../JPEGImages; yolo: images dir)
     c.data.val_path = ""  # the same for the validation split (required: evaluation runs on it)
     c.data.val_images = ""
+    c.data.yaml = ""  # yolo: an ultralytics dataset file (path, train, val, names) instead of the four paths and names
     c.data.class_names = ()  # () = from the data; the run's model.num_classes is len(class_names)
     c.data.image_size = image_size
     c.data.resize = "letterbox"  # folders: "letterbox" (keep the aspect ratio, grey 114 padding) | "stretch"

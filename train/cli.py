@@ -190,6 +190,7 @@ def parse_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, str, str
     The base config comes from :func:`load_config`; the overrides are parsed by ``ml_collections.config_flags``
     (on a private ``absl.flags.FlagValues``), which type-checks each value against its field. Unknown fields,
     sections, values of the wrong type and unknown flags become a :class:`UsageError` naming the field.
+    ``--config.data.yaml`` without ``--config.data.name`` selects ``data.name="yolo"``.
     """
     from absl import flags  # noqa: PLC0415 - absl loaded only to parse, so --help answers at once
     from ml_collections import config_flags  # noqa: PLC0415 - absl loaded only to parse, so --help answers at once
@@ -227,7 +228,10 @@ def parse_args(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, str, str
     if positional:
         raise UsageError(f"unexpected argument {positional[0]!r}; see --help")
     workdir = values["workdir"].value or os.path.join("workdir", name)
-    return values["config"].value, name, workdir
+    config = values["config"].value
+    if "data.yaml" in current and "data.name" not in current:  # an ultralytics dataset file is a YOLO folder
+        config.data.name = "yolo"
+    return config, name, workdir
 
 
 def main(argv: Sequence[str] | None = None) -> None:

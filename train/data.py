@@ -30,7 +30,10 @@ from jaxdet.data import (
     read_coco,
     read_voc,
     read_yolo,
+    read_yolo_files,
     voc_class_names,
+    yolo_image_files,
+    yolo_label_path,
 )
 from jaxdet.data.image_cache import CACHE_MODES
 from jaxdet.data.readers import IMAGE_EXTENSIONS
@@ -72,6 +75,14 @@ from jaxdet.models import HEADS
 # grey 114 padding; ``data.resize="stretch"`` resizes without keeping it), see jaxdet.data.letterbox.
 # ------------------------------------------------------------------------------------------------------------
 
+# An ultralytics dataset file (``config.data.yaml``, with ``data.name="yolo"``): ``path`` (the root; default the
+# file's folder), ``train`` / ``val`` (or ``validation``) / ``test``: an image folder (searched recursively), a .txt
+# list of images, or a list of those, relative to ``path``; ``names`` (a list, or a dict {index: name}) or ``nc``.
+# Labels are found as ultralytics finds them (the last ``images`` directory of an image's path -> ``labels``).
+# It replaces data.train_images / train_path / val_images / val_path / class_names, which must stay empty.
+# One difference from ultralytics: a relative ``path`` that exists neither from the working directory nor from the
+# file's folder is an error here; ultralytics would look under its ``datasets_dir`` setting (and download).
+
 DATASET_NAMES = ("shapes", "dense_shapes", "coco", "voc", "yolo")
 SYNTHETIC_NAMES = ("shapes", "dense_shapes")
 FILE_FORMATS = ("coco", "voc", "yolo")
@@ -99,9 +110,139 @@ def _path_field(config, name: str) -> str:
     return os.path.expanduser(value.strip())
 
 
+class DataYaml(NamedTuple):
+    """An ultralytics dataset file, resolved (:func:`read_data_yaml`).
+
+    Attributes:
+      file: the file's path; root: its ``path`` resolved.
+      splits: ``{"train": [...], "val": [...], "test": [...]}``: each split's entries as absolute paths (only the
+        splits the file names).
+      class_names: in index order.
+    """
+
+    file: str
+    root: str
+    splits: dict[str, list[str]]
+    class_names: tuple[str, ...]
+
+
+_YAML_REPLACES = ("train_images", "train_path", "val_images", "val_path", "class_names")
+
+
+def _yaml_class_names(file: str, data: dict) -> tuple[str, ...]:
+    names, nc = data.get("names"), data.get("nc")
+    if nc is not None:
+        try:
+            if float(nc) != int(float(nc)) or isinstance(nc, bool):
+                raise ValueError
+            nc = int(float(nc))
+        except (TypeError, ValueError):
+            raise DataConfigError(f"data.yaml: {file}: 'nc: {nc}' must be an integer") from None
+    if names is None:
+        if nc is None:
+            raise DataConfigError(f"data.yaml: {file}: needs 'names' (a list or a dict index: name) or 'nc'")
+        return tuple(f"class_{i}" for i in range(nc))
+    if isinstance(names, list):
+        names = dict(enumerate(names))
+    if not isinstance(names, dict):
+        raise DataConfigError(f"data.yaml: {file}: 'names' must be a list or a dict, not {type(names).__name__}")
+    try:
+        by_index = {int(k): str(v) for k, v in names.items()}
+    except (TypeError, ValueError):
+        raise DataConfigError(f"data.yaml: {file}: the keys of 'names' must be class indices, got "
+                              f"{list(names)[:5]}") from None
+    if not by_index or sorted(by_index) != list(range(len(by_index))):
+        raise DataConfigError(f"data.yaml: {file}: 'names' must number the classes 0..{len(by_index) - 1}, got "
+                              f"indices {sorted(by_index)[:10]}")
+    if nc is not None and nc != len(by_index):
+        raise DataConfigError(f"data.yaml: {file}: 'names' has {len(by_index)} entries but 'nc' is {nc}")
+    return tuple(by_index[i] for i in range(len(by_index)))
+
+
+def read_data_yaml(file: str) -> DataYaml:
+    """Reads an ultralytics dataset file and resolves its paths as ultralytics' ``check_det_dataset`` does
+    (module comment above).
+
+    Raises:
+      DataConfigError: naming ``data.yaml``, the file and the problem: a missing file, YAML that does not parse
+        to a mapping, no ``train`` or ``val``, an entry of the wrong type, bad ``names`` / ``nc``, a root or
+        split entry that does not exist.
+    """
+    import yaml  # noqa: PLC0415 - PyYAML is needed only by runs that read a data.yaml
+
+    if not os.path.isfile(file):
+        raise DataConfigError(f"data.yaml: {file!r} does not exist or is not a file")
+    try:
+        with open(file, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except (OSError, yaml.YAMLError) as err:
+        raise DataConfigError(f"data.yaml: {file}: cannot be read as YAML ({err})") from None
+    if not isinstance(data, dict):
+        raise DataConfigError(f"data.yaml: {file}: expected a mapping with train, val and names; got "
+                              f"{type(data).__name__}")
+    if "val" not in data and "validation" in data:
+        data["val"] = data.pop("validation")
+    for key in ("train", "val"):
+        if not data.get(key):
+            raise DataConfigError(f"data.yaml: {file}: the '{key}:' entry is missing (train and val are required)")
+    class_names = _yaml_class_names(file, data)
+    here = pathlib.Path(file).resolve().parent
+    root = pathlib.Path(str(data.get("path") or here))
+    if not root.exists() and not root.is_absolute():
+        root = here / root
+    if not root.exists():
+        raise DataConfigError(
+            f"data.yaml: {file}: 'path: {data.get('path')}' does not exist (from the working directory or from the "
+            "file's folder); give an absolute path (ultralytics would look under its datasets_dir setting)"
+        )
+    splits: dict[str, list[str]] = {}
+    for key in ("train", "val", "test"):
+        value = data.get(key)
+        if not value:
+            continue
+        if isinstance(value, str):
+            entry = (root / value).resolve()
+            if not entry.exists() and value.startswith("../"):
+                entry = (root / value[3:]).resolve()
+            entries = [entry]
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            entries = [(root / v).resolve() for v in value]
+        else:
+            raise DataConfigError(f"data.yaml: {file}: '{key}:' must be a path or a list of paths, got {value!r}")
+        missing = [str(e) for e in entries if not e.exists()]
+        if missing:
+            raise DataConfigError(f"data.yaml: {file}: the {key} entry {missing[0]!r} does not exist (resolved "
+                                  f"from path {str(root)!r})")
+        splits[key] = [str(e) for e in entries]
+    return DataYaml(os.path.abspath(file), str(root), splits, class_names)
+
+
+def _yaml_paths(config, split: str) -> dict[str, Any]:
+    """A split of ``data.yaml``: its image files (:func:`jaxdet.data.yolo_image_files`) and the file's names."""
+    for name in _YAML_REPLACES:
+        if _field(config, name, "" if name != "class_names" else ()):
+            raise DataConfigError(
+                f"data.yaml and data.{name} are both set; the dataset file gives the folders and the class names "
+                f"(data.{', data.'.join(_YAML_REPLACES)} stay empty)"
+            )
+    spec = read_data_yaml(_path_field(config, "yaml"))
+    try:
+        files = yolo_image_files(spec.splits[split])
+    except DatasetFormatError as err:
+        raise DataConfigError(f"data.yaml: {spec.file}: {split}: {err}") from None
+    where = spec.splits[split][0] if len(spec.splits[split]) == 1 else f"{len(spec.splits[split])} entries"
+    return {"fmt": "yolo", "ann": "", "images": where, "xml_files": None, "files": files,
+            "class_names": spec.class_names, "yaml": spec.file}
+
+
 def _split_paths(config, split: str) -> dict[str, Any]:
-    """Checks and resolves the paths of one split: ``{"fmt", "ann", "images", "xml_files"}``."""
+    """Checks and resolves the paths of one split: ``{"fmt", "ann", "images", "xml_files"}`` (a ``data.yaml``
+    split also has ``"files"``, its images, ``"class_names"`` and ``"yaml"``)."""
     fmt = config.data.name
+    if fmt == "yolo" and _path_field(config, "yaml"):
+        return _yaml_paths(config, split)
+    if _path_field(config, "yaml"):
+        raise DataConfigError(f"data.yaml is read with data.name='yolo'; this run's data.name is {fmt!r}")
     pf, imf = f"{split}_path", f"{split}_images"
     ann, images = _path_field(config, pf), _path_field(config, imf)
     where = f"(data.name={fmt!r})"
@@ -207,6 +348,8 @@ def _default_class_names(config, paths, val_paths) -> tuple[str, ...] | None:
     fmt = paths["fmt"]
     if fmt == "coco":
         return None
+    if "class_names" in paths:  # data.yaml
+        return paths["class_names"]
     if fmt == "voc":
         try:
             names = voc_class_names(paths["xml_files"], val_paths["xml_files"])
@@ -250,6 +393,8 @@ def _read_records(config, paths, class_names, split: str):
             records = read_coco(paths["ann"], image_dir=paths["images"], cache=label_cache, **options)
         elif paths["fmt"] == "voc":
             records = read_voc(paths["xml_files"], image_dir=paths["images"], **options)
+        elif "files" in paths:  # data.yaml
+            records = read_yolo_files(paths["files"], cache=label_cache, **options)
         else:
             records = read_yolo(paths["images"], label_dir=paths["ann"] or None, cache=label_cache, **options)
     except DatasetFormatError as err:
@@ -303,7 +448,14 @@ def _check_records(config, records, paths, split: str) -> None:
     _check_objects(config, records, split)
     if len(records) == 0:
         raise DataConfigError(f"data.{split}_path: the {split} split {paths['ann'] or paths['images']!r} has no images")
-    if fmt == "yolo":
+    if "files" in paths:  # data.yaml: labels beside images/ as ultralytics finds them
+        if not any(yolo_label_path(r.image_path).is_file() for r in records):
+            raise DataConfigError(
+                f"data.yaml: {paths['yaml']}: none of the {len(records)} {split} images has a label file; e.g. "
+                f"{records[0].image_path!r} -> {str(yolo_label_path(records[0].image_path))!r} (the last 'images' "
+                "directory of an image's path becomes 'labels')"
+            )
+    elif fmt == "yolo":
         label_dir = pathlib.Path(_yolo_label_dir(paths))
         stems = (os.path.splitext(os.path.basename(r.image_path))[0] for r in records)  # lazy: stops at a hit
         if not any(os.path.isfile(label_dir / f"{s}.txt") for s in stems):
@@ -694,8 +846,8 @@ def prepare_data(config, workdir: str | None = None) -> tuple[Any, Data]:
         if jax.process_index() == 0:
             names = list(data.class_names)
             print(
-                f"data: {d.name} train {len(train)} images ({d.train_path or d.train_images}), val {len(val)} images "
-                f"({d.val_path or d.val_images}); {len(names)} classes {names[:10]}"
+                f"data: {d.name} train {len(train)} images ({d.train_path or d.train_images or d.get('yaml')}), val "
+                f"{len(val)} images ({d.val_path or d.val_images or d.get('yaml')}); {len(names)} classes {names[:10]}"
                 f"{' ...' if len(names) > 10 else ''} -> model.num_classes={len(names)}; "
                 + _report_line(report, workdir) + "; " + object_slots_text(slots),
                 flush=True,

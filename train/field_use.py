@@ -22,6 +22,7 @@ _FOLDERS = ("data.name", FILE_FORMATS)
 DATA_FIELD_USE: dict[str, tuple[str, tuple[str, ...]]] = {
     **{f: _FOLDERS for f in ("train_path", "train_images", "val_path", "val_images", "class_names", "resize",
                               "cache", "cache_dir", "on_bad_image", "invalid_boxes")},
+    "yaml": ("data.name", ("yolo",)),
     "label_cache": ("data.name", ("coco", "yolo")),
     "label_cache_dir": ("data.name", ("coco", "yolo")),
     "train_size": ("data.name", SYNTHETIC_NAMES),

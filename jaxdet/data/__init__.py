@@ -43,7 +43,10 @@ from jaxdet.data.readers import (
     read_coco,
     read_voc,
     read_yolo,
+    read_yolo_files,
     voc_class_names,
+    yolo_image_files,
+    yolo_label_path,
 )
 from jaxdet.data.records import (
     DetectionRecord,
@@ -98,9 +101,12 @@ __all__ = [
     "read_voc",
     "random_affine",
     "read_yolo",
+    "read_yolo_files",
     "scale_jitter",
     "verify_image",
     "voc_class_names",
+    "yolo_image_files",
+    "yolo_label_path",
     "write_coco",
     "write_voc",
     "write_yolo",

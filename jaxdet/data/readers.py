@@ -58,6 +58,8 @@ training CLI turns it on (``data.label_cache``). Details in :mod:`jaxdet.data.la
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import os
 import xml.etree.ElementTree as ET
@@ -77,6 +79,9 @@ __all__ = [
     "read_coco",
     "read_voc",
     "read_yolo",
+    "read_yolo_files",
+    "yolo_image_files",
+    "yolo_label_path",
     "voc_class_names",
     "VOC_CLASSES",
     "IMAGE_EXTENSIONS",
@@ -559,6 +564,65 @@ def read_voc(
 
 
 # --------------------------------------------------------------------------------------------------- YOLO
+
+def _read_yolo_labels(pairs, class_names, screen, num_vertices: int, tolerance: float) -> list[DetectionRecord]:
+    """The records of ``(image, label file)`` pairs in order (``image_id`` = position; see :func:`read_yolo`)."""
+    records = []
+    for image_id, (img_path, label_path) in enumerate(pairs):
+        wh = screen.image(img_path, f"image_id {image_id}")
+        if wh is None:
+            continue
+        w, h = wh
+        objs = []
+        if label_path.exists():
+            with open(label_path) as fh:
+                lines = fh.read().splitlines()
+            for ln, line in enumerate(lines, start=1):
+                tokens = line.split()
+                if not tokens:
+                    continue
+                rec = f"line {ln}"
+                try:
+                    cls = int(tokens[0])
+                    vals = np.asarray([float(t) for t in tokens[1:]], np.float64)
+                except ValueError:
+                    raise DatasetFormatError(label_path, f"not numbers: {line.strip()!r}", rec) from None
+                if not 0 <= cls < len(class_names):
+                    raise DatasetFormatError(
+                        label_path, f"class index {cls} outside [0, {len(class_names)})", rec
+                    )
+                if not np.all(np.isfinite(vals)):
+                    raise DatasetFormatError(label_path, "non-finite coordinate", rec)
+                if len(vals) == 4:
+                    cx, cy, bw, bh = vals
+                    box = np.array([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2])
+                    poly = None
+                elif len(vals) >= 6 and len(vals) % 2 == 0:
+                    poly = vals.reshape(-1, 2)
+                    box = polygon_bounds(poly)
+                else:
+                    raise DatasetFormatError(
+                        label_path,
+                        f"expected 'cls cx cy w h' or 'cls x1 y1 x2 y2 x3 y3 ...', got {len(tokens)} fields",
+                        rec,
+                    )
+                scale = np.array([w, h, w, h], np.float64)
+                obj = screen.object(
+                    img_path,
+                    label_path,
+                    rec,
+                    box * scale,
+                    None if poly is None else poly * scale[:2],
+                    w,
+                    h,
+                    num_vertices,
+                    tolerance * max(w, h),
+                )
+                if obj is not None:
+                    objs.append((*obj, cls))
+        records.append(_make_record(image_id, img_path, w, h, objs, num_vertices))
+    return records
+
 def read_yolo(
     image_dir,
     *,
@@ -637,61 +701,109 @@ def read_yolo(
         if hit is not None:
             return hit
     files = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-    records = []
-    for image_id, img_path in enumerate(files):
-        wh = screen.image(img_path, f"image_id {image_id}")
-        if wh is None:
-            continue
-        w, h = wh
-        label_path = label_dir / (img_path.stem + ".txt")
-        objs = []
-        if label_path.exists():
-            with open(label_path) as fh:
-                lines = fh.read().splitlines()
-            for ln, line in enumerate(lines, start=1):
-                tokens = line.split()
-                if not tokens:
-                    continue
-                rec = f"line {ln}"
-                try:
-                    cls = int(tokens[0])
-                    vals = np.asarray([float(t) for t in tokens[1:]], np.float64)
-                except ValueError:
-                    raise DatasetFormatError(label_path, f"not numbers: {line.strip()!r}", rec) from None
-                if not 0 <= cls < len(class_names):
-                    raise DatasetFormatError(
-                        label_path, f"class index {cls} outside [0, {len(class_names)})", rec
-                    )
-                if not np.all(np.isfinite(vals)):
-                    raise DatasetFormatError(label_path, "non-finite coordinate", rec)
-                if len(vals) == 4:
-                    cx, cy, bw, bh = vals
-                    box = np.array([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2])
-                    poly = None
-                elif len(vals) >= 6 and len(vals) % 2 == 0:
-                    poly = vals.reshape(-1, 2)
-                    box = polygon_bounds(poly)
-                else:
-                    raise DatasetFormatError(
-                        label_path,
-                        f"expected 'cls cx cy w h' or 'cls x1 y1 x2 y2 x3 y3 ...', got {len(tokens)} fields",
-                        rec,
-                    )
-                scale = np.array([w, h, w, h], np.float64)
-                obj = screen.object(
-                    img_path,
-                    label_path,
-                    rec,
-                    box * scale,
-                    None if poly is None else poly * scale[:2],
-                    w,
-                    h,
-                    num_vertices,
-                    tolerance * max(w, h),
-                )
-                if obj is not None:
-                    objs.append((*obj, cls))
-        records.append(_make_record(image_id, img_path, w, h, objs, num_vertices))
+    records = _read_yolo_labels([(f, label_dir / (f.stem + ".txt")) for f in files], class_names, screen,
+                                num_vertices, tolerance)
+    result = screen.record_set(records, class_names)
+    if entry is not None:
+        entry.save(result, fingerprint)
+    return result
+
+
+def yolo_label_path(image_path) -> Path:
+    """The label file ultralytics reads for an image: its path with the last ``images`` directory replaced by
+    ``labels`` and the extension by ``.txt`` (beside the image when no directory is called ``images``).
+
+    ``/d/images/train/a.jpg -> /d/labels/train/a.txt``.
+    """
+    text = os.fspath(image_path)
+    images, labels = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    head, found, tail = text.rpartition(images)
+    return Path(head + labels + tail if found else text).with_suffix(".txt")
+
+
+def yolo_image_files(source) -> list[Path]:
+    """The images of an ultralytics dataset entry (a ``data.yaml``'s ``train`` / ``val`` / ``test``), listed as
+    ultralytics lists them.
+
+    Args:
+      source: an image folder (searched recursively), a ``.txt`` file of image paths (one a line; a path
+        starting with ``./`` is relative to the list's folder, any other relative path to the working
+        directory), or a list of those.
+
+    Returns:
+      The image files (suffixes :data:`IMAGE_EXTENSIONS`, case-insensitive), sorted by path.
+
+    Raises:
+      DatasetFormatError: naming an entry that does not exist, a list file that cannot be read, or a source
+        without images.
+    """
+    entries = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    if not entries:
+        raise DatasetFormatError("source", "is an empty list (expected image folders or .txt lists of images)")
+    found: list[str] = []
+    for entry in entries:
+        path = Path(entry)
+        if path.is_dir():
+            found += glob.glob(os.path.join(glob.escape(os.fspath(path)), "**", "*.*"), recursive=True)
+        elif path.is_file():
+            try:
+                with open(path, encoding="utf-8-sig") as fh:
+                    lines = [line.strip() for line in fh.read().strip().splitlines() if line.strip()]
+            except (OSError, UnicodeDecodeError) as err:
+                raise DatasetFormatError(path, f"cannot be read as a list of image paths ({err})") from None
+            folder = os.fspath(path.parent) + os.sep
+            found += [folder + line[2:] if line.startswith("./") else line for line in lines]
+        else:
+            raise DatasetFormatError(path, "does not exist (expected an image folder or a .txt list of images)")
+    files = sorted(f for f in found if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
+    if not files:
+        where = entries[0] if len(entries) == 1 else ", ".join(os.fspath(e) for e in entries)
+        raise DatasetFormatError(where, f"holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return [Path(f) for f in files]
+
+
+def read_yolo_files(
+    image_files: Sequence,
+    *,
+    class_names: Sequence[str],
+    num_vertices: int = 8,
+    tolerance: float = 1e-3,
+    on_bad_image: str = "error",
+    invalid_boxes: str = "error",
+    verify_images: bool = True,
+    cache=None,
+) -> RecordSet:
+    """Read YOLO labels for a list of images (:func:`yolo_image_files`), each image's label file found as
+    ultralytics finds it (:func:`yolo_label_path`; a missing one means an image without objects).
+
+    Args:
+      image_files: the image paths, in ``image_id`` order.
+      class_names, num_vertices, tolerance, on_bad_image, invalid_boxes, verify_images, cache: as
+        :func:`read_yolo` (the cache is keyed on the list and checks the size and mtime of every image and
+        label file).
+
+    Returns:
+      A :class:`RecordSet`.
+    """
+    files = [Path(f) for f in image_files]
+    if not files:
+        raise DatasetFormatError("image_files", "is empty")
+    pairs = [(f, yolo_label_path(f)) for f in files]
+    screen = _Screen(on_bad_image, invalid_boxes, verify_images)
+    class_names = tuple(class_names)
+    entry = None
+    cache_dir = resolve_cache_dir(cache)
+    if cache_dir is not None:
+        listing = hashlib.sha256("\n".join(os.path.abspath(f) for f in files).encode("utf-8", "surrogateescape"))
+        args = dict(class_names=list(class_names), num_vertices=num_vertices, tolerance=tolerance,
+                    on_bad_image=on_bad_image, invalid_boxes=invalid_boxes, verify_images=verify_images,
+                    files=listing.hexdigest())
+        entry = CacheEntry(cache_dir, "yolo", files[0].parent.name, {"first_image": files[0]}, args)
+        fingerprint = stat_digest(p for pair in pairs for p in pair)  # taken before reading, as read_yolo
+        hit = entry.load(lambda meta: fingerprint)
+        if hit is not None:
+            return hit
+    records = _read_yolo_labels(pairs, class_names, screen, num_vertices, tolerance)
     result = screen.record_set(records, class_names)
     if entry is not None:
         entry.save(result, fingerprint)
