@@ -563,6 +563,6 @@ def _write_summary(r: _Run, step: int, summary: dict[str, Any]) -> None:
     """Process 0 writes ``summary.json`` and, when this run trained, its numbers as an ``info`` record."""
     if r.is_main:
         with open(os.path.join(r.workdir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2, default=float)
+            json.dump({k: metrics_log.json_scalar(k, v) for k, v in summary.items()}, f, indent=2, default=float)
         if summary["compile_s"] is not None:
             r.writer.write("info", step, {k: v for k, v in summary.items() if isinstance(v, (int, float))})

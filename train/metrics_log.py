@@ -1,7 +1,9 @@
 """Metrics to JSONL (``metrics.jsonl``) and TensorBoard event files (tensorboardX), process 0 only.
 
 Each JSONL line is ``{"kind": "train" | "eval" | "info", "step": int, ...scalars}``; a resumed run appends,
-dropping nothing (``read_history`` keeps the last record per (kind, step)).
+dropping nothing (``read_history`` keeps the last record per (kind, step)). Counts (:func:`train.tables.is_count`:
+``num_images``, ``dropped_boxes``, ...) are written as JSON integers, other numbers as floats, and a non-finite
+number as its string (``"nan"``), which JSON cannot hold.
 """
 
 from __future__ import annotations
@@ -13,13 +15,23 @@ from typing import Any
 
 from tensorboardX import SummaryWriter
 
+from train.tables import is_count
 
-def _scalar(v: Any):
+
+def json_scalar(key: str, v: Any):
+    """``v`` as JSON writes it under ``key``: an int for a whole count, a float for another number, ``"nan"`` /
+    ``"inf"`` for a non-finite one; a mapping value converted key by key; anything else unchanged."""
+    if isinstance(v, dict):
+        return {k: json_scalar(k, x) for k, x in v.items()}
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
     try:
         f = float(v)
     except (TypeError, ValueError):
         return v
-    return f if math.isfinite(f) else str(f)
+    if not math.isfinite(f):
+        return str(f)
+    return int(f) if is_count(key) and f.is_integer() else f
 
 
 class MetricWriter:
@@ -38,11 +50,11 @@ class MetricWriter:
         if not self.enabled:
             return
         record = {"kind": kind, "step": int(step)}
-        record.update({k: _scalar(v) for k, v in scalars.items()})
+        record.update({k: json_scalar(k, v) for k, v in scalars.items()})
         self._file.write(json.dumps(record) + "\n")
         if self._tb is not None:
             for k, v in record.items():
-                if k not in ("kind", "step") and isinstance(v, float):
+                if k not in ("kind", "step") and isinstance(v, (int, float)) and not isinstance(v, bool):
                     self._tb.add_scalar(f"{kind}/{k}", v, int(step))
 
     def flush(self) -> None:

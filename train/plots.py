@@ -38,7 +38,8 @@ def split_train_keys(train: list[dict[str, Any]]) -> tuple[list[str], list[str]]
 
     Counters are :func:`train.tables.is_count` keys (``dropped_boxes``, ``skipped``, ``skipped_steps``, ...) and
     any other key whose values are all whole numbers, not all 0; they get their own linear panel. Loss terms are
-    the rest, less hyper-parameters, timings, norms and cosines (drawn elsewhere).
+    the rest, less hyper-parameters, timings, norms and cosines (drawn elsewhere). The recipe's ``accumulate``
+    (batches per update) and ``updated`` (a 0/1 flag: this batch ended an update) are neither.
     """
     numeric: dict[str, list[float]] = {}
     for r in train:
@@ -47,7 +48,7 @@ def split_train_keys(train: list[dict[str, Any]]) -> tuple[list[str], list[str]]
                 numeric.setdefault(k, []).append(float(v))
     counters, losses = [], []
     for k in sorted(numeric):
-        if k == "accumulate":  # the recipe's accumulation hyper-parameter (whole batches), not a count
+        if k in ("accumulate", "updated"):  # the recipe's accumulation: batches per update, and a 0/1 flag per step
             continue
         if is_count(k):
             counters.append(k)

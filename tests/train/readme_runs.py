@@ -44,12 +44,10 @@ SMOKE_GRID = tp.TINY_GRID_MODEL
 #: SKIP, and (``check_user_data``) validates the user-data commands' configs.
 _PROGRAM = """
 import json, sys, time
-import jax
-from train import cli
+from train import cli, compile_cache
 from train.validate import validate_config
 cache, script, runs, checks, smoke, smoke_synthetic, smoke_grid, wanted = json.loads(sys.argv[1])
-jax.config.update("jax_compilation_cache_dir", cache)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+compile_cache.enable(cache, min_compile_time_s=0.5)
 exec(script)
 for argv in runs:
     config = cli.parse_args(argv)[0]

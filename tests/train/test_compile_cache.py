@@ -173,6 +173,9 @@ def test_second_run_reads_the_train_step_from_the_cache(tmp_path):
             return proc.stdout, json.load(f)
 
     out1, summary1 = train("first")
+    assert isinstance(summary1["eval"]["num_images"], int) and summary1["eval"]["num_images"] == 8  # a count
+    evals = [r for r in map(json.loads, open(tmp_path / "first" / "metrics.jsonl")) if r["kind"] == "eval"]
+    assert evals and all(isinstance(r["num_gt"], int) and isinstance(r["mAP"], float) for r in evals)
     assert "compiling the train step ..." in out1
     assert "saved to the persistent compilation cache" in out1 and not summary1["compile_cache_hit"]
     assert os.listdir(tmp_path / "cache" / "xla")

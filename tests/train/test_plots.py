@@ -44,6 +44,10 @@ def test_split_train_keys_separates_counters():
     # A key not named as a count but whole-numbered (and not all 0) is a counter too.
     _, counters = plots.split_train_keys([{**r, "late_boxes": 3.0} for r in TRAIN])
     assert "late_boxes" in counters
+    # The recipe's accumulation flag and batches per update are neither counters nor losses.
+    losses, counters = plots.split_train_keys([{**r, "updated": float(i % 2), "accumulate": 4.0}
+                                               for i, r in enumerate(TRAIN)])
+    assert "updated" not in counters + losses and "accumulate" not in counters + losses
 
 
 def test_counters_not_on_the_log_loss_axis(tmp_path, figures):

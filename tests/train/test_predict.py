@@ -178,3 +178,13 @@ def test_final_report_files(tmp_path):
     assert 0 < want.mean() < 1  # not a trivial curve
     np.testing.assert_allclose(curve["precision"]["b"], want, atol=1e-12)
     np.testing.assert_allclose(curve["recall"], np.linspace(0, 1, 101), atol=1e-12)
+
+
+@pytest.mark.parametrize("flag, enabled", [((), True), (("--compile-cache",), True), (("--no-compile-cache",), False)])
+def test_predict_turns_the_compilation_cache_on_unless_told_not_to(monkeypatch, tmp_path, capsys, flag, enabled):
+    calls = []
+    monkeypatch.setattr(predict_lib.compile_cache, "enable", lambda *a, **k: calls.append(a) or "")
+    with pytest.raises(SystemExit) as info:  # no images: predict stops after the cache decision, before compiling
+        predict_lib.main(["--workdir", str(tmp_path), "--images", str(tmp_path / "none"), *flag])
+    assert info.value.code == 2 and "error:" in capsys.readouterr().err
+    assert calls == ([()] if enabled else [])
