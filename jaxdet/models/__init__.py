@@ -10,8 +10,9 @@ Public API:
 - :class:`YOLOv1Head`, :class:`PolygonHead`, :class:`YOLOv8Head` — the heads.
 - :func:`build_detector` ``(model_cfg, *, num_classes, rngs)`` — the head's network; ``model(images
   [N, H, W, 3])`` returns the raw head tensor ``[N, S, S, D]``.
-- :class:`YOLOv8` — the ultralytics YOLOv8 network (:mod:`jaxdet.models.yolov8`);
-  :func:`load_ultralytics` (state dict, ``DetectionModel`` or ``.pt`` -> :class:`YOLOv8`) and
+- :class:`YOLO` — the ultralytics YOLOv8 / YOLO11 / YOLO26 networks, ``YOLO(version="v8" | "11" | "26", scale=...)``
+  (:mod:`jaxdet.models.yolo`, blocks in :mod:`jaxdet.models.blocks`);
+  :func:`load_ultralytics` (state dict, ``DetectionModel`` or ``.pt`` -> :class:`YOLO`, version detected) and
   :func:`export_ultralytics` (-> an ultralytics state dict) in :mod:`jaxdet.models.ultralytics_io`.
 - :func:`default_model_config` — every ``model`` field with its default (the head :data:`DEFAULT_HEAD`).
 
@@ -31,8 +32,8 @@ from jaxdet.models.detector import GRID_DETECTOR_DEFAULTS, Detector
 from jaxdet.models.polygon_head import PolygonHead
 from jaxdet.models.registry import DEFAULT_HEAD, HEADS, make_head
 from jaxdet.models.ultralytics_io import export_ultralytics, load_ultralytics
+from jaxdet.models.yolo import YOLO
 from jaxdet.models.yolov1_head import CONFIDENCE_PRIOR, YOLOv1Head
-from jaxdet.models.yolov8 import YOLOv8
 from jaxdet.models.yolov8_head import YOLOv8Head
 
 __all__ = [
@@ -43,7 +44,7 @@ __all__ = [
     "Head",
     "PolygonHead",
     "YOLOv1Head",
-    "YOLOv8",
+    "YOLO",
     "YOLOv8Head",
     "build_detector",
     "export_ultralytics",

@@ -1,6 +1,6 @@
 """The YOLOv8 head (``model.head = "yolov8"``): the ultralytics YOLOv8 network, its DFL box decoding and loss.
 
-Outputs layout: the model (:class:`jaxdet.models.yolov8.YOLOv8`) returns a **tuple of three per-level arrays**
+Outputs layout: the model (:class:`jaxdet.models.yolo.YOLO`, version "v8") returns a **tuple of three per-level arrays**
 ``[N, H/s, W/s, 4·reg_max + C]`` for the strides ``s = 8, 16, 32``; the last axis holds the DFL logits of the
 four box sides (``l, t, r, b``, ``reg_max`` bins each, side-major) then the C class logits.
 :meth:`YOLOv8Head.flatten` concatenates the levels row-major into ``[N, A, 4·reg_max + C]`` (ultralytics'
@@ -41,7 +41,7 @@ from flax import nnx
 from jaxdet import _checks
 from jaxdet.losses.yolov8 import yolov8_loss
 from jaxdet.models.base_head import Head, loss_field, model_field
-from jaxdet.models.yolov8 import SCALES, YOLOv8
+from jaxdet.models.yolo import VERSIONS, YOLO
 from jaxdet.nms import Detections, select_detections
 from jaxdet.tal import dfl_decode, dist2bbox, make_anchor_points
 
@@ -78,7 +78,7 @@ class YOLOv8Head(Head):
 
     def __post_init__(self):
         _checks.positive_int(self.num_classes, "num_classes")
-        _checks.choice(self.scale, "model.scale", tuple(SCALES))
+        _checks.choice(self.scale, "model.scale", tuple(VERSIONS["v8"].scales))
         _checks.positive_int(self.reg_max, "model.reg_max", minimum=2)
         _checks.choice(self.dtype, "model.dtype", tuple(_DTYPES))
         _checks.choice(self.score_target, "loss.score_target", ("stop", "through"))
@@ -101,15 +101,15 @@ class YOLOv8Head(Head):
 
     def output_bias(self) -> np.ndarray:
         """The stride-8 level's initial bias: 2.0 on the box logits, ``log(5 / C / 80²)`` on the classes
-        (the stride-16/32 levels use ``log(5 / C / (640 / s)²)``, see :class:`jaxdet.models.yolov8.Detect`)."""
+        (the stride-16/32 levels use ``log(5 / C / (640 / s)²)``, see :class:`jaxdet.models.blocks.Detect`)."""
         bias = np.full((self.channels,), 2.0, np.float32)
         bias[4 * self.reg_max:] = math.log(5 / self.num_classes / (640 / STRIDES[0]) ** 2)
         return bias
 
     def build_model(self, model_cfg, *, rngs: nnx.Rngs) -> nnx.Module:
-        """:class:`jaxdet.models.yolov8.YOLOv8` at ``model.scale`` (parameters float32, compute ``model.dtype``)."""
-        return YOLOv8(scale=self.scale, num_classes=self.num_classes, reg_max=self.reg_max, rngs=rngs,
-                      dtype=_DTYPES[self.dtype])
+        """:class:`jaxdet.models.yolo.YOLO` v8 at ``model.scale`` (parameters float32, compute ``model.dtype``)."""
+        return YOLO(version="v8", scale=self.scale, num_classes=self.num_classes, reg_max=self.reg_max, rngs=rngs,
+                    dtype=_DTYPES[self.dtype])
 
     # ------------------------------------------------------------------------------------------ views
 

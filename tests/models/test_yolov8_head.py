@@ -12,7 +12,7 @@ from flax import nnx
 from ultralytics.utils.nms import non_max_suppression
 
 from jaxdet.models import HEADS, YOLOv8Head, load_ultralytics, make_head
-from jaxdet.parity.cases_yolov8_model import NUM_CLASSES, ultralytics_model
+from jaxdet.parity.cases_yolo_model import NUM_CLASSES, ultralytics_model
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
@@ -38,7 +38,7 @@ def test_boxes_and_scores_match_ultralytics_inference():
     """float64: our normalised xyxy boxes times the image size = ultralytics' decoded xywh (DFL + anchors)."""
     torch = pytest.importorskip("torch")
 
-    ref = ultralytics_model("n", NUM_CLASSES).eval()
+    ref = ultralytics_model("yolov8n", NUM_CLASSES).eval()
     images = np.random.default_rng(1).uniform(0, 1, (2, 64, 96, 3))
     with torch.no_grad():
         y, _ = ref(torch.from_numpy(images.transpose(0, 3, 1, 2).copy()))

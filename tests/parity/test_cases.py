@@ -10,8 +10,8 @@ import torch
 
 from jaxdet.parity import all_cases, compare, format_table, run_case
 
-# The YOLOv8 network rows (whole-model VJPs, the slowest rows) run in tests/models/test_yolov8.py.
-CASES = [case for case in all_cases() if not case.name.startswith("yolov8n_model")]
+# The YOLO network rows (whole-model VJPs, the slowest rows) run in tests/models/test_yolo.py.
+CASES = [case for case in all_cases() if "_model_" not in case.name]
 #: rows that take 5-20 s each on a 2-core CPU (the v8 loss at 8,400 anchors, MGIoU on many polygons, the hybrid
 #: loss, TAL with many GTs): the fast path (``-m "not slow"``) runs the other rows of each family.
 SLOW_ROWS = ("yolov8_loss", "mgiou_loss", "hybrid_polygon_loss (none)", "hybrid_polygon_loss (grad_norm)",

@@ -34,7 +34,7 @@ from flax import nnx  # noqa: E402
 from jax.sharding import AxisType  # noqa: E402
 
 from jaxdet.data import SyntheticShapes, collate  # noqa: E402
-from jaxdet.models import YOLOv8, make_head  # noqa: E402
+from jaxdet.models import YOLO, make_head  # noqa: E402
 from train import mesh as mesh_lib  # noqa: E402
 from train import model_state as model_state_lib  # noqa: E402
 from train import step as step_lib  # noqa: E402
@@ -59,7 +59,7 @@ def trajectory(mesh, tx, optimizer: str, *, with_grads: bool) -> dict[str, np.nd
     dtype = jnp.dtype(DTYPE)
     head = make_head({"head": "yolov8", "scale": "n"}, None, num_classes=CLASSES)
     graphdef, init_fn = step_lib.make_init_fn(
-        lambda rngs: YOLOv8(scale="n", num_classes=CLASSES, rngs=rngs, param_dtype=dtype), tx, seed=0)
+        lambda rngs: YOLO(version="v8", scale="n", num_classes=CLASSES, rngs=rngs, param_dtype=dtype), tx, seed=0)
     repl = mesh_lib.replicated(mesh)
     state = jax.device_put(init_fn(), repl)
     train_step = step_lib.make_train_step(graphdef, loss_fn=head.loss, tx=tx, lr_schedule=lambda s: LR[optimizer])

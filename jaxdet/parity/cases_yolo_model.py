@@ -1,20 +1,24 @@
-"""Parity cases of the YOLOv8 network against ultralytics' ``DetectionModel("yolov8n.yaml", nc=C)``.
+"""Parity cases of the YOLO networks (v8, 11, 26) against ultralytics' ``DetectionModel(f"{name}.yaml", nc=C)``.
 
 The ultralytics model is built with random weights (seeded, ``YOLO_OFFLINE``-safe: nothing is downloaded)
 and random BatchNorm affine parameters and running statistics; :func:`jaxdet.models.load_ultralytics`
 imports it. The harness inputs are the channels-last images **and every parameter** (NNX layout, kernels
 ``[k, k, I, O]``; the torch side transposes them back inside autograd), so the compared gradients are the
 VJPs of the outputs w.r.t. the images and every parameter. The BatchNorm running statistics are further
-(non-differentiated) inputs.
+(non-differentiated) inputs. One set of rows per model of :data:`MODELS` (``<name>`` = yolov8n, yolo11n,
+yolo26n):
 
-- ``yolov8n_model_eval``: eval mode, the three per-level outputs ``[N, H/s, W/s, 4·reg_max + C]``.
-- ``yolov8n_model_train``: train mode (batch statistics), the outputs and every updated running mean and
-  running variance (torch's unbiased-variance update, momentum 0.03).
-- ``yolov8n_model_loss``: the train-mode outputs through the ``yolov8`` head's loss
-  (:func:`jaxdet.losses.yolov8.yolov8_loss`) against ``v8DetectionLoss`` (its terms divided by the batch size,
-  :func:`jaxdet.parity.torch_yolov8.v8_detection_loss_torch`): the total and the three terms, and their
-  gradient w.r.t. the images and every parameter (torch autograd through the whole network). 64-px square
-  images, 84 anchors, three GT slots per image, one of them padding.
+- ``<name>_model_eval``: eval mode, the three per-level outputs ``[N, H/s, W/s, 4·reg_max + C]``; for yolo26n
+  both heads, ``{"one2many": levels, "one2one": levels}`` (eval mode: the one-to-one branches see the features
+  undetached, so their VJP reaches the backbone as in ultralytics).
+- ``<name>_model_train``: train mode (batch statistics), the outputs (yolo26n: both heads, the one-to-one
+  branches on detached features) and every updated running mean and running variance (torch's
+  unbiased-variance update, momentum 0.03).
+- ``<name>_model_loss`` (yolov8n, yolo11n, whose loss is v8's): the train-mode outputs through the ``yolov8``
+  head's loss (:func:`jaxdet.losses.yolov8.yolov8_loss`) against ``v8DetectionLoss`` (its terms divided by the
+  batch size, :func:`jaxdet.parity.torch_yolov8.v8_detection_loss_torch`): the total and the three terms, and
+  their gradient w.r.t. the images and every parameter (torch autograd through the whole network). 64-px
+  square images, 84 anchors, three GT slots per image, one of them padding.
 """
 
 from __future__ import annotations
@@ -33,11 +37,15 @@ from jaxdet.parity.core import ParityCase
 
 NUM_CLASSES = 5
 IMAGE_SHAPE = (2, 64, 96, 3)  # [N, H, W, 3]: levels 8×12, 4×6, 2×3
+#: the models with rows, as ultralytics names their yaml (``<name>.yaml``).
+MODELS = ("yolov8n", "yolo11n", "yolo26n")
+#: the models whose loss is v8's (``v8DetectionLoss``).
+V8_LOSS_MODELS = ("yolov8n", "yolo11n")
 
 
 @functools.lru_cache(maxsize=None)
-def ultralytics_model(scale: str = "n", num_classes: int = NUM_CLASSES, seed: int = 0):
-    """A float64 ``DetectionModel(f"yolov8{scale}.yaml", nc=num_classes)`` with random BN statistics.
+def ultralytics_model(name: str = "yolov8n", num_classes: int = NUM_CLASSES, seed: int = 0):
+    """A float64 ``DetectionModel(f"{name}.yaml", nc=num_classes)`` with random BN statistics.
 
     The BatchNorm weights are drawn from U(0.5, 1.5), biases and running means from N(0, 0.2²) and N(0, 0.5²),
     running variances from U(0.5, 1.5), so eval mode differs from train mode and from the identity.
@@ -47,7 +55,7 @@ def ultralytics_model(scale: str = "n", num_classes: int = NUM_CLASSES, seed: in
     from ultralytics.nn.tasks import DetectionModel  # noqa: PLC0415 - torch side, after YOLO_OFFLINE is set
 
     torch.manual_seed(seed)
-    model = DetectionModel(f"yolov8{scale}.yaml", nc=num_classes, verbose=False)
+    model = DetectionModel(f"{name}.yaml", nc=num_classes, verbose=False)
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for m in model.modules():
@@ -61,17 +69,17 @@ def ultralytics_model(scale: str = "n", num_classes: int = NUM_CLASSES, seed: in
 
 
 @functools.lru_cache(maxsize=None)
-def _layout(scale: str, num_classes: int):
+def _layout(name: str, num_classes: int):
     """The NNX model's graphdef and the flat paths of its Params and BatchStats (the harness input order)."""
-    model = load_ultralytics(ultralytics_model(scale, num_classes), param_dtype=jnp.float32)
+    model = load_ultralytics(ultralytics_model(name, num_classes), param_dtype=jnp.float32)
     graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
     return graphdef, tuple(p for p, _ in nnx.to_flat_state(params)), tuple(p for p, _ in nnx.to_flat_state(stats))
 
 
-def _numpy_weights(scale: str, num_classes: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _numpy_weights(name: str, num_classes: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Params and BatchStats of the ultralytics model as float64 numpy arrays in the NNX layout."""
-    _, param_paths, stat_paths = _layout(scale, num_classes)
-    state = {k: v.detach().numpy() for k, v in ultralytics_model(scale, num_classes).state_dict().items()}
+    _, param_paths, stat_paths = _layout(name, num_classes)
+    state = {k: v.detach().numpy() for k, v in ultralytics_model(name, num_classes).state_dict().items()}
 
     def get(path):
         value = state[tensor_name(path)]
@@ -80,17 +88,18 @@ def _numpy_weights(scale: str, num_classes: int) -> tuple[list[np.ndarray], list
     return [get(p) for p in param_paths], [get(p) for p in stat_paths]
 
 
-def make_inputs(rng: np.random.Generator, *, scale: str = "n", num_classes: int = NUM_CLASSES,
+def make_inputs(rng: np.random.Generator, *, name: str = "yolov8n", num_classes: int = NUM_CLASSES,
                 image_shape=IMAGE_SHAPE) -> tuple[np.ndarray, ...]:
     """``(images [N, H, W, 3], *params, *running statistics)`` as float64 numpy arrays."""
-    params, stats = _numpy_weights(scale, num_classes)
+    params, stats = _numpy_weights(name, num_classes)
     images = rng.uniform(0.0, 1.0, image_shape)
     return (images, *params, *stats)
 
 
-def jax_forward(*inputs, scale: str = "n", num_classes: int = NUM_CLASSES, train: bool):
-    """The jaxdet model of ``inputs``: per-level outputs, plus the updated statistics in train mode."""
-    graphdef, param_paths, stat_paths = _layout(scale, num_classes)
+def jax_forward(*inputs, name: str = "yolov8n", num_classes: int = NUM_CLASSES, train: bool):
+    """The jaxdet model of ``inputs``: its outputs (per-level tuple, or yolo26's dict of both heads), plus the
+    updated statistics in train mode."""
+    graphdef, param_paths, stat_paths = _layout(name, num_classes)
     images, rest = inputs[0], inputs[1:]
     params = nnx.from_flat_state(list(zip(param_paths, [nnx.Param(a) for a in rest[: len(param_paths)]])))
     stats = nnx.from_flat_state(list(zip(stat_paths, [nnx.BatchStat(a) for a in rest[len(param_paths):]])))
@@ -103,13 +112,25 @@ def jax_forward(*inputs, scale: str = "n", num_classes: int = NUM_CLASSES, train
     return outputs, [v[...] for _, v in nnx.to_flat_state(nnx.state(model, nnx.BatchStat))]
 
 
-def torch_forward(*tensors, scale: str = "n", num_classes: int = NUM_CLASSES, train: bool):
+def _levels(preds, n: int):
+    """ultralytics' ``{"boxes" [N, 4·reg_max, A], "scores" [N, C, A], "feats"}`` as jaxdet's per-level maps."""
+    import torch  # noqa: PLC0415 - torch side: imported only when a comparison runs
+
+    levels = [f.shape[2:] for f in preds["feats"]]
+    sizes = [int(h * w) for h, w in levels]
+    return tuple(
+        torch.cat([b, s], 1).reshape(n, -1, h, w).permute(0, 2, 3, 1)
+        for b, s, (h, w) in zip(preds["boxes"].split(sizes, -1), preds["scores"].split(sizes, -1), levels)
+    )
+
+
+def torch_forward(*tensors, name: str = "yolov8n", num_classes: int = NUM_CLASSES, train: bool):
     """ultralytics' model on the same inputs (``torch.func.functional_call``), in the jaxdet output layout."""
     import torch  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
-    _, param_paths, stat_paths = _layout(scale, num_classes)
+    _, param_paths, stat_paths = _layout(name, num_classes)
     images, rest = tensors[0], tensors[1:]
-    model = copy.deepcopy(ultralytics_model(scale, num_classes)).to(images.dtype)
+    model = copy.deepcopy(ultralytics_model(name, num_classes)).to(images.dtype)
     weights = {}
     for path, t in zip(param_paths + stat_paths, rest):
         weights[tensor_name(path)] = t.permute(3, 2, 0, 1) if path[-1] == "kernel" else t.clone()
@@ -117,13 +138,11 @@ def torch_forward(*tensors, scale: str = "n", num_classes: int = NUM_CLASSES, tr
     x = images.permute(0, 3, 1, 2)
     preds = torch.func.functional_call(model, weights, (x,))
     preds = preds if train else preds[1]
-    levels = [f.shape[2:] for f in preds["feats"]]
-    sizes = [int(h * w) for h, w in levels]
     n = x.shape[0]
-    outputs = tuple(
-        torch.cat([b, s], 1).reshape(n, -1, h, w).permute(0, 2, 3, 1)
-        for b, s, (h, w) in zip(preds["boxes"].split(sizes, -1), preds["scores"].split(sizes, -1), levels)
-    )
+    if "one2one" in preds:
+        outputs = {"one2many": _levels(preds["one2many"], n), "one2one": _levels(preds["one2one"], n)}
+    else:
+        outputs = _levels(preds, n)
     if not train:
         return outputs
     return outputs, [weights[tensor_name(p)] for p in stat_paths]
@@ -132,9 +151,9 @@ def torch_forward(*tensors, scale: str = "n", num_classes: int = NUM_CLASSES, tr
 LOSS_IMAGE = 64
 
 
-def make_loss_inputs(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+def make_loss_inputs(rng: np.random.Generator, *, name: str = "yolov8n") -> tuple[np.ndarray, ...]:
     """``(images [2, 64, 64, 3], *params, *statistics, gt_labels [2, 3], gt_boxes [2, 3, 4] px, valid [2, 3])``."""
-    base = make_inputs(rng, image_shape=(2, LOSS_IMAGE, LOSS_IMAGE, 3))
+    base = make_inputs(rng, name=name, image_shape=(2, LOSS_IMAGE, LOSS_IMAGE, 3))
     size = rng.uniform(8.0, 40.0, (2, 3, 2))
     centre = rng.uniform(size / 2, LOSS_IMAGE - size / 2)
     boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=-1)
@@ -144,62 +163,69 @@ def make_loss_inputs(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     return (*base, labels, boxes, valid)
 
 
-def jax_loss(*inputs):
+def jax_loss(*inputs, name: str = "yolov8n"):
     """The yolov8 head's loss of the jaxdet model's train-mode outputs: ``{"total", "box", "cls", "dfl"}``."""
     *net, labels, boxes, valid = inputs
-    outputs, _ = jax_forward(*net, train=True)
+    outputs, _ = jax_forward(*net, name=name, train=True)
     batch = {"boxes": boxes / LOSS_IMAGE, "classes": labels, "valid": valid}
     total, metrics, _ = YOLOv8Head(num_classes=NUM_CLASSES).loss(outputs, batch, step=0, state={})
     return {"total": total, "box": metrics["box"], "cls": metrics["cls"], "dfl": metrics["dfl"]}
 
 
-def torch_loss(*tensors):
+def torch_loss(*tensors, name: str = "yolov8n"):
     """``v8DetectionLoss`` of ultralytics' train-mode outputs (per-level maps flattened to ``[B, A, 64 + C]``)."""
     import torch  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
     from jaxdet.parity.torch_yolov8 import v8_detection_loss_torch  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
     *net, labels, boxes, valid = tensors
-    outputs, _ = torch_forward(*net, train=True)
+    outputs, _ = torch_forward(*net, name=name, train=True)
     flat = torch.cat([o.reshape(o.shape[0], -1, o.shape[-1]) for o in outputs], 1)
     return v8_detection_loss_torch(flat, labels, boxes, valid, image_size=LOSS_IMAGE)
 
 
-def _wrt(scale: str = "n", num_classes: int = NUM_CLASSES) -> tuple[int, ...]:
-    _, param_paths, _ = _layout(scale, num_classes)
+def _wrt(name: str, num_classes: int = NUM_CLASSES) -> tuple[int, ...]:
+    _, param_paths, _ = _layout(name, num_classes)
     return tuple(range(1 + len(param_paths)))
 
 
-def cases() -> list[ParityCase]:
-    wrt = _wrt()
-    return [
+def model_cases(name: str) -> list[ParityCase]:
+    """The rows of one model of :data:`MODELS` (module doc)."""
+    wrt = _wrt(name)
+    heads = " (one2many + one2one)" if name.startswith("yolo26") else ""
+    rows = [
         ParityCase(
-            name="yolov8n_model_eval",
-            reference="ultralytics DetectionModel('yolov8n.yaml') eval",
-            jax_fn=functools.partial(jax_forward, train=False),
-            torch_fn=functools.partial(torch_forward, train=False),
-            make_inputs=make_inputs,
+            name=f"{name}_model_eval",
+            reference=f"ultralytics DetectionModel('{name}.yaml') eval{heads}",
+            jax_fn=functools.partial(jax_forward, name=name, train=False),
+            torch_fn=functools.partial(torch_forward, name=name, train=False),
+            make_inputs=functools.partial(make_inputs, name=name),
             wrt=wrt,
             rtol32=1e-4,
         ),
         ParityCase(
-            name="yolov8n_model_train",
-            reference="ultralytics DetectionModel('yolov8n.yaml') train + BN stats",
-            jax_fn=functools.partial(jax_forward, train=True),
-            torch_fn=functools.partial(torch_forward, train=True),
-            make_inputs=make_inputs,
+            name=f"{name}_model_train",
+            reference=f"ultralytics DetectionModel('{name}.yaml') train{heads} + BN stats",
+            jax_fn=functools.partial(jax_forward, name=name, train=True),
+            torch_fn=functools.partial(torch_forward, name=name, train=True),
+            make_inputs=functools.partial(make_inputs, name=name),
             wrt=wrt,
-            rtol32=1e-4,
-        ),
-        ParityCase(
-            name="yolov8n_model_loss",
-            reference="ultralytics v8DetectionLoss(DetectionModel('yolov8n.yaml')) train, autograd",
-            jax_fn=jax_loss,
-            torch_fn=torch_loss,
-            make_inputs=make_loss_inputs,
-            wrt=wrt,
-            rtol64=1e-8,
             rtol32=1e-4,
         ),
     ]
+    if name in V8_LOSS_MODELS:
+        rows.append(ParityCase(
+            name=f"{name}_model_loss",
+            reference=f"ultralytics v8DetectionLoss(DetectionModel('{name}.yaml')) train, autograd",
+            jax_fn=functools.partial(jax_loss, name=name),
+            torch_fn=functools.partial(torch_loss, name=name),
+            make_inputs=functools.partial(make_loss_inputs, name=name),
+            wrt=wrt,
+            rtol64=1e-8,
+            rtol32=1e-4,
+        ))
+    return rows
 
+
+def cases() -> list[ParityCase]:
+    return [case for name in MODELS for case in model_cases(name)]

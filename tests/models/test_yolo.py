@@ -1,12 +1,16 @@
-"""The YOLOv8 network against ultralytics' DetectionModel: builds, weight import/export, errors, parity.
+"""The YOLO networks (v8, 11, 26) against ultralytics' DetectionModel: builds, weight import/export, errors,
+parity.
 
-Parity (eval-mode outputs per level; train-mode outputs and updated BatchNorm statistics; VJPs w.r.t. the
-images and every parameter) runs the rows of :mod:`jaxdet.parity.cases_yolov8_model` here, in float64
-(rel ≤ 1e-10) and float32 (rel ≤ 1e-4). tests/parity/test_cases.py leaves these rows to this file.
+Parity (eval-mode outputs per level, both heads for YOLO26; train-mode outputs and updated BatchNorm
+statistics; VJPs w.r.t. the images and every parameter; the v8 loss of YOLOv8n and YOLO11n) runs the rows of
+:mod:`jaxdet.parity.cases_yolo_model` here, in float64 (rel ≤ 1e-10) and float32 (rel ≤ 1e-4).
+tests/parity/test_cases.py leaves these rows to this file. The fast tests build the networks abstractly
+(``nnx.eval_shape``); everything that compiles a network is ``slow``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
@@ -20,28 +24,104 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("ultralytics")
 
 from jaxdet.models import export_ultralytics, load_ultralytics  # noqa: E402
-from jaxdet.models.yolov8 import YOLOv8, count_params, scaled_channels, scaled_repeats  # noqa: E402
-from jaxdet.parity import cases_yolov8_model as cases  # noqa: E402
+from jaxdet.models.ultralytics_io import detect_version, tensor_name  # noqa: E402
+from jaxdet.models.yolo import YOLO, count_params, scaled_channels, scaled_repeats  # noqa: E402
+from jaxdet.parity import cases_yolo_model as cases  # noqa: E402
 from jaxdet.parity import core  # noqa: E402
 from jaxdet.parity.core import run_case  # noqa: E402
 
-pytestmark = pytest.mark.slow  # compiles the full YOLOv8 network (parity with ultralytics)
+
+@functools.lru_cache(maxsize=None)
+def _abstract(version: str, scale: str) -> YOLO:
+    """``yolo<version><scale>`` with 80 classes, built abstractly (shapes only; a few seconds each)."""
+    return nnx.eval_shape(lambda: YOLO(version=version, scale=scale, num_classes=80, rngs=nnx.Rngs(0)))
 
 
-@pytest.mark.parametrize("scale, expected", [("n", 3157184), ("s", 11166544)])
-def test_builds_with_ultralytics_parameter_counts(scale, expected):
-    """yolov8.yaml's summary lines: 3157184 (n) and 11166544 (s) trainable parameters."""
-    model = nnx.eval_shape(lambda: YOLOv8(scale=scale, num_classes=80, rngs=nnx.Rngs(0)))
+def _slow(*values):
+    return pytest.param(*values, marks=pytest.mark.slow)
+
+
+# The yaml's summary lines: trainable parameters ("gradients"; YOLO26 counts both heads, its DFL is no buffer).
+@pytest.mark.parametrize("version, scale, expected", [
+    ("v8", "n", 3157184), _slow("v8", "s", 11166544),
+    ("11", "n", 2624064), _slow("11", "s", 9458736), ("11", "m", 20114672), _slow("11", "l", 25372144),
+    _slow("11", "x", 56966160),
+    ("26", "n", 2572280), _slow("26", "s", 10009784), _slow("26", "m", 21896248), _slow("26", "l", 26299704),
+    _slow("26", "x", 58993368),
+])
+def test_builds_with_ultralytics_parameter_counts(version, scale, expected):
+    model = _abstract(version, scale)
     assert count_params(model) == expected
-    assert model.strides == (8, 16, 32)
+    assert model.strides == (8, 16, 32) and model.name == f"yolo{version}{scale}"
 
 
 def test_scaling_rules():
     assert scaled_channels(1024, 0.25, 1024) == 256 and scaled_channels(1024, 0.75, 768) == 576
     assert scaled_channels(64, 0.25, 1024) == 16
     assert [scaled_repeats(n, 0.33) for n in (1, 3, 6)] == [1, 1, 2]
+    assert [scaled_repeats(n, 0.5) for n in (1, 2)] == [1, 1]  # 11/26 at n, s, m: one block per C3k2
 
 
+def test_parse_model_quirks():
+    """c3k forced at m/l/x, the depthwise class branch, SPPF's activation and residual, attention heads."""
+    n11, m11, n26 = _abstract("11", "n"), _abstract("11", "m"), _abstract("26", "n")
+    assert type(n11.model[13].m[0]).__name__ == "Bottleneck" and type(m11.model[13].m[0]).__name__ == "C3k"
+    assert type(n11.model[6].m[0]).__name__ == "C3k"  # the yaml's own c3k=True
+    assert [type(b).__name__ for b in n26.model[22].m[0]] == ["Bottleneck", "PSABlock"]  # attn wins over c3k
+    assert n26.model[22].m[0][1].attn.num_heads == 2 and m11.model[10].m[0].attn.num_heads == 4  # c // 64
+    assert n11.model[9].cv1.act and not n26.model[9].cv1.act and n26.model[9].add and not n11.model[9].add
+    assert n11.model[23].cv3[0][0][0].conv.groups == 64 and not n11.model[23].legacy
+    assert _abstract("v8", "n").model[22].legacy and not hasattr(n11.model[23], "one2one_cv2")
+    assert n26.model[23].end2end and n26.reg_max == 1
+
+
+@pytest.mark.parametrize("version, channels", [_slow("v8", 64 + 80), _slow("11", 64 + 80), ("26", 4 + 80)])
+def test_output_layout(version, channels):
+    """Per level [N, H/s, W/s, 4·reg_max + C]; YOLO26: both heads in a dict (shapes only: no compilation)."""
+    graphdef, state = nnx.split(_abstract(version, "n"))
+    out = jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state, jax.ShapeDtypeStruct((2, 64, 96, 3),
+                                                                                                jnp.float32))
+    levels = [(2, 8, 12, channels), (2, 4, 6, channels), (2, 2, 3, channels)]
+    if version == "26":
+        assert sorted(out) == ["one2many", "one2one"]
+        assert [o.shape for o in out["one2one"]] == levels and [o.shape for o in out["one2many"]] == levels
+    else:
+        assert isinstance(out, tuple) and [o.shape for o in out] == levels
+
+
+def test_bad_arguments_name_the_argument():
+    with pytest.raises(ValueError, match="version must be one of"):
+        YOLO(version="v5", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="scale must be one of"):
+        YOLO(version="11", scale="q", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="reg_max must be"):
+        YOLO(version="26", reg_max=0, rngs=nnx.Rngs(0))
+
+
+def _zeros_state_dict(version: str, scale: str) -> dict[str, np.ndarray]:
+    """An ultralytics-named state dict of zeros with the shapes of ``yolo<version><scale>`` (no weights made)."""
+    out = {}
+    for path, var in nnx.to_flat_state(nnx.state(_abstract(version, scale))):
+        shape = tuple(var.shape[i] for i in (3, 2, 0, 1)) if path[-1] == "kernel" else var.shape
+        out[tensor_name(path)] = np.zeros(shape, np.float32)
+    return out
+
+
+@pytest.mark.parametrize("version", ["v8", "11", "26"])
+def test_version_is_detected_from_layer_names(version):
+    assert detect_version(_zeros_state_dict(version, "n")) == version
+    assert detect_version({"model.0.conv.weight": np.zeros((16, 3, 3, 3))}) is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version, scale", [("11", "m"), ("11", "l"), ("26", "s")])
+def test_scale_is_inferred_where_widths_coincide(version, scale):
+    """11/26 m and l share the stem width (64): the repeats of layer 2 tell them apart."""
+    model = load_ultralytics(_zeros_state_dict(version, scale))
+    assert (model.version, model.scale, model.num_classes) == (version, scale, 80)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("case", cases.cases(), ids=lambda c: c.name)
 def test_parity_with_ultralytics(case):
     # The float32 rows of yolov8n_model_loss and yolov8n_model_train are not asserted here. Against torch's
@@ -50,12 +130,13 @@ def test_parity_with_ultralytics(case):
     # thread-dependent summation orders. Against torch's float32 gradients they measured 1.6e-4 and 9.7e-5,
     # torch's own float32 error being 1.8e-4 for the loss. The next test checks the train-mode float32
     # gradients relative to torch's own float32 error.
-    float64_only = case.name in ("yolov8n_model_loss", "yolov8n_model_train")
+    float64_only = case.name.endswith(("_model_loss", "_model_train"))
     report = run_case(case, seed=0, dtypes=("float64",) if float64_only else ("float64", "float32"))
     print("\n" + report.table())
     assert report.passed(), "\n" + report.table()
 
 
+@pytest.mark.slow
 def test_train_mode_float32_gradients_as_close_to_float64_as_torch_float32():
     """The train-mode network's float32 gradients, jaxdet and torch, each against torch's float64 ones.
 
@@ -78,10 +159,13 @@ def test_train_mode_float32_gradients_as_close_to_float64_as_torch_float32():
     assert ours_err <= 1.25 * theirs_err
 
 
-def test_export_round_trip_loads_into_ultralytics():
+@pytest.mark.slow
+@pytest.mark.parametrize("name", cases.MODELS)
+def test_export_round_trip_loads_into_ultralytics(name):
     """load -> export -> DetectionModel.load_state_dict(strict) gives back every tensor exactly."""
-    ref = cases.ultralytics_model("n", cases.NUM_CLASSES)
+    ref = cases.ultralytics_model(name, cases.NUM_CLASSES)
     model = load_ultralytics(ref, param_dtype=jnp.float32)
+    assert model.name == name and model.num_classes == cases.NUM_CLASSES
     exported = export_ultralytics(model)
     expected = ref.state_dict()
     assert sorted(exported) == sorted(expected)
@@ -89,7 +173,7 @@ def test_export_round_trip_loads_into_ultralytics():
         assert exported[name].dtype == (torch.int64 if name.endswith("num_batches_tracked") else torch.float32), name
         assert exported[name].shape == value.shape, name
         np.testing.assert_array_equal(exported[name].numpy(), value.float().numpy(), err_msg=name)
-    copy = type(ref)("yolov8n.yaml", nc=cases.NUM_CLASSES, verbose=False)
+    copy = type(ref)(f"{name}.yaml", nc=cases.NUM_CLASSES, verbose=False)
     copy.load_state_dict(exported, strict=True)
     # and back again: the same JAX model
     again = load_ultralytics(copy.state_dict())
@@ -97,11 +181,12 @@ def test_export_round_trip_loads_into_ultralytics():
         np.testing.assert_array_equal(np.asarray(a[...]), np.asarray(b[...]), err_msg=str(p))
 
 
+@pytest.mark.slow
 def test_export_counts_train_mode_calls_as_torch():
     """num_batches_tracked: torch adds 1 per train-mode forward of a BatchNorm (eval adds nothing); so does the
     NNX model, and export writes the count. The running statistics after the same forwards agree too (this also
     guards against load_ultralytics aliasing the torch buffers, which torch then updates in place)."""
-    ref = cases.ultralytics_model("n", cases.NUM_CLASSES)
+    ref = cases.ultralytics_model("yolov8n", cases.NUM_CLASSES)
     torch_model = type(ref)("yolov8n.yaml", nc=cases.NUM_CLASSES, verbose=False)
     torch_model.load_state_dict(ref.state_dict())
     torch_model.float()
@@ -130,9 +215,10 @@ def test_export_counts_train_mode_calls_as_torch():
     assert int(load_ultralytics(exported).model[0].bn.num_batches_tracked[...]) == 2  # and back
 
 
+@pytest.mark.slow
 def test_load_from_pt_checkpoint(tmp_path):
     """A .pt file as ultralytics saves it ({"model": DetectionModel, ...}) loads with its scale and classes."""
-    ref = cases.ultralytics_model("n", cases.NUM_CLASSES)
+    ref = cases.ultralytics_model("yolov8n", cases.NUM_CLASSES)
     path = tmp_path / "last.pt"
     torch.save({"model": ref, "epoch": 3}, path)
     model = load_ultralytics(str(path))
@@ -141,8 +227,9 @@ def test_load_from_pt_checkpoint(tmp_path):
                                   ref.model[0].bn.running_var.float().numpy())
 
 
+@pytest.mark.slow
 def test_mismatch_errors_name_the_tensor():
-    state = cases.ultralytics_model("n", cases.NUM_CLASSES).state_dict()
+    state = cases.ultralytics_model("yolov8n", cases.NUM_CLASSES).state_dict()
     with pytest.raises(ValueError, match=r"tensor 'model.22.cv3.0.2.bias' has shape \(5,\).*"
                                          r"num_classes=3.*expects \(3,\)"):
         load_ultralytics(state, num_classes=3)
@@ -162,9 +249,10 @@ def test_mismatch_errors_name_the_tensor():
         load_ultralytics(42)
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_close_to_float32():
     """dtype=bfloat16: bf16 activations, fp32 parameters and outputs, within bf16 precision of fp32."""
-    ref = cases.ultralytics_model("n", cases.NUM_CLASSES)
+    ref = cases.ultralytics_model("yolov8n", cases.NUM_CLASSES)
     f32 = load_ultralytics(ref)
     bf16 = load_ultralytics(ref, dtype=jnp.bfloat16)
     assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(nnx.state(bf16)) if v.ndim)  # [] = counters
@@ -176,7 +264,26 @@ def test_bfloat16_compute_close_to_float32():
         assert 0 < err < 5e-2, err
 
 
+@pytest.mark.slow
 def test_image_size_must_be_a_multiple_of_32():
-    model = YOLOv8(scale="n", num_classes=2, rngs=nnx.Rngs(0))
+    model = YOLO(version="v8", scale="n", num_classes=2, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"images must have shape \[N, H, W, 3\] with H and W multiples of 32"):
         model(jnp.zeros((1, 48, 64, 3)))
+
+
+@pytest.mark.slow
+def test_wrong_version_errors_name_the_tensor():
+    """A YOLO11 state dict asked for as v8 or 26, a YOLO26 one as 11: the first differing tensor is named, and
+    the version the layer names show."""
+    state11 = cases.ultralytics_model("yolo11n", cases.NUM_CLASSES).state_dict()
+    with pytest.raises(ValueError, match=r"tensor 'model.2.cv1.conv.weight' has shape .* the yolov8n model.*"
+                                         r"looks like a yolo11 model"):
+        load_ultralytics(state11, version="v8")
+    with pytest.raises(ValueError, match=r"source has no tensor 'model.6.m.0.m.0.cv1.conv.weight'|"
+                                         r"tensor 'model.\d+\..*' has shape .*yolo26n.*looks like a yolo11"):
+        load_ultralytics(state11, version="26")
+    state26 = cases.ultralytics_model("yolo26n", cases.NUM_CLASSES).state_dict()
+    with pytest.raises(ValueError, match=r"yolo11n model .*looks like a yolo26 model"):
+        load_ultralytics(state26, version="11")
+    with pytest.raises(ValueError, match=r"tensor 'model.23.cv3.0.2.bias' has shape \(5,\).*expects \(3,\)"):
+        load_ultralytics(state26, num_classes=3)
