@@ -24,6 +24,10 @@ Schedules (seed 003's defaults are the defaults):
 - :func:`two_stage_alpha`: pure L2 (α = 1) then pure MGIoU (α = 0), with ``optax.join_schedules``.
 - :func:`make_alpha_schedule`: the factory by name, for training configs.
 
+**YOLO26's branch weight** (:func:`one2many_weight`) is a schedule of the same kind: the weight of the one-to-many
+term of :func:`jaxdet.losses.yolo26.yolo26_loss`, ultralytics ``E2ELoss``'s linear decay from 0.8 to 0.1 over
+the epochs.
+
 **Adaptive α** (:class:`AdaptiveAlphaState`, :func:`adaptive_alpha_init`, :func:`adaptive_alpha_update`) is not a
 function of the step but of the measured gradient norms; it is a small pure state machine carried in the train
 state.
@@ -53,6 +57,7 @@ __all__ = [
     "exponential_alpha",
     "linear_alpha",
     "make_alpha_schedule",
+    "one2many_weight",
     "static_alpha",
     "step_alpha",
     "two_stage_alpha",
@@ -278,6 +283,53 @@ def make_alpha_schedule(name: str, **kwargs: Any) -> optax.Schedule:
     _checks.keys_known(kwargs, _ALL_KEYWORDS, "**kwargs (the alpha-schedule keywords)")
     used = {k: v for k, v in kwargs.items() if k in _KEYWORDS[name]}
     return _FACTORIES[name](**used)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# YOLO26: the one-to-many weight of the end-to-end loss
+# --------------------------------------------------------------------------------------------------------------
+
+
+def one2many_weight(
+    *,
+    total_epochs: float = 100,
+    steps_per_epoch: int = 1,
+    start: float = 0.8,
+    end: float = 0.1,
+    per_epoch: bool = True,
+) -> optax.Schedule:
+    """The one-to-many weight of YOLO26's end-to-end loss: ultralytics ``E2ELoss``'s linear decay over the epochs.
+
+    .. math:: w(e) = \\max\\big(1 - e / \\max(E - 1, 1),\\ 0\\big)\\,(w_\\mathrm{start} - w_\\mathrm{end})
+       + w_\\mathrm{end}
+
+    with :math:`E` = ``total_epochs``. ultralytics calls ``E2ELoss.update()`` once at the end of each epoch, so
+    epoch :math:`e` (from 0) trains with :math:`w(e)`: 0.8 in the first epoch, 0.1 in the last. The one-to-one
+    weight is :math:`\\max(1 - w, 0)` (:func:`jaxdet.losses.yolo26.yolo26_loss`).
+
+    Args:
+      total_epochs: :math:`E` (ultralytics' ``epochs``; 100 in its ``default.yaml``).
+      steps_per_epoch: optimizer steps per epoch; with 1 (default) the step *is* the epoch.
+      start, end: the weights of the first and the last epoch (0.8, 0.1).
+      per_epoch: ``True`` (default, ultralytics) holds the weight within an epoch; ``False`` interpolates.
+
+    Returns:
+      ``step -> w``, an ``optax.Schedule``.
+
+    References:
+      ultralytics 8.4.190 ``ultralytics/utils/loss.py`` (``E2ELoss.update``, ``E2ELoss.decay``) and
+      ``ultralytics/engine/trainer.py`` (``criterion.update()`` after each epoch).
+    """
+    _check_timing(total_epochs, steps_per_epoch)
+    start = _checks.number(start, "start", low=0.0, high=1.0)
+    end = _checks.number(end, "end", low=0.0, high=1.0)
+    span = max(total_epochs - 1, 1)
+    gap = start - end
+
+    def schedule(step):
+        return jnp.maximum(1 - _epoch(step, steps_per_epoch, per_epoch) / span, 0) * gap + end
+
+    return schedule
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -40,7 +40,9 @@ from jaxdet.losses.vertex import (
     vertex_l2_loss,
 )
 from jaxdet.losses.yolo import YOLOV1_TERMS, YoloV1Loss, yolov1_decode, yolov1_loss
+from jaxdet.losses.yolo26 import YOLO26_BRANCHES, Yolo26Loss, yolo26_branch_weights, yolo26_loss
 from jaxdet.losses.yolov8 import (
+    YOLO26_TERMS,
     YOLOV8_BOX_LOSSES,
     YOLOV8_CLS_LOSSES,
     YOLOV8_TERMS,
@@ -59,10 +61,13 @@ __all__ = [
     "REGRESSION_LOSSES",
     "SSDLoss",
     "SSD_TERMS",
+    "YOLO26_BRANCHES",
+    "YOLO26_TERMS",
     "YOLOV1_TERMS",
     "YOLOV8_BOX_LOSSES",
     "YOLOV8_CLS_LOSSES",
     "YOLOV8_TERMS",
+    "Yolo26Loss",
     "YoloV1Loss",
     "YoloV8Loss",
     "binary_cross_entropy_with_logits",
@@ -87,6 +92,8 @@ __all__ = [
     "ssd_multibox_loss_from_matches",
     "varifocal_loss",
     "vertex_l2_loss",
+    "yolo26_branch_weights",
+    "yolo26_loss",
     "yolov1_decode",
     "yolov1_loss",
     "yolov8_loss",
