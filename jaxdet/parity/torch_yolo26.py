@@ -99,7 +99,7 @@ def postprocess_torch(outputs, *, image_size: int, max_det: int, reg_max: int = 
     in eval mode (decode to xyxy pixels, sigmoid, then the top ``max_det``) → ``{"boxes", "scores", "labels",
     "indices"}`` (the anchor indices from ``get_topk_index``)."""
     num_classes = outputs.shape[-1] - 4 * reg_max
-    head = Detect(nc=num_classes, reg_max=reg_max, end2end=True, ch=(16, 16, 16))
+    head = Detect(nc=num_classes, reg_max=reg_max, end2end=True, ch=(16, 16, 16)).to(outputs.dtype)
     head.max_det, head.agnostic_nms = max_det, agnostic
     preds = _preds(outputs, reg_max, image_size)
     anchors, strides = make_anchors(preds["feats"], torch.tensor(STRIDES, dtype=outputs.dtype), 0.5)
