@@ -22,7 +22,20 @@ import numpy as np
 import pytest
 
 import jaxdet
-from jaxdet import _checks, assign, boxes, gradients, measurements, metrics, models, nms, polygons, schedules, tal
+from jaxdet import (
+    _checks,
+    assign,
+    boxes,
+    gradients,
+    measurements,
+    metrics,
+    models,
+    musgd,
+    nms,
+    polygons,
+    schedules,
+    tal,
+)
 from jaxdet import data as D
 from jaxdet.data import (
     augment,
@@ -545,6 +558,18 @@ CASES += [
           "a directory path"),
 ]
 
+CASES += [
+    # MuSGD
+    _case(musgd.newton_schulz, lambda: musgd.newton_schulz(jnp.zeros((3,))), "x", "shape", "[..., m, n]"),
+    _case(musgd.newton_schulz, lambda: musgd.newton_schulz(jnp.zeros((3, 3)), ns_dtype="int8"), "ns_dtype", "value",
+          "'bfloat16'"),
+    _case(musgd.muon_direction, lambda: musgd.muon_direction(jnp.zeros((3, 3, 3))), "update", "shape",
+          "[kh, kw, I, O] or [I, O]"),
+    _case(musgd.musgd, lambda: musgd.musgd(0.01, momentum=1.0), "momentum", "value", "[0.0, 1.0)"),
+    _case(musgd.musgd, lambda: musgd.musgd(0.01, muon_mask=True).init({"b": jnp.zeros(3)}), "muon_mask", "value",
+          "2-D or 4-D"),
+]
+
 
 @pytest.mark.parametrize("name, call, argname, kind, fragments", CASES)
 def test_public_function_error_names_the_argument(name, call, argname, kind, fragments):
@@ -602,6 +627,8 @@ EXEMPT = {
     "train.drawing.draw_label": "draws the labels draw_detections has checked (tests/train/test_drawing.py)",
     "train.tables.is_count": "any metric name",
     "train.tables.format_metrics_line": "any mapping of metric names to numbers; a non-number prints as it is",
+    "jaxdet.musgd.default_muon_mask": "any pytree: the mask is each leaf's ndim",
+    "jaxdet.musgd.ultralytics_orientations": "the shapes of a group's Muon leaves, as musgd passes them",
     "jaxdet.data.image_cache.check_fits": "its error is a MemoryError naming the GiB (tests/data/test_image_cache.py)",
 }
 
