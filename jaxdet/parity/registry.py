@@ -16,6 +16,7 @@ CASE_MODULES: tuple[str, ...] = (
     "jaxdet.parity.cases_polygons",
     "jaxdet.parity.cases_hybrid",
     "jaxdet.parity.cases_yolov8",
+    "jaxdet.parity.cases_yolo26",
     "jaxdet.parity.cases_yolo_model",
     "jaxdet.parity.cases_musgd",
 )
