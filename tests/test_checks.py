@@ -32,6 +32,7 @@ from jaxdet import (
     models,
     musgd,
     nms,
+    nms_free,
     polygons,
     schedules,
     tal,
@@ -49,7 +50,7 @@ from jaxdet.data import (
     writers,
     yolo_augment,
 )
-from jaxdet.losses import focal, harmonic, hybrid, ssd, vertex, yolo, yolov8
+from jaxdet.losses import focal, harmonic, hybrid, ssd, vertex, yolo, yolo26, yolov8
 from jaxdet.models import conv, detector, inputs, polygon_head, registry, ultralytics_io, yolov1_head
 from train import drawing, tables
 
@@ -546,6 +547,17 @@ CASES += [
                                                          cls_loss="ce"), "cls_loss", "choice", "'varifocal'"),
     _case(yolov8.yolov8_loss_from_targets, lambda: yolov8.yolov8_loss_from_targets(
         jnp.zeros((1, _A, 67)), _PTS, _STRIDES, None, box_loss="l1"), "box_loss", "choice", "'harmonic_iou'"),
+    # YOLO26: the end-to-end loss, its branch weights and the NMS-free decode
+    _case(schedules.one2many_weight, lambda: schedules.one2many_weight(total_epochs=10, start=1.5), "start", "value",
+          "[0.0, 1.0]"),
+    _case(yolo26.yolo26_loss, lambda: yolo26.yolo26_loss({"one2many": jnp.zeros((1, _A, 7))}, _PTS, _STRIDES,
+                                                         *_TAL_GT), "outputs", "keys", "one2one"),
+    _case(yolo26.yolo26_branch_weights, lambda: yolo26.yolo26_branch_weights(jnp.zeros(2, jnp.int32)), "step",
+          "shape", "scalar"),
+    _case(nms_free.nms_free_topk, lambda: nms_free.nms_free_topk(jnp.zeros((1, 3, 2)), max_det=0), "max_det",
+          "value"),
+    _case(nms_free.nms_free_decode, lambda: nms_free.nms_free_decode(jnp.zeros((1, _A, 4)), _PTS, _STRIDES),
+          "outputs", "shape", "C >= 1"),
 ]
 
 CASES += [
