@@ -33,10 +33,20 @@ Two recipes:
   * **Decay**: ultralytics' linear :math:`l_f(x) = \\max(1 - x / T, 0)(1 - \\mathrm{lrf}) + \\mathrm{lrf}`, with
     ``x = i`` and ``T = train.steps`` batches (ultralytics evaluates it once per epoch, ``x`` = the epoch).
   * **Optimizer** (``train.optimizer``): ``"sgd"``, torch's SGD with Nesterov momentum :math:`\\mu(i)` and
-    coupled weight decay (added to the gradient before the momentum), or ``"adamw"``, torch's AdamW with
-    ``betas=(momentum, 0.999)`` and decoupled decay. ultralytics warms up only the SGD momentum (its AdamW groups
-    have ``betas``, not ``momentum``), and so does this recipe. ultralytics' ``optimizer="auto"`` (MuSGD for runs
-    over 10,000 updates, else AdamW with a fitted ``lr0``) is not offered.
+    coupled weight decay (added to the gradient before the momentum); ``"adamw"``, torch's AdamW with
+    ``betas=(momentum, 0.999)`` and decoupled decay; ``"musgd"``, ultralytics' MuSGD (:func:`jaxdet.musgd.musgd`:
+    Muon with weight 0.2 plus Nesterov SGD with weight 1.0 on every 2-D/4-D kernel, SGD alone on the rest, the
+    momentum :math:`\\mu(i)` for both); or ``"auto"``, ultralytics' rule (:func:`auto_optimizer`): MuSGD with
+    ``lr0 = 0.01`` for runs of more than 10,000 iterations, else AdamW with ``lr0 = 0.002·5/(4 + C)``, both
+    with momentum 0.9 and ``warmup_bias_lr = 0`` (``train.learning_rate`` and ``train.warmup_bias_lr`` are then
+    ignored, as ultralytics ignores ``lr0``). ultralytics warms up only the SGD/MuSGD momentum (its AdamW groups
+    have ``betas``, not ``momentum``), and so does this recipe; the warm-up ends at ``train.momentum``, so
+    auto's 0.9 stays only without warm-up (ultralytics' ``_do_train`` likewise).
+  * **MuSGD groups**: a 2-D/4-D parameter goes to ``"muon"`` before any other test (``build_optimizer``), so
+    the others hold 1-D leaves only; each group is split again, and the class branches of the detection head
+    (``cv3`` and ``one2one_cv3`` of the last layer of ``model``, ultralytics' ``model.model[-1]``) get
+    3× the lr, warm-up target included (groups ``"<group>_cls"``, :func:`class_branch_paths`). SGD and AdamW
+    have no such split (ultralytics splits only for MuSGD).
   * Gradients are clipped to global norm ``train.grad_clip`` (ultralytics: 10.0) before the optimizer.
 
 The **EMA** (``train.ema``, either recipe) is ultralytics' ``ModelEMA``: after every optimizer update (number
@@ -57,6 +67,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable
 
 import jax
@@ -66,11 +77,21 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jaxdet.musgd import musgd
 from train import model_state as model_state_lib
 
 RECIPES = ("jaxdet", "ultralytics")
-OPTIMIZERS = ("sgd", "adamw")
+OPTIMIZERS = ("sgd", "adamw", "musgd", "auto")
 GROUPS = ("weight", "norm", "bias")
+#: MuSGD's groups: ``"muon"`` (2-D/4-D kernels) and the three others, each also as ``"<group>_cls"`` (the class
+#: branches, 3× lr), in ultralytics' order of ``build_optimizer``'s log line.
+MUSGD_GROUPS = ("muon", "weight", "norm", "bias", "muon_cls", "weight_cls", "norm_cls", "bias_cls")
+#: the lr factor of the class branches under MuSGD (``build_optimizer``: ``lr * 3``).
+CLASS_BRANCH_LR = 3.0
+#: ``optimizer="auto"``: MuSGD above this many iterations, else AdamW (``build_optimizer``).
+AUTO_MUSGD_ITERATIONS = 10_000
+#: the class branches of ultralytics' detection heads (``cv3``; YOLO26's ``one2one_cv3``).
+CLASS_BRANCHES = ("cv3", "one2one_cv3")
 
 #: wrappers with "Norm" in their name that re-parametrise another layer's kernel: not normalisation layers.
 NOT_NORMS = ("SpectralNorm", "WeightNorm")
@@ -112,22 +133,89 @@ def _keys(path) -> tuple:
     return tuple(k.key for k in path if isinstance(k, jax.tree_util.DictKey))
 
 
-def param_labels(model: nnx.Module) -> Callable[[Any], Any]:
-    """``params -> labels``: the ultralytics parameter group (``"weight"``, ``"norm"``, ``"bias"``) of each leaf.
+def class_branch_paths(model: nnx.Module) -> set[tuple]:
+    """The module paths of the class branches that MuSGD gives 3× the lr: ``cv3`` and ``one2one_cv3`` of the
+    last layer of each ``model`` list (ultralytics' ``model.model[-1].cv3`` / ``.one2one_cv3``), e.g.
+    ``("model", 22, "cv3")``; empty for a model without them (ultralytics' ``getattr(head, "cv3", None)``)."""
+    paths = {tuple(path) for path, _ in nnx.iter_modules(model)}
+    last: dict[tuple, int] = {}
+    for path in paths:
+        if len(path) >= 2 and path[-2] == "model" and isinstance(path[-1], int):
+            last[path[:-1]] = max(last.get(path[:-1], -1), path[-1])
+    return {prefix + (index, branch) for prefix, index in last.items() for branch in CLASS_BRANCHES
+            if prefix + (index, branch) in paths}
 
-    A leaf named ``bias`` is ``"bias"``; any other parameter of a normalisation layer (:func:`is_norm`) is
-    ``"norm"``; the rest is ``"weight"``. ``model`` may be abstract (``nnx.eval_shape``); the labels follow the
-    nnx paths of ``train.model_state.split_model``'s params, so they work for any model.
+
+def param_labels(model: nnx.Module, optimizer: str = "sgd") -> Callable[[Any], Any]:
+    """``params -> labels``: the ultralytics parameter group of each leaf.
+
+    SGD / AdamW (:data:`GROUPS`): a leaf named ``bias`` is ``"bias"``; any other parameter of a normalisation
+    layer (:func:`is_norm`) is ``"norm"``; the rest is ``"weight"``. MuSGD (:data:`MUSGD_GROUPS`): a 2-D or 4-D
+    leaf is ``"muon"`` first, the rest as above; a leaf inside a class branch (:func:`class_branch_paths`) gets
+    the suffix ``"_cls"``. ``model`` may be abstract (``nnx.eval_shape``); the labels follow the nnx paths of
+    ``train.model_state.split_model``'s params, so they work for any model.
     """
     norm_paths = {tuple(path) for path, module in nnx.iter_modules(model) if is_norm(module)}
+    musgd = optimizer == "musgd"
+    branches = class_branch_paths(model) if musgd else set()
 
-    def label(path, _):
+    def label(path, leaf):
         keys = _keys(path)
-        if keys[-1] == "bias":
-            return "bias"
-        return "norm" if keys[:-1] in norm_paths else "weight"
+        if musgd and jnp.ndim(leaf) in (2, 4):
+            group = "muon"
+        elif keys[-1] == "bias":
+            group = "bias"
+        else:
+            group = "norm" if keys[:-1] in norm_paths else "weight"
+        boosted = any(keys[: len(b)] == b for b in branches)
+        return group + "_cls" if boosted else group
 
     return lambda params: jax.tree_util.tree_map_with_path(label, params)
+
+
+def ultralytics_iterations(tc: ml_collections.ConfigDict) -> int:
+    """The iterations ``optimizer="auto"`` decides on: ``ceil(steps · B / max(B, nbs))``.
+
+    ultralytics counts ``ceil(len(dataset) / max(batch, nbs)) * epochs``, the optimizer updates at the nominal
+    batch; a run here is ``train.steps`` batches of ``B`` images, so its images divided by ``max(B, nbs)``
+    (without ultralytics' rounding up per epoch: this recipe has no epochs).
+    """
+    batch = int(tc.batch_size)
+    return math.ceil(int(tc.steps) * batch / max(batch, int(tc.nbs)))
+
+
+def auto_optimizer(tc: ml_collections.ConfigDict, num_classes: int | None) -> dict[str, Any]:
+    """What ``train.optimizer`` means: ultralytics' ``build_optimizer`` rule for ``"auto"``, else the field.
+
+    Returns ``{"optimizer", "learning_rate", "momentum", "warmup_bias_lr", "why"}``: for ``"auto"``, MuSGD with
+    lr0 0.01 when :func:`ultralytics_iterations` exceeds :data:`AUTO_MUSGD_ITERATIONS`, else AdamW with
+    ``lr_fit = round(0.002 · 5 / (4 + C), 6)``; momentum 0.9 and ``warmup_bias_lr = 0`` either way. ``C`` is the
+    model's ``num_classes`` (ultralytics: the data's ``nc``, 10 when it has none; so here too when None).
+    """
+    if tc.optimizer != "auto":
+        return {"optimizer": tc.optimizer, "learning_rate": float(tc.learning_rate),
+                "momentum": float(tc.momentum), "warmup_bias_lr": float(tc.warmup_bias_lr), "why": ""}
+    iterations = ultralytics_iterations(tc)
+    nc = 10 if num_classes is None else int(num_classes)
+    if iterations > AUTO_MUSGD_ITERATIONS:
+        name, lr, why = "musgd", 0.01, f"{iterations} iterations > {AUTO_MUSGD_ITERATIONS}: MuSGD lr0 0.01"
+    else:
+        lr = round(0.002 * 5 / (4 + nc), 6)
+        name, why = "adamw", (f"{iterations} iterations <= {AUTO_MUSGD_ITERATIONS}: AdamW lr0 "
+                              f"0.002*5/(4+{nc}) = {lr:g}")
+    why = (f"auto ({why}, momentum 0.9, warm-up bias lr 0; iterations = ceil({int(tc.steps)} batches x "
+           f"{int(tc.batch_size)} / max({int(tc.batch_size)}, nbs {int(tc.nbs)}))"
+           + (", 10 classes assumed" if num_classes is None else "") + ")")
+    return {"optimizer": name, "learning_rate": lr, "momentum": 0.9, "warmup_bias_lr": 0.0, "why": why}
+
+
+def model_num_classes(model: nnx.Module) -> int | None:
+    """The ``num_classes`` of the first module that has an int one (the YOLO ``Detect``), else None."""
+    for _, module in nnx.iter_modules(model):
+        value = getattr(module, "num_classes", None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 class BatchSchedule:
@@ -156,18 +244,25 @@ def _interp(i, n, start, end):
     return (1.0 - t) * start + t * end
 
 
-def ultralytics_schedules(tc: ml_collections.ConfigDict) -> dict[str, Callable]:
-    """Batch index -> ``lr``, ``lr_bias``, ``momentum``, ``accumulate`` (float32 / int32), as ultralytics.
+def ultralytics_schedules(tc: ml_collections.ConfigDict, choice: dict[str, Any] | None = None) -> dict[str, Callable]:
+    """Batch index -> ``lr``, ``lr_bias``, ``lr_cls``, ``lr_bias_cls``, ``momentum``, ``accumulate`` (float32 /
+    int32), as ultralytics.
 
-    See the module docstring for the formulas; ``lr`` is the ``"weight"`` and ``"norm"`` groups'.
+    See the module docstring for the formulas; ``lr`` is the ``"weight"`` and ``"norm"`` groups' (and MuSGD's
+    ``"muon"``), the ``_cls`` ones MuSGD's class branches (3× the target). ``choice`` (:func:`auto_optimizer`)
+    gives lr0, the warm-up bias lr and the momentum without warm-up; default: the fields.
     """
+    choice = choice or auto_optimizer(tc, None)
     steps = int(tc.steps)
     nw = int(min(int(tc.warmup_steps), max(steps - 1, 0)))
-    lr0, lrf = float(tc.learning_rate), float(tc.lrf)
+    lr0, lrf = float(choice["learning_rate"]), float(tc.lrf)
+    bias0 = float(choice["warmup_bias_lr"])
+    # the warm-up lands on train.momentum; without one the optimizer keeps the momentum it was built with
+    momentum = float(tc.momentum) if nw > 0 else float(choice["momentum"])
     acc0 = nominal_accumulate(tc)
 
-    def target(i):
-        return lr0 * (jnp.maximum(1.0 - i / steps, 0.0) * (1.0 - lrf) + lrf)
+    def target(i, factor=1.0):
+        return factor * lr0 * (jnp.maximum(1.0 - i / steps, 0.0) * (1.0 - lrf) + lrf)
 
     def warm(i, start, end):
         if nw == 0:
@@ -185,8 +280,10 @@ def ultralytics_schedules(tc: ml_collections.ConfigDict) -> dict[str, Callable]:
 
     return {
         "lr": lambda i: warm(i, 0.0, target(i)),
-        "lr_bias": lambda i: warm(i, float(tc.warmup_bias_lr), target(i)),
-        "momentum": lambda i: warm(i, float(tc.warmup_momentum), float(tc.momentum)),
+        "lr_bias": lambda i: warm(i, bias0, target(i)),
+        "lr_cls": lambda i: warm(i, 0.0, target(i, CLASS_BRANCH_LR)),
+        "lr_bias_cls": lambda i: warm(i, bias0, target(i, CLASS_BRANCH_LR)),
+        "momentum": lambda i: warm(i, float(tc.warmup_momentum), momentum),
         "accumulate": accumulate,
     }
 
@@ -229,28 +326,44 @@ def _sgd_coupled(learning_rate, momentum, weight_decay):
     return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(learning_rate, momentum, nesterov=True))
 
 
-def make_ultralytics_optimizer(tc: ml_collections.ConfigDict, labels: Callable[[Any], Any]):
-    """``(tx, schedules)``: clip, then one injected SGD/AdamW per parameter group (``optax.partition``)."""
-    schedules = ultralytics_schedules(tc)
+def make_ultralytics_optimizer(tc: ml_collections.ConfigDict, labels: Callable[[Any], Any],
+                               choice: dict[str, Any] | None = None):
+    """``(tx, schedules)``: clip, then one injected SGD/AdamW/MuSGD per parameter group (``optax.partition``).
+
+    ``labels`` from :func:`param_labels` with the same optimizer; ``choice`` from :func:`auto_optimizer`
+    (default: the fields, which must not say ``"auto"`` then).
+    """
+    choice = choice or auto_optimizer(tc, None)
+    optimizer = choice["optimizer"]
+    schedules = ultralytics_schedules(tc, choice)
     decay = scaled_weight_decay(tc)
+    momentum = BatchSchedule(schedules["momentum"])
 
     def group(name):
-        lr = BatchSchedule(schedules["lr_bias" if name == "bias" else "lr"])
-        wd = decay if name == "weight" else 0.0
-        if tc.optimizer == "sgd":
-            return optax.inject_hyperparams(_sgd_coupled)(
-                learning_rate=lr, momentum=BatchSchedule(schedules["momentum"]), weight_decay=wd
-            )
+        base, cls = name.removesuffix("_cls"), name.endswith("_cls")
+        lr = BatchSchedule(schedules[("lr_bias" if base == "bias" else "lr") + ("_cls" if cls else "")])
+        wd = decay if base in ("weight", "muon") else 0.0
+        if optimizer == "sgd":
+            return optax.inject_hyperparams(_sgd_coupled)(learning_rate=lr, momentum=momentum, weight_decay=wd)
+        if optimizer == "musgd":  # ultralytics' muon=0.2, sgd=1.0, Nesterov, bf16 Newton-Schulz (defaults)
+            return optax.inject_hyperparams(musgd)(learning_rate=lr, momentum=momentum, weight_decay=wd)
         return optax.inject_hyperparams(optax.adamw)(
-            learning_rate=lr, b1=float(tc.momentum), b2=0.999, eps=1e-8, weight_decay=wd
+            learning_rate=lr, b1=float(choice["momentum"]), b2=0.999, eps=1e-8, weight_decay=wd
         )
 
-    tx = optax.partition({name: group(name) for name in GROUPS}, labels)
+    groups = MUSGD_GROUPS if optimizer == "musgd" else GROUPS
+    tx = optax.partition({name: group(name) for name in groups}, labels)
     if float(tc.get("grad_clip", 0.0)) > 0:
         tx = optax.chain(optax.clip_by_global_norm(float(tc.grad_clip)), tx)
-    if tc.optimizer != "sgd":  # AdamW's beta1 stays at ``momentum`` (ultralytics); not logged as warmed up
-        schedules = dict(schedules, momentum=lambda i: jnp.full_like(i, float(tc.momentum), jnp.float32))
+    if optimizer == "adamw":  # AdamW's beta1 stays at ``momentum`` (ultralytics); not logged as warmed up
+        schedules = dict(schedules, momentum=lambda i: jnp.full_like(i, float(choice["momentum"]), jnp.float32))
+    if optimizer != "musgd":  # the class-branch lrs exist only under MuSGD
+        schedules = {k: v for k, v in schedules.items() if not k.endswith("_cls")}
     return tx, schedules
+
+
+OPTIMIZER_NAMES = {"sgd": "SGD(nesterov)", "adamw": "AdamW",
+                   "musgd": "MuSGD(muon 0.2 bf16 Newton-Schulz + nesterov SGD 1.0)"}
 
 
 def make_recipe(tc: ml_collections.ConfigDict, build_model: Callable[[nnx.Rngs], nnx.Module]) -> Recipe:
@@ -264,17 +377,29 @@ def make_recipe(tc: ml_collections.ConfigDict, build_model: Callable[[nnx.Rngs],
                 f"x{float(tc.end_lr_factor):g}), weight decay {float(tc.weight_decay):g}, clip {clip:g}")
         return Recipe(tx=tx, schedules={"lr": lr}, ema=ema, description=text + ema_text)
     model = nnx.eval_shape(lambda: build_model(nnx.Rngs(0)))
-    labels = param_labels(model)
-    tx, schedules = make_ultralytics_optimizer(tc, labels)
-    counts = {g: 0 for g in GROUPS}
+    choice = auto_optimizer(tc, model_num_classes(model))
+    labels = param_labels(model, choice["optimizer"])
+    tx, schedules = make_ultralytics_optimizer(tc, labels, choice)
+    groups = MUSGD_GROUPS if choice["optimizer"] == "musgd" else GROUPS
+    counts = {g: 0 for g in groups}
     for label in jax.tree.leaves(labels(model_state_lib.split_model(model)[1])):
         counts[label] += 1
+    wd = scaled_weight_decay(tc)
+    if choice["optimizer"] == "musgd":
+        group_text = (f"{counts['muon']} muon (decay {wd:g}), {counts['weight']} weight (decay {wd:g}), "
+                      f"{counts['norm']} norm (decay 0), {counts['bias']} bias (decay 0), class branches at "
+                      f"lr x{CLASS_BRANCH_LR:g}: {counts['muon_cls']} muon, {counts['weight_cls']} weight, "
+                      f"{counts['norm_cls']} norm, {counts['bias_cls']} bias")
+    else:
+        group_text = (f"{counts['weight']} weight (decay {wd:g}), {counts['norm']} norm (decay 0), "
+                      f"{counts['bias']} bias (decay 0)")
     text = (
-        f"ultralytics: {'SGD(nesterov)' if tc.optimizer == 'sgd' else 'AdamW'} lr0 {float(tc.learning_rate):g} "
-        f"lrf {float(tc.lrf):g} momentum {float(tc.momentum):g}; parameter groups {counts['weight']} weight "
-        f"(decay {scaled_weight_decay(tc):g}), {counts['norm']} norm (decay 0), {counts['bias']} bias (decay 0); "
+        f"ultralytics: {OPTIMIZER_NAMES[choice['optimizer']]} lr0 {choice['learning_rate']:g} "
+        f"lrf {float(tc.lrf):g} momentum {float(tc.momentum):g}"
+        + (f" [{choice['why']}]" if choice["why"] else "")
+        + f"; parameter groups {group_text}; "
         f"{nominal_accumulate(tc)} batch(es) of {int(tc.batch_size)} per update (nbs {int(tc.nbs)}); warm-up "
-        f"{min(int(tc.warmup_steps), max(int(tc.steps) - 1, 0))} batches (bias lr {float(tc.warmup_bias_lr):g}, "
+        f"{min(int(tc.warmup_steps), max(int(tc.steps) - 1, 0))} batches (bias lr {choice['warmup_bias_lr']:g}, "
         f"momentum {float(tc.warmup_momentum):g}); clip {clip:g}"
     )
     return Recipe(

@@ -125,8 +125,10 @@ def _ultralytics_run(tc, init_params, batches):
     accumulate = max(round(nbs / bs), 1)
     weight_decay = float(tc.weight_decay) * bs * accumulate / nbs
     accumulate = min(accumulate, steps)
+    # MuSGD reads the head as model.model[-1] (here one without class branches), unregistered: same state dict
+    object.__setattr__(model, "model", [model[-1]])
     optimizer = BaseTrainer.build_optimizer(
-        types.SimpleNamespace(), model, name={"sgd": "SGD", "adamw": "AdamW"}[tc.optimizer],
+        types.SimpleNamespace(), model, name={"sgd": "SGD", "adamw": "AdamW", "musgd": "MuSGD"}[tc.optimizer],
         lr=float(tc.learning_rate), momentum=float(tc.momentum), decay=weight_decay)
     lrf = float(tc.lrf)
     lf = lambda x: max(1 - x / steps, 0) * (1.0 - lrf) + lrf  # noqa: E731 - _setup_scheduler, linear
@@ -161,7 +163,7 @@ def _ultralytics_run(tc, init_params, batches):
     return model, ema, log
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw", "musgd"])
 def test_recipe_matches_ultralytics_trainer_driving_torch(optimizer):
     pytest.importorskip("ultralytics")
     lr0 = 0.05 if optimizer == "sgd" else 0.01
@@ -177,7 +179,9 @@ def test_recipe_matches_ultralytics_trainer_driving_torch(optimizer):
         np.testing.assert_allclose(ours["lr"], lrs["weight"], **lr_tol, err_msg=f"lr, batch {i}")
         np.testing.assert_allclose(ours["lr"], lrs["bn"], **lr_tol, err_msg=f"norm lr, batch {i}")
         np.testing.assert_allclose(ours["lr_bias"], lrs["bias"], **lr_tol, err_msg=f"bias lr, batch {i}")
-        if optimizer == "sgd":
+        if optimizer == "musgd":  # the two kernels are MuSGD's "muon" group
+            np.testing.assert_allclose(ours["lr"], lrs["muon"], **lr_tol, err_msg=f"muon lr, batch {i}")
+        if optimizer in ("sgd", "musgd"):
             np.testing.assert_allclose(ours["momentum"], momentum, rtol=1e-6, err_msg=f"momentum, batch {i}")
         assert int(ours["accumulate"]) == accumulate, (i, ours["accumulate"], accumulate)
         assert bool(ours["updated"]) == stepped, i
@@ -329,7 +333,7 @@ def test_eval_variables_without_ema_are_the_raw_ones():
     "field, value, message",
     [
         ("recipe", "yolo", "train.recipe must be one of ('jaxdet', 'ultralytics'); got 'yolo'."),
-        ("optimizer", "adam", "train.optimizer must be one of ('sgd', 'adamw'); got 'adam'."),
+        ("optimizer", "adam", "train.optimizer must be one of ('sgd', 'adamw', 'musgd', 'auto'); got 'adam'."),
         ("momentum", 1.0, "train.momentum must be in [0.0, 1.0); got 1.0."),
         ("lrf", 0.0, "train.lrf must be > 0.0; got 0.0."),
         ("warmup_bias_lr", -0.1, "train.warmup_bias_lr must be >= 0.0; got -0.1."),
@@ -354,5 +358,6 @@ def test_validate_config_checks_the_recipe(tmp_path):
     config = yolov8n_shapes.get_config()
     validate_config(config, str(tmp_path))
     config.train.optimizer = "lion"
-    with pytest.raises(ConfigError, match=r"train.optimizer must be one of \('sgd', 'adamw'\); got 'lion'"):
+    with pytest.raises(ConfigError, match=r"train.optimizer must be one of \('sgd', 'adamw', 'musgd', 'auto'\); "
+                                          r"got 'lion'"):
         validate_config(config, str(tmp_path))
