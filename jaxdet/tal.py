@@ -35,7 +35,10 @@ ultralytics 8.4.190. Its behaviours, each reproduced:
 8. *Second top-k* (``topk2``, YOLO26's one-to-one branch: ``topk=7, topk2=1``) — after step 4, each GT keeps
    only the ``topk2`` of its positives of largest metric ``t`` (ties to the lowest anchor index); the others
    become background (GT index 0). As ultralytics, the filter runs only when ``topk2 ≠ topk``, and the soft
-   scores (step 5) are normalised over the positives that remain.
+   scores (step 5) are normalised over the positives that remain. ultralytics takes this top-k over all anchors
+   of the GT's masked metric, so when fewer than ``topk2`` of its positives have ``t > 0`` it fills the list in
+   ``torch.topk``'s order among zero-metric anchors; jaxdet keeps the lowest-index positives. Such a positive has
+   soft score 0 and adds nothing to any loss term (only ``fg_mask`` and ``gt_index`` can differ).
 
 **Memory.** No ``[B, G, A, 4]`` float array is ever formed, and the ``[B, G, A]`` metric is never kept whole:
 the GTs are processed ``gt_chunk_size`` at a time (``lax.scan``), each chunk leaving only per-anchor summaries
