@@ -45,7 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.steps = 2000  # batches (2,000 updates at nbs 16)
     c.train.nbs = 16  # nominal batch: an update every batch of 16 (ultralytics: 64, gradients of 4 batches)
     c.train.batch_size = 16  # global batch, divisible by the data-axis size
-    c.train.optimizer = "sgd"
+    c.train.optimizer = "sgd"  # or "adamw", "musgd" (ultralytics' MuSGD), "auto" (ultralytics' rule; train/README.md)
     c.train.learning_rate = 0.01  # lr0
     c.train.warmup_steps = 100  # batches (ultralytics: 3 epochs; 4096 / 16 = 256 batches per epoch here)
     c.train.weight_decay = 5e-4
