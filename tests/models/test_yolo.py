@@ -137,15 +137,18 @@ def test_parity_with_ultralytics(case):
 
 
 @pytest.mark.slow
-def test_train_mode_float32_gradients_as_close_to_float64_as_torch_float32():
+@pytest.mark.parametrize("row", ["yolov8n_model_train", "yolo11n_model_train", "yolo11n_model_loss",
+                                 "yolo26n_model_train", "yolo26n_model_loss"])
+def test_train_mode_float32_gradients_as_close_to_float64_as_torch_float32(row):
     """The train-mode network's float32 gradients, jaxdet and torch, each against torch's float64 ones.
 
-    Measured: jaxdet 4.9e-5 and torch 6.3e-5 (normwise relative). Jaxdet against torch float32 was
-    7.6e-5 in one run and 1.04e-4 in another (pytest-xdist, another summation order), around the row's 1e-4. That
-    is the sum of the two sides' rounding, not a deviation. The check: jaxdet's float32 error is at most torch's
-    own, with a 25 % margin for thread-dependent summation orders."""
+    Measured (normwise relative): yolov8n train jaxdet 4.9e-5, torch 6.3e-5; yolo11n loss jaxdet 2.1e-3, torch
+    3.6e-3. Jaxdet against torch float32 for yolov8n was 7.6e-5 in one run and 1.04e-4 in another (pytest-xdist,
+    another summation order), around the row's 1e-4. That is the sum of the two sides' rounding, not a deviation.
+    The check: jaxdet's float32 error is at most torch's own, with a 25 % margin for thread-dependent summation
+    orders."""
 
-    case = next(c for c in cases.cases() if c.name == "yolov8n_model_train")
+    case = next(c for c in cases.cases() if c.name == row)
     inputs = case.make_inputs(np.random.default_rng(0))
     c64, c32 = core._cast(inputs, "float64"), core._cast(inputs, "float32")
     with jax.enable_x64(True):
@@ -154,8 +157,8 @@ def test_train_mode_float32_gradients_as_close_to_float64_as_torch_float32():
     _, cotangents32, ours = core._jax_side(case.jax_fn, c32, case.wrt, 0)
     _, theirs = core._torch_side(case.torch_fn, c32, case.wrt, cotangents32)
     ours_err, theirs_err = core._errors(ours, truth)[1], core._errors(theirs, truth)[1]
-    print(f"float32 gradients vs torch float64: jaxdet {ours_err:.2e}, torch {theirs_err:.2e}")
-    assert 0 < theirs_err < 1e-3
+    print(f"{row} float32 gradients vs torch float64: jaxdet {ours_err:.2e}, torch {theirs_err:.2e}")
+    assert 0 < theirs_err < 1e-2
     assert ours_err <= 1.25 * theirs_err
 
 
