@@ -42,6 +42,13 @@ TRAIN_FIELD_USE: dict[str, tuple[str, tuple[object, ...]]] = {
     "ema_decay": ("train.ema", (True,)),
     "ema_tau": ("train.ema", (True,)),
 }
+#: further conditions on fields that one choice overrides: ``train.optimizer="auto"`` sets the learning rate and
+#: the warm-up bias learning rate itself, as ultralytics' ``optimizer=auto`` ignores ``lr0`` (train/recipe.py).
+_SET_BY_AUTO = ("train.optimizer", ("sgd", "adamw", "musgd"))
+EXTRA_FIELD_USE: dict[str, tuple[str, tuple[object, ...]]] = {
+    "train.learning_rate": _SET_BY_AUTO,
+    "train.warmup_bias_lr": _SET_BY_AUTO,
+}
 
 
 def _choice(config: ml_collections.ConfigDict, dotted: str) -> object:
@@ -74,14 +81,14 @@ def unread_overrides(config: ml_collections.ConfigDict, overridden: Sequence[str
         section, _, field = dotted.partition(".")
         field = field.partition(".")[0]  # a sub-section (loss.alpha.name) is read with its section
         use = {"data": DATA_FIELD_USE, "train": TRAIN_FIELD_USE}.get(section, {}).get(field)
-        if use is not None:
-            choice, values = use
+        for choice, values in [c for c in (use, EXTRA_FIELD_USE.get(f"{section}.{field}")) if c is not None]:
             current = _choice(config, choice)
             if current not in values:
                 readers = ", ".join(str(v) for v in values)
                 messages.append(f"--config.{dotted} is read only when {choice} is one of {readers}; this run's "
                                 f"{choice} is {current!r}")
-        elif section == "loss" and head in HEADS and field not in _loss_fields(head):
+                break
+        if section == "loss" and head in HEADS and field not in _loss_fields(head):
             others = sorted(name for name in HEADS if name != head and field in _loss_fields(name))
             where = f"; the {', '.join(others)} head reads it" if others else ""
             messages.append(f"--config.{dotted} is not read by the {head} head (model.head){where}")

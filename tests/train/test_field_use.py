@@ -10,7 +10,7 @@ import pytest
 from jaxdet.models import HEADS
 from tests.train import trainproc as tp
 from train import cli
-from train.field_use import DATA_FIELD_USE, TRAIN_FIELD_USE, unread_overrides
+from train.field_use import DATA_FIELD_USE, EXTRA_FIELD_USE, TRAIN_FIELD_USE, unread_overrides
 
 
 def _unread(*argv):
@@ -31,6 +31,10 @@ def _unread(*argv):
      "--config.train.lrf is read only when train.recipe is one of ultralytics; this run's train.recipe is 'jaxdet'"),
     (["--config.train.end_lr_factor=0.1"], "train.recipe is one of jaxdet; this run's train.recipe is 'ultralytics'"),
     (["--config", "configs/yolov1_shapes.py", "--config.train.ema_tau=100"], "train.ema is one of True"),
+    (["--config.train.optimizer=auto", "--config.train.learning_rate=0.02"],
+     "--config.train.learning_rate is read only when train.optimizer is one of sgd, adamw, musgd; this run's "
+     "train.optimizer is 'auto'"),
+    (["--config.train.optimizer=auto", "--config.train.warmup_bias_lr=0.2"], "train.optimizer is one of sgd"),
     (["--config", "configs/yolov1_shapes.py", "--config.model.head=polygon", "--config.loss.iou_target=stop"],
      "--config.loss.iou_target is not read by the polygon head (model.head); the yolov1 head reads it"),
 ])
@@ -46,6 +50,7 @@ def test_an_unread_override_is_named_with_the_choice_that_reads_it(argv, fragmen
     ["--config", "configs/polygon_hybrid.py", "--config.loss.alpha.name=static", "--config.loss.lambda_poly=2.0"],
     ["--config", "configs/yolov1_shapes.py", "--config.data.augment=yolo", "--config.data.mosaic=0.5",
      "--config.train.end_lr_factor=0.1"],
+    ["--config.train.optimizer=musgd", "--config.train.learning_rate=0.02", "--config.train.warmup_bias_lr=0.0"],
 ])
 def test_overrides_the_run_reads_pass(argv):
     assert _unread(*argv) == []
@@ -55,6 +60,7 @@ def test_the_tables_name_real_fields_and_every_head_field_is_read_by_its_head():
     base = cli.parse_args(["--config", "configs/yolov1_shapes.py"])[0]
     assert set(DATA_FIELD_USE) <= set(base.data.keys())
     assert set(TRAIN_FIELD_USE) <= set(base.train.keys())
+    assert all(base[k.partition(".")[0]].get(k.partition(".")[2]) is not None for k in EXTRA_FIELD_USE)
     for name, head in HEADS.items():
         assert not unread_overrides(cli.parse_args([f"--config.model.head={name}"])[0],
                                     [f"loss.{f}" for f in (*head.loss_defaults, *head.extra_loss_fields)])
