@@ -39,6 +39,7 @@ from jaxdet.gradients import (
 )
 from jaxdet.losses import *  # noqa: F403  (the curated loss API: jaxdet.losses.__all__)
 from jaxdet.losses import __all__ as _loss_names
+from jaxdet.musgd import musgd
 from jaxdet.polygons import (
     convex_polygon_iou,
     mgiou,
@@ -122,6 +123,7 @@ __all__ = [
     "mgiou_loss",
     "mgiou_rotated",
     "mgiou_rotated_loss",
+    "musgd",
     "polygon_area",
     "polygon_signed_area",
     "rotated_box_corners",
