@@ -39,7 +39,6 @@ from jaxdet.gradients import (
 )
 from jaxdet.losses import *  # noqa: F403  (the curated loss API: jaxdet.losses.__all__)
 from jaxdet.losses import __all__ as _loss_names
-from jaxdet.musgd import musgd
 from jaxdet.polygons import (
     convex_polygon_iou,
     mgiou,
@@ -123,7 +122,6 @@ __all__ = [
     "mgiou_loss",
     "mgiou_rotated",
     "mgiou_rotated_loss",
-    "musgd",
     "polygon_area",
     "polygon_signed_area",
     "rotated_box_corners",
