@@ -172,10 +172,10 @@ def test_export_round_trip_loads_into_ultralytics(name):
     exported = export_ultralytics(model)
     expected = ref.state_dict()
     assert sorted(exported) == sorted(expected)
-    for name, value in expected.items():
-        assert exported[name].dtype == (torch.int64 if name.endswith("num_batches_tracked") else torch.float32), name
-        assert exported[name].shape == value.shape, name
-        np.testing.assert_array_equal(exported[name].numpy(), value.float().numpy(), err_msg=name)
+    for key, value in expected.items():
+        assert exported[key].dtype == (torch.int64 if key.endswith("num_batches_tracked") else torch.float32), key
+        assert exported[key].shape == value.shape, key
+        np.testing.assert_array_equal(exported[key].numpy(), value.float().numpy(), err_msg=key)
     copy = type(ref)(f"{name}.yaml", nc=cases.NUM_CLASSES, verbose=False)
     copy.load_state_dict(exported, strict=True)
     # and back again: the same JAX model
@@ -279,8 +279,8 @@ def test_wrong_version_errors_name_the_tensor():
     """A YOLO11 state dict asked for as v8 or 26, a YOLO26 one as 11: the first differing tensor is named, and
     the version the layer names show."""
     state11 = cases.ultralytics_model("yolo11n", cases.NUM_CLASSES).state_dict()
-    with pytest.raises(ValueError, match=r"tensor 'model.2.cv1.conv.weight' has shape .* the yolov8n model.*"
-                                         r"looks like a yolo11 model"):
+    with pytest.raises(ValueError, match=r"tensor 'model.2.cv2.bn.bias' has shape \(64,\) but the yolov8n model.*"
+                                         r"expects \(32,\) \(the source looks like a yolo11 model"):
         load_ultralytics(state11, version="v8")
     with pytest.raises(ValueError, match=r"source has no tensor 'model.6.m.0.m.0.cv1.conv.weight'|"
                                          r"tensor 'model.\d+\..*' has shape .*yolo26n.*looks like a yolo11"):
