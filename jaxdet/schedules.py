@@ -26,7 +26,8 @@ Schedules (seed 003's defaults are the defaults):
 
 **YOLO26's branch weight** (:func:`one2many_weight`) is a schedule of the same kind: the weight of the one-to-many
 term of :func:`jaxdet.losses.yolo26.yolo26_loss`, ultralytics ``E2ELoss``'s linear decay from 0.8 to 0.1 over
-the epochs.
+the epochs, and :func:`one2many_schedule` the yolo26 head's choice of it over a run's steps (linear, constant,
+cosine).
 
 **Adaptive α** (:class:`AdaptiveAlphaState`, :func:`adaptive_alpha_init`, :func:`adaptive_alpha_update`) is not a
 function of the step but of the measured gradient norms; it is a small pure state machine carried in the train
@@ -57,6 +58,8 @@ __all__ = [
     "exponential_alpha",
     "linear_alpha",
     "make_alpha_schedule",
+    "ONE2MANY_SCHEDULES",
+    "one2many_schedule",
     "one2many_weight",
     "static_alpha",
     "step_alpha",
@@ -328,6 +331,67 @@ def one2many_weight(
 
     def schedule(step):
         return jnp.maximum(1 - _epoch(step, steps_per_epoch, per_epoch) / span, 0) * gap + end
+
+    return schedule
+
+
+#: the one-to-many weight schedules of :func:`one2many_schedule` (``loss.one2many`` of the yolo26 head).
+ONE2MANY_SCHEDULES: tuple[str, ...] = ("linear", "constant", "cosine")
+
+
+def one2many_schedule(
+    name: str = "linear",
+    *,
+    total_steps: int,
+    start: float = 0.8,
+    end: float = 0.1,
+    epochs: int = 0,
+) -> optax.Schedule:
+    """YOLO26's one-to-many weight over a run of ``total_steps`` optimizer steps, by name (the yolo26 head's
+    ``loss.one2many``).
+
+    ultralytics counts its decay in epochs (:func:`one2many_weight`); a run counts steps. The run is mapped onto
+    :math:`E` "epochs" of :math:`n` steps: ``epochs = 0`` (default) makes every step an epoch (:math:`E = T`,
+    :math:`n = 1`: the weight moves at every step), ``epochs = E > 0`` gives ultralytics' staircase, the weight held
+    within each of :math:`E` epochs of :math:`n = \\lceil T / E \\rceil` steps (the last epoch possibly shorter).
+    With the progress :math:`p = \\min(\\lfloor s / n \\rfloor / \\max(E - 1, 1), 1)`, 0 at the first step and 1 at
+    the last:
+
+    - ``"linear"``: ultralytics' ``E2ELoss`` decay, :math:`w = w_\\mathrm{end} + (w_\\mathrm{start} -
+      w_\\mathrm{end})(1 - p)` (:func:`one2many_weight` with ``total_epochs = E``, ``steps_per_epoch = n``):
+      0.8 at the first step, 0.1 at the last;
+    - ``"constant"``: :math:`w = w_\\mathrm{start}` throughout (``end`` and ``epochs`` unused);
+    - ``"cosine"``: :math:`w = w_\\mathrm{end} + (w_\\mathrm{start} - w_\\mathrm{end})(1 + \\cos \\pi p) / 2`.
+
+    The one-to-one weight is :math:`\\max(1 - w, 0)` (:func:`jaxdet.losses.yolo26.yolo26_loss`).
+
+    Args:
+      name: one of :data:`ONE2MANY_SCHEDULES`.
+      total_steps: :math:`T`, the run's optimizer steps.
+      start, end: the weights at the first and the last step (0.8 and 0.1, ultralytics'), in ``[0, 1]``.
+      epochs: :math:`E`, 0 for one epoch per step.
+
+    Returns:
+      ``step -> w``, an ``optax.Schedule``.
+    """
+    _checks.choice(name, "name", ONE2MANY_SCHEDULES)
+    total_steps = _checks.positive_int(total_steps, "total_steps")
+    start = _checks.number(start, "start", low=0.0, high=1.0)
+    end = _checks.number(end, "end", low=0.0, high=1.0)
+    epochs = _checks.positive_int(epochs, "epochs", minimum=0)
+    if name == "constant":
+        return optax.constant_schedule(start)
+    if epochs == 0:
+        epochs, steps_per_epoch = total_steps, 1
+    else:
+        steps_per_epoch = -(-total_steps // epochs)
+    if name == "linear":
+        return one2many_weight(total_epochs=epochs, steps_per_epoch=steps_per_epoch, start=start, end=end)
+    span = max(epochs - 1, 1)
+
+    def schedule(step):
+        progress = jnp.minimum(_epoch(step, steps_per_epoch, True) / span, 1.0)
+        return end + (start - end) * 0.5 * (1 + jnp.cos(jnp.pi * progress))
 
     return schedule
 

@@ -550,6 +550,8 @@ CASES += [
     # YOLO26: the end-to-end loss, its branch weights and the NMS-free decode
     _case(schedules.one2many_weight, lambda: schedules.one2many_weight(total_epochs=10, start=1.5), "start", "value",
           "[0.0, 1.0]"),
+    _case(schedules.one2many_schedule, lambda: schedules.one2many_schedule("step", total_steps=10), "name",
+          "choice", "'cosine'"),
     _case(yolo26.yolo26_loss, lambda: yolo26.yolo26_loss({"one2many": jnp.zeros((1, _A, 7))}, _PTS, _STRIDES,
                                                          *_TAL_GT), "outputs", "keys", "one2one"),
     _case(yolo26.yolo26_branch_weights, lambda: yolo26.yolo26_branch_weights(jnp.zeros(2, jnp.int32)), "step",

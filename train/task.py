@@ -57,7 +57,8 @@ def make_head(config: ml_collections.ConfigDict):
     )
 
 
-#: optional ``eval`` fields passed to the head's ``decode`` when set (the yolov8 head accepts them).
+#: optional ``eval`` fields passed to the head's ``decode`` when set (the yolov8 and yolo11 heads accept them; the
+#: NMS-free yolo26 head does not).
 DECODE_OPTIONS = ("multi_label", "pre_nms_top_k")
 
 
@@ -75,9 +76,10 @@ def decode_options(config: ml_collections.ConfigDict, head) -> dict[str, Any]:
         if value in (None, False, 0):
             continue
         if name not in accepted:
+            having = [n for n, cls in models.HEADS.items() if name in inspect.signature(cls.decode).parameters]
             raise ValueError(
                 f"eval.{name}={value!r}: the {config.model.head!r} head's decode has no {name} option "
-                f"(heads that have it: yolov8); remove the field"
+                f"(heads that have it: {', '.join(having)}); remove the field"
             )
         out[name] = bool(value) if name == "multi_label" else int(value)
     return out

@@ -10,13 +10,16 @@ from __future__ import annotations
 from jaxdet import _checks
 from jaxdet.models.base_head import Head
 from jaxdet.models.polygon_head import PolygonHead
+from jaxdet.models.yolo26_head import YOLO26Head
 from jaxdet.models.yolov1_head import YOLOv1Head
-from jaxdet.models.yolov8_head import YOLOv8Head
+from jaxdet.models.yolov8_head import YOLO11Head, YOLOv8Head
 
 __all__ = ["HEADS", "DEFAULT_HEAD", "make_head"]
 
 #: ``model.head`` name -> head class.
-HEADS: dict[str, type[Head]] = {cls.name: cls for cls in (YOLOv1Head, PolygonHead, YOLOv8Head)}
+HEADS: dict[str, type[Head]] = {
+    cls.name: cls for cls in (YOLOv1Head, PolygonHead, YOLOv8Head, YOLO11Head, YOLO26Head)
+}
 #: the head of a ``model`` section that names none.
 DEFAULT_HEAD = YOLOv8Head.name  # "yolov8"
 

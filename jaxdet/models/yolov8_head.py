@@ -1,8 +1,15 @@
-"""The YOLOv8 head (``model.head = "yolov8"``): the ultralytics YOLOv8 network, its DFL box decoding and loss.
+"""The YOLOv8 head family: ``model.head = "yolov8"`` and ``"yolo11"``, the ultralytics networks with their DFL box
+decoding, loss and NMS.
 
-Outputs layout: the model (:class:`jaxdet.models.yolo.YOLO`, version "v8") returns a **tuple of three per-level arrays**
-``[N, H/s, W/s, 4·reg_max + C]`` for the strides ``s = 8, 16, 32``; the last axis holds the DFL logits of the
-four box sides (``l, t, r, b``, ``reg_max`` bins each, side-major) then the C class logits.
+:class:`YOLOv8Head` is parameterised by its class attribute ``version``, the :class:`jaxdet.models.yolo.YOLO` version
+it builds; :class:`YOLO11Head` is the same head on the YOLO11 network (``version = "11"``: C3k2 blocks, C2PSA,
+the depthwise class branch), with the same loss, decoding and fields, as ultralytics trains and validates YOLO11 with
+``v8DetectionLoss`` and NMS. YOLO26 (``"yolo26"``, :mod:`jaxdet.models.yolo26_head`) derives from it too and
+replaces the loss and the decoding.
+
+Outputs layout: the model (:class:`jaxdet.models.yolo.YOLO`, version "v8" or "11") returns a **tuple of three
+per-level arrays** ``[N, H/s, W/s, 4·reg_max + C]`` for the strides ``s = 8, 16, 32``; the last axis holds the DFL
+logits of the four box sides (``l, t, r, b``, ``reg_max`` bins each, side-major) then the C class logits.
 :meth:`YOLOv8Head.flatten` concatenates the levels row-major into ``[N, A, 4·reg_max + C]`` (ultralytics'
 anchor order, ``A = Σ H/s · W/s``), which is what the loss and decoding read.
 
@@ -22,8 +29,9 @@ loss fields ``box, cls, dfl`` (gains 7.5, 0.5, 1.5), ``score_target`` ("stop"), 
 ``tal_norm_eps`` (1e-9, the assigner's score normaliser ε, :func:`jaxdet.tal.task_aligned_assign`'s
 ``norm_eps``; ``configs/yolov8n_dense.py`` sets 0 for its 6–15 px objects).
 
-Config fields (``model``): ``scale`` ("n" | "s" | "m" | "l" | "x", default "n"), ``reg_max`` (16),
-``dtype`` (compute dtype: "float32" | "bfloat16"). ``model.image_size`` must be a multiple of 32.
+Config fields (``model``): ``scale`` ("n" | "s" | "m" | "l" | "x", default "n"), ``reg_max`` (16, at least 2;
+YOLO26's 1 makes the four box values the distances themselves, :meth:`YOLOv8Head.boxes` reads both), ``dtype``
+(compute dtype: "float32" | "bfloat16"). ``model.image_size`` must be a multiple of 32.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ from jaxdet.models.yolo import VERSIONS, YOLO
 from jaxdet.nms import Detections, select_detections
 from jaxdet.tal import dfl_decode, dist2bbox, make_anchor_points
 
-__all__ = ["YOLOv8Head"]
+__all__ = ["YOLOv8Head", "YOLO11Head", "STRIDES"]
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 STRIDES = (8, 16, 32)
@@ -53,7 +61,7 @@ STRIDES = (8, 16, 32)
 
 @dataclasses.dataclass(frozen=True)
 class YOLOv8Head(Head):
-    """The ultralytics YOLOv8 detection head.
+    """The ultralytics YOLOv8 detection head, and the base of the family (:attr:`version` picks the network).
 
     Attributes:
       num_classes: C.
@@ -64,6 +72,10 @@ class YOLOv8Head(Head):
     """
 
     name: ClassVar[str] = "yolov8"
+    #: the :class:`jaxdet.models.yolo.YOLO` version the head builds ("v8", "11", "26").
+    version: ClassVar[str] = "v8"
+    #: the smallest ``model.reg_max``: 2 (DFL bins) for v8 and 11, 1 (no bins) for YOLO26.
+    min_reg_max: ClassVar[int] = 2
     num_classes: int
     scale: str = model_field("n")
     reg_max: int = model_field(16)
@@ -78,8 +90,8 @@ class YOLOv8Head(Head):
 
     def __post_init__(self):
         _checks.positive_int(self.num_classes, "num_classes")
-        _checks.choice(self.scale, "model.scale", tuple(VERSIONS["v8"].scales))
-        _checks.positive_int(self.reg_max, "model.reg_max", minimum=2)
+        _checks.choice(self.scale, "model.scale", tuple(VERSIONS[self.version].scales))
+        _checks.positive_int(self.reg_max, "model.reg_max", minimum=self.min_reg_max)
         _checks.choice(self.dtype, "model.dtype", tuple(_DTYPES))
         _checks.choice(self.score_target, "loss.score_target", ("stop", "through"))
         _checks.positive_int(self.topk, "loss.topk")
@@ -107,17 +119,23 @@ class YOLOv8Head(Head):
         return bias
 
     def build_model(self, model_cfg, *, rngs: nnx.Rngs) -> nnx.Module:
-        """:class:`jaxdet.models.yolo.YOLO` v8 at ``model.scale`` (parameters float32, compute ``model.dtype``)."""
-        return YOLO(version="v8", scale=self.scale, num_classes=self.num_classes, reg_max=self.reg_max, rngs=rngs,
-                    dtype=_DTYPES[self.dtype])
+        """:class:`jaxdet.models.yolo.YOLO` of the head's :attr:`version` at ``model.scale`` (parameters float32,
+        compute ``model.dtype``)."""
+        return YOLO(version=self.version, scale=self.scale, num_classes=self.num_classes, reg_max=self.reg_max,
+                    rngs=rngs, dtype=_DTYPES[self.dtype])
 
     # ------------------------------------------------------------------------------------------ views
+
+    def levels(self, outputs) -> Sequence[jax.Array]:
+        """The per-level arrays that :meth:`flatten` reads: the model's outputs themselves (YOLO26: a branch's)."""
+        return outputs
 
     def flatten(self, outputs: Sequence[jax.Array]) -> tuple[jax.Array, jax.Array, jax.Array, tuple[int, int]]:
         """Per-level outputs -> ``(raw [N, A, 4·reg_max + C], anchor points [A, 2], strides [A], (H, W))``.
 
         ``(H, W)`` is the input image size in pixels (level 0's size times its stride).
         """
+        outputs = self.levels(outputs)
         if len(outputs) != len(STRIDES):
             raise _checks.fail_value("outputs", f"a tuple of {len(STRIDES)} per-level arrays", type(outputs))
         for i, o in enumerate(outputs):
@@ -128,10 +146,10 @@ class YOLOv8Head(Head):
         return raw, points, strides, (shapes[0][0] * STRIDES[0], shapes[0][1] * STRIDES[0])
 
     def boxes(self, outputs: Sequence[jax.Array]) -> jax.Array:
-        """Decoded ``[N, A, 4]`` xyxy boxes normalised by the image size."""
+        """Decoded ``[N, A, 4]`` xyxy boxes normalised by the image size (``reg_max = 1``: the raw distances)."""
         raw, points, strides, (h, w) = self.flatten(outputs)
         raw = raw.astype(jnp.promote_types(raw.dtype, jnp.float32))
-        dist = dfl_decode(raw[..., : 4 * self.reg_max], reg_max=self.reg_max)  # [N, A, 4]
+        dist = raw[..., :4] if self.reg_max == 1 else dfl_decode(raw[..., : 4 * self.reg_max], reg_max=self.reg_max)
         xyxy = dist2bbox(dist, points) * strides[:, None]
         return xyxy / jnp.asarray([w, h, w, h], raw.dtype)
 
@@ -173,3 +191,15 @@ class YOLOv8Head(Head):
             boxes, scores, classes, None, iou_threshold=iou_threshold, score_threshold=score_threshold,
             max_detections=max_detections, pre_nms_top_k=pre_nms_top_k,
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class YOLO11Head(YOLOv8Head):
+    """The ultralytics YOLO11 detection head (``model.head = "yolo11"``): :class:`YOLOv8Head` on the YOLO11 network.
+
+    ultralytics trains YOLO11 with ``v8DetectionLoss`` (DFL, ``reg_max`` 16, ``topk`` 10) and validates it with
+    NMS, so the loss, the decoding and every field are YOLOv8's; only :attr:`version` differs.
+    """
+
+    name: ClassVar[str] = "yolo11"
+    version: ClassVar[str] = "11"
