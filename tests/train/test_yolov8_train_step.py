@@ -1,7 +1,7 @@
 """YOLOv8n / YOLOv8s under the generic train step: BatchNorm statistics trained, checkpointed, used in eval.
 
 The loss here is a fixed quadratic of the raw outputs (the step's contract is any ``loss_fn``; the yolov8 loss
-itself is tested in tests/models/test_yolov8.py and, through this train step on 1 and 8 devices, in
+itself is tested in tests/models/test_yolo.py and, through this train step on 1 and 8 devices, in
 test_yolov8_sharding.py). 32-px images keep the compilations small; the n model's three steps are shared by the
 tests through a module fixture, and the s model is built and takes one step.
 """
