@@ -41,6 +41,7 @@ from flax import nnx
 
 from jaxdet.losses.yolo26 import yolo26_loss
 from jaxdet.models.ultralytics_io import load_ultralytics, tensor_name
+from jaxdet.models.yolo import YOLO
 from jaxdet.models.yolov8_head import YOLOv8Head
 from jaxdet.parity.core import ParityCase
 from jaxdet.tal import make_anchor_points
@@ -86,7 +87,9 @@ def _layout(name: str, num_classes: int):
     """The NNX model's graphdef and the flat paths of its Params and BatchStats (the harness input order)."""
     model = load_ultralytics(ultralytics_model(name, num_classes), param_dtype=jnp.float32)
     graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
-    return graphdef, tuple(p for p, _ in nnx.to_flat_state(params)), tuple(p for p, _ in nnx.to_flat_state(stats))
+    param_paths = tuple(p for p, _ in nnx.to_flat_state(params))
+    assert param_paths == tuple(p for p, _ in nnx.to_flat_state(nnx.state(_abstract(name, num_classes), nnx.Param)))
+    return graphdef, param_paths, tuple(p for p, _ in nnx.to_flat_state(stats))
 
 
 def _numpy_weights(name: str, num_classes: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -253,18 +256,19 @@ def _zero_in_train_mode(model, path: tuple) -> bool:
     return type(parent).__name__ == "SPPF" and path[-3] == "cv1" and not owner.act
 
 
+@functools.lru_cache(maxsize=None)
+def _abstract(name: str, num_classes: int = NUM_CLASSES) -> YOLO:
+    """The jaxdet model of ``name`` (e.g. "yolo26n" -> version "26", scale "n") built abstractly: its parameter
+    paths, in the order of :func:`_layout`'s, without building the torch model (the rows are listed cheaply)."""
+    return nnx.eval_shape(lambda: YOLO(version=name[4:-1], scale=name[-1], num_classes=num_classes,
+                                       rngs=nnx.Rngs(0)))
+
+
 def _wrt(name: str, num_classes: int = NUM_CLASSES, *, train: bool) -> tuple[int, ...]:
     """The images and every parameter (train mode: but those of :func:`_zero_in_train_mode`)."""
-    _, param_paths, _ = _layout(name, num_classes)
-    zero = _train_zero_paths(name, num_classes) if train else frozenset()
-    return (0, *(1 + i for i, p in enumerate(param_paths) if p not in zero))
-
-
-@functools.lru_cache(maxsize=None)
-def _train_zero_paths(name: str, num_classes: int) -> frozenset:
-    """The parameter paths of :func:`_zero_in_train_mode`."""
-    model = load_ultralytics(ultralytics_model(name, num_classes), param_dtype=jnp.float32)
-    return frozenset(p for p, _ in nnx.to_flat_state(nnx.state(model, nnx.Param)) if _zero_in_train_mode(model, p))
+    model = _abstract(name, num_classes)
+    paths = [p for p, _ in nnx.to_flat_state(nnx.state(model, nnx.Param))]
+    return (0, *(1 + i for i, p in enumerate(paths) if not (train and _zero_in_train_mode(model, p))))
 
 
 #: float32 tolerances of the train-mode rows of the C3k2/C2PSA networks (jaxdet's float32 against torch's float64
