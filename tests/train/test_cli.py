@@ -92,6 +92,10 @@ def test_overrides_parse_to_the_field_type():
         ("configs/polygon_hybrid.py", "polygon", None, "cosine"),
         ("configs/polygon_two_stage.py", "polygon", None, "two_stage"),
         ("configs/yolov8n_shapes.py", "yolov8", None, None),
+        ("configs/yolo11n_shapes.py", "yolo11", None, None),
+        ("configs/yolo26n_shapes.py", "yolo26", None, None),
+        ("configs/yolo11n_dense.py", "yolo11", None, None),
+        ("configs/yolo26n_dense.py", "yolo26", None, None),
     ],
 )
 def test_configs_load(path, head, iou_target, alpha):
