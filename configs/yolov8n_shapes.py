@@ -30,6 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.scale = "n"  # yolov8.yaml scale: n | s | m | l | x
     c.model.reg_max = 16  # DFL bins per box side
     c.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (parameters stay float32)
+    c.model.init = ""  # initial weights: "" random, an ultralytics .pt or a jaxdet workdir (train/init_weights.py)
 
     c.loss = ml_collections.ConfigDict()  # jaxdet.losses.yolov8.yolov8_loss (ultralytics' defaults)
     c.loss.box = 7.5  # gains
@@ -50,6 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.warmup_steps = 100  # batches (ultralytics: 3 epochs; 4096 / 16 = 256 batches per epoch here)
     c.train.weight_decay = 5e-4
     c.train.ema = True
+    c.train.freeze = ""  # layers not trained: N (model.0 .. N-1) or a list "[0, 1, '22.cv2']" (train/freeze.py)
     c.train.eval_every = 1000
     c.train.checkpoint_every = 1000
 

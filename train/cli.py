@@ -259,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from train import compile_cache, loop  # noqa: PLC0415 - JAX and the trainer load after parsing: --help and usage errors answer in a second, not four
     from train.checkpoint import CheckpointMismatchError  # noqa: PLC0415 - as above
+    from train.freeze import FreezeError  # noqa: PLC0415 - as above
+    from train.init_weights import InitWeightsError  # noqa: PLC0415 - as above
     from train.validate import ConfigError, validate_config  # noqa: PLC0415 - JAX and the trainer load after parsing: --help and usage errors answer in a second, not four
     from train.workdir import WorkdirConfigError  # noqa: PLC0415 - as above
 
@@ -273,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         summary = loop.run(config, workdir)
     except loop.NonFiniteTrainingError as e:
         _exit_with_error(e, 1)
-    except (WorkdirConfigError, CheckpointMismatchError) as e:  # another model's workdir: nothing was changed
+    except (WorkdirConfigError, CheckpointMismatchError, InitWeightsError, FreezeError) as e:  # nothing trained
         _exit_with_error(e, 2)
     if jax.process_index() == 0 and summary.get("eval"):
         ev = summary["eval"]

@@ -31,8 +31,9 @@ from tqdm import tqdm
 from jaxdet.compile_options import compiler_options
 from train import batches as batches_lib
 from train import checkpoint as ckpt_lib
-from train import compile_cache, eval_report, metrics_log, plots, tables
+from train import compile_cache, eval_report, init_weights, metrics_log, plots, tables
 from train import data as data_lib
+from train import freeze as freeze_lib
 from train import mesh as mesh_lib
 from train import step as step_lib
 from train import workdir as workdir_lib
@@ -247,14 +248,16 @@ def _setup(config: ml_collections.ConfigDict, workdir: str, task: Task) -> _Run:
         f"mesh {dict(mesh.shape)}; global batch {global_bs}"
     )
     filler = _start_cache_filler(config, task, examples_to_read=total_steps * global_bs)
+    build_model = freeze_lib.with_frozen_batchnorms(task.build_model, tc.get("freeze", ""))  # train.freeze
     recipe, graphdef, init_fn = step_lib.make_recipe_init_fn(
-        tc, task.build_model, seed=int(config.seed), init_loss_state=task.init_loss_state
+        tc, build_model, seed=int(config.seed), init_loss_state=task.init_loss_state
     )
     _log(f"recipe: {recipe.description}")
     state_shapes = jax.eval_shape(init_fn)
     batches = _train_batches(config, task, global_bs=global_bs, rows=rows)
     checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=int(tc.keep_checkpoints))
-    state, latest, meta = _restore_or_init(checkpointer, batches, init_fn, state_shapes, mesh, global_bs=global_bs)
+    state, latest, meta = _restore_or_init(checkpointer, batches, init_fn, state_shapes, mesh, global_bs=global_bs,
+                                           config=config, build_model=task.build_model)
     dropped = batches_lib.DroppedBoxes(mesh, meta.get("dropped_boxes", 0) if meta is not None else 0)
     start_step = int(to_host(state["step"]))
     if batches.get_state()["step"] != start_step:
@@ -314,17 +317,29 @@ def _train_batches(config, task: Task, *, global_bs: int, rows: np.ndarray):
     )
 
 
-def _restore_or_init(checkpointer, batches, init_fn, state_shapes, mesh, *, global_bs: int):
+def _restore_or_init(checkpointer, batches, init_fn, state_shapes, mesh, *, global_bs: int, config=None,
+                     build_model=None):
     """``(state, step, meta)`` of the latest checkpoint, with the batches moved to its data position, or
-    ``(initial state, None, None)`` when there is none.
+    ``(initial state, None, None)`` when there is none: the fresh state, with ``model.init``'s weights
+    (:mod:`train.init_weights`) when ``config`` sets it. A resumed run says that it ignored ``model.init``.
 
     Raises:
       ValueError: when the checkpoint was written with another ``train.batch_size``.
+      train.init_weights.InitWeightsError: ``model.init`` cannot initialise this model (before any compile).
     """
     restored = checkpointer.restore_latest(step_lib.abstract_state(state_shapes, mesh), log=_log)
+    init = init_weights.init_path(config) if config is not None else ""
     if restored is None:
-        return jax.jit(init_fn, out_shardings=mesh_lib.replicated(mesh))(), None, None
+        source = init_weights.load_checked(config, build_model) if init else None  # bad input: before compiling
+        state = jax.jit(init_fn, out_shardings=mesh_lib.replicated(mesh))()
+        if source is not None:
+            state = init_weights.init_from_config(config, build_model, state, source, log=_log)
+            state = jax.device_put(state, mesh_lib.replicated(mesh))
+        return state, None, None
     latest, state, meta = restored
+    if init:
+        _log(f"model.init={init!r} ignored: the run resumes from its own checkpoint (step {latest}); model.init "
+             "applies only when a run starts")
     saved_bs = meta.get("data", {}).get("global_batch_size")
     if saved_bs is not None and saved_bs != global_bs:
         raise ValueError(

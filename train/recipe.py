@@ -78,6 +78,7 @@ import optax
 from flax import nnx
 
 from jaxdet.musgd import musgd
+from train import freeze as freeze_lib
 from train import model_state as model_state_lib
 
 RECIPES = ("jaxdet", "ultralytics")
@@ -367,7 +368,21 @@ OPTIMIZER_NAMES = {"sgd": "SGD(nesterov)", "adamw": "AdamW",
 
 
 def make_recipe(tc: ml_collections.ConfigDict, build_model: Callable[[nnx.Rngs], nnx.Module]) -> Recipe:
-    """The :class:`Recipe` of the ``train`` section (``train.recipe``, ``train.ema``)."""
+    """The :class:`Recipe` of the ``train`` section (``train.recipe``, ``train.ema``, ``train.freeze``: the frozen
+    parameters' updates are zero, :func:`train.freeze.freeze_tx`)."""
+    recipe = _make_recipe(tc, build_model)
+    value = tc.get("freeze", "")
+    if not freeze_lib.patterns(value):
+        return recipe
+    model = nnx.eval_shape(lambda: build_model(nnx.Rngs(0)))
+    frozen, total, _ = freeze_lib.count(model, value)
+    text = (f"; train.freeze={value}: {frozen} of {total} parameter tensors frozen (no update, their BatchNorms "
+            "in eval mode)")
+    return dataclasses.replace(recipe, tx=freeze_lib.freeze_tx(recipe.tx, value),
+                               description=recipe.description + text)
+
+
+def _make_recipe(tc: ml_collections.ConfigDict, build_model: Callable[[nnx.Rngs], nnx.Module]) -> Recipe:
     ema = (float(tc.ema_decay), float(tc.ema_tau)) if tc.get("ema", False) else None
     ema_text = f"; EMA decay {ema[0]} tau {ema[1]:g}" if ema else "; no EMA"
     clip = float(tc.get("grad_clip", 0.0))

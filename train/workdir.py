@@ -12,7 +12,8 @@ new run's config, field by field:
   ``train.max_consecutive_nonfinite``), ``data.close_mosaic`` (it follows ``train.steps``), the loader's parallelism
   and caches (``data.num_workers``, ``data.num_threads``, ``data.prefetch``, ``data.cache``, ``data.cache_dir``,
   ``data.label_cache``, ``data.label_cache_dir``), every ``eval.*`` field, every ``mesh.*`` field (checkpoints
-  restore onto any mesh), ``compile_cache`` and ``name``.
+  restore onto any mesh), ``compile_cache``, ``name``, and ``model.init`` (the initial weights: read only when a
+  run starts, so a resumed run ignores it and says so; changing it cannot change the checkpoints' model).
 - Every other difference (``model``, ``loss``, ``data``, the rest of ``train``, ``seed``) raises
   :class:`WorkdirConfigError` (``python -m train`` exits with status 2), listing each field ``old -> new`` and
   how to go on: another ``--workdir``, or ``--config.train.resume=False``.
@@ -35,6 +36,7 @@ from typing import Any
 SAFE_ON_RESUME = (
     "name",
     "compile_cache",
+    "model.init",
     "train.resume",
     "train.steps",
     "train.log_every",
