@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# Every jaxdet benchmark on one GPU, in under 8 minutes: boxes, losses (+ YOLOv1/SSD), polygons, the YOLOv8
-# loss (TAL + v8 loss, with peak memory at 1,000 GT/image), the train step, the YOLOv8n train step against
-# ultralytics (batch 16 of 640-px images), and the dense-loss roofline (B=64, 8400 anchors, 80 classes). Prints
-# each table with the device name and writes them all to benchmarks/results/gpu-<device>.md.
+# Every jaxdet benchmark on one GPU: boxes, losses (+ YOLOv1/SSD), polygons, the YOLOv8 loss (TAL + v8 loss,
+# with peak memory at 1,000 GT/image), the train step, the YOLOv8n, YOLO11n and YOLO26n train steps against
+# ultralytics (batch 8 of 320-px and batch 16 of 640-px images, one run per model), and the dense-loss roofline
+# (B=64, 8400 anchors, 80 classes), within a wall-clock budget (--budget-s, 470 s: what does not fit is listed as
+# skipped). The YOLO train steps, each compiled by XLA and by torch.compile at two sizes, need most of a budget of
+# their own: run them with --only, one model per call where a call may last at most 10 minutes. Prints each table
+# with the device name and writes them all to benchmarks/results/gpu-<device>.md.
 #
 #   bash benchmarks/run_gpu.sh                     # on a GPU machine (JAX CUDA + torch CUDA)
+#   bash benchmarks/run_gpu.sh --only yolo_train_step_yolo26n --budget-s 570 --out-dir /tmp/y26
+#                                                  # one model's YOLO train-step rows (also _yolov8n, _yolo11n)
 #   bash benchmarks/run_gpu.sh --cpu-smoke         # smoke test on the CPU: every script with --quick,
 #                                                  #   output in /tmp/jaxdet-bench-smoke/gpu-cpu.md
 #   JAXDET_CPU_SMOKE=1 bash benchmarks/run_gpu.sh  # same as --cpu-smoke
 #
 # Options:
+#   --only LABELS        comma-separated labels of the benchmarks to run (default: all; the labels are
+#                        train_step roofline boxes losses polygons yolov8_loss yolo_train_step_yolov8n
+#                        yolo_train_step_yolo11n yolo_train_step_yolo26n train_step_large)
 #   --out-dir DIR        where gpu-<device>.md goes (default benchmarks/results,
 #                        or /tmp/jaxdet-bench-smoke with --cpu-smoke)
 #   --peak-gbps N        peak DRAM bandwidth for the roofline (default: the table in benchmarks/roofline.py)
@@ -35,6 +43,7 @@ PEAK=()
 COMMON=()
 BUDGET=470
 TRAIN_LARGE=0
+ONLY=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --cpu-smoke) SMOKE=1 ;;
@@ -44,7 +53,8 @@ while [[ $# -gt 0 ]]; do
     --no-compile) COMMON+=(--no-compile) ;;
     --budget-s) BUDGET="$2"; shift ;;
     --train-large) TRAIN_LARGE=1 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    --only) ONLY=",$2,"; shift ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "run_gpu.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -93,6 +103,9 @@ STATUS=()
 run_bench() {
   local label="$1" module="$2"; shift 2
   local now left t0 rc part="$PARTS/$label.md"
+  if [[ -n "$ONLY" && "$ONLY" != *",$label,"* ]]; then
+    return 0
+  fi
   now=$(date +%s); left=$(( BUDGET - (now - START) ))
   if (( left < 20 )); then
     STATUS+=("| $label | skipped (budget of ${BUDGET} s spent) | — |")
@@ -135,10 +148,14 @@ run_bench boxes boxes "${COMMON[@]}"
 run_bench losses losses "${COMMON[@]}"
 run_bench polygons polygons "${COMMON[@]}"
 run_bench yolov8_loss yolov8_loss "${COMMON[@]}"
-# YOLOv8n train step vs ultralytics: 640 px on the GPU; --cpu-smoke keeps the script's --quick case (2 x 64 px).
-V8_CASES=()
-[[ "$SMOKE" != "1" ]] && V8_CASES=(--cases 16x640)
-run_bench yolov8_train_step yolov8_train_step "${COMMON[@]}" "${V8_CASES[@]}"
+# YOLO train steps vs ultralytics (eager and torch.compile, interleaved), one run per model so that a spent budget
+# skips a model rather than losing all three: 8 x 320 px and 16 x 640 px on the GPU; --cpu-smoke keeps the
+# script's --quick case (2 x 64 px).
+YOLO_CASES=()
+[[ "$SMOKE" != "1" ]] && YOLO_CASES=(--cases 8x320,16x640)
+for model in yolov8n yolo11n yolo26n; do
+  run_bench "yolo_train_step_$model" yolo_train_step "${COMMON[@]}" --models "$model" "${YOLO_CASES[@]}"
+done
 if [[ "$TRAIN_LARGE" == "1" ]]; then
   run_bench train_step_large train_step "${COMMON[@]}" --batch-size 256 --image-size 128
 fi
@@ -165,7 +182,8 @@ TOTAL=$(( $(date +%s) - START ))
   echo "| benchmark | status | seconds |"
   echo "|---|---|---:|"
   printf '%s\n' "${STATUS[@]}"
-  for label in train_step roofline boxes losses polygons yolov8_loss yolov8_train_step train_step_large; do
+  for label in train_step roofline boxes losses polygons yolov8_loss yolo_train_step_yolov8n yolo_train_step_yolo11n \
+      yolo_train_step_yolo26n train_step_large; do
     [[ -f "$PARTS/$label.md" ]] || continue
     echo
     cat "$PARTS/$label.md"

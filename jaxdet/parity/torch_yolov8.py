@@ -6,8 +6,10 @@ random weights (nothing is downloaded; set ``YOLO_OFFLINE=1``) and gives it ``ar
 The loss allocates its result with ``torch.zeros(3)`` in the default dtype, so float64 runs set the default
 dtype to the inputs' dtype for the call (otherwise the terms would be rounded to float32).
 
-The train-step comparisons (``benchmarks/yolov8_train_step.py``, :mod:`jaxdet.parity.yolov8_trajectory`) start
-both sides from :func:`ultralytics_weights`, train :func:`train_mode_model` and feed it :func:`torch_batch`.
+The YOLOv8n trajectory check (:mod:`jaxdet.parity.yolov8_trajectory`) starts both sides from
+:func:`ultralytics_weights`, trains :func:`train_mode_model` and feeds it :func:`torch_batch`; the YOLO train-step
+benchmark (``benchmarks/yolo_train_step.py``) uses :func:`torch_batch` and the same builders for every model
+(``jaxdet.parity.train_twins.ultralytics_model_weights``, ``ultralytics_train_model``).
 
 This module imports torch and ultralytics at the top: import it lazily (the parity cases do), with ``YOLO_OFFLINE=1``.
 """

@@ -1,6 +1,6 @@
 """Do jaxdet's YOLOv8n train step and ultralytics' follow the same SGD trajectory, step after step?
 
-``benchmarks/yolov8_train_step.py`` runs both libraries' step many times from the same weights on one fixed
+``benchmarks/yolo_train_step.py`` runs both libraries' step many times from the same weights on one fixed
 batch, and after 14 steps their float32 losses were 1.5 % apart between two XLA compiler options, 4.5 % between
 ultralytics eager and compiled, and 14 % between the libraries. This check tells a systematic difference
 from float rounding amplified by the training dynamics. It runs, from the same ultralytics weights
