@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from configs import yolov8n_shapes
 from jaxdet.models import HEADS, YOLO11Head, YOLO26Head, YOLOv8Head, default_model_config, make_head
 from jaxdet.nms import select_detections
 from jaxdet.nms_free import nms_free_decode
 from jaxdet.schedules import one2many_schedule, one2many_weight
+from train.field_use import unread_overrides
 
 SIZES = (8, 4, 2)  # a 64 px image: 84 anchors
 
@@ -61,9 +63,6 @@ def test_yolo26_loss_fields():
 
 
 def test_loss_fields_of_the_new_heads_are_known_to_the_cli():
-    from configs import yolov8n_shapes  # noqa: PLC0415 - the train side, only for this test
-    from train.field_use import unread_overrides  # noqa: PLC0415 - the train side, only for this test
-
     c = yolov8n_shapes.get_config()
     (message,) = unread_overrides(c, ["loss.one2many"])
     assert "not read by the yolov8 head" in message and "the yolo26 head reads it" in message
