@@ -120,3 +120,33 @@ def test_export_errors_name_the_problem(tmp_path, roundtrip):
                           cwd=tp.REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.startswith("error: --workdir") and "Traceback" not in proc.stderr
     assert jax.device_count() >= 1
+
+
+def test_a_jaxdet_workdir_initialises_a_run_with_its_ema_weights(roundtrip):
+    """``model.init`` = a jaxdet workdir: its latest checkpoint's EMA, every tensor transferred."""
+    work, _, _ = roundtrip
+    c = yolov8n_shapes.get_config()
+    c.model.init = work
+    head = task_lib.make_head(c)
+
+    def build(rngs):
+        return head.build_model(c.model, rngs=rngs)
+
+    source = init_weights.load_checked(c, build)
+    assert source.kind == "jaxdet" and "EMA weights" in source.description and source.class_names == SHAPE_CLASSES
+    _, _, init_fn = step_lib.make_recipe_init_fn(c.train, build, seed=1)
+    lines = []
+    init_weights.init_from_config(c, build, init_fn(), source, log=lines.append)
+    assert lines[0].startswith(f"model.init: transferred 354/354 tensors from {work} (jaxdet yolov8 checkpoint step 0")
+
+
+@pytest.mark.slow
+def test_ultralytics_val_and_jaxdet_evaluation_of_the_export_run_on_the_same_folder(roundtrip, tmp_path):
+    """Both evaluations run on the same 32 images (``tests.train.val_compare``). With the random-weight model both
+    mAPs are near 0; the trained default run's measured difference is in train/README.md."""
+    from tests.train import val_compare  # noqa: PLC0415 - ultralytics and the folder writer, this test only
+
+    work, _, _ = roundtrip
+    result = val_compare.compare(work, str(tmp_path / "val"), 32)
+    for k in ("mAP", "mAP50"):
+        assert abs(result["ultralytics"][k] - result["jaxdet"][k]) <= 0.01, result

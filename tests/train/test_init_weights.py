@@ -3,7 +3,6 @@ name (ultralytics 8.4.190 ``_remap_cls_by_names``), bad input named, and the run
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -267,17 +266,14 @@ def test_bad_model_init_exits_2_before_compiling(tmp_path):
 
 @pytest.mark.slow
 def test_python_m_train_fine_tunes_from_a_pt_and_a_resume_ignores_model_init(tmp_path, v8_pt):
+    """One step from the .pt; the same run again (nothing left to train: no train step compiled) with another
+    model.init resumes and says it ignored model.init."""
     path, _ = v8_pt
     work = str(tmp_path / "w")
-    proc = _train([*SMALL, "--config.train.steps=1", f"--config.model.init={path}", "--workdir", work])
+    proc = _train([*SMALL, "--config.train.steps=1", f"--config.model.init={path}", "--workdir", work], timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"model.init: transferred 354/354 tensors from {path} (ultralytics yolov8n, 5 classes)" in proc.stdout
-    proc = _train([*SMALL, "--config.train.steps=2", f"--config.model.init={path}x", "--workdir", work])
+    proc = _train([*SMALL, "--config.train.steps=1", f"--config.model.init={path}x", "--workdir", work],
+                  timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"model.init='{path}x' ignored: the run resumes from its own checkpoint (step 1)" in proc.stdout
-    # and a second run starts from the first one's workdir (a jaxdet checkpoint, its EMA weights)
-    proc = _train([*SMALL, "--config.train.steps=1", f"--config.model.init={work}", "--workdir",
-                   str(tmp_path / "w2")])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "model.init: transferred 354/354 tensors from" in proc.stdout and "EMA weights" in proc.stdout
-    assert os.path.isdir(os.path.join(tmp_path, "w2", "checkpoints"))
