@@ -24,8 +24,10 @@ the batch size B, jaxdet's loss is the per-image mean; dividing makes both steps
 the same optimizer gives the same update. YOLO26's ``E2ELoss`` weights its branches 0.8 / 0.2 until the trainer
 calls its ``update()`` at the end of the first epoch, which no step here does; the jaxdet loss reads its schedule
 at step 0 (the same weights). **Same work**: the first step's loss of every contender must equal jaxdet's within
-``--loss-rtol`` (relative, default 1e-3: float32 rounding, see :data:`LOSS_RTOL`), else the script stops
-before timing; the table lists the losses of the first and the last timed steps.
+``--loss-rtol`` (relative, default 1e-3: float32 rounding, see :data:`LOSS_RTOL`): for ultralytics eager the
+script stops before timing; another contender that differs is left out of the timing and named under the table
+(torch 2.14.1's inductor on the CPU gives yolo26n at 2 × 64 px the loss 0.157 where eager, dynamo's ``eager`` and
+``aot_eager`` backends and jaxdet give 10.397). The table lists the losses of the first and the last timed steps.
 
 Optimizer (``--optimizer``): ``sgd`` (default; ultralytics' recipe: SGD, momentum 0.937, Nesterov, weight decay
 5e-4 on every parameter, constant lr 0.01; optax ``add_decayed_weights`` + ``sgd(nesterov=True)`` =
@@ -290,13 +292,22 @@ def run_case(args, name: str, batch: int, image: int, tdev, weights) -> dict[str
         compile_s[contender] = compile_s.get(contender, 0.0) + time.perf_counter() - t0
         first_losses[contender] = run.last_loss()
     what = f"{name}, batch {batch} × {image} px"
+    dropped = {}
+    for contender in [k for k in runs if k not in (JAX, EAGER)]:  # jaxdet vs eager must agree; others are left out
+        try:
+            check_same_loss({JAX: first_losses[JAX], contender: first_losses[contender]}, rtol=args.loss_rtol,
+                            what=what)
+        except RuntimeError as err:
+            print(f"leaving out {contender}: {err}", flush=True)
+            dropped[contender] = first_losses.pop(contender)
+            del runs[contender]
     worst = check_same_loss(first_losses, rtol=args.loss_rtol, what=what)
     print(f"{what}: first-step losses agree to {worst:.1e} relative: "
           + ", ".join(f"{k} {v:.6f}" for k, v in first_losses.items()), flush=True)
     timings = _timing.time_interleaved(runs, repeats=args.repeats)
     timings = {k: _timing.Timing(first_s=compile_s[k], median_s=v.median_s) for k, v in timings.items()}
     row = {"model": name, "batch": batch, "image": image, "timings": timings, "info": info, "cfg": cfg,
-           "first_losses": first_losses, "loss_rdiff": worst,
+           "first_losses": first_losses, "loss_rdiff": worst, "dropped": dropped,
            "last_losses": {k: r.last_loss() for k, r in runs.items()}, "steps": 1 + 1 + 2 + args.repeats}
     print(f"{what}: " + ", ".join(f"{k} {t.median_s * 1e3:.1f} ms" for k, t in timings.items()), flush=True)
     return row
@@ -356,6 +367,10 @@ def cases_table(rows: list[dict[str, Any]], *, args, tdev, load: tuple[float, fl
             f"{k} {v:.6f}" for k, v in row["first_losses"].items()) + f" (largest difference "
             f"{row['loss_rdiff']:.1e}); step {row['steps']}: " + ", ".join(
             f"{k} {v:.6f}" for k, v in row["last_losses"].items()) + ".")
+        for k, v in row.get("dropped", {}).items():
+            lines.append(f"- **{row['model']}, batch {row['batch']} × {row['image']} px: {k} left out**: its "
+                         f"first-step loss {v:.6f} is not jaxdet's {row['first_losses'][JAX]:.6f} (a different "
+                         "computation; not timed).")
     text = "\n".join(lines) + "\n"
     for row in rows:
         if "parts" in row:
