@@ -50,15 +50,33 @@ def make_workdir(tmp, pt, *, image_size=64):
     return work
 
 
+def save_scoring_pt(pt):
+    """A random-weight ultralytics YOLOv8n .pt whose class biases are near 0 (ultralytics' init puts them at -9),
+    so that scores spread over (0, 1) and predict at conf 0.25 finds boxes."""
+    model = save_ultralytics(pt)
+    with torch.no_grad():
+        for seq in model.model[-1].cv3:
+            seq[-1].bias.add_(8.0)
+    torch.save({"model": model, "ema": None, "train_args": {"task": "detect"}}, pt)
+
+
+def ultralytics_predict_equals_jaxdet_predict(work, pt, images):
+    from ultralytics import YOLO  # noqa: PLC0415 - optional dependency
+
+    ours = predict_lib.predict(work, images, batch_size=len(images))
+    yolo = YOLO(pt, task="detect")
+    assert yolo.names == dict(enumerate(SHAPE_CLASSES))
+    results = yolo.predict([im[..., ::-1] for im in images], imgsz=64, conf=0.25, iou=0.7, max_det=300,
+                           verbose=False, device="cpu")
+    for o, r in zip(ours, results):
+        _match(o, r.boxes.xyxy.numpy().astype(np.float64), r.boxes.conf.numpy(), r.boxes.cls.numpy().astype(int))
+
+
 @pytest.fixture(scope="module")
 def roundtrip(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("roundtrip")
     pt = tmp / "source.pt"
-    model = save_ultralytics(pt)
-    with torch.no_grad():  # class biases near 0 (ultralytics' init puts them at -9): scores spread over (0, 1)
-        for seq in model.model[-1].cv3:
-            seq[-1].bias.add_(8.0)
-    torch.save({"model": model, "ema": None, "train_args": {"task": "detect"}}, pt)
+    save_scoring_pt(pt)
     work = make_workdir(str(tmp), pt)
     paths = export_lib.export(work, str(tmp / "exported.pt"))
     images = [np.random.default_rng(k).integers(0, 256, (64, 64, 3), dtype=np.uint8) for k in range(4)]
@@ -77,16 +95,8 @@ def _match(ours, boxes, scores, classes):
 def test_ultralytics_predict_of_the_export_equals_jaxdet_predict(roundtrip):
     """``ultralytics.YOLO(file).predict`` on the letterboxed (64 px) images gives jaxdet's boxes, scores and classes
     (float32: scores to 2e-6, boxes to 1e-3 px) and the class names travel in the file."""
-    from ultralytics import YOLO  # noqa: PLC0415 - optional dependency
-
     work, paths, images = roundtrip
-    ours = predict_lib.predict(work, images, batch_size=4)
-    yolo = YOLO(paths["pt"], task="detect")
-    assert yolo.names == dict(enumerate(SHAPE_CLASSES))
-    results = yolo.predict([im[..., ::-1] for im in images], imgsz=64, conf=0.25, iou=0.7, max_det=300,
-                           verbose=False, device="cpu")
-    for o, r in zip(ours, results):
-        _match(o, r.boxes.xyxy.numpy().astype(np.float64), r.boxes.conf.numpy(), r.boxes.cls.numpy().astype(int))
+    ultralytics_predict_equals_jaxdet_predict(work, paths["pt"], images)
 
 
 def test_the_jax_export_function_runs_without_the_training_code(roundtrip):
@@ -150,3 +160,26 @@ def test_ultralytics_val_and_jaxdet_evaluation_of_the_export_run_on_the_same_fol
     result = val_compare.compare(work, str(tmp_path / "val"), 32)
     for k in ("mAP", "mAP50"):
         assert abs(result["ultralytics"][k] - result["jaxdet"][k]) <= 0.01, result
+
+
+@pytest.mark.slow
+def test_model_init_a_few_jaxdet_steps_export_and_ultralytics_predict(tmp_path):
+    """The whole round trip on the command line: a .pt -> ``python -m train --config.model.init`` (2 steps) ->
+    ``python -m train.export`` -> ``ultralytics.YOLO(file).predict`` equals ``train.predict`` of the run."""
+    from tests.train.test_init_weights import SMALL  # noqa: PLC0415 - the small run's flags
+
+    pt, work = tmp_path / "source.pt", str(tmp_path / "w")
+    save_scoring_pt(pt)
+    env = tp.env_for(1, {"YOLO_OFFLINE": "1"})
+    proc = subprocess.run([sys.executable, "-m", "train", *SMALL, "--config.train.steps=2",
+                           f"--config.model.init={pt}", "--workdir", work], env=env, cwd=tp.REPO,
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "model.init: transferred 354/354 tensors" in proc.stdout
+    out = str(tmp_path / "exported.pt")
+    proc = subprocess.run([sys.executable, "-m", "train.export", "--workdir", work, "--out", out], env=env,
+                          cwd=tp.REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "checkpoint step 2 (ema weights)" in proc.stdout and os.path.isfile(out[:-3] + ".jax_export")
+    images = [np.random.default_rng(k).integers(0, 256, (64, 64, 3), dtype=np.uint8) for k in range(4)]
+    ultralytics_predict_equals_jaxdet_predict(work, out, images)
