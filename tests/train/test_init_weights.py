@@ -277,3 +277,32 @@ def test_python_m_train_fine_tunes_from_a_pt_and_a_resume_ignores_model_init(tmp
                   timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"model.init='{path}x' ignored: the run resumes from its own checkpoint (step 1)" in proc.stdout
+
+
+@pytest.mark.parametrize("config, yaml, cls_tensors", [("yolo11n_shapes", "yolo11n.yaml", 6),
+                                                       ("yolo26n_shapes", "yolo26n.yaml", 12)])
+def test_every_yolo_version_goes_through_the_same_path(tmp_path, config, yaml, cls_tensors):
+    """YOLO11 and YOLO26 (its one2one_cv3 class branches too): everything transfers, and to 3 classes with two
+    overlapping names the class-logit tensors are remapped; export rebuilds the version's DetectionModel."""
+    import importlib  # noqa: PLC0415 - the config module by name
+
+    from train import export as export_lib  # noqa: PLC0415 - this test only
+
+    save_ultralytics(tmp_path / "v.pt", yaml=yaml)
+    c = importlib.import_module(f"configs.{config}").get_config()
+    c.model.init = str(tmp_path / "v.pt")
+    build = _build(c)
+    source = init_weights.load_checked(c, build)
+    graphdef, params, stats = nnx.split(build(nnx.Rngs(0)), nnx.Param, ...)
+    state, report = init_weights.initial_state({"params": params, "model_state": stats}, source,
+                                               target_names=init_weights.run_class_names(c))
+    assert report.transferred == report.total and not report.reinitialised
+    ckpt = export_lib.ultralytics_checkpoint(nnx.merge(graphdef, state["params"], state["model_state"]),
+                                             SHAPE_CLASSES, image_size=64)
+    assert ckpt["train_args"]["model"] == yaml and ckpt["ema"].names == dict(enumerate(SHAPE_CLASSES))
+    c.model.num_classes = 3
+    build = _build(c)
+    _, params, stats = nnx.split(build(nnx.Rngs(0)), nnx.Param, ...)
+    _, report = init_weights.initial_state({"params": params, "model_state": stats}, source,
+                                           target_names=("triangle", "dog", "RECTANGLE"))
+    assert report.remapped_tensors == cls_tensors and report.remapped_rows == 2 and not report.reinitialised
