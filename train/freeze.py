@@ -5,7 +5,7 @@ and name prefixes (``[0, 1, "22.cv2"]``); on the command line a string: ``--conf
 ``--config.train.freeze="[0, 1, '22.cv2']"`` or ``--config.train.freeze=0,1,22.cv2``. ``0`` / ``""`` / ``[]``
 freeze nothing (the default). As ultralytics, each item ``x`` becomes the name pattern ``model.<x>.`` (an item that
 already starts with ``model.`` is kept), and a tensor is frozen when its ultralytics state-dict name
-(``model.22.cv2.0.0.conv.weight``, :func:`train.init_weights.display_name`) contains a pattern.
+(``model.22.cv2.0.0.conv.weight``, :func:`train.model_state.display_name`) contains a pattern.
 
 What freezing does, as ultralytics' trainer:
 
@@ -32,7 +32,7 @@ import jax
 import optax
 from flax import nnx
 
-from train.init_weights import display_name, flat_variables
+from train.model_state import display_name, flat_variables
 
 
 class FreezeError(ValueError):

@@ -51,6 +51,7 @@ from flax import nnx
 
 from jaxdet.data.synthetic import SHAPE_CLASSES
 from jaxdet.models import ultralytics_io
+from train.model_state import Path, display_name, flat_variables
 
 FIELD = "model.init"
 #: ``model.*`` fields that may differ between a jaxdet source checkpoint and the run (the rest must be equal).
@@ -59,7 +60,6 @@ FREE_MODEL_FIELDS = ("init", "num_classes", "image_size", "dtype")
 CLASS_BRANCHES = ("cv3", "one2one_cv3")
 _SYNTHETIC = ("shapes", "dense_shapes")
 
-Path = tuple[str, ...]
 
 
 class InitWeightsError(ValueError):
@@ -120,33 +120,6 @@ class Transfer:
 
 
 # ------------------------------------------------------------------------------------------------ names
-
-
-def _key(k) -> str:
-    for attr in ("key", "idx", "name"):
-        if hasattr(k, attr):
-            return str(getattr(k, attr))
-    return str(k)
-
-
-def flat_variables(tree: Any) -> dict[Path, Any]:
-    """``{path: leaf}`` of an ``nnx.State`` or a nested dict (an orbax restore), the paths as strings without the
-    Variables' trailing ``value``."""
-    out = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        keys = tuple(_key(k) for k in path)
-        while keys and keys[-1] in ("value", "raw_value"):
-            keys = keys[:-1]
-        out[keys] = leaf
-    return out
-
-
-def display_name(path: Path) -> str:
-    """The ultralytics state-dict name of a variable path (``model.22.cv3.0.2.weight``), else the dotted path."""
-    try:
-        return ultralytics_io.tensor_name(path)
-    except KeyError:
-        return ".".join(path)
 
 
 def class_logit_paths(paths, num_classes: int, shapes: Mapping[Path, tuple]) -> set[Path]:

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from configs import yolov8n_shapes
-from train import freeze, init_weights
+from train import freeze
 from train import model_state as model_state_lib
 from train import step as step_lib
 from train import task as task_lib
@@ -77,7 +77,7 @@ def test_frozen_parameters_and_batchnorm_statistics_do_not_move():
     recipe, graphdef, init_fn = step_lib.make_recipe_init_fn(c.train, build, seed=0)
     assert "train.freeze=10: 81 of 183 parameter tensors frozen" in recipe.description
     state = init_fn()
-    start = {part: init_weights.flat_variables(jax.device_get(state[part])) for part in ("params", "model_state")}
+    start = {part: model_state_lib.flat_variables(jax.device_get(state[part])) for part in ("params", "model_state")}
 
     def loss_fn(outputs, batch, *, step, state):
         loss = sum(jnp.mean(jnp.square(o)) for o in outputs)
@@ -92,9 +92,9 @@ def test_frozen_parameters_and_batchnorm_statistics_do_not_move():
     pats = freeze.patterns(10)
     moved = {True: 0, False: 0}
     for part in ("params", "model_state"):
-        end = init_weights.flat_variables(jax.device_get(state[part]))
+        end = model_state_lib.flat_variables(jax.device_get(state[part]))
         for path, value in end.items():
-            frozen = freeze.is_frozen(init_weights.display_name(path), pats)
+            frozen = freeze.is_frozen(model_state_lib.display_name(path), pats)
             same = np.array_equal(np.asarray(value), np.asarray(start[part][path]))
             if frozen:
                 assert same, path
@@ -102,7 +102,7 @@ def test_frozen_parameters_and_batchnorm_statistics_do_not_move():
     assert moved[False] > 100
     opt_leaves = [x for x in jax.tree.leaves(state["opt_state"]) if np.ndim(x) > 0]
     trainable = [x for p, x in start["params"].items()
-                 if not freeze.is_frozen(init_weights.display_name(p), pats) and np.ndim(x) > 0]
+                 if not freeze.is_frozen(model_state_lib.display_name(p), pats) and np.ndim(x) > 0]
     assert sum(np.size(x) for x in opt_leaves) == sum(np.size(x) for x in trainable)  # momentum: trainable only
     model = model_state_lib.merge_model(graphdef, state)
     assert model.model[0].bn.use_running_average and not model.model[12].cv1.bn.use_running_average
