@@ -248,7 +248,7 @@ def test_training_reads_through_the_cache(yolo, tmp_path, monkeypatch):
         c.data.name = "yolo"
         c.data.train_images = c.data.val_images = str(yolo)
         c.data.on_bad_image, c.data.invalid_boxes = "skip", "drop"
-        c.data.class_names, c.data.max_objects = SHAPE_CLASSES, 8
+        c.data.class_names, c.data.max_objects = SHAPE_CLASSES, "8"
         c.data.update(data)
         return c
 
