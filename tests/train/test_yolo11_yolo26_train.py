@@ -23,7 +23,7 @@ from train import predict as predict_lib
 from train import step as step_lib
 from train.task import make_head
 
-pytestmark = pytest.mark.slow  # compiles YOLO11n / YOLO26n train steps in subprocesses
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]  # compiles YOLO11n / YOLO26n train steps in subprocesses
 
 STEPS, KILL_AT = 4, 3  # SIGKILL when the batch of step index 3 is requested: after the checkpoint of step 2
 FLAGS = (
