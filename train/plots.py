@@ -30,6 +30,8 @@ _NOT_LOSS = {
     "kind", "step", "alpha", "lr", "grad_norm", "param_norm", "images_per_sec", "step_time",
     "loader_images_per_sec", "data_wait_s",
     "lr_bias", "momentum", "accumulate", "updated",  # the ultralytics recipe's hyper-parameters (train/recipe.py)
+    "lr_cls", "lr_bias_cls",  # MuSGD's class-branch learning rates
+    "o2m_weight",  # YOLO26's one-to-many weight (a schedule, jaxdet.schedules.one2many_schedule)
 }
 
 

@@ -48,6 +48,8 @@ def test_split_train_keys_separates_counters():
     losses, counters = plots.split_train_keys([{**r, "updated": float(i % 2), "accumulate": 4.0}
                                                for i, r in enumerate(TRAIN)])
     assert "updated" not in counters + losses and "accumulate" not in counters + losses
+    losses, _ = plots.split_train_keys([{**r, "o2m_weight": 0.8, "lr_cls": 0.03} for r in TRAIN])
+    assert "o2m_weight" not in losses and "lr_cls" not in losses  # schedules, not loss terms
 
 
 def test_counters_not_on_the_log_loss_axis(tmp_path, figures):
