@@ -13,7 +13,8 @@
 - the network, by tracing its construction abstractly (``nnx.eval_shape``: e.g. ``model.widths`` and
   ``model.depths`` of different lengths);
 - the mesh against the devices, and ``train.batch_size`` divisible by the data-axis size;
-- the memory of the head's target assignment against the device memory (dense data: ``data.max_objects``);
+- the memory of the head's target assignment against the device memory (dense data: ``data.max_objects``,
+  resolved by :func:`train.data.max_objects`; skipped when the data cannot be read, which the data check reports);
 - a writable ``--workdir``.
 
 The ``data`` section (``data.name``, ``data.loader``, paths, ``data.max_objects`` against the annotations) is
@@ -140,9 +141,9 @@ def validate_config(config: ml_collections.ConfigDict, workdir: str, *, devices:
 
     try:
         max_objects = data_lib.max_objects(config)
-    except data_lib.DataConfigError as err:
-        raise ConfigError(str(err)) from None
-    need = head.assignment_bytes(
+    except data_lib.DataConfigError:  # the data section's own check (resolve_data_config, run first) reports it
+        max_objects = None
+    need = 0 if max_objects is None else head.assignment_bytes(
         batch_size=batch // data_size,
         max_objects=max_objects,
         image_size=int(config.data.image_size),

@@ -226,8 +226,10 @@ def harmonic_weighting(
     cls_loss = _checks.floating(cls_loss, "cls_loss")
     reg_loss = _checks.floating(reg_loss, "reg_loss")
     _checks.same_shape(cls_loss, reg_loss, "cls_loss", "reg_loss")
-    beta_c = route_target(jnp.exp(-cls_loss), factor_grad, argname="factor_grad")
-    beta_r = route_target(jnp.exp(-reg_loss), factor_grad, argname="factor_grad")
+    # beta in (0, 1]: a loss below 0 (a metric outside its range, e.g. the GIoU of inverted predicted boxes, which
+    # YOLO26's raw ltrb distances can produce) counts as 0 in the factor instead of making exp(-loss) overflow.
+    beta_c = route_target(jnp.exp(-jnp.where(cls_loss < 0, 0.0, cls_loss)), factor_grad, argname="factor_grad")
+    beta_r = route_target(jnp.exp(-jnp.where(reg_loss < 0, 0.0, reg_loss)), factor_grad, argname="factor_grad")
     if positive is None:
         total = (1.0 + beta_r) * cls_loss + (1.0 + beta_c) * reg_loss
         return HarmonicLoss(total, {"cls": cls_loss, "reg": reg_loss, "beta_c": beta_c, "beta_r": beta_r})
