@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdet import _checks
-from jaxdet.losses.yolov8 import _concat_levels
+from jaxdet.losses.yolov8 import _check_outputs
 from jaxdet.tal import dfl_decode, dist2bbox
 
 __all__ = ["TopKDetections", "nms_free_decode", "nms_free_topk"]
@@ -109,15 +109,7 @@ def nms_free_decode(
     Returns:
       :class:`TopKDetections` ``(boxes [B, k, 4] xyxy px, scores [B, k], labels [B, k], indices [B, k])``.
     """
-    reg_max = _checks.positive_int(reg_max, "reg_max")
-    x = _concat_levels(outputs)
-    b, a, channels = x.shape
-    if channels - 4 * reg_max < 1:
-        raise _checks.fail_shape("outputs", f"[B, A, 4·reg_max + C] = [B, A, {4 * reg_max} + C] with C >= 1", x)
-    anchor_points = _checks.floating(anchor_points, "anchor_points", last=2, shape="[A, 2]")
-    _checks.shape_is(anchor_points, (a, 2), "anchor_points", "[A, 2] with A of outputs")
-    anchor_strides = _checks.floating(anchor_strides, "anchor_strides", shape="[A]")
-    _checks.shape_is(anchor_strides, (a,), "anchor_strides", "[A] with A of outputs")
+    x, anchor_points, anchor_strides, reg_max = _check_outputs(outputs, anchor_points, anchor_strides, reg_max)
     dist, logits = jnp.split(x, [4 * reg_max], axis=-1)
     if reg_max > 1:
         dist = dfl_decode(dist, reg_max=reg_max)
