@@ -41,9 +41,11 @@ from jaxdet.data.readers import (
     ON_BAD_IMAGE,
     VOC_CLASSES,
     read_coco,
+    read_dota,
     read_voc,
     read_yolo,
     read_yolo_files,
+    read_yolo_obb,
     voc_class_names,
     yolo_image_files,
     yolo_label_path,
@@ -56,7 +58,8 @@ from jaxdet.data.records import (
     empty_example,
     pad_example,
 )
-from jaxdet.data.synthetic import SHAPE_CLASSES, SyntheticShapes
+from jaxdet.data.rotated import clip_corners, corners_to_xywhr, xywhr_to_corners
+from jaxdet.data.synthetic import ROTATED_SHAPE_CLASSES, SHAPE_CLASSES, SyntheticShapes
 from jaxdet.data.writers import export_synthetic, write_coco, write_voc, write_yolo
 from jaxdet.data.yolo_augment import YoloAugment, YoloRecipe, hsv_jitter, mosaic4, random_affine
 
@@ -69,6 +72,7 @@ __all__ = [
     "INVALID_BOXES",
     "InvalidBoxError",
     "ON_BAD_IMAGE",
+    "ROTATED_SHAPE_CLASSES",
     "RecordSet",
     "SHAPE_CLASSES",
     "SyntheticShapes",
@@ -81,7 +85,9 @@ __all__ = [
     "canonical_order",
     "canonical_polygon",
     "canonical_polygons",
+    "clip_corners",
     "clip_polygon",
+    "corners_to_xywhr",
     "collate",
     "empty_example",
     "export_synthetic",
@@ -97,11 +103,13 @@ __all__ = [
     "polygon_bounds",
     "polygon_signed_area",
     "read_coco",
+    "read_dota",
     "read_image",
     "read_voc",
     "random_affine",
     "read_yolo",
     "read_yolo_files",
+    "read_yolo_obb",
     "scale_jitter",
     "verify_image",
     "voc_class_names",
@@ -110,4 +118,5 @@ __all__ = [
     "write_coco",
     "write_voc",
     "write_yolo",
+    "xywhr_to_corners",
 ]

@@ -19,6 +19,7 @@ from jaxdet import _checks
 from jaxdet.data.geometry import canonical_order, canonical_polygon, clip_polygon
 from jaxdet.data.letterbox import identity_letterbox
 from jaxdet.data.pixels import flip_lr, warp_affine
+from jaxdet.data.rotated import clip_corners
 
 __all__ = ["flip_targets", "hflip", "scale_jitter", "augment_example", "make_augment"]
 
@@ -63,6 +64,10 @@ def flip_targets(example: dict) -> dict:
     flipped[..., 0] = 1.0 - flipped[..., 0]
     # Mirroring keeps the even arc-length spacing; only the order must be fixed (no resampling).
     out["polygons"] = canonical_order(flipped) if len(polys) and polys.shape[1] else polys.astype(np.float32)
+    if example.get("corners") is not None:  # rotated boxes: the corners mirrored (refit at batching)
+        corners = np.array(example["corners"], np.float64)
+        corners[..., 0] = 1.0 - corners[..., 0]
+        out["corners"] = corners.astype(np.float32)
     return out
 
 
@@ -91,8 +96,9 @@ def scale_jitter(
     shrunken image is placed at a random offset on a ``fill`` canvas; for ``s > 1`` a random window is cropped,
     chosen (when possible) so that the union of all boxes stays inside. Objects that still leave the frame are
     clipped: the box is intersected with the frame and the polygon clipped (Sutherland-Hodgman) and
-    re-canonicalised. An object with less than ``min_visible`` pixels of visible width or height is dropped
-    (this is the only place where objects are removed).
+    re-canonicalised; a rotated box (``corners``) is clipped keeping its orientation
+    (:func:`~jaxdet.data.rotated.clip_corners`). An object with less than ``min_visible`` pixels of visible width
+    or height is dropped (this is the only place where objects are removed).
 
     Args:
       example: an example dict.
@@ -127,6 +133,12 @@ def scale_jitter(
     out["image"] = warp_affine(image, zoom, (h, w), fill=fill)
     new_boxes = boxes * s + np.array([t[0], t[1], t[0], t[1]])
     clipped = np.clip(new_boxes, 0.0, 1.0)
+    rotated = example.get("corners") is not None
+    if rotated:  # rotated boxes: clipped keeping their orientation, the box bounding the visible part
+        moved = (np.asarray(example["corners"], np.float64).reshape(-1, 4, 2) * s + t) * [w, h]
+        new_boxes = np.concatenate([moved.min(axis=1), moved.max(axis=1)], axis=1) / [w, h, w, h]
+        clipped, corners = clip_corners(moved, w, h)
+        clipped, corners = clipped / [w, h, w, h], corners / [w, h]
     keep, out_polys = [], []
     for i in range(len(boxes)):
         bw = (clipped[i, 2] - clipped[i, 0]) * w
@@ -150,6 +162,8 @@ def scale_jitter(
     out["boxes"] = clipped[keep].astype(np.float32).reshape(-1, 4)
     out["classes"] = np.asarray(example["classes"], np.int32)[keep]
     out["polygons"] = np.stack(out_polys).astype(np.float32) if out_polys else np.zeros((0, k, 2), np.float32)
+    if rotated:
+        out["corners"] = corners[keep].astype(np.float32).reshape(-1, 4, 2)
     _add_dropped(out, len(boxes) - len(keep))
     return _reset_letterbox(out)
 

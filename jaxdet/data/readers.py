@@ -1,4 +1,5 @@
-"""Readers for COCO JSON, Pascal VOC XML and YOLO txt annotations.
+"""Readers for COCO JSON, Pascal VOC XML and YOLO txt annotations, and for rotated boxes (ultralytics' OBB txt,
+:func:`read_yolo_obb`; DOTA's ``labelTxt``, :func:`read_dota`: records with ``corners``, :mod:`jaxdet.data.rotated`).
 
 All three return a :class:`~jaxdet.data.records.RecordSet` of :class:`~jaxdet.data.records.DetectionRecord`
 with the same conventions, so the same annotations in any of the formats give identical targets:
@@ -80,6 +81,8 @@ __all__ = [
     "read_voc",
     "read_yolo",
     "read_yolo_files",
+    "read_yolo_obb",
+    "read_dota",
     "yolo_image_files",
     "yolo_label_path",
     "voc_class_names",
@@ -197,7 +200,9 @@ def _finalise_object(path, record, box_px, poly_px, width, height, k, tolerance)
     return box_n.astype(np.float32), canon, has_polygon
 
 
-def _make_record(image_id, image_path, width, height, objs, k, image=None) -> DetectionRecord:
+def _make_record(image_id, image_path, width, height, objs, k, image=None, corners=None) -> DetectionRecord:
+    """``objs``: ``(box, polygon, has_polygon, class)`` each; ``corners``: their ``[4, 2]`` rotated-box corners
+    (oriented-box readers) or None."""
     n = len(objs)
     boxes = np.stack([o[0] for o in objs]).astype(np.float32) if n else np.zeros((0, 4), np.float32)
     classes = np.asarray([o[3] for o in objs], np.int32).reshape(n)
@@ -213,6 +218,7 @@ def _make_record(image_id, image_path, width, height, objs, k, image=None) -> De
         polygons=polys,
         has_polygon=has_poly,
         image=image,
+        corners=None if corners is None else np.asarray(corners, np.float32).reshape(n, 4, 2),
     )
 
 
@@ -565,15 +571,17 @@ def read_voc(
 
 # --------------------------------------------------------------------------------------------------- YOLO
 
-def _read_yolo_labels(pairs, class_names, screen, num_vertices: int, tolerance: float) -> list[DetectionRecord]:
-    """The records of ``(image, label file)`` pairs in order (``image_id`` = position; see :func:`read_yolo`)."""
+def _read_yolo_labels(pairs, class_names, screen, num_vertices: int, tolerance: float,
+                      obb: bool = False) -> list[DetectionRecord]:
+    """The records of ``(image, label file)`` pairs in order (``image_id`` = position; see :func:`read_yolo`;
+    ``obb``: every line is a rotated box, :func:`read_yolo_obb`)."""
     records = []
     for image_id, (img_path, label_path) in enumerate(pairs):
         wh = screen.image(img_path, f"image_id {image_id}")
         if wh is None:
             continue
         w, h = wh
-        objs = []
+        objs, corners = [], []
         if label_path.exists():
             with open(label_path) as fh:
                 lines = fh.read().splitlines()
@@ -593,6 +601,17 @@ def _read_yolo_labels(pairs, class_names, screen, num_vertices: int, tolerance: 
                     )
                 if not np.all(np.isfinite(vals)):
                     raise DatasetFormatError(label_path, "non-finite coordinate", rec)
+                if obb:
+                    if len(vals) != 8:
+                        raise DatasetFormatError(
+                            label_path, f"expected 'cls x1 y1 x2 y2 x3 y3 x4 y4' (9 fields), got {len(tokens)}", rec
+                        )
+                    obj = _rotated_object(screen, img_path, label_path, rec, vals.reshape(4, 2) * [w, h], w, h,
+                                          num_vertices, tolerance * max(w, h))
+                    if obj is not None:
+                        objs.append((*obj[:3], cls))
+                        corners.append(obj[3])
+                    continue
                 if len(vals) == 4:
                     cx, cy, bw, bh = vals
                     box = np.array([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2])
@@ -620,8 +639,17 @@ def _read_yolo_labels(pairs, class_names, screen, num_vertices: int, tolerance: 
                 )
                 if obj is not None:
                     objs.append((*obj, cls))
-        records.append(_make_record(image_id, img_path, w, h, objs, num_vertices))
+        records.append(_make_record(image_id, img_path, w, h, objs, num_vertices, corners=corners if obb else None))
     return records
+
+
+def _rotated_object(screen, image_path, label_path, record, corners_px, width, height, k, tolerance):
+    """A rotated box from its 4 pixel corners: validated as the polygon of its corners (tight box and polygon
+    within ``tolerance`` of the image, non-zero area); ``(box, polygon, True, corners normalised)``, or None when
+    invalid and dropped."""
+    obj = screen.object(image_path, label_path, record, polygon_bounds(corners_px), corners_px, width, height, k,
+                        tolerance)
+    return None if obj is None else (*obj, np.asarray(corners_px, np.float64) / [width, height])
 
 def read_yolo(
     image_dir,
@@ -669,18 +697,7 @@ def read_yolo(
     Returns:
       A :class:`RecordSet`.
     """
-    image_dir = Path(image_dir)
-    if not image_dir.is_dir():
-        raise DatasetFormatError(image_dir, "image_dir is not a directory")
-    if label_dir is None:
-        parts = list(image_dir.parts)
-        if "images" in parts:
-            idx = len(parts) - 1 - parts[::-1].index("images")
-            cand = Path(*parts[:idx], "labels", *parts[idx + 1 :])
-            label_dir = cand if cand.is_dir() else image_dir
-        else:
-            label_dir = image_dir
-    label_dir = Path(label_dir)
+    image_dir, label_dir = _yolo_dirs(image_dir, label_dir)
     screen = _Screen(on_bad_image, invalid_boxes, verify_images)
     class_names = tuple(class_names)
     entry = None
@@ -700,13 +717,176 @@ def read_yolo(
         hit = entry.load(lambda meta: fingerprint)
         if hit is not None:
             return hit
-    files = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-    records = _read_yolo_labels([(f, label_dir / (f.stem + ".txt")) for f in files], class_names, screen,
-                                num_vertices, tolerance)
+    records = _read_yolo_labels(_label_pairs(image_dir, label_dir), class_names, screen, num_vertices, tolerance)
     result = screen.record_set(records, class_names)
     if entry is not None:
         entry.save(result, fingerprint)
     return result
+
+
+def _yolo_dirs(image_dir, label_dir) -> tuple[Path, Path]:
+    """``(image_dir, label_dir)`` of :func:`read_yolo` (the default label folder: its rule)."""
+    image_dir = Path(image_dir)
+    if not image_dir.is_dir():
+        raise DatasetFormatError(image_dir, "image_dir is not a directory")
+    if label_dir is None:
+        parts = list(image_dir.parts)
+        if "images" in parts:
+            idx = len(parts) - 1 - parts[::-1].index("images")
+            cand = Path(*parts[:idx], "labels", *parts[idx + 1 :])
+            label_dir = cand if cand.is_dir() else image_dir
+        else:
+            label_dir = image_dir
+    return image_dir, Path(label_dir)
+
+
+def _label_pairs(image_dir: Path, label_dir: Path) -> list[tuple[Path, Path]]:
+    """``(image, label_dir / <stem>.txt)`` for the images of ``image_dir`` in sorted name order."""
+    files = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    return [(f, label_dir / (f.stem + ".txt")) for f in files]
+
+
+def read_yolo_obb(
+    image_dir,
+    *,
+    class_names: Sequence[str],
+    label_dir=None,
+    num_vertices: int = 8,
+    tolerance: float = 1e-3,
+    on_bad_image: str = "error",
+    invalid_boxes: str = "error",
+    verify_images: bool = True,
+) -> RecordSet:
+    """Read an ultralytics OBB folder: one ``<stem>.txt`` per image, a line ``cls x1 y1 x2 y2 x3 y3 x4 y4`` per
+    rotated box (the 4 corners, normalised by the image width and height).
+
+    The folders, ``image_id`` and the image checks are those of :func:`read_yolo`. Each rotated box is validated
+    as the polygon of its corners (the module doc's rules: its tight box and corners within ``tolerance`` of the
+    image, non-zero area); its record gets ``boxes`` (the corners' tight box), ``polygons`` (the canonical
+    polygon of the corners, ``has_polygon`` True) and ``corners`` ``[n, 4, 2]`` (normalised, as annotated, not
+    clipped: ultralytics clips rotated boxes in its augmentations, :func:`~jaxdet.data.rotated.clip_corners`).
+    The ``xywhr`` targets are refit from the corners at batching (:func:`~jaxdet.data.records.pad_example`), as
+    ultralytics' ``xyxyxyxy2xywhr``. A line that is not a class index and 8 numbers raises
+    :class:`~jaxdet.data.errors.DatasetFormatError` naming the file and line.
+
+    ultralytics' ``verify_image_label`` differs on invalid boxes as for :func:`read_yolo` (module doc) and also
+    removes duplicate lines (with a warning); jaxdet keeps them.
+
+    Args:
+      image_dir, class_names, label_dir, num_vertices, tolerance, on_bad_image, invalid_boxes, verify_images: as
+        :func:`read_yolo`.
+
+    Returns:
+      A :class:`RecordSet` whose records carry ``corners``.
+    """
+    image_dir, label_dir = _yolo_dirs(image_dir, label_dir)
+    screen = _Screen(on_bad_image, invalid_boxes, verify_images)
+    class_names = tuple(class_names)
+    records = _read_yolo_labels(_label_pairs(image_dir, label_dir), class_names, screen, num_vertices, tolerance,
+                                obb=True)
+    return screen.record_set(records, class_names)
+
+
+# --------------------------------------------------------------------------------------------------- DOTA
+
+_DOTA_HEADERS = ("imagesource:", "gsd:")
+
+
+def _dota_lines(path: Path) -> list[tuple[int, list[str]]]:
+    """The object lines of a DOTA label file as ``(line number, tokens)`` (header and blank lines left out)."""
+    with open(path) as fh:
+        lines = fh.read().splitlines()
+    out = []
+    for ln, line in enumerate(lines, start=1):
+        tokens = line.split()
+        if not tokens or (not out and line.strip().lower().startswith(_DOTA_HEADERS)):
+            continue
+        if len(tokens) not in (9, 10):
+            raise DatasetFormatError(
+                path, f"expected 'x1 y1 x2 y2 x3 y3 x4 y4 category [difficult]', got {len(tokens)} fields",
+                f"line {ln}",
+            )
+        out.append((ln, tokens))
+    return out
+
+
+def read_dota(
+    image_dir,
+    label_dir,
+    *,
+    class_names: Sequence[str] | None = None,
+    include_difficult: bool = True,
+    num_vertices: int = 8,
+    tolerance: float = 1.0,
+    on_bad_image: str = "error",
+    invalid_boxes: str = "error",
+    verify_images: bool = True,
+) -> RecordSet:
+    """Read a DOTA folder: ``label_dir/<stem>.txt`` (DOTA's ``labelTxt``) for each image of ``image_dir``.
+
+    A label file may start with the header lines ``imagesource:...`` and ``gsd:...``; every other non-blank line
+    is ``x1 y1 x2 y2 x3 y3 x4 y4 category difficult`` (``difficult`` 0 or 1, optional: 0), the corners in the
+    image's pixels. Objects become records as in :func:`read_yolo_obb` (with ``corners``); the pixel corners
+    are normalised by the image size. A missing label file means an image without objects.
+
+    Args:
+      image_dir: directory of images (:data:`IMAGE_EXTENSIONS`, sorted name order; ``image_id`` = position).
+      label_dir: directory of the label files.
+      class_names: class order; a category not in it raises. None: the sorted category strings of all the label
+        files of ``label_dir``.
+      include_difficult: keep objects marked difficult (True, as ultralytics' ``convert_dota_to_yolo_obb``).
+      num_vertices: ``K`` of the canonical polygons.
+      tolerance: pixels by which a corner may leave the image before the object is invalid.
+      on_bad_image, invalid_boxes, verify_images: as :func:`read_yolo`.
+
+    Returns:
+      A :class:`RecordSet` whose records carry ``corners``.
+
+    Raises:
+      DatasetFormatError: naming the file and line of a line that is not 8 numbers, a category and an optional
+        0/1, or whose category is not in ``class_names``.
+    """
+    image_dir, label_dir = Path(image_dir), Path(label_dir)
+    for name, folder in (("image_dir", image_dir), ("label_dir", label_dir)):
+        if not folder.is_dir():
+            raise DatasetFormatError(folder, f"{name} is not a directory")
+    screen = _Screen(on_bad_image, invalid_boxes, verify_images)
+    pairs = _label_pairs(image_dir, label_dir)
+    parsed = {label: _dota_lines(label) for _, label in pairs if label.exists()}
+    if class_names is None:
+        found = {tokens[8] for lines in parsed.values() for _, tokens in lines}
+        found |= {t[8] for f in sorted(label_dir.glob("*.txt")) if f not in parsed for _, t in _dota_lines(f)}
+        class_names = sorted(found)
+    class_names = tuple(class_names)
+    name_to_idx = {name: i for i, name in enumerate(class_names)}
+    records = []
+    for image_id, (img_path, label_path) in enumerate(pairs):
+        wh = screen.image(img_path, f"image_id {image_id}")
+        if wh is None:
+            continue
+        w, h = wh
+        objs, corners = [], []
+        for ln, tokens in parsed.get(label_path, []):
+            rec = f"line {ln}"
+            try:
+                pts = np.asarray([float(t) for t in tokens[:8]], np.float64).reshape(4, 2)
+            except ValueError:
+                raise DatasetFormatError(label_path, f"corners are not numbers: {tokens[:8]}", rec) from None
+            if not np.all(np.isfinite(pts)):
+                raise DatasetFormatError(label_path, "non-finite coordinate", rec)
+            if tokens[8] not in name_to_idx:
+                raise DatasetFormatError(label_path, f"category {tokens[8]!r} is not in class_names", rec)
+            difficult = tokens[9] if len(tokens) == 10 else "0"
+            if difficult not in ("0", "1"):
+                raise DatasetFormatError(label_path, f"difficult must be 0 or 1, got {difficult!r}", rec)
+            if difficult == "1" and not include_difficult:
+                continue
+            obj = _rotated_object(screen, img_path, label_path, rec, pts, w, h, num_vertices, tolerance)
+            if obj is not None:
+                objs.append((*obj[:3], name_to_idx[tokens[8]]))
+                corners.append(obj[3])
+        records.append(_make_record(image_id, img_path, w, h, objs, num_vertices, corners=corners))
+    return screen.record_set(records, class_names)
 
 
 def yolo_label_path(image_path) -> Path:

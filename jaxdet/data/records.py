@@ -24,7 +24,15 @@ Vocabulary:
   e.g. boxes that left the image; 0 when absent). Images stay uint8 up to the device: the models scale them to
   ``[0, 1]`` there (:func:`jaxdet.models.inputs.unit_images`), so the host moves a quarter of the bytes.
 
-  Padded slots hold zeros (boxes, polygons), class 0 and ``valid=False``. Padding images added to complete a
+  Examples of oriented-box sources also carry ``"corners": float32 [n, 4, 2]`` (normalised rotated-box corners,
+  transformed with the image by every augmentation, :mod:`jaxdet.data.rotated`); their batches then also hold
+  ``"rboxes": float32 [N, M, 5]``, each box refit from its corners as ultralytics' ``Format(return_obb=True)``
+  does: ``(cx / W, cy / H, w / W, h / H, angle)`` of the minimum-area rectangle of the pixel corners
+  (:func:`~jaxdet.data.rotated.corners_to_xywhr`: ``w >= h``, angle in radians in ``[-pi/4, 3pi/4)``); multiply
+  by ``(W, H, W, H, 1)`` for pixels (as ``v8OBBLoss`` does with ``imgsz``). ``boxes`` is then the tight box of
+  each rotated box's visible part.
+
+  Padded slots hold zeros (boxes, polygons, rboxes), class 0 and ``valid=False``. Padding images added to complete a
   final evaluation batch have ``image_id == -1`` and no valid objects.
 """
 
@@ -43,6 +51,7 @@ from jaxdet.data.image_cache import CACHE_MODES, DiskImageCache, RecentImages, S
 from jaxdet.data.images import read_image
 from jaxdet.data.letterbox import identity_letterbox, letterbox_image, letterbox_params, letterbox_points
 from jaxdet.data.pixels import resize
+from jaxdet.data.rotated import corners_to_xywhr
 
 __all__ = [
     "DatasetFormatError",
@@ -99,6 +108,9 @@ class DetectionRecord:
       polygons: float32 ``[n, K, 2]`` canonical polygons (the box rectangle when the annotation has none).
       has_polygon: bool ``[n]``, whether the polygon came from the annotation (False: box rectangle).
       image: optional uint8 ``[H, W, 3]`` pixels held in memory.
+      corners: float32 ``[n, 4, 2]`` normalised corners of rotated boxes (oriented-box readers:
+        :func:`~jaxdet.data.readers.read_yolo_obb`, :func:`~jaxdet.data.readers.read_dota`), as annotated (not
+        clipped); None for records without rotated boxes.
     """
 
     image_id: int
@@ -110,6 +122,7 @@ class DetectionRecord:
     polygons: np.ndarray
     has_polygon: np.ndarray
     image: np.ndarray | None = None
+    corners: np.ndarray | None = None
 
     def load_image(self) -> np.ndarray:
         """Return the image as uint8 ``[height, width, 3]`` RGB, upright (:func:`~jaxdet.data.images.read_image`).
@@ -303,13 +316,16 @@ class DetectionSource:
         polygons = np.asarray(rec.polygons, np.float32)
         if not self.polygons:
             polygons = np.zeros((len(boxes), 0, 2), np.float32)
+        corners = None if rec.corners is None else np.asarray(rec.corners, np.float32).reshape(-1, 4, 2)
         orig_size, ratio_pad = self._geometry(rec)
         if self.resize == "letterbox":
             geometry = dict(orig_size=orig_size, ratio_pad=ratio_pad, size=self.image_size)
             boxes = letterbox_points(boxes.reshape(-1, 2, 2), **geometry).reshape(-1, 4)
             if self.polygons:
                 polygons = letterbox_points(polygons, **geometry)
-        return {
+            if corners is not None:
+                corners = letterbox_points(corners, **geometry)
+        example = {
             "image": img,
             "boxes": boxes,
             "classes": np.asarray(rec.classes, np.int32).reshape(-1),
@@ -318,6 +334,9 @@ class DetectionSource:
             "orig_size": orig_size,
             "ratio_pad": ratio_pad,
         }
+        if corners is not None:
+            example["corners"] = corners
+        return example
 
 
 def empty_example(image_shape, *, num_vertices: int = 8, image_id: int = -1) -> dict:
@@ -345,7 +364,8 @@ def pad_example(example: dict, max_objects: int) -> dict:
     Returns:
       A new dict with ``boxes [M, 4]``, ``classes [M]``, ``polygons [M, K, 2]``, ``valid [M]`` (first ``n``
       True), ``image`` (uint8 as it is; float images as float32), ``orig_size`` / ``ratio_pad`` (the identity when
-      the example has none) and ``dropped_boxes`` (int32 scalar, the example's ``num_dropped`` or 0).
+      the example has none) and ``dropped_boxes`` (int32 scalar, the example's ``num_dropped`` or 0); with
+      ``corners [n, 4, 2]`` also ``rboxes [M, 5]`` (the normalised refit of this module's docstring).
 
     Raises:
       ValueError: naming ``max_objects`` (and the image id) if the example has more than ``max_objects``
@@ -357,7 +377,13 @@ def pad_example(example: dict, max_objects: int) -> dict:
     polys = np.asarray(example["polygons"], np.float32)
     n = boxes.shape[0]
     image_id = int(example["image_id"])
-    for key, value in (("classes", classes), ("polygons", polys)):
+    checked = [("classes", classes), ("polygons", polys)]
+    corners = example.get("corners")
+    if corners is not None:
+        corners = np.asarray(corners, np.float64)
+        _checks.layout(corners, "example['corners']", shape="[n, 4, 2]", ndim=3, last=2)
+        checked.append(("corners", corners))
+    for key, value in checked:
         if value.shape[0] != n:
             raise _checks.fail_shape(
                 f"example[{key!r}]", f"[n, ...] with n = {n}, the objects of example['boxes']", value,
@@ -380,7 +406,7 @@ def pad_example(example: dict, max_objects: int) -> dict:
     if image.dtype != np.uint8:  # a source of float images in [0, 1]
         image = image.astype(np.float32)
     orig_size, ratio_pad = identity_letterbox(image.shape[:2])
-    return {
+    out = {
         "orig_size": np.asarray(example.get("orig_size", orig_size), np.int32).reshape(2),
         "ratio_pad": np.asarray(example.get("ratio_pad", ratio_pad), np.float32).reshape(4),
         "image": image,
@@ -391,6 +417,11 @@ def pad_example(example: dict, max_objects: int) -> dict:
         "image_id": np.int32(example["image_id"]),
         "dropped_boxes": np.int32(example.get("num_dropped", 0)),
     }
+    if corners is not None:
+        h, w = image.shape[:2]
+        out["rboxes"] = np.zeros((max_objects, 5), np.float32)
+        out["rboxes"][:n] = corners_to_xywhr(corners * [w, h]) / [w, h, w, h, 1.0]
+    return out
 
 
 def collate(examples: Sequence[dict], *, max_objects: int | None = None) -> dict:
@@ -409,6 +440,9 @@ def collate(examples: Sequence[dict], *, max_objects: int | None = None) -> dict
         raise _checks.fail_value("examples", "a non-empty sequence of examples", examples)
     keys = ("image", "boxes", "classes", "valid", "polygons", "image_id", "orig_size", "ratio_pad", "dropped_boxes")
     out = {key: np.stack([np.asarray(e[key]) for e in examples]) for key in keys if key != "image"}
+    if any("rboxes" in e for e in examples):  # an oriented-box source; padding images (no objects) hold zeros
+        m = out["valid"].shape[1]
+        out["rboxes"] = np.stack([np.asarray(e.get("rboxes", np.zeros((m, 5), np.float32))) for e in examples])
     images = [np.asarray(e["image"]) for e in examples]
     out["image"] = np.stack(images, out=_IMAGE_BUFFERS.take((len(images),) + images[0].shape, images[0].dtype))
     return out

@@ -20,6 +20,19 @@ of the shape), and the polygon target is ``canonical_polygon(outline, num_vertic
 2x resolution and box-filtered down, with vertices mapped so that pixel ``(i, j)`` covers the continuous
 square ``[j, j+1] x [i, i+1]``.
 
+With ``rotated=True`` the same generator makes the **rotated split** (the oriented-box default): the classes are
+:data:`ROTATED_SHAPE_CLASSES`, rectangles of three aspect ratios (short side over long side) at any angle in
+``[0, pi)``, and each example also carries ``corners`` ``[n, 4, 2]`` (the rectangle's normalised corners,
+:mod:`jaxdet.data.rotated`; the batch refits them to ``rboxes``):
+
+====  ===================  =============================================================
+id    name                 aspect ratio (short / long side)
+====  ===================  =============================================================
+0     square               0.85 .. 1
+1     rectangle            0.45 .. 0.6
+2     bar                  0.2 .. 0.3
+====  ===================  =============================================================
+
 The same generator makes the dense-scene split (:data:`DENSE_SHAPES`: many small objects; ``max_iou`` allows
 light overlap). Every image is generated from its own ``numpy.random.Generator`` seeded by ``(seed, split, index)``,
 so access
@@ -39,7 +52,7 @@ from PIL import Image, ImageDraw
 from jaxdet import _checks
 from jaxdet.data.geometry import canonical_polygons, polygon_bounds, polygon_signed_area
 
-__all__ = ["AUTO_CACHE_BYTES", "DENSE_SHAPES", "SHAPE_CLASSES", "SyntheticShapes"]
+__all__ = ["AUTO_CACHE_BYTES", "DENSE_SHAPES", "ROTATED_SHAPE_CLASSES", "SHAPE_CLASSES", "SyntheticShapes"]
 
 #: ``cache=None`` keeps generated examples when the split's uint8 images take at most this many bytes (1 GiB:
 #: 87,381 images of 64x64, 5,461 of 256x256).
@@ -56,6 +69,10 @@ SHAPE_CLASSES: tuple[str, ...] = (
     "triangle",
     "regular_polygon",
 )
+
+#: The classes of the rotated split (``SyntheticShapes(..., rotated=True)``), rectangles by aspect ratio.
+ROTATED_SHAPE_CLASSES: tuple[str, ...] = ("square", "rectangle", "bar")
+_ROTATED_ASPECTS = ((0.85, 1.0), (0.45, 0.6), (0.2, 0.3))
 
 _SPLITS = {"train": 0, "val": 1, "test": 2}
 _SUPERSAMPLE = 2
@@ -99,6 +116,7 @@ class SyntheticShapes:
         generation; None (default): when the whole split takes at most :data:`AUTO_CACHE_BYTES`.
       polygons: False for consumers that read no polygons (box heads): examples carry ``polygons [n, 0, 2]``
         and augmentations skip the polygon work.
+      rotated: the rotated split (module doc): classes :data:`ROTATED_SHAPE_CLASSES`, examples with ``corners``.
 
     ``dataset[i]`` returns an example dict (see :mod:`jaxdet.data.records`); :meth:`annotation` also returns
     the raw outlines in pixels.
@@ -122,6 +140,7 @@ class SyntheticShapes:
         max_iou: float = 0.0,
         cache: bool | None = None,
         polygons: bool = True,
+        rotated: bool = False,
     ):
         _checks.choice(split, "split", sorted(_SPLITS))
         if isinstance(image_size, int):
@@ -150,10 +169,14 @@ class SyntheticShapes:
             cache = self.num_images * self.image_size[0] * self.image_size[1] * 3 <= AUTO_CACHE_BYTES
         self._cache: dict | None = {} if cache else None
         self.polygons = bool(polygons)
+        if not isinstance(rotated, bool):
+            raise _checks.fail_value("rotated", "True or False", rotated)
+        self.rotated = rotated
+        self.class_names = ROTATED_SHAPE_CLASSES if rotated else SHAPE_CLASSES
 
     @property
     def num_classes(self) -> int:
-        return len(SHAPE_CLASSES)
+        return len(self.class_names)
 
     def __len__(self) -> int:
         return self.num_images
@@ -165,6 +188,12 @@ class SyntheticShapes:
     def _outline(self, cls: int, size: float, rng: np.random.Generator) -> np.ndarray:
         """Outline centred at 0 (pixels), outer diameter about ``size``."""
         r = size / 2
+        if self.rotated:  # a rectangle of the class's aspect ratio whose diagonal is ``size``, at any angle
+            aspect = rng.uniform(*_ROTATED_ASPECTS[cls])
+            w = size / math.sqrt(1.0 + aspect * aspect)
+            h = w * aspect
+            pts = np.array([[-w / 2, -h / 2], [w / 2, -h / 2], [w / 2, h / 2], [-w / 2, h / 2]])
+            return pts @ _rot(rng.uniform(0, np.pi)).T
         if cls in (0, 1):
             aspect = rng.uniform(0.5, 1.0)
             w = 2 * r if cls == 0 else 1.6 * r
@@ -246,7 +275,7 @@ class SyntheticShapes:
         outlines, classes, boxes = [], [], []
         placed = np.zeros((4, n_obj))  # columns x0, y0, x1, y1 (pixels) of the objects placed so far
         for _ in range(n_obj):
-            cls = int(rng.integers(0, len(SHAPE_CLASSES)))
+            cls = int(rng.integers(0, len(self.class_names)))
             size = rng.uniform(*self.size_range) * side
             base = self._outline(cls, size, rng)
             lo, hi = base.min(axis=0), base.max(axis=0)
@@ -338,6 +367,8 @@ class SyntheticShapes:
             "polygons": polygons.astype(np.float32),
             "image_id": np.int32(index),
         }
+        if self.rotated:
+            example["corners"] = (np.stack(ann["outlines"]).reshape(-1, 4, 2) / scale).astype(np.float32)
         if self._cache is not None:
             for v in example.values():
                 if isinstance(v, np.ndarray):

@@ -28,6 +28,14 @@ image is warped by OpenCV (:mod:`jaxdet.data.pixels`) with the same continuous-c
 (pixel ``(i, j)`` covers ``[j, j+1] x [i, i+1]``); ultralytics calls ``cv2.warpAffine`` without the half-pixel
 shift that convention needs, so its images sit up to half a pixel from its boxes.
 
+Rotated boxes (examples with ``corners [n, 4, 2]``, :mod:`jaxdet.data.rotated`) follow ultralytics' OBB data
+(``use_obb``): their corners go through the same maps; where the mosaic canvas or the output image cuts one, it
+is replaced by the rectangle of its original orientation that bounds its visible part and its box by the bounds
+of that visible part (:func:`~jaxdet.data.rotated.clip_corners`, ``Instances.clip(preserve_obb=True)``), and
+:func:`box_candidates` keeps those with more than 0.01 (not 0.1) of their zoomed area visible, ultralytics'
+threshold for labels with segments. A shear leaves a parallelogram, refit to its minimum-area rectangle only at
+batching (:func:`~jaxdet.data.records.pad_example`), as ultralytics' ``Format``.
+
 Removed objects are counted, never silently dropped. An object is removed when
 
 * the mosaic canvas cuts it completely (its clipped box has zero width or height), or
@@ -57,6 +65,7 @@ from jaxdet import _checks
 from jaxdet.data.augment import _add_dropped, _reset_letterbox, flip_targets
 from jaxdet.data.geometry import canonical_order, canonical_polygon, canonical_polygons, clip_polygon
 from jaxdet.data.pixels import apply_hsv_lut, flip_lr, read_region, warp_affine, warp_window
+from jaxdet.data.rotated import clip_corners
 
 __all__ = [
     "FILL",
@@ -126,14 +135,22 @@ def _fit_polygons(polys: np.ndarray, cut: np.ndarray, *, resample: bool) -> tupl
     return out, ok
 
 
-def _select(example: dict, keep: np.ndarray, boxes, polys) -> dict:
-    """A copy of ``example`` with only the kept objects (their new boxes/polygons) and the dropped ones counted."""
+def _select(example: dict, keep: np.ndarray, boxes, polys, corners=None) -> dict:
+    """A copy of ``example`` with only the kept objects (their new boxes/polygons/corners) and the dropped ones
+    counted."""
     out = dict(example)
     out["boxes"] = np.asarray(boxes, np.float32).reshape(-1, 4)[keep]
     out["classes"] = np.asarray(example["classes"], np.int32).reshape(-1)[keep]
     out["polygons"] = np.asarray(polys, np.float32)[keep]
+    if corners is not None:
+        out["corners"] = np.asarray(corners, np.float32).reshape(-1, 4, 2)[keep]
     _add_dropped(out, int(np.count_nonzero(~keep)))
     return out
+
+
+def _rotated(example: dict) -> bool:
+    """Whether the example carries rotated boxes (``corners``)."""
+    return example.get("corners") is not None
 
 
 def _mosaic_centre(rng: np.random.Generator, h: int, w: int) -> tuple[int, int]:
@@ -169,17 +186,27 @@ def _paste_tiles(images, offsets, canvas_hw, region=None, *, fill: int = FILL) -
 def _mosaic_targets(examples, offsets, h: int, w: int) -> dict:
     """The targets of the 4 tiles on the ``2H x 2W`` canvas (normalised to it), the removed ones counted; the
     per-image keys of ``examples[0]``, no ``image``."""
-    boxes, classes, polys, dropped = [], [], [], 0
+    boxes, classes, polys, corners, dropped = [], [], [], [], 0
     k = np.asarray(examples[0]["polygons"]).shape[1]
-    for e, (ox, oy) in zip(examples, offsets):
+    rotated = _rotated(examples[0])
+    for i, (e, (ox, oy)) in enumerate(zip(examples, offsets)):
         b = np.asarray(e["boxes"], np.float64).reshape(-1, 4)
         boxes.append(b * [w, h, w, h] + [ox, oy, ox, oy])
         classes.append(np.asarray(e["classes"], np.int32).reshape(-1))
         p = np.asarray(e["polygons"], np.float64).reshape(len(b), k, 2)
         polys.append((p * [w, h] + [ox, oy]) / [2 * w, 2 * h])
+        if rotated:
+            if not _rotated(e):
+                raise _checks.fail_value(f"examples[{i}]", "rotated boxes ('corners') as examples[0]", "none")
+            corners.append(np.asarray(e["corners"], np.float64).reshape(len(b), 4, 2) * [w, h] + [ox, oy])
         dropped += int(e.get("num_dropped", 0))
     b = np.concatenate(boxes)
-    clipped = np.clip(b, 0.0, [2 * w, 2 * h, 2 * w, 2 * h])
+    if rotated:  # ultralytics' Instances.clip(preserve_obb=True): the box bounds the visible part
+        b = np.concatenate([np.concatenate([c.min(axis=1), c.max(axis=1)], axis=1) for c in corners])
+        clipped, corners = clip_corners(np.concatenate(corners), 2 * w, 2 * h)
+        corners = corners / [2 * w, 2 * h]
+    else:
+        clipped, corners = np.clip(b, 0.0, [2 * w, 2 * h, 2 * w, 2 * h]), None
     visible = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
     p = np.concatenate(polys)
     fitted = np.zeros(p.shape, np.float32)
@@ -189,7 +216,7 @@ def _mosaic_targets(examples, offsets, h: int, w: int) -> dict:
     out = {key: v for key, v in examples[0].items() if key != "image"}
     out["classes"] = np.concatenate(classes)
     out["num_dropped"] = np.int32(dropped)
-    return _select(out, visible, clipped / [2 * w, 2 * h, 2 * w, 2 * h], fitted)
+    return _select(out, visible, clipped / [2 * w, 2 * h, 2 * w, 2 * h], fitted, corners)
 
 
 def _check_tiles(examples) -> list[np.ndarray]:
@@ -254,17 +281,25 @@ def _affine_targets(example: dict, m: np.ndarray, s: float, in_size, out_size, *
     boxes = np.asarray(example["boxes"], np.float64).reshape(-1, 4) * [iw, ih, iw, ih]
     n = len(boxes)
     corners = boxes[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(n, 4, 2)
+    rotated = _rotated(example)
+    if rotated:  # the rotated boxes' corners instead (ultralytics' apply_segments, then clip with preserve_obb)
+        corners = np.asarray(example["corners"], np.float64).reshape(n, 4, 2) * [iw, ih]
     moved = corners @ m[:2, :2].T + m[:2, 2]  # [n, 4, 2]
     new = np.concatenate([moved.min(axis=1), moved.max(axis=1)], axis=1).reshape(-1, 4)
-    clipped = np.clip(new, 0.0, [ow, oh, ow, oh])
-    keep = box_candidates(boxes * s, clipped)
+    if rotated:
+        clipped, fitted_corners = clip_corners(moved, ow, oh)
+        fitted_corners /= [ow, oh]
+        keep = box_candidates(boxes * s, clipped, area_thr=0.01)  # ultralytics' threshold with segments
+    else:
+        clipped, fitted_corners = np.clip(new, 0.0, [ow, oh, ow, oh]), None
+        keep = box_candidates(boxes * s, clipped)
     polys = np.asarray(example["polygons"], np.float64)
     fitted = np.zeros((n,) + polys.shape[1:], np.float32)
     p = ((polys * [iw, ih]) @ m[:2, :2].T + m[:2, 2]) / [ow, oh]
     cut = np.any(clipped != new, axis=1)
     fitted[keep], ok = _fit_polygons(p[keep], cut[keep], resample=sheared)
     keep[np.flatnonzero(keep)[~ok]] = False
-    return _select(example, keep, clipped / [ow, oh, ow, oh], fitted)
+    return _select(example, keep, clipped / [ow, oh, ow, oh], fitted, fitted_corners)
 
 
 def _check_affine_ranges(degrees, translate, scale, shear) -> None:
