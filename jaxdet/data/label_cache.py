@@ -38,7 +38,8 @@ one warning and the read goes on without a cache.
 
 Format: ``numpy.savez`` (uncompressed) read with ``allow_pickle=False``: the objects of all images concatenated
 (``boxes`` float32 ``[T, 4]``, ``classes`` int32 ``[T]``, ``polygons`` float32 ``[T, K, 2]``, ``has_polygon``
-bool ``[T]``), per image ``counts``, ``image_id``, ``width``, ``height``, and a UTF-8 JSON ``meta`` (key,
+bool ``[T]``; with rotated boxes also ``corners`` float32 ``[T, 4, 2]``, flagged in ``meta``), per image
+``counts``, ``image_id``, ``width``, ``height``, and a UTF-8 JSON ``meta`` (key,
 fingerprint, class names, image paths, skipped, dropped). It is written to a temporary file in the same
 directory and moved into place with ``os.replace``, so a reader never sees half a file. The records of a
 cached read hold views into these arrays, equal in dtype, shape and every bit to those of a fresh read.
@@ -202,8 +203,8 @@ class CacheEntry:
                     return None
                 if fingerprint(meta) != meta["fingerprint"]:
                     return None
-                arrays = {k: z[k] for k in ("image_id", "width", "height", "counts", "boxes", "classes",
-                                            "polygons", "has_polygon")}
+                keys = ("image_id", "width", "height", "counts", "boxes", "classes", "polygons", "has_polygon")
+                arrays = {k: z[k] for k in keys + (("corners",) if meta.get("corners") else ())}
             return _records_from(meta, arrays)
         except (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, zipfile.BadZipFile) as err:
             warnings.warn(
@@ -226,6 +227,7 @@ class CacheEntry:
             "image_paths": [r.image_path for r in recs],
             "skipped": list(records.skipped.items()),
             "dropped": [[p, list(m)] for p, m in records.dropped.items()],
+            "corners": bool(recs) and recs[0].corners is not None,  # rotated boxes (oriented-box readers)
         }
         k = recs[0].polygons.shape[1] if recs else 0
         arrays = {
@@ -239,6 +241,8 @@ class CacheEntry:
             "polygons": _concat([r.polygons for r in recs], (0, k, 2), np.float32),
             "has_polygon": _concat([r.has_polygon for r in recs], (0,), bool),
         }
+        if meta["corners"]:
+            arrays["corners"] = _concat([r.corners for r in recs], (0, 4, 2), np.float32)
         tmp = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -272,7 +276,10 @@ def _records_from(meta: dict, a: dict) -> RecordSet:
     if not (len(paths) == len(a["image_id"]) == len(a["width"]) == len(a["height"]) == n):
         raise ValueError("per-image arrays disagree in length")
     total = int(counts.sum())
-    if not (len(a["boxes"]) == len(a["classes"]) == len(a["polygons"]) == len(a["has_polygon"]) == total):
+    corners = a.get("corners")
+    if not (len(a["boxes"]) == len(a["classes"]) == len(a["polygons"]) == len(a["has_polygon"]) == total) or (
+        corners is not None and len(corners) != total
+    ):
         raise ValueError("per-object arrays disagree with the counts")
     bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
     boxes, classes, polygons, has_polygon = a["boxes"], a["classes"], a["polygons"], a["has_polygon"]
@@ -286,6 +293,7 @@ def _records_from(meta: dict, a: dict) -> RecordSet:
             classes=classes[lo:hi],
             polygons=polygons[lo:hi],
             has_polygon=has_polygon[lo:hi],
+            corners=None if corners is None else corners[lo:hi],
         )
         for image_id, path, width, height, lo, hi in zip(
             a["image_id"].tolist(), paths, a["width"].tolist(), a["height"].tolist(), bounds[:-1], bounds[1:]

@@ -662,6 +662,7 @@ def read_yolo(
     invalid_boxes: str = "error",
     verify_images: bool = True,
     cache=None,
+    obb: bool = False,
 ) -> RecordSet:
     """Read a YOLO (ultralytics/darknet) folder: one ``<stem>.txt`` label file per image.
 
@@ -687,6 +688,7 @@ def read_yolo(
         ``~/.cache/jaxdet``, under ``labels/``); a path: that directory. A read of unchanged files with the
         same arguments then returns the cached result, equal to a fresh read, without opening any image or
         label file; a read that raises is not cached.
+      obb: the label files are ultralytics OBB files (:func:`read_yolo_obb`).
 
     Each line is ``cls cx cy w h`` (a box) or ``cls x1 y1 ... xn yn`` with ``n >= 3`` (a polygon; its box is
     the polygon's tight box). Blank lines are ignored. A missing label file means an image without objects.
@@ -710,6 +712,7 @@ def read_yolo(
             on_bad_image=on_bad_image,
             invalid_boxes=invalid_boxes,
             verify_images=verify_images,
+            obb=obb,
         )
         entry = CacheEntry(cache_dir, "yolo", image_dir.name, {"image_dir": image_dir, "label_dir": label_dir}, args)
         # taken before reading: a file changed during the read makes the next read a fresh one
@@ -717,7 +720,8 @@ def read_yolo(
         hit = entry.load(lambda meta: fingerprint)
         if hit is not None:
             return hit
-    records = _read_yolo_labels(_label_pairs(image_dir, label_dir), class_names, screen, num_vertices, tolerance)
+    records = _read_yolo_labels(_label_pairs(image_dir, label_dir), class_names, screen, num_vertices, tolerance,
+                                obb)
     result = screen.record_set(records, class_names)
     if entry is not None:
         entry.save(result, fingerprint)
@@ -756,6 +760,7 @@ def read_yolo_obb(
     on_bad_image: str = "error",
     invalid_boxes: str = "error",
     verify_images: bool = True,
+    cache=None,
 ) -> RecordSet:
     """Read an ultralytics OBB folder: one ``<stem>.txt`` per image, a line ``cls x1 y1 x2 y2 x3 y3 x4 y4`` per
     rotated box (the 4 corners, normalised by the image width and height).
@@ -773,18 +778,16 @@ def read_yolo_obb(
     removes duplicate lines (with a warning); jaxdet keeps them.
 
     Args:
-      image_dir, class_names, label_dir, num_vertices, tolerance, on_bad_image, invalid_boxes, verify_images: as
-        :func:`read_yolo`.
+      image_dir, class_names, label_dir, num_vertices, tolerance, on_bad_image, invalid_boxes, verify_images,
+        cache: as :func:`read_yolo` (this is ``read_yolo(..., obb=True)``; :func:`read_yolo_files` takes ``obb``
+        too, for a ``data.yaml``'s lists).
 
     Returns:
       A :class:`RecordSet` whose records carry ``corners``.
     """
-    image_dir, label_dir = _yolo_dirs(image_dir, label_dir)
-    screen = _Screen(on_bad_image, invalid_boxes, verify_images)
-    class_names = tuple(class_names)
-    records = _read_yolo_labels(_label_pairs(image_dir, label_dir), class_names, screen, num_vertices, tolerance,
-                                obb=True)
-    return screen.record_set(records, class_names)
+    return read_yolo(image_dir, class_names=class_names, label_dir=label_dir, num_vertices=num_vertices,
+                     tolerance=tolerance, on_bad_image=on_bad_image, invalid_boxes=invalid_boxes,
+                     verify_images=verify_images, cache=cache, obb=True)
 
 
 # --------------------------------------------------------------------------------------------------- DOTA
@@ -952,6 +955,7 @@ def read_yolo_files(
     invalid_boxes: str = "error",
     verify_images: bool = True,
     cache=None,
+    obb: bool = False,
 ) -> RecordSet:
     """Read YOLO labels for a list of images (:func:`yolo_image_files`), each image's label file found as
     ultralytics finds it (:func:`yolo_label_path`; a missing one means an image without objects).
@@ -961,6 +965,7 @@ def read_yolo_files(
       class_names, num_vertices, tolerance, on_bad_image, invalid_boxes, verify_images, cache: as
         :func:`read_yolo` (the cache is keyed on the list and checks the size and mtime of every image and
         label file).
+      obb: the label files are ultralytics OBB files (:func:`read_yolo_obb`).
 
     Returns:
       A :class:`RecordSet`.
@@ -977,13 +982,13 @@ def read_yolo_files(
         listing = hashlib.sha256("\n".join(os.path.abspath(f) for f in files).encode("utf-8", "surrogateescape"))
         args = dict(class_names=list(class_names), num_vertices=num_vertices, tolerance=tolerance,
                     on_bad_image=on_bad_image, invalid_boxes=invalid_boxes, verify_images=verify_images,
-                    files=listing.hexdigest())
+                    files=listing.hexdigest(), obb=obb)
         entry = CacheEntry(cache_dir, "yolo", files[0].parent.name, {"first_image": files[0]}, args)
         fingerprint = stat_digest(p for pair in pairs for p in pair)  # taken before reading, as read_yolo
         hit = entry.load(lambda meta: fingerprint)
         if hit is not None:
             return hit
-    records = _read_yolo_labels(pairs, class_names, screen, num_vertices, tolerance)
+    records = _read_yolo_labels(pairs, class_names, screen, num_vertices, tolerance, obb)
     result = screen.record_set(records, class_names)
     if entry is not None:
         entry.save(result, fingerprint)

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from ultralytics.cfg import get_cfg
 from ultralytics.data.augment import Format, Mosaic, RandomPerspective
+from ultralytics.data.dataset import YOLODataset
 from ultralytics.data.utils import verify_image_label
 from ultralytics.utils.instance import Instances
 from ultralytics.utils.ops import xywhr2xyxyxyxy, xyxyxyxy2xywhr
@@ -108,6 +110,28 @@ def test_read_yolo_obb_matches_ultralytics_verify_image_label(tmp_path):
     assert not batch["rboxes"][0, 2].any() and batch["valid"][0].tolist() == [True, True, False]
 
 
+@pytest.mark.parametrize("size", [(64, 64), (40, 64)])
+def test_exported_rotated_split_reads_as_ultralytics_yolo_dataset_obb(tmp_path, size):
+    """The rotated split written as YOLO-OBB (4-point lines) and read back: the batch's classes and rboxes
+    equal what ultralytics' ``YOLODataset(task="obb")`` gives for the same files (letterbox to 64, Format)."""
+    ds = data.SyntheticShapes("val", num_images=6, image_size=size, seed=1, rotated=True)
+    images = data.export_synthetic(ds, tmp_path / "val", fmt="yolo")
+    source = data.DetectionSource(data.read_yolo_obb(images, class_names=ds.class_names), image_size=64,
+                                  polygons=False)
+    ref = YOLODataset(img_path=str(images), imgsz=64, augment=False, cache=False, hyp=get_cfg(), task="obb",
+                      data={"names": dict(enumerate(ds.class_names)), "channels": 3}, pad=0.0, batch_size=1)
+    for i in range(len(ds)):
+        item, batch = ref[i], data.collate([source[i]], max_objects=8)
+        n = int(batch["valid"][0].sum())
+        assert n == len(item["cls"]) > 0
+        np.testing.assert_array_equal(batch["classes"][0, :n], item["cls"].numpy()[:, 0])
+        np.testing.assert_allclose(batch["rboxes"][0, :n], item["bboxes"].numpy(), rtol=0, atol=1e-6)
+        # the synthetic example's own corners give the same targets (letterboxed by the known padding)
+        own = ds[i]["corners"].astype(np.float64) * size[::-1] + [0, (64 - size[0]) / 2]
+        np.testing.assert_allclose(batch["rboxes"][0, :n] * [64, 64, 64, 64, 1],
+                                   corners_to_xywhr(own), rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "line, fragment",
     [
@@ -135,6 +159,18 @@ def test_read_yolo_obb_invalid_boxes_raise_or_drop_and_are_listed(tmp_path):
     assert len(rs.records[0].classes) == 1 and rs.num_dropped == 2
     (messages,) = rs.dropped.values()
     assert "line 2" in messages[0] and "line 3" in messages[1]
+
+
+def test_read_yolo_obb_cache_and_file_list_give_the_same_records(tmp_path):
+    images = _obb_folder(tmp_path, _OBB_LINES)
+    fresh = data.read_yolo_obb(images, class_names=("a", "b"), cache=tmp_path / "cache")
+    cached = data.read_yolo_obb(images, class_names=("a", "b"), cache=tmp_path / "cache")
+    listed = data.read_yolo_files(data.yolo_image_files(images), class_names=("a", "b"), obb=True)
+    plain = data.read_yolo(images, class_names=("a", "b"), cache=tmp_path / "cache")  # a separate cache entry
+    assert plain.records[0].corners is None
+    for other in (cached, listed):
+        for key in ("boxes", "classes", "polygons", "corners"):
+            np.testing.assert_array_equal(getattr(other.records[0], key), getattr(fresh.records[0], key))
 
 
 def _dota_folder(tmp_path, lines, name="P0001"):
@@ -248,6 +284,14 @@ def test_mosaic_of_rotated_boxes_equals_ultralytics_cat_labels():
     assert 0 < len(ours["classes"]) < 24 and ours["num_dropped"] == 24 - len(ref["cls"])
     np.testing.assert_allclose(ours["corners"] * 128, ref["instances"].segments, atol=2e-5)
     np.testing.assert_allclose(ours["boxes"] * 128, ref["instances"].bboxes, atol=2e-5)
+
+
+def test_mosaic_of_rotated_and_axis_aligned_examples_raises():
+    tiles = [_random_example(np.random.default_rng(0), n=2)] + [
+        {k: v for k, v in _random_example(np.random.default_rng(i), n=2).items() if k != "corners"} for i in range(3)
+    ]
+    with pytest.raises(ValueError, match=r"examples\[1\] must be rotated boxes"):
+        data.mosaic4(tiles, np.random.default_rng(0))
 
 
 def test_pure_zoom_and_shift_move_rotated_boxes_exactly():
