@@ -33,6 +33,10 @@ id    name                 aspect ratio (short / long side)
 2     bar                  0.2 .. 0.3
 ====  ===================  =============================================================
 
+Exported with ``export_synthetic(split, out, fmt="yolo")`` (:mod:`jaxdet.data.writers`), the rotated split's
+4-vertex outlines are ultralytics OBB label lines, read back by :func:`~jaxdet.data.readers.read_yolo_obb` and by
+ultralytics' ``YOLODataset(task="obb")`` alike.
+
 The same generator makes the dense-scene split (:data:`DENSE_SHAPES`: many small objects; ``max_iou`` allows
 light overlap). Every image is generated from its own ``numpy.random.Generator`` seeded by ``(seed, split, index)``,
 so access

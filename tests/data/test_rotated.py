@@ -11,6 +11,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from ultralytics.cfg import get_cfg
 from ultralytics.data.augment import Format, Mosaic, RandomPerspective
@@ -376,3 +378,33 @@ def test_loader_batches_carry_rboxes_with_the_padding_images():
     batch = batches[0]
     torch.testing.assert_close(torch.tensor(batch["rboxes"][0][batch["valid"][0]]), torch.tensor(
         (xyxyxyxy2xywhr(ds[0]["corners"] * 32) / [32, 32, 32, 32, 1]).astype(np.float32)), atol=1e-6, rtol=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    angle=st.sampled_from([0.0, math.pi / 2, -math.pi / 2, math.pi / 4, 1e-7, math.pi]),
+    thin=st.sampled_from([1e-3, 0.05, 1.0]),
+    degrees=st.sampled_from([0.0, 45.0, 180.0]),
+    shear=st.sampled_from([0.0, 10.0]),
+)
+def test_degenerate_rotated_boxes_give_finite_canonical_rboxes(seed, angle, thin, degrees, shear):
+    """Thin, border-crossing, wholly outside and identical rotated boxes at the awkward angles, through the recipe
+    (mosaic, affine, flip) and the plain jitter: every batch rbox is finite and canonical, every object counted."""
+    rng = np.random.default_rng(seed)
+    n = 6
+    r = np.c_[rng.uniform(-10, 74, (n, 2)), rng.uniform(2, 30, n), rng.uniform(2, 30, n) * thin, np.full(n, angle)]
+    r[1] = r[0]  # identical boxes
+    corners = xywhr_to_corners(r)
+    keep = [i for i in range(n) if np.all(corners[i].max(0) > 0) and np.all(corners[i].min(0) < 64)]
+    ex = _obb_example(corners[keep])
+    ex["boxes"] = np.clip(ex["boxes"], 0, 1)
+    aug = data.YoloAugment([ex] * 4, data.YoloRecipe(degrees=degrees, shear=shear, mosaic=0.5))
+    outs = [aug(ex, np.random.default_rng(seed)), data.augment_example(ex, np.random.default_rng(seed))]
+    batch = data.collate(outs, max_objects=4 * n)
+    for out, rboxes, valid in zip(outs, batch["rboxes"], batch["valid"]):
+        assert np.all(np.isfinite(rboxes)) and not rboxes[~valid].any()
+        w, h, theta = rboxes[valid, 2], rboxes[valid, 3], rboxes[valid, 4]
+        assert np.all(w > 0) and np.all(h >= 0) and np.all(w >= h - 1e-6)
+        assert np.all((theta >= -math.pi / 4 - 1e-6) & (theta < 3 * math.pi / 4 + 1e-6))
+        assert len(out["classes"]) + out.get("num_dropped", 0) in (len(keep), 4 * len(keep))  # 4: a mosaic
