@@ -17,6 +17,8 @@ plus a kernel transpose.
   :class:`Detect` (``legacy=False``).
 - 26: :class:`C3k2` with ``attn=True`` (bottleneck + PSABlock per repeat), :class:`SPPF` with an unactivated
   ``cv1`` and a residual, :class:`Detect` with ``reg_max=1`` and the end-to-end one-to-one branches.
+- oriented boxes: :class:`OBB`, the :class:`Detect` branches plus an angle branch ``cv4`` (ultralytics ``OBB``; with
+  ``raw_angle=True`` its ``OBB26``).
 
 Parameters are created in ``param_dtype`` (float32; float64 for parity), with torch's default initialisation
 (``U(±1/sqrt(fan_in))``); ``dtype`` (e.g. bfloat16) is the compute dtype of the convolutions. BatchNorm statistics
@@ -24,7 +26,8 @@ are computed in at least float32.
 
 References:
   Ultralytics ``ultralytics/nn/modules/{conv,block,head}.py`` (8.4.190): ``Conv``, ``DWConv``, ``Bottleneck``,
-  ``C2f``, ``C3``, ``C3k``, ``C3k2``, ``SPPF``, ``Attention``, ``PSABlock``, ``C2PSA``, ``Detect``.
+  ``C2f``, ``C3``, ``C3k``, ``C3k2``, ``SPPF``, ``Attention``, ``PSABlock``, ``C2PSA``, ``Detect``, ``OBB``,
+  ``OBB26``.
   Jocher, Qiu, Chaurasia, Ultralytics YOLO (2023-2026).
 """
 
@@ -58,6 +61,7 @@ __all__ = [
     "Upsample",
     "Concat",
     "Detect",
+    "OBB",
     "max_pool_same",
 ]
 
@@ -441,13 +445,60 @@ class Detect(nnx.Module):
             nnx.update(self.one2one_cv2, nnx.state(self.cv2))  # ultralytics: copy.deepcopy(self.cv2)
             nnx.update(self.one2one_cv3, nnx.state(self.cv3))
 
-    @staticmethod
-    def _levels(xs: Sequence[jax.Array], boxes, classes) -> tuple[jax.Array, ...]:
+    def _levels(self, xs: Sequence[jax.Array], one2one: bool) -> tuple[jax.Array, ...]:
+        """Per level ``concat(box(x), cls(x))`` of the one-to-many (``cv2``, ``cv3``) or one-to-one branches."""
+        boxes, classes = (self.one2one_cv2, self.one2one_cv3) if one2one else (self.cv2, self.cv3)
         return tuple(jnp.concatenate([box(x), cls(x)], axis=-1) for x, box, cls in zip(xs, boxes, classes))
 
     def __call__(self, xs: Sequence[jax.Array]) -> tuple[jax.Array, ...] | dict[str, tuple[jax.Array, ...]]:
-        one2many = self._levels(xs, self.cv2, self.cv3)
+        one2many = self._levels(xs, one2one=False)
         if not self.end2end:
             return one2many
         detached = xs if self.deterministic else [jax.lax.stop_gradient(x) for x in xs]
-        return {"one2many": one2many, "one2one": self._levels(detached, self.one2one_cv2, self.one2one_cv3)}
+        return {"one2many": one2many, "one2one": self._levels(detached, one2one=True)}
+
+
+class OBB(Detect):
+    """ultralytics' oriented-box heads ``OBB`` (``raw_angle=False``: YOLOv8-obb, YOLO11-obb) and ``OBB26``
+    (``raw_angle=True``: YOLO26-obb): the :class:`Detect` branches plus, per level, an angle branch
+
+    - ``cv4[l]``: Conv3×3(c4) → Conv3×3(c4) → conv1×1(ne), ``c4 = max(ch[0] // 4, ne)``, ``ne = 1``, torch's
+      default bias;
+    - with ``end2end``, ``one2one_cv4``: its copy at initialisation, on the same (train mode: detached) features.
+
+    The angle channel is what ultralytics' ``forward_head`` puts in ``preds["angle"]`` (and ``v8OBBLoss`` reads):
+
+    .. math::
+        \\theta = \\big(\\sigma(a) - \\tfrac14\\big)\\,\\pi \\in [-\\pi/4, 3\\pi/4) \\quad (\\text{OBB}), \\qquad
+        \\theta = a \\quad (\\text{OBB26, raw})
+
+    of the conv output ``a`` (radians, the box's rotation in ``dist2rbox``).
+
+    Returns per level ``[N, H/s, W/s, 4·reg_max + C + ne]`` (box logits, class logits, then the angle): a tuple
+    of the levels, or with ``end2end`` ``{"one2many": levels, "one2one": levels}``.
+    """
+
+    def __init__(self, num_classes: int, ch: Sequence[int], strides: Sequence[int], *, ne: int = 1,
+                 raw_angle: bool = False, reg_max: int = 16, legacy: bool = True, end2end: bool = False,
+                 rngs: nnx.Rngs, param_dtype=jnp.float32, dtype=None):
+        super().__init__(num_classes, ch, strides, reg_max=reg_max, legacy=legacy, end2end=end2end, rngs=rngs,
+                         param_dtype=param_dtype, dtype=dtype)
+        kw = dict(rngs=rngs, param_dtype=param_dtype, dtype=dtype)
+        c4 = max(ch[0] // 4, ne)
+        self.ne, self.raw_angle = ne, bool(raw_angle)
+
+        def angle_branch(x):
+            return Sequential([Conv(x, c4, 3, **kw), Conv(c4, c4, 3, **kw), Conv2d(c4, ne, 1, **kw)])
+
+        self.cv4 = nnx.List([angle_branch(x) for x in ch])
+        if end2end:
+            self.one2one_cv4 = nnx.List([angle_branch(x) for x in ch])
+            nnx.update(self.one2one_cv4, nnx.state(self.cv4))  # ultralytics: copy.deepcopy(self.cv4)
+
+    def _levels(self, xs: Sequence[jax.Array], one2one: bool) -> tuple[jax.Array, ...]:
+        angles = self.one2one_cv4 if one2one else self.cv4
+        return tuple(jnp.concatenate([y, self._angle(branch(x))], axis=-1)
+                     for y, x, branch in zip(super()._levels(xs, one2one), xs, angles))
+
+    def _angle(self, a: jax.Array) -> jax.Array:
+        return a if self.raw_angle else (jax.nn.sigmoid(a) - 0.25) * math.pi

@@ -1,4 +1,5 @@
-"""ultralytics YOLOv8 / YOLO11 / YOLO26 weights into and out of :class:`jaxdet.models.yolo.YOLO` (torch is optional).
+"""ultralytics YOLOv8 / YOLO11 / YOLO26 weights (detection and OBB) into and out of :class:`jaxdet.models.yolo.YOLO`
+(torch is optional).
 
 The NNX module tree mirrors ``DetectionModel``, so a variable's path names its tensor:
 
@@ -11,12 +12,14 @@ NNX variable                            ultralytics state-dict entry
 ``...bn.num_batches_tracked`` (int32)   ``...bn.num_batches_tracked`` (int64): train-mode calls
 ``model.<D>.cv2.<l>.2.kernel`` / bias   ``model.<D>.cv2.<l>.2.weight`` / ``.bias`` (plain conv)
 ``model.<D>.one2one_cv3.<l>.0.0...``    ``model.<D>.one2one_cv3.<l>.0.0...`` (YOLO26's one-to-one branches)
+``model.<D>.cv4.<l>...``                ``model.<D>.cv4.<l>...`` (the OBB angle branch; ``one2one_cv4``)
 ======================================  ==========================================================
 
 with the Detect layer ``D`` = 22 (v8) or 23 (11, 26). The version is read from the layer names
 (:func:`detect_version`): a C3k2 with attention at layer 22 is YOLO26, a Detect head at layer 23 YOLO11, one at
 layer 22 YOLOv8; the scale from the stem width and the repeats of layer 2, the class count and ``reg_max``
-from the Detect biases, ``end2end`` from the presence of ``one2one_cv2``. The fixed DFL projection
+from the Detect biases, ``end2end`` from the presence of ``one2one_cv2``, the task ("obb" or "detect") from the
+presence of the angle branch ``cv4`` (:func:`detect_task`). The fixed DFL projection
 ``model.<D>.dfl.conv.weight`` (``arange(reg_max)``, checked on import; absent for ``reg_max = 1``, where
 ultralytics' DFL is an Identity) has no NNX variable; export writes it so that ``DetectionModel.load_state_dict``
 accepts the dict.
@@ -34,9 +37,10 @@ import numpy as np
 from flax import nnx
 
 from jaxdet import _checks
-from jaxdet.models.yolo import VERSIONS, YOLO, scaled_channels, scaled_repeats
+from jaxdet.models.yolo import TASKS, VERSIONS, YOLO, scaled_channels, scaled_repeats
 
-__all__ = ["load_ultralytics", "export_ultralytics", "ultralytics_state_dict", "tensor_name", "detect_version"]
+__all__ = ["load_ultralytics", "export_ultralytics", "ultralytics_state_dict", "tensor_name", "detect_version",
+           "detect_task"]
 
 _LEAF_NAMES = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var",
                "num_batches_tracked": "num_batches_tracked"}
@@ -100,6 +104,13 @@ def detect_version(state: Mapping[str, np.ndarray]) -> str | None:
     return None
 
 
+def detect_task(state: Mapping[str, np.ndarray], version: str) -> str:
+    """"obb" if the ``version`` state dict has the OBB head's angle branch (``model.<D>.cv4.0.2.bias``, ``D`` the
+    head's layer index), else "detect"."""
+    _checks.choice(version, "version", tuple(VERSIONS))
+    return "obb" if f"model.{VERSIONS[version].detect_index}.cv4.0.2.bias" in state else "detect"
+
+
 def _infer(state: Mapping[str, np.ndarray], meta: Mapping[str, Any], version: str) -> dict[str, Any]:
     """scale, num_classes, reg_max and end2end of a state dict of ``version``: the stem width and the repeats of
     layer 2 (scales m and l of 11/26 share their width), the class and box conv biases, the one-to-one head."""
@@ -126,15 +137,17 @@ def _infer(state: Mapping[str, np.ndarray], meta: Mapping[str, Any], version: st
     return found
 
 
-def load_ultralytics(source: Any, *, version: str | None = None, scale: str | None = None,
+def load_ultralytics(source: Any, *, version: str | None = None, scale: str | None = None, task: str | None = None,
                      num_classes: int | None = None, reg_max: int | None = None, end2end: bool | None = None,
                      param_dtype=jnp.float32, dtype=None) -> YOLO:
-    """The :class:`~jaxdet.models.yolo.YOLO` holding an ultralytics YOLOv8 / YOLO11 / YOLO26 detection model's
-    parameters and BatchNorm statistics.
+    """The :class:`~jaxdet.models.yolo.YOLO` holding an ultralytics YOLOv8 / YOLO11 / YOLO26 detection or OBB
+    model's parameters and BatchNorm statistics.
 
     Args:
-      source: an ultralytics state dict (tensors or arrays), a ``DetectionModel``, or a ``.pt`` checkpoint path.
+      source: an ultralytics state dict (tensors or arrays), a ``DetectionModel`` / ``OBBModel``, or a ``.pt``
+        checkpoint path.
       version: "v8" | "11" | "26"; default: detected from the layer names (:func:`detect_version`).
+      task: "detect" | "obb"; default: "obb" if the source has the angle branch ``cv4`` (:func:`detect_task`).
       scale: "n" | "s" | "m" | "l" | "x"; default: inferred from the stem width (``model.0.conv.weight``) and the
         repeats of layer 2 (``model.2.m.<j>``), or the model's yaml.
       num_classes: C; default: inferred from the Detect layer's ``cv3.0.2.bias``.
@@ -159,20 +172,25 @@ def load_ultralytics(source: Any, *, version: str | None = None, scale: str | No
         version = detected
     _checks.choice(version, "version", tuple(VERSIONS))
     found = _infer(state, meta, version)
+    detected_task = detect_task(state, detected or version)
+    task = detected_task if task is None else _checks.choice(task, "task", TASKS)
     scale = scale or found.get("scale")
     if scale is None:
         raise ValueError("scale must be given: it cannot be inferred from 'model.0.conv.weight' of this source.")
     num_classes = int(num_classes or found.get("num_classes") or 80)
     reg_max = int(reg_max or found.get("reg_max") or VERSIONS[version].reg_max)
     end2end = found["end2end"] if end2end is None else bool(end2end)
-    abstract = nnx.eval_shape(lambda: YOLO(version=version, scale=scale, num_classes=num_classes, reg_max=reg_max,
-                                           end2end=end2end, rngs=nnx.Rngs(0), param_dtype=param_dtype,
-                                           dtype=dtype))
+    abstract = nnx.eval_shape(lambda: YOLO(version=version, scale=scale, task=task, num_classes=num_classes,
+                                           reg_max=reg_max, end2end=end2end, rngs=nnx.Rngs(0),
+                                           param_dtype=param_dtype, dtype=dtype))
     graphdef, variables = nnx.split(abstract)
     flat = nnx.to_flat_state(variables)
     what = f"the {abstract.name} model with num_classes={num_classes}, reg_max={reg_max}, end2end={end2end}"
+    cv4 = f"'model.{VERSIONS[version].detect_index}.cv4'"
     hint = (f" (the source looks like a yolo{detected} model; leave version out to detect it)"
-            if detected not in (None, version) else "")
+            if detected not in (None, version) else
+            f" (the source looks like a task={detected_task!r} model: it {'has' if detected_task == 'obb' else 'lacks'}"
+            f" the angle branch {cv4}; leave task out to detect it)" if detected_task != task else "")
     used = set()
     leaves = []
     for path, var in flat:
@@ -207,7 +225,8 @@ def export_ultralytics(model: YOLO, *, as_torch: bool = True) -> dict[str, Any]:
     counts of train-mode calls, and the DFL projection when ``reg_max > 1``).
 
     ``DetectionModel(f"{model.name}.yaml", nc=C).load_state_dict(export_ultralytics(model))`` then gives the
-    same network in PyTorch (e.g. ``yolov8n.yaml``, ``yolo11n.yaml``, ``yolo26n.yaml``).
+    same network in PyTorch (e.g. ``yolov8n.yaml``, ``yolo11n.yaml``, ``yolo26n.yaml``; for ``task="obb"``
+    ``OBBModel`` and ``yolov8n-obb.yaml`` ...).
 
     Args:
       model: the NNX model.

@@ -1,4 +1,5 @@
-"""The ultralytics YOLO detection networks v8, 11 and 26 in Flax NNX: one builder over the yamls' layer tables.
+"""The ultralytics YOLO detection networks v8, 11 and 26 and their oriented-box (OBB) forms in Flax NNX: one
+builder over the yamls' layer tables.
 
 Each version is its yaml (``ultralytics/cfg/models/{v8/yolov8,11/yolo11,26/yolo26}.yaml``) written as a layer
 table, ``(from, repeats, module, args)`` per row, with the yaml's scales and head settings (:data:`VERSIONS`);
@@ -31,6 +32,15 @@ DFL logits of ``l, t, r, b`` × ``reg_max`` bins, side-major as ultralytics' ``v
 one-to-one levels are computed on ``stop_gradient``-ed features (ultralytics detaches them), so gradients of a
 one-to-one loss reach only ``one2one_cv2`` / ``one2one_cv3``.
 
+``task="obb"`` builds ``{v8/yolov8,11/yolo11,26/yolo26}-obb.yaml``: the same backbone, neck, scales, ``reg_max``
+and ``end2end`` (the ``-obb`` yamls change only the last row), with the head :class:`~.blocks.OBB` in place of
+Detect (ultralytics ``OBB [nc, 1]`` for v8 and 11, ``OBB26 [nc, 1]`` for 26). Each level then has one more
+channel, last: ``[N, H/s, W/s, 4·reg_max + C + 1]``, the angle θ in radians as ultralytics' forward returns it in
+``preds["angle"]`` (the input of ``v8OBBLoss``): ``(σ(a) − 1/4)·π ∈ [−π/4, 3π/4)`` of the angle conv's output ``a``
+for v8 and 11, the raw ``a`` for YOLO26 (``OBB26``). The dict of the two heads of YOLO26-obb holds such levels.
+ultralytics' ``(preds["boxes"] [N, 4·reg_max, A], preds["scores"] [N, C, A], preds["angle"] [N, 1, A])`` are a
+level's channels flattened over its ``H/s × W/s`` cells row-major and concatenated over the levels.
+
 BatchNorm statistics are ``nnx.BatchStat`` variables (:class:`~.blocks.BatchNorm`, torch's semantics with
 ultralytics' eps 1e-3, momentum 0.03); ``model.eval()`` switches to the running averages (and turns off the
 one-to-one detach, as ultralytics' eval mode). Parameters are created in ``param_dtype`` (float32; float64 for
@@ -43,7 +53,8 @@ plus a kernel transpose.
 
 References:
   Ultralytics YOLOv8 (2023), YOLO11 (2024), YOLO26 (2026): ``ultralytics/cfg/models/{v8,11,26}/*.yaml``,
-  ``ultralytics/nn/tasks.py`` (``parse_model``), ``ultralytics/nn/modules/{conv,block,head}.py`` (8.4.190).
+  ``ultralytics/cfg/models/{v8/yolov8,11/yolo11,26/yolo26}-obb.yaml``, ``ultralytics/nn/tasks.py``
+  (``parse_model``, ``OBBModel``), ``ultralytics/nn/modules/{conv,block,head}.py`` (8.4.190).
 """
 
 from __future__ import annotations
@@ -57,10 +68,11 @@ import numpy as np
 from flax import nnx
 
 from jaxdet import _checks
-from jaxdet.models.blocks import C2PSA, SPPF, C2f, C3k2, Concat, Conv, Detect, Upsample
+from jaxdet.models.blocks import C2PSA, OBB, SPPF, C2f, C3k2, Concat, Conv, Detect, Upsample
 from jaxdet.models.inputs import unit_images
 
 __all__ = [
+    "TASKS",
     "VERSIONS",
     "YOLOV8_LAYERS",
     "YOLO11_LAYERS",
@@ -141,12 +153,14 @@ YOLO26_LAYERS: Layers = _yolo11_like((1024, 5, 3, True), (-1, 1, "C3k2", (1024, 
 
 @dataclasses.dataclass(frozen=True)
 class YOLOVersion:
-    """One yaml: its layer table, ``scales`` (scale -> (depth, width, max channels)) and head defaults."""
+    """One yaml: its layer table, ``scales`` (scale -> (depth, width, max channels)) and head defaults;
+    ``raw_angle``: its ``-obb`` yaml's head is ``OBB26`` (the raw angle), not ``OBB``."""
 
     layers: Layers
     scales: dict[str, tuple[float, float, int]]
     reg_max: int = 16
     end2end: bool = False
+    raw_angle: bool = False
 
     @property
     def detect_index(self) -> int:
@@ -161,8 +175,13 @@ VERSIONS: dict[str, YOLOVersion] = {
     "11": YOLOVersion(YOLO11_LAYERS, {"n": (0.50, 0.25, 1024), "s": (0.50, 0.50, 1024), "m": (0.50, 1.00, 512),
                                       "l": (1.00, 1.00, 512), "x": (1.00, 1.50, 512)}),
     "26": YOLOVersion(YOLO26_LAYERS, {"n": (0.50, 0.25, 1024), "s": (0.50, 0.50, 1024), "m": (0.50, 1.00, 512),
-                                      "l": (1.00, 1.00, 512), "x": (1.00, 1.50, 512)}, reg_max=1, end2end=True),
+                                      "l": (1.00, 1.00, 512), "x": (1.00, 1.50, 512)}, reg_max=1, end2end=True,
+                      raw_angle=True),
 }
+
+#: the heads :class:`YOLO` builds: "detect" (``Detect``, ``<name>.yaml``) and "obb" (``OBB`` / ``OBB26``,
+#: ``<name>-obb.yaml``).
+TASKS = ("detect", "obb")
 
 #: parse_model forces C3k2's c3k flag at these scales.
 C3K_SCALES = ("m", "l", "x")
@@ -189,21 +208,26 @@ class YOLO(nnx.Module):
     Args:
       version: "v8" | "11" | "26" (:data:`VERSIONS`).
       scale: "n" | "s" | "m" | "l" | "x".
+      task: "detect" (``Detect``) | "obb" (oriented boxes: ``OBB``, for 26 ``OBB26``; one angle channel more per
+        level), :data:`TASKS`.
       num_classes: C.
       reg_max: box bins per side; default the yaml's (16 for v8 and 11, 1 for 26).
       end2end: add the one-to-one branches; default the yaml's (True for 26 only).
       rngs, param_dtype, dtype: initialisation keys, parameter dtype, compute dtype (None: ``param_dtype``).
 
     Attributes:
-      model: the layers (``nnx.List``, index = ultralytics' layer index; the last is the Detect head).
-      version, scale, num_classes, reg_max, end2end: its configuration; name: e.g. "yolo26n";
+      model: the layers (``nnx.List``, index = ultralytics' layer index; the last is the Detect / OBB head).
+      version, scale, task, num_classes, reg_max, end2end: its configuration; name: e.g. "yolo26n",
+      "yolov8n-obb";
       strides: ``(8, 16, 32)``; dtype, param_dtype.
     """
 
-    def __init__(self, *, version: str, scale: str = "n", num_classes: int = 80, reg_max: int | None = None,
-                 end2end: bool | None = None, rngs: nnx.Rngs, param_dtype=jax.numpy.float32, dtype=None):
+    def __init__(self, *, version: str, scale: str = "n", task: str = "detect", num_classes: int = 80,
+                 reg_max: int | None = None, end2end: bool | None = None, rngs: nnx.Rngs,
+                 param_dtype=jax.numpy.float32, dtype=None):
         spec = VERSIONS[_checks.choice(version, "version", tuple(VERSIONS))]
         _checks.choice(scale, "scale", tuple(spec.scales))
+        _checks.choice(task, "task", TASKS)
         _checks.positive_int(num_classes, "num_classes")
         reg_max = _checks.positive_int(spec.reg_max if reg_max is None else reg_max, "reg_max")
         end2end = spec.end2end if end2end is None else end2end
@@ -237,16 +261,17 @@ class YOLO(nnx.Module):
             elif kind == "Concat":
                 c_out = sum(ch[j + 1] for j in src_idx)
                 layers.append(Concat())
-            else:  # Detect
+            else:  # Detect, or OBB for the -obb yamls
                 c_out = 0
-                layers.append(Detect(num_classes, [ch[j + 1] for j in src_idx], [strides[j + 1] for j in src_idx],
-                                     reg_max=reg_max, legacy=legacy, end2end=end2end, **kw))
+                head = (Detect, dict()) if task == "detect" else (OBB, dict(raw_angle=spec.raw_angle))
+                layers.append(head[0](num_classes, [ch[j + 1] for j in src_idx], [strides[j + 1] for j in src_idx],
+                                      reg_max=reg_max, legacy=legacy, end2end=end2end, **head[1], **kw))
             ch.append(c_out)
             strides.append(stride)
             sources.append(src_idx)
         self.model = nnx.List(layers)
         self.sources = tuple(sources)
-        self.version, self.scale, self.num_classes = version, scale, num_classes
+        self.version, self.scale, self.task, self.num_classes = version, scale, task, num_classes
         self.reg_max, self.end2end = reg_max, bool(end2end)
         self.strides = layers[-1].strides
         self.dtype = dtype
@@ -254,13 +279,14 @@ class YOLO(nnx.Module):
 
     @property
     def name(self) -> str:
-        """ultralytics' model name, e.g. "yolov8n", "yolo11s", "yolo26n"."""
-        return f"yolo{self.version}{self.scale}"
+        """ultralytics' model name (its yaml without ``.yaml``), e.g. "yolov8n", "yolo11s", "yolo26n-obb"."""
+        return f"yolo{self.version}{self.scale}" + ("-obb" if self.task == "obb" else "")
 
     def __call__(self, images: jax.Array) -> tuple[jax.Array, ...] | dict[str, tuple[jax.Array, ...]]:
         """``images [N, H, W, 3]`` (H, W multiples of 32; uint8 or float in [0, 1],
-        :func:`~jaxdet.models.inputs.unit_images`) -> per level ``[N, H/s, W/s, 4·reg_max + C]``: a tuple of
-        the three levels, or with ``end2end`` ``{"one2many": levels, "one2one": levels}``."""
+        :func:`~jaxdet.models.inputs.unit_images`) -> per level ``[N, H/s, W/s, 4·reg_max + C]`` (``task="obb"``:
+        ``[N, H/s, W/s, 4·reg_max + C + 1]``, the angle last): a tuple of the three levels, or with ``end2end``
+        ``{"one2many": levels, "one2one": levels}``."""
         images = unit_images(images)
         _checks.layout(images, "images", shape="[N, H, W, 3]", min_ndim=4, last=3)
         if images.ndim != 4 or images.shape[1] % 32 or images.shape[2] % 32:

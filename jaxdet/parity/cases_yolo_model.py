@@ -59,17 +59,18 @@ STRIDES = (8, 16, 32)
 
 @functools.lru_cache(maxsize=None)
 def ultralytics_model(name: str = "yolov8n", num_classes: int = NUM_CLASSES, seed: int = 0):
-    """A float64 ``DetectionModel(f"{name}.yaml", nc=num_classes)`` with random BN statistics.
+    """A float64 ``DetectionModel(f"{name}.yaml", nc=num_classes)`` with random BN statistics (``OBBModel`` for
+    a name ending in ``-obb``, e.g. "yolov8n-obb").
 
     The BatchNorm weights are drawn from U(0.5, 1.5), biases and running means from N(0, 0.2²) and N(0, 0.5²),
     running variances from U(0.5, 1.5), so eval mode differs from train mode and from the identity.
     """
     os.environ.setdefault("YOLO_OFFLINE", "1")  # before ultralytics is imported
     import torch  # noqa: PLC0415 - torch side: imported only when a comparison runs
-    from ultralytics.nn.tasks import DetectionModel  # noqa: PLC0415 - torch side, after YOLO_OFFLINE is set
+    from ultralytics.nn.tasks import DetectionModel, OBBModel  # noqa: PLC0415 - torch side, after YOLO_OFFLINE is set
 
     torch.manual_seed(seed)
-    model = DetectionModel(f"{name}.yaml", nc=num_classes, verbose=False)
+    model = (OBBModel if name.endswith("-obb") else DetectionModel)(f"{name}.yaml", nc=num_classes, verbose=False)
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for m in model.modules():
@@ -129,15 +130,15 @@ def jax_forward(*inputs, name: str = "yolov8n", num_classes: int = NUM_CLASSES, 
 
 
 def _levels(preds, n: int):
-    """ultralytics' ``{"boxes" [N, 4·reg_max, A], "scores" [N, C, A], "feats"}`` as jaxdet's per-level maps."""
+    """ultralytics' ``{"boxes" [N, 4·reg_max, A], "scores" [N, C, A], "feats"}`` (OBB: and ``"angle" [N, 1, A]``)
+    as jaxdet's per-level maps ``[N, H/s, W/s, 4·reg_max + C (+ 1)]``."""
     import torch  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
     levels = [f.shape[2:] for f in preds["feats"]]
     sizes = [int(h * w) for h, w in levels]
-    return tuple(
-        torch.cat([b, s], 1).reshape(n, -1, h, w).permute(0, 2, 3, 1)
-        for b, s, (h, w) in zip(preds["boxes"].split(sizes, -1), preds["scores"].split(sizes, -1), levels)
-    )
+    parts = [preds[k].split(sizes, -1) for k in ("boxes", "scores", "angle") if k in preds]
+    return tuple(torch.cat(level, 1).reshape(n, -1, h, w).permute(0, 2, 3, 1)
+                 for (h, w), level in zip(levels, zip(*parts)))
 
 
 def torch_forward(*tensors, name: str = "yolov8n", num_classes: int = NUM_CLASSES, train: bool):
@@ -258,10 +259,12 @@ def _zero_in_train_mode(model, path: tuple) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def _abstract(name: str, num_classes: int = NUM_CLASSES) -> YOLO:
-    """The jaxdet model of ``name`` (e.g. "yolo26n" -> version "26", scale "n") built abstractly: its parameter
-    paths, in the order of :func:`_layout`'s, without building the torch model (the rows are listed cheaply)."""
-    return nnx.eval_shape(lambda: YOLO(version=name[4:-1], scale=name[-1], num_classes=num_classes,
-                                       rngs=nnx.Rngs(0)))
+    """The jaxdet model of ``name`` (e.g. "yolo26n" -> version "26", scale "n"; "yolov8n-obb" -> task "obb") built
+    abstractly: its parameter paths, in the order of :func:`_layout`'s, without building the torch model (the rows
+    are listed cheaply)."""
+    base, obb = name.removesuffix("-obb"), name.endswith("-obb")
+    return nnx.eval_shape(lambda: YOLO(version=base[4:-1], scale=base[-1], task="obb" if obb else "detect",
+                                       num_classes=num_classes, rngs=nnx.Rngs(0)))
 
 
 def _wrt(name: str, num_classes: int = NUM_CLASSES, *, train: bool) -> tuple[int, ...]:
@@ -283,10 +286,12 @@ RTOL32_LOSS = {"yolov8n": 1e-4, "yolo11n": 5e-3, "yolo26n": 5e-3}
 def model_cases(name: str) -> list[ParityCase]:
     """The rows of one model of :data:`MODELS` (module doc)."""
     heads = " (one2many + one2one)" if name.startswith("yolo26") else ""
+    model = "OBBModel" if name.endswith("-obb") else "DetectionModel"
+    label = name.replace("-", "_")  # the row's name, e.g. yolov8n_obb_model_eval
     rows = [
         ParityCase(
-            name=f"{name}_model_eval",
-            reference=f"ultralytics DetectionModel('{name}.yaml') eval{heads}",
+            name=f"{label}_model_eval",
+            reference=f"ultralytics {model}('{name}.yaml') eval{heads}",
             jax_fn=functools.partial(jax_forward, name=name, train=False),
             torch_fn=functools.partial(torch_forward, name=name, train=False),
             make_inputs=functools.partial(make_inputs, name=name),
@@ -294,18 +299,18 @@ def model_cases(name: str) -> list[ParityCase]:
             rtol32=1e-4,
         ),
         ParityCase(
-            name=f"{name}_model_train",
-            reference=f"ultralytics DetectionModel('{name}.yaml') train{heads} + BN stats",
+            name=f"{label}_model_train",
+            reference=f"ultralytics {model}('{name}.yaml') train{heads} + BN stats",
             jax_fn=functools.partial(jax_forward, name=name, train=True),
             torch_fn=functools.partial(torch_forward, name=name, train=True),
             make_inputs=functools.partial(make_inputs, name=name),
             wrt=_wrt(name, train=True),
-            rtol32=RTOL32_TRAIN[name],
+            rtol32=RTOL32_TRAIN[name.removesuffix("-obb")],
         ),
     ]
     if name in E2E_LOSS_MODELS:
         rows.append(ParityCase(
-            name=f"{name}_model_loss",
+            name=f"{label}_model_loss",
             reference=f"ultralytics E2ELoss(DetectionModel('{name}.yaml')) train, autograd",
             jax_fn=functools.partial(jax_e2e_loss, name=name),
             torch_fn=functools.partial(torch_e2e_loss, name=name),
@@ -316,7 +321,7 @@ def model_cases(name: str) -> list[ParityCase]:
         ))
     if name in V8_LOSS_MODELS:
         rows.append(ParityCase(
-            name=f"{name}_model_loss",
+            name=f"{label}_model_loss",
             reference=f"ultralytics v8DetectionLoss(DetectionModel('{name}.yaml')) train, autograd",
             jax_fn=functools.partial(jax_loss, name=name),
             torch_fn=functools.partial(torch_loss, name=name),

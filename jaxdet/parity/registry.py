@@ -18,6 +18,7 @@ CASE_MODULES: tuple[str, ...] = (
     "jaxdet.parity.cases_yolov8",
     "jaxdet.parity.cases_yolo26",
     "jaxdet.parity.cases_yolo_model",
+    "jaxdet.parity.cases_yolo_obb",
     "jaxdet.parity.cases_musgd",
 )
 
