@@ -36,6 +36,7 @@ from jaxdet.data.images import image_size, read_image, verify_image
 from jaxdet.data.letterbox import boxes_to_original, letterbox_image
 from jaxdet.data.pipeline import loader_length, make_loader
 from jaxdet.data.readers import (
+    DOTA_CLASSES,
     IMAGE_EXTENSIONS,
     INVALID_BOXES,
     ON_BAD_IMAGE,
@@ -68,6 +69,7 @@ __all__ = [
     "DatasetFormatError",
     "DetectionRecord",
     "DetectionSource",
+    "DOTA_CLASSES",
     "IMAGE_EXTENSIONS",
     "INVALID_BOXES",
     "InvalidBoxError",

@@ -87,6 +87,7 @@ __all__ = [
     "yolo_label_path",
     "voc_class_names",
     "VOC_CLASSES",
+    "DOTA_CLASSES",
     "IMAGE_EXTENSIONS",
     "ON_BAD_IMAGE",
     "INVALID_BOXES",
@@ -794,6 +795,15 @@ def read_yolo_obb(
 
 _DOTA_HEADERS = ("imagesource:", "gsd:")
 
+#: DOTA's categories in the order of ultralytics' ``convert_dota_to_yolo_obb`` (DOTA v1.0's 15, then v1.5's
+#: container-crane, then v2.0's airport and helipad): ``read_dota(..., class_names=DOTA_CLASSES)`` gives the
+#: class indices of the labels that converter writes.
+DOTA_CLASSES: tuple[str, ...] = (
+    "plane", "ship", "storage-tank", "baseball-diamond", "tennis-court", "basketball-court", "ground-track-field",
+    "harbor", "bridge", "large-vehicle", "small-vehicle", "helicopter", "roundabout", "soccer-ball-field",
+    "swimming-pool", "container-crane", "airport", "helipad",
+)  # fmt: skip
+
 
 def _dota_lines(path: Path) -> list[tuple[int, list[str]]]:
     """The object lines of a DOTA label file as ``(line number, tokens)`` (header and blank lines left out)."""
@@ -836,7 +846,7 @@ def read_dota(
       image_dir: directory of images (:data:`IMAGE_EXTENSIONS`, sorted name order; ``image_id`` = position).
       label_dir: directory of the label files.
       class_names: class order; a category not in it raises. None: the sorted category strings of all the label
-        files of ``label_dir``.
+        files of ``label_dir``; :data:`DOTA_CLASSES` for ultralytics' class indices.
       include_difficult: keep objects marked difficult (True, as ultralytics' ``convert_dota_to_yolo_obb``).
       num_vertices: ``K`` of the canonical polygons.
       tolerance: pixels by which a corner may leave the image before the object is invalid.

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from ultralytics.cfg import get_cfg
 from ultralytics.data.augment import Format, Mosaic, RandomPerspective
+from ultralytics.data.converter import convert_dota_to_yolo_obb
 from ultralytics.data.dataset import YOLODataset
 from ultralytics.data.utils import verify_image_label
 from ultralytics.utils.instance import Instances
@@ -198,6 +199,28 @@ def test_read_dota_reads_headers_categories_and_difficult(tmp_path):
     np.testing.assert_allclose(rec.boxes, obb.boxes, atol=1e-6)
     easy = data.read_dota(images, labels, include_difficult=False, class_names=("plane", "small-vehicle", "ship"))
     np.testing.assert_array_equal(easy.records[0].classes, [1])
+
+
+def test_read_dota_equals_ultralytics_conversion_to_obb_labels(tmp_path):
+    rng = np.random.default_rng(2)
+    for phase in ("train", "val"):
+        _write_image(tmp_path / "images" / phase / "P0007.png", 300, 200)
+        r = np.c_[rng.uniform(40, 160, (5, 2)), rng.uniform(5, 60, (5, 2)), rng.uniform(-3, 3, 5)]
+        corners = xywhr_to_corners(r)
+        names = [data.DOTA_CLASSES[i] for i in rng.integers(0, 18, 5)]
+        lines = ["imagesource:GoogleEarth", "gsd:0.5"] + [
+            " ".join(f"{v:.1f}" for v in c.ravel()) + f" {name} {i % 2}"
+            for i, (c, name) in enumerate(zip(corners, names))
+        ]
+        (tmp_path / "labels" / f"{phase}_original").mkdir(parents=True)
+        (tmp_path / "labels" / f"{phase}_original" / "P0007.txt").write_text("\n".join(lines) + "\n")
+    convert_dota_to_yolo_obb(tmp_path)
+    for phase in ("train", "val"):
+        ours = data.read_dota(tmp_path / "images" / phase, tmp_path / "labels" / f"{phase}_original",
+                              class_names=data.DOTA_CLASSES).records[0]
+        theirs = data.read_yolo_obb(tmp_path / "images" / phase, class_names=data.DOTA_CLASSES).records[0]
+        np.testing.assert_array_equal(ours.classes, theirs.classes)
+        np.testing.assert_allclose(ours.corners, theirs.corners, rtol=0, atol=1e-6)  # they write 6 digits
 
 
 @pytest.mark.parametrize(
