@@ -10,6 +10,8 @@ Typical use::
     batch = next(it)          # dict: image [L,64,64,3] uint8, boxes [L,8,4], classes [L,8], valid [L,8],
                               #       polygons [L,8,K,2], image_id [L], orig_size [L,2], ratio_pad [L,4]
     state = it.get_state()    # save with orbax (ocp.args.JsonSave) ...; it.set_state(state) to resume
+    # rotated boxes: SyntheticShapes(..., rotated=True), read_yolo_obb, read_dota -> examples with corners [n,4,2],
+    # batches with rboxes [L,8,5] (cx/W, cy/H, w/W, h/H, angle), see jaxdet.data.records and jaxdet.data.rotated
 
     coco = data.read_coco("instances.json", image_dir="images/")     # -> RecordSet
     source = data.DetectionSource(coco, image_size=(256, 256))        # -> grain source of letterboxed examples
