@@ -127,15 +127,16 @@ def merge_tiles(
     max_detections: int | None = None,
     nms_fn: Callable | None = None,
 ) -> MergedDetections:
-    """The detections of K windows in image pixels (:func:`tile_to_image`), merged by class-aware greedy NMS.
+    """The detections of K windows in image pixels (:func:`tile_to_image`), merged by class-aware NMS.
 
-    A detection survives unless a higher-scoring one of its class, from any window, has
+    With the default (greedy) NMS a detection survives unless a kept, higher-scoring one of its class, from any
+    window, has
 
     .. math:: \\mathrm{IoU}(b_i, b_j) > \\tau_{\\mathrm{iou}}
 
     (the same rule, and ``iou_threshold``, as each window's own NMS: an object that two overlapping windows both see
     is kept once, from the window that scored it higher). Detections of one window already passed that NMS, so a
-    single window merges to itself.
+    single window merges to itself (greedy NMS keeps a set whose pairwise IoUs are all within the threshold).
 
     Args:
       boxes: ``[K, D, 4]`` xyxy or ``[K, D, 5]`` ``(cx, cy, w, h, angle)`` in each window's pixels.

@@ -42,13 +42,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
-from train import checkpoint as ckpt_lib
 from train import predict as predict_lib
-from train import step as step_lib
-from train.task import decode_options, make_head
+from train.task import decode_options
 
 SUFFIX_FUNCTION = ".jax_export"
 
@@ -63,34 +60,15 @@ def restore_model(workdir: str, *, weights: str = "ema") -> tuple[Any, Any, nnx.
     if weights not in ("ema", "raw"):
         raise ExportError(f"--weights {weights!r}: expected ema or raw")
     try:
-        config = predict_lib._load_config(workdir)
+        config, head, graphdef, state, step = predict_lib.restore_latest(workdir)
     except predict_lib.PredictError as err:
         raise ExportError(str(err)) from None
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    checkpointer = ckpt_lib.Checkpointer(ckpt_dir, keep=0) if os.path.isdir(ckpt_dir) else None
-    try:
-        if checkpointer is None or not checkpointer.all_steps():
-            raise ExportError(f"--workdir {workdir!r} has no checkpoint in {ckpt_dir}: train it first")
-        head = make_head(config)
-        _, graphdef, init_fn = step_lib.make_recipe_init_fn(
-            config.train, lambda rngs: head.build_model(config.model, rngs=rngs), seed=int(config.seed),
-            init_loss_state=head.init_state)
-        mesh = jax.sharding.Mesh(np.array(jax.local_devices()[:1]), ("data",))
-        step = checkpointer.latest_step()
-        try:
-            state, _ = checkpointer.restore(step, step_lib.abstract_state(jax.eval_shape(init_fn), mesh))
-        except Exception as err:  # orbax raises many kinds
-            raise ExportError(f"checkpoint {os.path.join(ckpt_dir, str(step))} cannot be restored "
-                              f"({type(err).__name__}: {str(err)[:300]})") from None
-    finally:
-        if checkpointer is not None:
-            checkpointer.close()
     if weights == "ema" and "ema" not in state:
         raise ExportError("--weights ema: the run has no EMA (train.ema=False); pass --weights raw")
     source = state["ema"] if weights == "ema" else state
     model = nnx.merge(graphdef, source["params"], source["model_state"])
     model.eval()
-    return config, head, model, int(step)
+    return config, head, model, step
 
 
 def ultralytics_checkpoint(model: nnx.Module, class_names: Sequence[str], *, image_size: int) -> dict[str, Any]:

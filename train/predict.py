@@ -4,6 +4,7 @@ Usage::
 
     python -m train.predict --workdir workdir/yolov8n_shapes --images photos/ [--out OUT]
         [--score-threshold 0.25] [--iou-threshold IOU] [--max-detections D] [--batch-size 8]
+        [--tile SIZE [--overlap 0.2]]
 
 It loads the run's ``config.json`` and its latest checkpoint (the EMA weights when the checkpoint has them),
 reads every image of ``DIR`` (:data:`IMAGE_EXTENSIONS`; EXIF orientation applied, converted to RGB),
@@ -23,9 +24,15 @@ boxes back to original pixels (:func:`jaxdet.data.letterbox.boxes_to_original`) 
 Defaults: ``--score-threshold 0.25`` (ultralytics' predict conf), the run's ``eval.iou_threshold``,
 ``eval.max_detections`` and ``eval.pre_nms_top_k``.
 
+``--tile SIZE`` is for images much larger than the model's (aerial scenes): each image is cut into overlapping
+``SIZE x SIZE`` windows (:func:`jaxdet.tiling.tile_windows`, ``--overlap F`` of a window shared with its neighbours,
+default 0.2), each window is predicted as above, and the detections are mapped back to the image and merged by
+class-aware NMS at the same IoU threshold (:func:`jaxdet.tiling.merge_tiles`); the outputs are the same files.
+
 In a notebook, :func:`predict` returns one dict per image; :func:`load_predictor` keeps the compiled model for
 several calls. Errors (:class:`PredictError`, exit status 2 on the command line) name what is wrong: a workdir
-without ``config.json`` or checkpoints, an empty image folder, an unreadable image file.
+without ``config.json`` or checkpoints, an empty image folder, an unreadable image file, a bad ``--tile`` or
+``--overlap``.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
+from jaxdet import _checks
 from jaxdet.compile_options import compiler_options
 from jaxdet.data import images as data_images
 from jaxdet.data.errors import BadImageError
@@ -50,6 +58,7 @@ from jaxdet.data.letterbox import boxes_to_original, letterbox_image
 from jaxdet.data.readers import IMAGE_EXTENSIONS
 from jaxdet.data.synthetic import SHAPE_CLASSES
 from jaxdet.nms import Detections
+from jaxdet.tiling import merge_tiles, tile_windows
 from train import checkpoint as ckpt_lib
 from train import compile_cache
 from train import model_state as model_state_lib
@@ -60,6 +69,8 @@ from train.task import decode_options, make_head
 
 #: ultralytics' predictor confidence threshold.
 DEFAULT_SCORE_THRESHOLD = 0.25
+#: ``--overlap`` with ``--tile``: about split_dota's 200 px gap between 1,024 px crops.
+DEFAULT_TILE_OVERLAP = 0.2
 
 
 class PredictError(ValueError):
@@ -88,8 +99,12 @@ def _class_names(config) -> tuple[str, ...]:
     return names if len(names) == n else tuple(str(k) for k in range(n))
 
 
-def _load_config(workdir: str):
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    """The run's ``config.json`` as a ConfigDict.
 
+    Raises:
+      PredictError: naming the workdir when it has no ``config.json``, or the file when it holds no JSON object.
+    """
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
         raise PredictError(f"--workdir {workdir!r} has no config.json: is it the workdir of a `python -m train` run?")
@@ -100,17 +115,54 @@ def _load_config(workdir: str):
     return ml_collections.ConfigDict(raw)
 
 
+def restore_latest(workdir: str) -> tuple[Any, Any, Any, dict[str, Any], int]:
+    """``(config, head, graphdef, state, step)``: a workdir's config (:func:`load_config`), its head
+    (:func:`train.task.make_head`), the model's graphdef and the train state of its latest checkpoint (with the EMA
+    when the run kept one: :func:`train.model_state.eval_variables` picks the weights to infer with).
+
+    The one loader of ``python -m train.predict`` and ``python -m train.export``.
+
+    Raises:
+      PredictError: naming the workdir without ``config.json`` or checkpoints, or the checkpoint that cannot be
+        restored.
+    """
+    config = load_config(workdir)
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    checkpointer = ckpt_lib.Checkpointer(ckpt_dir, keep=0) if os.path.isdir(ckpt_dir) else None
+    try:
+        if checkpointer is None or not checkpointer.all_steps():
+            raise PredictError(f"--workdir {workdir!r} has no checkpoint in {ckpt_dir}: train it first")
+        head = make_head(config)
+        _, graphdef, init_fn = step_lib.make_recipe_init_fn(
+            config.train, lambda rngs: head.build_model(config.model, rngs=rngs), seed=int(config.seed),
+            init_loss_state=head.init_state,
+        )
+        mesh = jax.sharding.Mesh(np.array(jax.local_devices()[:1]), ("data",))
+        step = checkpointer.latest_step()
+        try:
+            state, _ = checkpointer.restore(step, step_lib.abstract_state(jax.eval_shape(init_fn), mesh))
+        except Exception as err:  # orbax raises many kinds (ValueError, OSError, KeyError, ...)
+            raise PredictError(f"checkpoint {os.path.join(ckpt_dir, str(step))} cannot be restored "
+                               f"({type(err).__name__}: {str(err)[:300]})") from None
+    finally:
+        if checkpointer is not None:
+            checkpointer.close()
+    return config, head, graphdef, state, int(step)
+
+
 @dataclasses.dataclass
 class Predictor:
-    """A restored run: its config, class names, checkpoint step and the jitted ``images -> Detections``.
+    """A restored run: its config, class names, checkpoint step, NMS IoU and the jitted ``images -> Detections``.
 
-    Call :meth:`predict_arrays` with uint8 ``[h, w, 3]`` images of any sizes.
+    Call :meth:`predict_arrays` with uint8 ``[h, w, 3]`` images of any sizes, :meth:`predict_tiled` for images much
+    larger than the model's.
     """
 
     config: Any
     class_names: tuple[str, ...]
     step: int
     image_size: tuple[int, int]
+    iou_threshold: float
     _variables: Any
     _forward: Any  # jitted (variables, images [B, H, W, 3]) -> Detections
 
@@ -145,6 +197,59 @@ class Predictor:
                 })
         return out
 
+    def predict_tiled(self, images: Sequence[np.ndarray], *, tile: int, overlap: float,
+                      batch_size: int = 8) -> list[dict[str, Any]]:
+        """:meth:`predict_arrays` window by window: each image is cut into the overlapping ``tile x tile`` windows of
+        :func:`jaxdet.tiling.tile_windows`, each window is predicted as an image (letterboxed to the model's size),
+        and the windows' detections are mapped back and merged by class-aware NMS at the predictor's IoU threshold
+        (:func:`jaxdet.tiling.merge_tiles`; every window keeps up to ``max_detections``, the image every survivor).
+
+        Returns:
+          one dict per image as :meth:`predict_arrays`, plus ``windows`` int ``[K, 4]`` (the image's windows, xyxy
+          pixels) and ``window`` int ``[P]`` (the window each detection came from).
+        """
+        check_tiling(tile, overlap)
+        out = []
+        for im in images:
+            im = np.asarray(im, np.uint8)
+            windows = tile_windows(im.shape[0], im.shape[1], size=tile, overlap=overlap)
+            per = self.predict_arrays([im[y0:y1, x0:x1] for x0, y0, x1, y1 in windows], batch_size=batch_size)
+            d = max(1, *(len(r["scores"]) for r in per))
+            pad = lambda x, r: np.pad(x, [(0, d - len(r["scores"]))] + [(0, 0)] * (x.ndim - 1))  # noqa: E731
+            merged = merge_tiles(
+                np.stack([pad(r["boxes"], r) for r in per]), np.stack([pad(r["scores"], r) for r in per]),
+                np.stack([pad(r["classes"], r) for r in per]),
+                np.stack([pad(np.ones(len(r["scores"]), bool), r) for r in per]), windows,
+                iou_threshold=self.iou_threshold)
+            out.append({
+                "orig_size": (int(im.shape[0]), int(im.shape[1])),
+                "boxes": merged.boxes,
+                "scores": merged.scores,
+                "classes": merged.classes,
+                "names": [self.class_names[c] for c in merged.classes],
+                "windows": windows,
+                "window": merged.windows,
+            })
+        return out
+
+
+def check_tiling(tile: int | None, overlap: float | None) -> None:
+    """``--tile SIZE`` a positive int (pixels), ``--overlap F`` in ``[0, 1)`` and only with ``--tile``.
+
+    Raises:
+      PredictError: naming the flag and what it needs.
+    """
+    if tile is None:
+        if overlap is not None:
+            raise PredictError("--overlap needs --tile SIZE: overlap is the fraction of a tile that neighbours share")
+        return
+    try:
+        _checks.positive_int(tile, "--tile", hint="the window's side in pixels")
+        _checks.number(overlap, "--overlap", low=0.0, high=1.0, high_open=True,
+                       hint="the fraction of a tile that neighbouring tiles share")
+    except ValueError as err:
+        raise PredictError(str(err)) from None
+
 
 def load_predictor(
     workdir: str,
@@ -163,29 +268,7 @@ def load_predictor(
     """
 
 
-    config = _load_config(workdir)
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    checkpointer = ckpt_lib.Checkpointer(ckpt_dir, keep=0) if os.path.isdir(ckpt_dir) else None
-    try:
-        if checkpointer is None or not checkpointer.all_steps():
-            raise PredictError(f"--workdir {workdir!r} has no checkpoint in {ckpt_dir}: train it first")
-        head = make_head(config)
-        _, graphdef, init_fn = step_lib.make_recipe_init_fn(
-            config.train, lambda rngs: head.build_model(config.model, rngs=rngs), seed=int(config.seed),
-            init_loss_state=head.init_state,
-        )
-        mesh = jax.sharding.Mesh(np.array(jax.local_devices()[:1]), ("data",))
-        step = checkpointer.latest_step()
-        try:
-            state, _ = checkpointer.restore(step, step_lib.abstract_state(jax.eval_shape(init_fn), mesh))
-        except Exception as err:  # orbax raises many kinds (ValueError, OSError, KeyError, ...)
-            raise PredictError(f"checkpoint {os.path.join(ckpt_dir, str(step))} cannot be restored "
-                               f"({type(err).__name__}: {str(err)[:300]})") from None
-    finally:
-        if checkpointer is not None:
-            checkpointer.close()
-
-
+    config, head, graphdef, state, step = restore_latest(workdir)
     ec = config.eval
     options = {k: v for k, v in decode_options(config, head).items() if k != "multi_label"}  # predictor: single label
     iou = float(ec.iou_threshold if iou_threshold is None else iou_threshold)
@@ -202,6 +285,7 @@ def load_predictor(
         class_names=_class_names(config),
         step=int(step),
         image_size=(size, size),
+        iou_threshold=iou,
         _variables=dict(zip(("params", "model_state"), model_state_lib.eval_variables(state))),
         _forward=jax.jit(forward, compiler_options=compiler_options()),
     )
@@ -235,6 +319,8 @@ def predict(
     max_detections: int | None = None,
     batch_size: int = 8,
     predictor: Predictor | None = None,
+    tile: int | None = None,
+    overlap: float | None = None,
 ) -> list[dict[str, Any]]:
     """Predictions for ``images`` with the latest checkpoint of ``workdir`` (for notebooks).
 
@@ -242,24 +328,35 @@ def predict(
       workdir: a ``python -m train`` workdir.
       images: a folder, an image file, a list of files, or a list of uint8 ``[h, w, 3]`` arrays.
       score_threshold, iou_threshold, max_detections: see :func:`load_predictor`.
-      batch_size: images per forward pass.
+      batch_size: images (or windows, when tiled) per forward pass.
       predictor: a :func:`load_predictor` result to reuse (then ``workdir`` and the thresholds are not read).
+      tile: predict each image in ``tile x tile`` windows (:meth:`Predictor.predict_tiled`); None: whole images.
+      overlap: the fraction of a window its neighbours share (default :data:`DEFAULT_TILE_OVERLAP`); only with
+        ``tile``.
 
     Returns:
-      one dict per image as :meth:`Predictor.predict_arrays`, plus ``file`` (the path, or None for arrays).
+      one dict per image as :meth:`Predictor.predict_arrays` (:meth:`Predictor.predict_tiled` when tiled), plus
+      ``file`` (the path, or None for arrays).
     """
+    check_tiling(tile, overlap)
+    if tile is not None and overlap is None:
+        overlap = DEFAULT_TILE_OVERLAP
     if predictor is None:
         predictor = load_predictor(workdir, score_threshold=score_threshold, iou_threshold=iou_threshold,
                                    max_detections=max_detections)
+
+    def run(arrays):
+        if tile is None:
+            return predictor.predict_arrays(arrays, batch_size=batch_size)
+        return predictor.predict_tiled(arrays, tile=tile, overlap=overlap, batch_size=batch_size)
+
     if isinstance(images, (list, tuple)) and images and isinstance(images[0], np.ndarray):
-        results = predictor.predict_arrays(list(images), batch_size=batch_size)
-        return [r | {"file": None} for r in results]
+        return [r | {"file": None} for r in run(list(images))]
     files = list_images(images)
     results = []
     for start in range(0, len(files), batch_size):  # read one batch at a time
         chunk = files[start:start + batch_size]
-        results += [r | {"file": f} for f, r in
-                    zip(chunk, predictor.predict_arrays([read_image(f) for f in chunk], batch_size=batch_size))]
+        results += [r | {"file": f} for f, r in zip(chunk, run([read_image(f) for f in chunk]))]
     return results
 
 
@@ -323,6 +420,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--iou-threshold", type=float, default=None, help="default: the run's eval.iou_threshold")
     parser.add_argument("--max-detections", type=int, default=None, help="default: the run's eval.max_detections")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--tile", type=int, default=None, metavar="SIZE",
+                        help="predict large images in overlapping SIZE x SIZE pixel windows, merged by NMS (default: "
+                             "whole images)")
+    parser.add_argument("--overlap", type=float, default=None, metavar="F",
+                        help=f"with --tile: the fraction of a window its neighbours share, in [0, 1) (default "
+                             f"{DEFAULT_TILE_OVERLAP})")
     parser.add_argument("--compile-cache", action=argparse.BooleanOptionalAction, default=True,
                         help="JAX's persistent compilation cache ($JAXDET_CACHE_DIR/xla, else ~/.cache/jaxdet/xla)")
     args = parser.parse_args(argv)
@@ -330,10 +433,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         compile_cache.enable()  # before the first compile: the forward pass compiles once per machine
     out = args.out or os.path.join(args.workdir, "predict")
     try:
+        check_tiling(args.tile, args.overlap)
         files = list_images(args.images)
         predictor = load_predictor(args.workdir, score_threshold=args.score_threshold,
                                    iou_threshold=args.iou_threshold, max_detections=args.max_detections)
-        results = predict(args.workdir, files, batch_size=args.batch_size, predictor=predictor)
+        results = predict(args.workdir, files, batch_size=args.batch_size, predictor=predictor, tile=args.tile,
+                          overlap=args.overlap)
         write_outputs(results, out, predictor.class_names)
     except PredictError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)

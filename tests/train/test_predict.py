@@ -188,3 +188,63 @@ def test_predict_turns_the_compilation_cache_on_unless_told_not_to(monkeypatch, 
         predict_lib.main(["--workdir", str(tmp_path), "--images", str(tmp_path / "none"), *flag])
     assert info.value.code == 2 and "error:" in capsys.readouterr().err
     assert calls == ([()] if enabled else [])
+
+
+def _rows(r):
+    """A result's detections as ``[class, score, x0, y0, x1, y1]`` rows in a fixed order (for set equality)."""
+    rows = np.concatenate([np.asarray(r["classes"], np.float64)[:, None], np.asarray(r["scores"])[:, None],
+                           np.asarray(r["boxes"])], axis=1)
+    return rows[np.lexsort(rows.T[::-1])]
+
+
+def test_tiled_predict_of_a_mosaic_equals_its_tiles(run_dir):
+    """A 2 x 3 mosaic of 40 px images, cut at 40 px without overlap: its windows are the images, so its merged
+    detections are the images' own detections shifted by their offsets (none suppressed: they cannot overlap)."""
+    predictor = predict_lib.load_predictor(str(run_dir), score_threshold=0.0)
+    rng = np.random.default_rng(1)
+    tiles = rng.integers(0, 255, (2, 3, 40, 40, 3), dtype=np.uint8)
+    mosaic = np.concatenate([np.concatenate(list(row), axis=1) for row in tiles], axis=0)  # [80, 120, 3]
+    [merged] = predictor.predict_tiled([mosaic], tile=40, overlap=0.0, batch_size=6)
+    per_tile = predictor.predict_arrays(list(tiles.reshape(6, 40, 40, 3)), batch_size=6)
+
+    offsets = [np.array([40.0 * c, 40.0 * r] * 2) for r in range(2) for c in range(3)]
+    want = {"classes": np.concatenate([t["classes"] for t in per_tile]),
+            "scores": np.concatenate([t["scores"] for t in per_tile]),
+            "boxes": np.concatenate([t["boxes"] + o for t, o in zip(per_tile, offsets)])}
+    assert len(want["scores"]) >= 12, "score threshold 0: every tile has detections"
+    assert merged["orig_size"] == (80, 120)
+    np.testing.assert_array_equal(merged["windows"], [[40 * c, 40 * r, 40 * c + 40, 40 * r + 40]
+                                                      for r in range(2) for c in range(3)])
+    np.testing.assert_array_equal(_rows(merged), _rows(want))
+    assert (np.diff(merged["scores"]) <= 0).all()
+    assert merged["names"] == [predictor.class_names[c] for c in merged["classes"]]
+    window_of = np.concatenate([np.full(len(t["scores"]), k) for k, t in enumerate(per_tile)])
+    np.testing.assert_array_equal(np.sort(merged["window"]), np.sort(window_of))
+
+
+def test_tiled_predict_command_writes_full_images(run_dir, tmp_path, capsys):
+    images = tmp_path / "large"
+    images.mkdir()
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(0, 255, (70, 150, 3), dtype=np.uint8)).save(images / "scene.png")
+    out = tmp_path / "out"
+    predict_lib.main(["--workdir", str(run_dir), "--images", str(images), "--out", str(out), "--score-threshold",
+                      "0.0", "--tile", "48", "--overlap", "0.25"])
+    assert "checkpoint step 2" in capsys.readouterr().out
+    assert Image.open(out / "scene.png").size == (150, 70)
+    preds = json.loads((out / "predictions.json").read_text())
+    assert preds and all(0 <= p["bbox"][0] and p["bbox"][0] + p["bbox"][2] <= 150 + 1e-3 and
+                         p["bbox"][1] + p["bbox"][3] <= 70 + 1e-3 for p in preds)
+    assert any(p["bbox"][0] > 48 for p in preds), "detections from the windows right of the first"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--tile", "0"), "--tile must be a positive int; got 0"),
+    (("--tile", "64", "--overlap", "1.0"), "--overlap must be in [0.0, 1.0); got 1.0"),
+    (("--tile", "64", "--overlap", "-0.1"), "--overlap must be in [0.0, 1.0)"),
+    (("--overlap", "0.2"), "--overlap needs --tile SIZE"),
+])
+def test_bad_tiling_flags_exit_2_before_loading(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as info:  # checked before the workdir is read: no config.json here
+        predict_lib.main(["--workdir", str(tmp_path), "--images", str(tmp_path), *flags])
+    assert info.value.code == 2 and message in capsys.readouterr().err
