@@ -36,6 +36,7 @@ from jaxdet import (
     polygons,
     schedules,
     tal,
+    tiling,
 )
 from jaxdet import data as D
 from jaxdet.data import (
@@ -591,6 +592,27 @@ CASES += [
     _case(musgd.musgd, lambda: musgd.musgd(0.01, momentum=1.0), "momentum", "value", "[0.0, 1.0)"),
     _case(musgd.musgd, lambda: musgd.musgd(0.01, muon_mask=True).init({"b": jnp.zeros(3)}), "muon_mask", "value",
           "2-D or 4-D"),
+]
+
+
+_TILE_BOXES, _TILE_WINDOWS = np.zeros((2, 3, 4)), np.array([[0, 0, 8, 8], [4, 0, 12, 8]])
+_TILE_REST = (np.zeros((2, 3)), np.zeros((2, 3), np.int64), np.ones((2, 3), bool), _TILE_WINDOWS)
+CASES += [
+    # tiled prediction
+    _case(tiling.tile_windows, lambda: tiling.tile_windows(100, 100, size=64, overlap=1.0), "overlap", "value",
+          "[0.0, 1.0)"),
+    _case(tiling.tile_windows, lambda: tiling.tile_windows(0, 100, size=64, overlap=0.2), "height", "value",
+          "positive int"),
+    _case(tiling.tile_to_image, lambda: tiling.tile_to_image(np.zeros((2, 3, 6)), _TILE_WINDOWS), "boxes", "shape",
+          "[K, D, 4] or [K, D, 5]"),
+    _case(tiling.tile_to_image, lambda: tiling.tile_to_image(_TILE_BOXES, _TILE_WINDOWS[:1]), "windows", "shape",
+          "K = boxes.shape[0]"),
+    _case(tiling.merge_tiles, lambda: tiling.merge_tiles(_TILE_BOXES, *_TILE_REST[:2], _TILE_REST[2].astype(int),
+                                                         _TILE_WINDOWS, iou_threshold=0.5), "valid", "dtype", "bool"),
+    _case(tiling.merge_tiles, lambda: tiling.merge_tiles(np.zeros((2, 3, 5)), *_TILE_REST, iou_threshold=0.5),
+          "nms_fn", "value", "a rotated NMS"),
+    _case(tiling.merge_tiles, lambda: tiling.merge_tiles(_TILE_BOXES, *_TILE_REST, iou_threshold=1.5),
+          "iou_threshold", "value", "[0.0, 1.0]"),
 ]
 
 
