@@ -34,6 +34,7 @@ from jaxdet import (
     nms,
     nms_free,
     polygons,
+    rotated_metrics,
     schedules,
     tal,
     tiling,
@@ -609,8 +610,8 @@ CASES += [
           "K = boxes.shape[0]"),
     _case(tiling.merge_tiles, lambda: tiling.merge_tiles(_TILE_BOXES, *_TILE_REST[:2], _TILE_REST[2].astype(int),
                                                          _TILE_WINDOWS, iou_threshold=0.5), "valid", "dtype", "bool"),
-    _case(tiling.merge_tiles, lambda: tiling.merge_tiles(np.zeros((2, 3, 5)), *_TILE_REST, iou_threshold=0.5),
-          "nms_fn", "value", "a rotated NMS"),
+    _case(tiling.merge_tiles, lambda: tiling.merge_tiles(_TILE_BOXES, _TILE_REST[0][:1], *_TILE_REST[1:],
+                                                         iou_threshold=0.5), "scores", "shape", "boxes.shape[:-1]"),
     _case(tiling.merge_tiles, lambda: tiling.merge_tiles(_TILE_BOXES, *_TILE_REST, iou_threshold=1.5),
           "iou_threshold", "value", "[0.0, 1.0]"),
 ]
@@ -624,6 +625,19 @@ CASES += [
     _case(nms.select_rotated_detections,
           lambda: nms.select_rotated_detections(jnp.zeros((1, 3, 5)), jnp.zeros((1, 3)), jnp.zeros((1, 3), jnp.int32),
                                                 suppression="soft"), "suppression", "choice", "'greedy'"),
+]
+
+
+CASES += [
+    # OBB metrics
+    _case(rotated_metrics.match_predictions,
+          lambda: rotated_metrics.match_predictions(np.zeros(2), np.zeros(1), np.zeros((2, 2))), "iou", "shape",
+          "[G, P]"),
+    _case(rotated_metrics.ap_per_class,
+          lambda: rotated_metrics.ap_per_class(np.zeros((3, 10), bool), np.zeros(2), np.zeros(3), np.zeros(1)),
+          "conf", "shape", "P = tp.shape[0]"),
+    _case(rotated_metrics.obb_metrics, lambda: rotated_metrics.obb_metrics(_detections(), _GT_BATCH, image_size=64),
+          "gt", "keys", "'rboxes'"),
 ]
 
 
