@@ -7,7 +7,8 @@
   overlapping windows is kept once).
 
 Boxes are axis-aligned xyxy ``[..., 4]`` or rotated ``(cx, cy, w, h, angle)`` ``[..., 5]``; a rotated box moves by
-its centre only. Host-side numpy, except the NMS (:func:`jaxdet.nms.nms`, or the rotated NMS passed as ``nms_fn``).
+its centre only. Host-side numpy, except the NMS (:func:`jaxdet.nms.nms`, :func:`jaxdet.nms.rotated_nms`, or
+another passed as ``nms_fn``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdet import _checks
-from jaxdet.nms import nms
+from jaxdet.nms import nms, rotated_nms
 
 __all__ = ["MergedDetections", "merge_tiles", "tile_to_image", "tile_windows"]
 
@@ -129,14 +130,16 @@ def merge_tiles(
 ) -> MergedDetections:
     """The detections of K windows in image pixels (:func:`tile_to_image`), merged by class-aware NMS.
 
-    With the default (greedy) NMS a detection survives unless a kept, higher-scoring one of its class, from any
-    window, has
+    With the default NMS of xyxy boxes (greedy) a detection survives unless a kept, higher-scoring one of its class,
+    from any window, has
 
     .. math:: \\mathrm{IoU}(b_i, b_j) > \\tau_{\\mathrm{iou}}
 
     (the same rule, and ``iou_threshold``, as each window's own NMS: an object that two overlapping windows both see
-    is kept once, from the window that scored it higher). Detections of one window already passed that NMS, so a
-    single window merges to itself (greedy NMS keeps a set whose pairwise IoUs are all within the threshold).
+    is kept once, from the window that scored it higher); rotated boxes go through ultralytics' OBB rule
+    (Fast-NMS on ProbIoU, :func:`jaxdet.nms.rotated_nms`'s defaults). Detections of one window already passed that
+    NMS, so a single window merges to itself (either rule keeps a set whose pairwise IoUs are all within the
+    threshold).
 
     Args:
       boxes: ``[K, D, 4]`` xyxy or ``[K, D, 5]`` ``(cx, cy, w, h, angle)`` in each window's pixels.
@@ -147,8 +150,9 @@ def merge_tiles(
       iou_threshold: the NMS threshold τ.
       max_detections: the most detections kept (default: all that survive).
       nms_fn: the NMS, called as :func:`jaxdet.nms.nms` (``nms_fn(boxes [A, C], scores [A], classes [A], *,
-        iou_threshold, score_threshold, max_detections) -> NMSResult``). Default: :func:`jaxdet.nms.nms` for xyxy
-        boxes; rotated boxes need a rotated NMS passed here.
+        iou_threshold, score_threshold, max_detections) -> NMSResult``), e.g. a :func:`functools.partial` of
+        :func:`jaxdet.nms.rotated_nms` with ``iou="polygon"``. Default: :func:`jaxdet.nms.nms` for xyxy boxes,
+        :func:`jaxdet.nms.rotated_nms` for rotated ones.
 
     Returns:
       :class:`MergedDetections`, boxes in image pixels.
@@ -162,11 +166,7 @@ def merge_tiles(
     _checks.number(iou_threshold, "iou_threshold", low=0.0, high=1.0)
     if max_detections is not None:
         _checks.positive_int(max_detections, "max_detections")
-    if nms_fn is None:
-        if box_dim != 4:
-            raise _checks.fail_value("nms_fn", "a rotated NMS for boxes [K, D, 5] (jaxdet.nms.nms is axis-aligned)",
-                                     nms_fn)
-        nms_fn = nms
+    nms_fn = nms_fn or (nms if box_dim == 4 else rotated_nms)
 
     flat_scores = scores.astype(np.float64).reshape(-1)
     a = 1 << max(0, k * d - 1).bit_length()  # padded to a power of two: few NMS compiles across image sizes

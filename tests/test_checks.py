@@ -610,8 +610,8 @@ CASES += [
           "K = boxes.shape[0]"),
     _case(tiling.merge_tiles, lambda: tiling.merge_tiles(_TILE_BOXES, *_TILE_REST[:2], _TILE_REST[2].astype(int),
                                                          _TILE_WINDOWS, iou_threshold=0.5), "valid", "dtype", "bool"),
-    _case(tiling.merge_tiles, lambda: tiling.merge_tiles(np.zeros((2, 3, 5)), *_TILE_REST, iou_threshold=0.5),
-          "nms_fn", "value", "a rotated NMS"),
+    _case(tiling.merge_tiles, lambda: tiling.merge_tiles(_TILE_BOXES, _TILE_REST[0][:1], *_TILE_REST[1:],
+                                                         iou_threshold=0.5), "scores", "shape", "boxes.shape[:-1]"),
     _case(tiling.merge_tiles, lambda: tiling.merge_tiles(_TILE_BOXES, *_TILE_REST, iou_threshold=1.5),
           "iou_threshold", "value", "[0.0, 1.0]"),
 ]

@@ -95,21 +95,38 @@ def test_merge_of_one_window_is_its_detections():
     np.testing.assert_array_equal(out.scores, scores[1])
 
 
-def test_rotated_boxes_need_a_rotated_nms():
+def _rotated_two_windows():
+    """:func:`_two_windows` as rotated boxes: 4 x 4 squares at the boxes' corners, angle 0.3."""
     boxes, scores, classes, valid, win = _two_windows()
-    rot = np.concatenate([boxes[..., :2], np.full(boxes.shape[:2] + (3,), 4.0)], axis=-1)  # (cx, cy, 4, 4, 4)
-    with pytest.raises(ValueError, match="nms_fn must be a rotated NMS"):
-        merge_tiles(rot, scores, classes, valid, win, iou_threshold=0.5)
+    rot = np.concatenate([boxes[..., :2], np.full(boxes.shape[:2] + (2,), 4.0), np.full(boxes.shape[:2] + (1,), 0.3)],
+                         axis=-1)
+    return rot, scores, classes, valid, win
+
+
+def test_rotated_boxes_merge_by_rotated_nms():
+    rot, scores, classes, valid, win = _rotated_two_windows()
+    out = merge_tiles(rot, scores, classes, valid, win, iou_threshold=0.5)
+    # 4 x 4 squares at x 82 and 82.5, same angle: ProbIoU about 0.8 > 0.5, the class-1 duplicate goes; the
+    # class-2 twin (window 1 at x 82) and the rest stay
+    want_iou = nms_lib.rotated_nms(tile_to_image(rot, win)[[0, 1], [0, 0]], np.ones(2), max_detections=2,
+                                   iou_threshold=0.5)
+    assert np.asarray(want_iou.valid).tolist() == [True, False]  # the pair is a duplicate under rotated_nms
+    np.testing.assert_array_equal(out.scores, [0.9, 0.7, 0.6, 0.5])
+    np.testing.assert_array_equal(out.boxes, [[82, 10, 4, 4, 0.3], [82, 10, 4, 4, 0.3], [10, 10, 4, 4, 0.3],
+                                              [130, 50, 4, 4, 0.3]])
+    np.testing.assert_array_equal(out.windows, [0, 1, 0, 1])
+
+
+def test_merge_takes_any_nms():
+    """The seam: ``nms_fn`` receives the boxes in image pixels (rotated ones moved by their centre only)."""
+    rot, scores, classes, valid, win = _rotated_two_windows()
     seen = {}
 
-    def axis_aligned_stand_in(b, s, c, **kw):  # the seam: rotated boxes reach nms_fn in image pixels
-        seen["boxes"] = np.asarray(b)
-        xyxy = np.concatenate([b[:, :2] - b[:, 2:4] / 2, b[:, :2] + b[:, 2:4] / 2], axis=-1)
-        return nms_lib.nms(xyxy, s, c, **kw)
+    def keep_all(b, s, c, **kw):
+        seen["boxes"], seen["kw"] = np.asarray(b), kw
+        return nms_lib.NMSResult(np.arange(kw["max_detections"]), np.isfinite(np.asarray(s)))
 
-    out = merge_tiles(rot, scores, classes, valid, win, iou_threshold=0.5, nms_fn=axis_aligned_stand_in)
-    np.testing.assert_array_equal(seen["boxes"][:6], tile_to_image(rot, win).reshape(6, 5))
-    np.testing.assert_array_equal(out.boxes[0], [82, 10, 4, 4, 4])
-    # 4 x 4 squares at x 82 and 82.5: IoU 14 / 18 > 0.5, the class-1 duplicate goes as with xyxy boxes
-    np.testing.assert_array_equal(out.scores, [0.9, 0.7, 0.6, 0.5])
-    assert out.boxes.shape == (4, 5)
+    out = merge_tiles(rot, scores, classes, valid, win, iou_threshold=0.5, nms_fn=keep_all)
+    np.testing.assert_allclose(seen["boxes"][:6], tile_to_image(rot, win).reshape(6, 5), rtol=1e-7)
+    assert seen["kw"]["iou_threshold"] == 0.5 and seen["kw"]["max_detections"] == 8  # 6 candidates padded to 8
+    np.testing.assert_array_equal(out.scores, [0.9, 0.6, 0.8, 0.7, 0.5])  # valid ones, in the NMS's order
