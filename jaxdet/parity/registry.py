@@ -19,6 +19,7 @@ CASE_MODULES: tuple[str, ...] = (
     "jaxdet.parity.cases_yolo26",
     "jaxdet.parity.cases_yolo_model",
     "jaxdet.parity.cases_yolo_obb",
+    "jaxdet.parity.cases_rotated_nms",
     "jaxdet.parity.cases_musgd",
 )
 
