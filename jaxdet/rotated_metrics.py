@@ -237,7 +237,8 @@ def obb_metrics(
       "precision", "recall"; -1 for a class without ground truth), "per_class_AP" (AP50-95 per class, -1
       without ground truth), "precision50" (float64 ``[num_classes, 101]`` precision envelope at IoU 0.5 over
       :data:`jaxdet.metrics.RECALL_THRESHOLDS`, -1 rows without ground truth; the arrays ``train.eval_report``
-      plots) and "ap_result" (the :class:`APResult`, with ultralytics' 1000-point curves).
+      plots) and "ap_per_class" (:func:`ap_per_class`'s :class:`APResult` as a dict, with ultralytics' 1000-point
+      curves; a dict, so that the result's scalars are the entries of ``np.ndim`` 0 that convert to float).
     """
     det_parts, gt_parts = _parts(detections, "detections"), _parts(gt, "gt")
     for p in gt_parts:
@@ -300,5 +301,5 @@ def obb_metrics(
         "per_class": per_class,
         "per_class_AP": [r["AP"] for r in per_class],
         "precision50": precision50,
-        "ap_result": res,
+        "ap_per_class": res._asdict(),
     }

@@ -15,7 +15,8 @@ from ultralytics.utils.metrics import ap_per_class as ultralytics_ap_per_class
 
 from jaxdet.metrics import RECALL_THRESHOLDS
 from jaxdet.nms import Detections
-from jaxdet.rotated_metrics import IOU_THRESHOLDS, ap_per_class, match_predictions, obb_metrics
+from jaxdet.rotated_metrics import IOU_THRESHOLDS, APResult, ap_per_class, match_predictions, obb_metrics
+from train import eval_report, tables
 
 
 def _validator() -> OBBValidator:
@@ -82,7 +83,7 @@ def test_obb_metrics_match_ultralytics_number_by_number(x64, dtype):
     ref = _ultralytics_metrics(det, gt, scale, {k: str(k) for k in range(c)})
     box = ref.box
     out = obb_metrics(det, gt, image_size=(h, w), num_classes=c)
-    res = out["ap_result"]
+    res = APResult(**out["ap_per_class"])
     assert len(box.ap_class_index) >= 3 and box.map50 > 0.1  # a real evaluation: matches at several IoUs
     np.testing.assert_array_equal(res.classes, box.ap_class_index)
     np.testing.assert_array_equal(res.ap, box.all_ap)
@@ -179,3 +180,16 @@ def test_obb_metrics_bad_arguments():
         obb_metrics(det._replace(boxes=np.zeros((1, 2, 5))), {"boxes": gt["rboxes"]}, image_size=64)
     with pytest.raises(ValueError, match="iou"):
         match_predictions(np.zeros(2), np.zeros(1), np.zeros((2, 2)))
+
+
+def test_obb_metrics_feed_the_trainers_table_and_report(tmp_path):
+    """The result has the keys of coco_metrics' that train.tables and train.eval_report read (per-class table,
+    PR curve), and only its scalars pass the evaluator's scalar filter."""
+    det, gt = _random_split(np.random.default_rng(4), 4, 6, 12, 3, np.float32)
+    out = obb_metrics(det, gt, image_size=64)
+    scalars = {k for k, v in out.items() if np.ndim(v) == 0 and isinstance(v, (int, float))}
+    assert {"mAP", "mAP50", "mAP75", "precision", "recall", "num_gt"} <= scalars and "ap_per_class" not in scalars
+    table = tables.format_metrics_table(out, class_names=["a", "b", "c"])
+    assert "mAP@.5" in table and "Instances" in table
+    paths = eval_report.write_report(str(tmp_path), {**out, "class_names": ["a", "b", "c"]}, step=1)
+    assert all((tmp_path / p).exists() for p in paths)
