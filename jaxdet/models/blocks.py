@@ -17,8 +17,8 @@ plus a kernel transpose.
   :class:`Detect` (``legacy=False``).
 - 26: :class:`C3k2` with ``attn=True`` (bottleneck + PSABlock per repeat), :class:`SPPF` with an unactivated
   ``cv1`` and a residual, :class:`Detect` with ``reg_max=1`` and the end-to-end one-to-one branches.
-- oriented boxes: :class:`OBB`, the :class:`Detect` branches plus an angle branch ``cv4`` (ultralytics ``OBB``; with
-  ``raw_angle=True`` its ``OBB26``).
+- oriented boxes: :class:`OBB`, the :class:`Detect` branches plus an angle branch ``cv4`` (ultralytics ``OBB``, and
+  ``OBB26`` with ``angle_activation="none"``).
 
 Parameters are created in ``param_dtype`` (float32; float64 for parity), with torch's default initialisation
 (``U(±1/sqrt(fan_in))``); ``dtype`` (e.g. bfloat16) is the compute dtype of the convolutions. BatchNorm statistics
@@ -459,33 +459,35 @@ class Detect(nnx.Module):
 
 
 class OBB(Detect):
-    """ultralytics' oriented-box heads ``OBB`` (``raw_angle=False``: YOLOv8-obb, YOLO11-obb) and ``OBB26``
-    (``raw_angle=True``: YOLO26-obb): the :class:`Detect` branches plus, per level, an angle branch
+    """ultralytics' oriented-box heads ``OBB`` (YOLOv8-obb, YOLO11-obb) and ``OBB26`` (YOLO26-obb): the
+    :class:`Detect` branches plus, per level, an angle branch
 
     - ``cv4[l]``: Conv3×3(c4) → Conv3×3(c4) → conv1×1(ne), ``c4 = max(ch[0] // 4, ne)``, ``ne = 1``, torch's
       default bias;
     - with ``end2end``, ``one2one_cv4``: its copy at initialisation, on the same (train mode: detached) features.
 
-    The angle channel is what ultralytics' ``forward_head`` puts in ``preds["angle"]`` (and ``v8OBBLoss`` reads):
+    The angle channel is the raw conv output ``a`` (as the class channels are logits). The two heads differ only
+    in how ``a`` becomes the angle θ (radians) of the box, which the loss and the decoder apply
+    (:mod:`jaxdet.losses.obb`'s ``angle_activation``); ultralytics applies it inside ``forward_head``, so its
+    ``preds["angle"]`` is θ:
 
     .. math::
-        \\theta = \\big(\\sigma(a) - \\tfrac14\\big)\\,\\pi \\in [-\\pi/4, 3\\pi/4) \\quad (\\text{OBB}), \\qquad
-        \\theta = a \\quad (\\text{OBB26, raw})
+        \\theta = \\big(\\sigma(a) - \\tfrac14\\big)\\,\\pi \\in [-\\pi/4, 3\\pi/4)
+        \\quad (\\texttt{angle\\_activation="sigmoid"}: \\text{OBB}), \\qquad
+        \\theta = a \\quad (\\texttt{"none"}: \\text{OBB26})
 
-    of the conv output ``a`` (radians, the box's rotation in ``dist2rbox``).
-
-    Returns per level ``[N, H/s, W/s, 4·reg_max + C + ne]`` (box logits, class logits, then the angle): a tuple
-    of the levels, or with ``end2end`` ``{"one2many": levels, "one2one": levels}``.
+    Returns per level ``[N, H/s, W/s, 4·reg_max + C + ne]`` (box logits, class logits, then ``a``): a tuple of the
+    levels, or with ``end2end`` ``{"one2many": levels, "one2one": levels}``.
     """
 
     def __init__(self, num_classes: int, ch: Sequence[int], strides: Sequence[int], *, ne: int = 1,
-                 raw_angle: bool = False, reg_max: int = 16, legacy: bool = True, end2end: bool = False,
+                 angle_activation: str = "sigmoid", reg_max: int = 16, legacy: bool = True, end2end: bool = False,
                  rngs: nnx.Rngs, param_dtype=jnp.float32, dtype=None):
         super().__init__(num_classes, ch, strides, reg_max=reg_max, legacy=legacy, end2end=end2end, rngs=rngs,
                          param_dtype=param_dtype, dtype=dtype)
         kw = dict(rngs=rngs, param_dtype=param_dtype, dtype=dtype)
         c4 = max(ch[0] // 4, ne)
-        self.ne, self.raw_angle = ne, bool(raw_angle)
+        self.ne, self.angle_activation = ne, angle_activation
 
         def angle_branch(x):
             return Sequential([Conv(x, c4, 3, **kw), Conv(c4, c4, 3, **kw), Conv2d(c4, ne, 1, **kw)])
@@ -497,8 +499,5 @@ class OBB(Detect):
 
     def _levels(self, xs: Sequence[jax.Array], one2one: bool) -> tuple[jax.Array, ...]:
         angles = self.one2one_cv4 if one2one else self.cv4
-        return tuple(jnp.concatenate([y, self._angle(branch(x))], axis=-1)
+        return tuple(jnp.concatenate([y, branch(x)], axis=-1)
                      for y, x, branch in zip(super()._levels(xs, one2one), xs, angles))
-
-    def _angle(self, a: jax.Array) -> jax.Array:
-        return a if self.raw_angle else (jax.nn.sigmoid(a) - 0.25) * math.pi

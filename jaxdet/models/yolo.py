@@ -35,11 +35,13 @@ one-to-one loss reach only ``one2one_cv2`` / ``one2one_cv3``.
 ``task="obb"`` builds ``{v8/yolov8,11/yolo11,26/yolo26}-obb.yaml``: the same backbone, neck, scales, ``reg_max``
 and ``end2end`` (the ``-obb`` yamls change only the last row), with the head :class:`~.blocks.OBB` in place of
 Detect (ultralytics ``OBB [nc, 1]`` for v8 and 11, ``OBB26 [nc, 1]`` for 26). Each level then has one more
-channel, last: ``[N, H/s, W/s, 4·reg_max + C + 1]``, the angle θ in radians as ultralytics' forward returns it in
-``preds["angle"]`` (the input of ``v8OBBLoss``): ``(σ(a) − 1/4)·π ∈ [−π/4, 3π/4)`` of the angle conv's output ``a``
-for v8 and 11, the raw ``a`` for YOLO26 (``OBB26``). The dict of the two heads of YOLO26-obb holds such levels.
-ultralytics' ``(preds["boxes"] [N, 4·reg_max, A], preds["scores"] [N, C, A], preds["angle"] [N, 1, A])`` are a
-level's channels flattened over its ``H/s × W/s`` cells row-major and concatenated over the levels.
+channel, last: ``[N, H/s, W/s, 4·reg_max + C + 1]``, the raw output ``a`` of the angle branch ``cv4`` (a logit, as
+the class channels are). The model's ``angle_activation`` says how the loss and the decoder turn it into the
+box angle θ in radians (:mod:`jaxdet.losses.obb`): "sigmoid" (``OBB``, v8 and 11): ``θ = (σ(a) − 1/4)·π ∈
+[−π/4, 3π/4)``; "none" (``OBB26``): ``θ = a``. ultralytics applies it in the head, so its ``preds["angle"]
+[N, 1, A]`` (the input of ``v8OBBLoss``) is θ; its ``preds["boxes"] [N, 4·reg_max, A]`` and ``preds["scores"]
+[N, C, A]`` are a level's channels flattened over its ``H/s × W/s`` cells row-major and concatenated over the
+levels. The dict of the two heads of YOLO26-obb holds such levels.
 
 BatchNorm statistics are ``nnx.BatchStat`` variables (:class:`~.blocks.BatchNorm`, torch's semantics with
 ultralytics' eps 1e-3, momentum 0.03); ``model.eval()`` switches to the running averages (and turns off the
@@ -154,13 +156,13 @@ YOLO26_LAYERS: Layers = _yolo11_like((1024, 5, 3, True), (-1, 1, "C3k2", (1024, 
 @dataclasses.dataclass(frozen=True)
 class YOLOVersion:
     """One yaml: its layer table, ``scales`` (scale -> (depth, width, max channels)) and head defaults;
-    ``raw_angle``: its ``-obb`` yaml's head is ``OBB26`` (the raw angle), not ``OBB``."""
+    ``angle_activation``: that of its ``-obb`` yaml's head ("sigmoid": ``OBB``; "none": ``OBB26``)."""
 
     layers: Layers
     scales: dict[str, tuple[float, float, int]]
     reg_max: int = 16
     end2end: bool = False
-    raw_angle: bool = False
+    angle_activation: str = "sigmoid"
 
     @property
     def detect_index(self) -> int:
@@ -176,7 +178,7 @@ VERSIONS: dict[str, YOLOVersion] = {
                                       "l": (1.00, 1.00, 512), "x": (1.00, 1.50, 512)}),
     "26": YOLOVersion(YOLO26_LAYERS, {"n": (0.50, 0.25, 1024), "s": (0.50, 0.50, 1024), "m": (0.50, 1.00, 512),
                                       "l": (1.00, 1.00, 512), "x": (1.00, 1.50, 512)}, reg_max=1, end2end=True,
-                      raw_angle=True),
+                      angle_activation="none"),
 }
 
 #: the heads :class:`YOLO` builds: "detect" (``Detect``, ``<name>.yaml``) and "obb" (``OBB`` / ``OBB26``,
@@ -218,7 +220,8 @@ class YOLO(nnx.Module):
     Attributes:
       model: the layers (``nnx.List``, index = ultralytics' layer index; the last is the Detect / OBB head).
       version, scale, task, num_classes, reg_max, end2end: its configuration; name: e.g. "yolo26n",
-      "yolov8n-obb";
+      "yolov8n-obb"; angle_activation: ``task="obb"``: how the angle channel becomes the angle ("sigmoid" for v8
+      and 11, "none" for 26; the ``angle_activation`` of :func:`jaxdet.losses.obb.obb_loss`), else None;
       strides: ``(8, 16, 32)``; dtype, param_dtype.
     """
 
@@ -263,7 +266,7 @@ class YOLO(nnx.Module):
                 layers.append(Concat())
             else:  # Detect, or OBB for the -obb yamls
                 c_out = 0
-                head = (Detect, dict()) if task == "detect" else (OBB, dict(raw_angle=spec.raw_angle))
+                head = (Detect, dict()) if task == "detect" else (OBB, dict(angle_activation=spec.angle_activation))
                 layers.append(head[0](num_classes, [ch[j + 1] for j in src_idx], [strides[j + 1] for j in src_idx],
                                       reg_max=reg_max, legacy=legacy, end2end=end2end, **head[1], **kw))
             ch.append(c_out)
@@ -273,6 +276,7 @@ class YOLO(nnx.Module):
         self.sources = tuple(sources)
         self.version, self.scale, self.task, self.num_classes = version, scale, task, num_classes
         self.reg_max, self.end2end = reg_max, bool(end2end)
+        self.angle_activation = spec.angle_activation if task == "obb" else None
         self.strides = layers[-1].strides
         self.dtype = dtype
         self.param_dtype = jax.numpy.dtype(param_dtype)
@@ -285,7 +289,7 @@ class YOLO(nnx.Module):
     def __call__(self, images: jax.Array) -> tuple[jax.Array, ...] | dict[str, tuple[jax.Array, ...]]:
         """``images [N, H, W, 3]`` (H, W multiples of 32; uint8 or float in [0, 1],
         :func:`~jaxdet.models.inputs.unit_images`) -> per level ``[N, H/s, W/s, 4·reg_max + C]`` (``task="obb"``:
-        ``[N, H/s, W/s, 4·reg_max + C + 1]``, the angle last): a tuple of the three levels, or with ``end2end``
+        ``[N, H/s, W/s, 4·reg_max + C + 1]``, the raw angle last): a tuple of the three levels, or with ``end2end``
         ``{"one2many": levels, "one2one": levels}``."""
         images = unit_images(images)
         _checks.layout(images, "images", shape="[N, H, W, 3]", min_ndim=4, last=3)

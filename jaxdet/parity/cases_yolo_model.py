@@ -131,7 +131,8 @@ def jax_forward(*inputs, name: str = "yolov8n", num_classes: int = NUM_CLASSES, 
 
 def _levels(preds, n: int):
     """ultralytics' ``{"boxes" [N, 4·reg_max, A], "scores" [N, C, A], "feats"}`` (OBB: and ``"angle" [N, 1, A]``)
-    as jaxdet's per-level maps ``[N, H/s, W/s, 4·reg_max + C (+ 1)]``."""
+    as jaxdet's per-level maps ``[N, H/s, W/s, 4·reg_max + C (+ 1)]``; :func:`torch_levels` below puts the raw
+    angle into ``"angle"``."""
     import torch  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
     levels = [f.shape[2:] for f in preds["feats"]]
@@ -141,8 +142,44 @@ def _levels(preds, n: int):
                  for (h, w), level in zip(levels, zip(*parts)))
 
 
-def torch_forward(*tensors, name: str = "yolov8n", num_classes: int = NUM_CLASSES, train: bool):
-    """ultralytics' model on the same inputs (``torch.func.functional_call``), in the jaxdet output layout."""
+def torch_levels(head, run, n: int):
+    """The head outputs of ``run()`` (a forward through an ultralytics model whose head, ``Detect`` / ``OBB``, is
+    ``head``, or through the head itself) in jaxdet's layout: per level ``[N, H/s, W/s, 4·reg_max + C]`` (a tuple,
+    or ``{"one2many", "one2one"}``), for OBB with the raw angle-branch output last: ultralytics' ``preds["angle"]``
+    holds the decoded angle, so the outputs of the last convolutions of ``cv4`` / ``one2one_cv4`` are taken by
+    forward hooks (autograd runs through them as through the rest)."""
+    import torch  # noqa: PLC0415 - torch side: imported only when a comparison runs
+
+    raw: dict = {}
+
+    def keep(key):
+        def hook(module, inputs, output):
+            raw[key] = output
+        return hook
+
+    hooks = [branch[-1].register_forward_hook(keep((name, i)))
+             for name in ("cv4", "one2one_cv4") for i, branch in enumerate(getattr(head, name, None) or ())]
+    try:
+        out = run()
+    finally:
+        for h in hooks:
+            h.remove()
+    preds = out[1] if isinstance(out, tuple) else out  # eval mode: (decoded, raw preds)
+
+    def levels(p, name):
+        if "angle" in p:
+            p = {**p, "angle": torch.cat([raw[(name, i)].flatten(2) for i in range(len(p["feats"]))], -1)}
+        return _levels(p, n)
+
+    if "one2one" in preds:
+        return {"one2many": levels(preds["one2many"], "cv4"), "one2one": levels(preds["one2one"], "one2one_cv4")}
+    return levels(preds, "cv4")
+
+
+def torch_model_call(*tensors, name: str = "yolov8n", num_classes: int = NUM_CLASSES, train: bool):
+    """``(model, run, weights)``: a copy of ultralytics' model in train or eval mode, ``run()`` calling it on the
+    images with the inputs' parameters and statistics (``torch.func.functional_call``: autograd reaches them), and
+    those weights by state-dict key (train mode: the statistics are updated in place)."""
     import torch  # noqa: PLC0415 - torch side: imported only when a comparison runs
 
     _, param_paths, stat_paths = _layout(name, num_classes)
@@ -153,16 +190,16 @@ def torch_forward(*tensors, name: str = "yolov8n", num_classes: int = NUM_CLASSE
         weights[tensor_name(path)] = t.permute(3, 2, 0, 1) if path[-1] == "kernel" else t.clone()
     model.train(train)
     x = images.permute(0, 3, 1, 2)
-    preds = torch.func.functional_call(model, weights, (x,))
-    preds = preds if train else preds[1]
-    n = x.shape[0]
-    if "one2one" in preds:
-        outputs = {"one2many": _levels(preds["one2many"], n), "one2one": _levels(preds["one2one"], n)}
-    else:
-        outputs = _levels(preds, n)
+    return model, lambda: torch.func.functional_call(model, weights, (x,)), weights
+
+
+def torch_forward(*tensors, name: str = "yolov8n", num_classes: int = NUM_CLASSES, train: bool):
+    """ultralytics' model on the same inputs (``torch.func.functional_call``), in the jaxdet output layout."""
+    model, run, weights = torch_model_call(*tensors, name=name, num_classes=num_classes, train=train)
+    outputs = torch_levels(model.model[-1], run, tensors[0].shape[0])
     if not train:
         return outputs
-    return outputs, [weights[tensor_name(p)] for p in stat_paths]
+    return outputs, [weights[tensor_name(p)] for p in _layout(name, num_classes)[2]]
 
 
 LOSS_IMAGE = 64

@@ -3,8 +3,9 @@ nc=C)`` (``yolov8-obb.yaml``, ``yolo11-obb.yaml``, ``yolo26-obb.yaml`` at scale 
 
 The rows are those of :mod:`jaxdet.parity.cases_yolo_model` (same harness, random weights and BatchNorm
 statistics, images, and inputs: the images and every parameter), for the ``task="obb"`` networks, whose levels
-are ``[N, H/s, W/s, 4·reg_max + C + 1]`` with ultralytics' ``preds["angle"]`` last (the sigmoid-decoded angle of
-``OBB`` for v8 and 11, the raw angle of ``OBB26`` for 26):
+are ``[N, H/s, W/s, 4·reg_max + C + 1]`` with the raw output of the angle branch last (ultralytics' ``preds["angle"]``
+is its decoded angle for ``OBB``, so the torch side takes the raw one by forward hooks:
+:func:`jaxdet.parity.cases_yolo_model.torch_levels`):
 
 - ``<name>_model_eval``: eval mode, the three per-level outputs (yolo26n-obb: both heads);
 - ``<name>_model_train``: train mode, the outputs (yolo26n-obb: both heads, the one-to-one branches on detached

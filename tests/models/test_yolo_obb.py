@@ -58,7 +58,8 @@ def test_obb_head_follows_the_yamls():
     v8, v11, v26 = (_abstract(v).model[-1] for v in ("v8", "11", "26"))
     assert all(isinstance(h, OBB) and h.ne == 1 for h in (v8, v11, v26))
     assert (v8.legacy, v11.legacy, v26.legacy) == (True, False, False)
-    assert (v8.raw_angle, v11.raw_angle, v26.raw_angle) == (False, False, True)
+    assert (v8.angle_activation, v11.angle_activation, v26.angle_activation) == ("sigmoid", "sigmoid", "none")
+    assert _abstract("26").angle_activation == "none" and _abstract("11", task="detect").angle_activation is None
     assert (v8.reg_max, v26.reg_max, v8.end2end, v26.end2end) == (16, 1, False, True)
     assert v8.cv4[0][0].conv.kernel.shape == (3, 3, 64, 16) and v8.cv4[2][2].kernel.shape == (1, 1, 16, 1)
     assert not hasattr(v8, "one2one_cv4") and len(v26.one2one_cv4) == 3
@@ -103,7 +104,8 @@ def _head_pair(raw_angle: bool, end2end: bool, legacy: bool):
                 m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.5)
                 m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
     ref = ref.double()
-    ours = OBB(nc, ch, (8, 16, 32), raw_angle=raw_angle, reg_max=reg_max, legacy=legacy, end2end=end2end,
+    ours = OBB(nc, ch, (8, 16, 32), angle_activation="none" if raw_angle else "sigmoid", reg_max=reg_max,
+               legacy=legacy, end2end=end2end,
                rngs=nnx.Rngs(0), param_dtype=jnp.float64)
     state = {k: v.numpy() for k, v in ref.state_dict().items()}
     for path, var in nnx.to_flat_state(nnx.state(ours, (nnx.Param, nnx.BatchStat))):
@@ -115,28 +117,30 @@ def _head_pair(raw_angle: bool, end2end: bool, legacy: bool):
 @pytest.mark.parametrize("raw_angle, end2end, legacy", [(False, False, True), (True, True, False)])
 @pytest.mark.parametrize("train", [False, True])
 def test_head_equals_ultralytics(raw_angle, end2end, legacy, train, x64):
-    """The head alone on random float64 feature maps: boxes, class logits and the angle (OBB: the sigmoid-decoded
-    angle in [-pi/4, 3pi/4); OBB26: raw) of every level and branch, to 1e-12."""
+    """The head alone on random float64 feature maps: box and class logits and the raw angle-branch output of
+    every level and branch, to 1e-12; ultralytics' decoded angle is the activation of the raw one."""
     ref, ours = _head_pair(raw_angle, end2end, legacy)
     rng = np.random.default_rng(0)
     xs = [rng.normal(0, 1, (2, s, s, c)) for s, c in zip((8, 4, 2), (16, 24, 32))]
     ref.train(train)
     if not train:
         ours.eval()
+    decoded = []
     with torch.no_grad():
-        preds = ref([torch.from_numpy(x.transpose(0, 3, 1, 2)) for x in xs])
-    preds = preds if train else preds[1]
-    theirs = ({k: cases_yolo_model._levels(v, 2) for k, v in preds.items()} if end2end
-              else cases_yolo_model._levels(preds, 2))
+        theirs = cases_yolo_model.torch_levels(
+            ref, lambda: decoded.append(ref([torch.from_numpy(x.transpose(0, 3, 1, 2)) for x in xs])) or decoded[0],
+            2)
     out = ours([jnp.asarray(x) for x in xs])
     assert jax.tree.structure(out) == jax.tree.structure(jax.tree.map(lambda t: 0, theirs,
                                                                       is_leaf=torch.is_tensor))
     for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(theirs, is_leaf=torch.is_tensor)):
         assert a.dtype == jnp.float64 and a.shape[-1] == 4 * ours.reg_max + 3 + 1
         np.testing.assert_allclose(np.asarray(a), b.numpy(), rtol=1e-12, atol=1e-12)
-    if not raw_angle:
-        angles = np.concatenate([np.asarray(o[..., -1]).ravel() for o in jax.tree.leaves(out)])
-        assert -math.pi / 4 <= angles.min() and angles.max() < 3 * math.pi / 4
+    preds = decoded[0] if train else decoded[0][1]
+    theta = (preds["one2many"] if end2end else preds)["angle"].numpy()[:, 0]  # [N, A]: ultralytics' decoded angle
+    a = np.concatenate([np.asarray(o[..., -1]).reshape(2, -1) for o in (out["one2many"] if end2end else out)], 1)
+    expected = a if raw_angle else (1 / (1 + np.exp(-a)) - 0.25) * math.pi
+    np.testing.assert_allclose(theta, expected, rtol=1e-12, atol=1e-12)
 
 
 def _zeros_state_dict(version: str, task: str, num_classes: int = 80) -> dict[str, np.ndarray]:
