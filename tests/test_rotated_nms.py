@@ -4,6 +4,7 @@ polygon IoU, jit with fixed sizes, padded candidates and degenerate boxes."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -200,11 +201,22 @@ def test_fast_nms_blocks_cover_many_candidates(monkeypatch):
     assert _kept(rotated_nms(boxes, scores, iou_threshold=0.3, max_detections=5)) == full[:5]
 
 
+_jit_rotated_nms = jax.jit(rotated_nms, static_argnames=("iou", "suppression", "iou_threshold", "max_detections"))
+
+
+@functools.partial(jax.jit, static_argnames="iou")
+def _pairwise_iou(boxes, *, iou):
+    if iou == "probiou":
+        return probiou_pairwise(boxes, boxes)
+    corners = rbox_corners(boxes)
+    return convex_polygon_iou(corners[:, None], corners[None, :])
+
+
 _side = st.sampled_from([0.0, 1e-6, 1.0, 30.0])
 _angle = st.sampled_from([-math.pi / 2, 0.0, math.pi / 4, math.pi / 2, math.pi])
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     st.lists(st.tuples(st.sampled_from([0.0, 5.0, 1e4]), st.sampled_from([0.0, 5.0]), _side, _side, _angle),
              min_size=6, max_size=6),
@@ -215,12 +227,8 @@ def test_degenerate_boxes_give_valid_output(boxes, iou, suppression):
     boxes = np.asarray(boxes, np.float32)
     n = len(boxes)
     scores = np.linspace(0.9, 0.1, n).astype(np.float32)
-    res = rotated_nms(boxes, scores, iou=iou, suppression=suppression, iou_threshold=0.5, max_detections=n)
-    if iou == "probiou":
-        pair = np.asarray(probiou_pairwise(boxes, boxes))
-    else:
-        corners = rbox_corners(boxes)
-        pair = np.asarray(convex_polygon_iou(corners[:, None], corners[None, :]))
+    res = _jit_rotated_nms(boxes, scores, iou=iou, suppression=suppression, iou_threshold=0.5, max_detections=n)
+    pair = np.asarray(_pairwise_iou(boxes, iou=iou))
     assert np.all(np.isfinite(pair))
     kept = []  # the rule on the IoU matrix, candidates already in decreasing score
     for j in range(n):
