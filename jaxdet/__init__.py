@@ -50,6 +50,13 @@ from jaxdet.polygons import (
     rotated_box_corners,
     sort_vertices_ccw,
 )
+from jaxdet.rboxes import (
+    probiou,
+    probiou_pairwise,
+    rbox_corners,
+    rbox_covariance,
+    regularize_rboxes,
+)
 from jaxdet.schedules import (
     ALPHA_SCHEDULES,
     AdaptiveAlphaState,
@@ -72,7 +79,10 @@ from jaxdet.tal import (
     dfl_decode,
     dfl_expectation,
     dist2bbox,
+    dist2rbox,
     make_anchor_points,
+    rbox2dist,
+    rotated_task_aligned_assign,
     task_aligned_assign,
 )
 
@@ -105,6 +115,7 @@ __all__ = [
     "dfl_decode",
     "dfl_expectation",
     "dist2bbox",
+    "dist2rbox",
     "distance_box_iou",
     "distance_box_iou_loss",
     "distance_box_iou_pairwise",
@@ -124,7 +135,14 @@ __all__ = [
     "mgiou_rotated_loss",
     "polygon_area",
     "polygon_signed_area",
+    "probiou",
+    "probiou_pairwise",
+    "rbox2dist",
+    "rbox_corners",
+    "rbox_covariance",
+    "regularize_rboxes",
     "rotated_box_corners",
+    "rotated_task_aligned_assign",
     "route_target",
     "sort_vertices_ccw",
     "ssd_decode",

@@ -39,6 +39,18 @@ ultralytics 8.4.190. Its behaviours, each reproduced:
    of the GT's masked metric, so when fewer than ``topk2`` of its positives have ``t > 0`` it fills the list in
    ``torch.topk``'s order among zero-metric anchors; jaxdet keeps the lowest-index positives. Such a positive has
    soft score 0 and adds nothing to any loss term (only ``fg_mask`` and ``gt_index`` can differ).
+9. *Ranking without underflow* — both top-k's rank :math:`2^{m\beta} t = s^\alpha (2^m u)^\beta` (``m = 64 // β``
+   for a whole ``β``: 10 for β = 6), the order of ``t`` exactly (a power of two changes no rounding). ``t``
+   itself can underflow: with β = 6 a float32 overlap below 4.8e-7 gives ``t`` under float32's smallest normal
+   number, which torch keeps as a subnormal and XLA:CPU flushes to 0, so the direct product would rank such
+   anchors among the zero-metric ones. Measured on ProbIoU overlaps (rotated boxes, 300 GTs), where such tiny
+   overlaps are common; the soft score uses ``t`` itself.
+
+**Rotated boxes** (:func:`rotated_task_aligned_assign`, ultralytics' ``RotatedTaskAlignedAssigner`` of
+``v8OBBLoss``): the same behaviours on xywhr boxes (:mod:`jaxdet.rboxes`), with the candidate test of behaviour 1
+and the overlap of behaviour 2 replaced (an anchor inside the rotated box, edges included; ProbIoU instead of
+CIoU). Both functions are one implementation that takes these two pieces as parameters. A rotated box is coded
+by its distances along its own axes (:func:`dist2rbox`, :func:`rbox2dist`).
 
 **Memory.** No ``[B, G, A, 4]`` float array is ever formed, and the ``[B, G, A]`` metric is never kept whole:
 the GTs are processed ``gt_chunk_size`` at a time (``lax.scan``), each chunk leaving only per-anchor summaries
@@ -71,7 +83,7 @@ stopped (``"stop"``, what every public YOLO does).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple
 
 import jax
@@ -82,6 +94,7 @@ from jaxdet import _checks
 from jaxdet._math import safe_pow
 from jaxdet.boxes import complete_box_iou
 from jaxdet.gradients import GradientPath, route_target
+from jaxdet.rboxes import PROBIOU_EPS, probiou, rbox_corners
 
 __all__ = [
     "Anchors",
@@ -89,9 +102,12 @@ __all__ = [
     "make_anchor_points",
     "dist2bbox",
     "bbox2dist",
+    "dist2rbox",
+    "rbox2dist",
     "dfl_decode",
     "dfl_expectation",
     "task_aligned_assign",
+    "rotated_task_aligned_assign",
 ]
 
 IOU_EPS = 1e-7  # ultralytics bbox_iou's eps (union, enclosing diagonal, CIoU α and the heights)
@@ -198,6 +214,64 @@ def bbox2dist(anchor_points: jax.Array, boxes: jax.Array, *, max_distance: float
     return jnp.clip(distances, 0, _checks.number(max_distance, "max_distance", low=0))
 
 
+def dist2rbox(distances: jax.Array, angle: jax.Array, anchor_points: jax.Array) -> jax.Array:
+    """Rotated boxes from their distances to the anchor point, in the box's own frame (ultralytics ``dist2rbox``).
+
+    .. math::
+       (c_x, c_y) = p + R(\\theta)\\,\\big(\\tfrac{r - l}{2}, \\tfrac{b - t}{2}\\big),\\quad (w, h) = (l + r, t + b)
+
+    with :math:`R(\\theta)` the rotation by the angle (:mod:`jaxdet.rboxes`' xywhr convention).
+
+    Args:
+      distances: ``[..., 4]`` ``(l, t, r, b)`` along the box's own axes.
+      angle: ``[..., 1]`` the box angle in radians, broadcastable against ``distances``.
+      anchor_points: ``[..., 2]``, broadcastable against ``distances[..., :2]``.
+
+    Returns:
+      ``[..., 4]`` ``(cx, cy, w, h)``, in the units of the inputs (append the angle for xywhr).
+    """
+    distances = _checks.floating(distances, "distances", last=4)
+    angle = _checks.floating(angle, "angle", last=1, shape="[..., 1]")
+    anchor_points = _checks.floating(anchor_points, "anchor_points", last=2)
+    lt, rb = distances[..., :2], distances[..., 2:]
+    cos, sin = jnp.cos(angle), jnp.sin(angle)
+    half = (rb - lt) / 2
+    xf, yf = half[..., :1], half[..., 1:]
+    xy = jnp.concatenate([xf * cos - yf * sin, xf * sin + yf * cos], axis=-1) + anchor_points
+    return jnp.concatenate([xy, lt + rb], axis=-1)
+
+
+def rbox2dist(
+    anchor_points: jax.Array, boxes: jax.Array, angle: jax.Array, *, max_distance: float | None = None
+) -> jax.Array:
+    """Distances ``(l, t, r, b)`` from the anchor points to the sides of rotated boxes, along the boxes' own axes
+    (ultralytics ``rbox2dist``, the inverse of :func:`dist2rbox`).
+
+    Args:
+      anchor_points: ``[..., 2]``.
+      boxes: ``[..., 4]`` ``(cx, cy, w, h)``, broadcastable against the anchor points.
+      angle: ``[..., 1]`` the boxes' angles in radians.
+      max_distance: if given, the distances are clipped to ``[0, max_distance]`` (the OBB DFL target:
+        ``reg_max − 1 − 0.01``, ultralytics' ``rbox2dist(..., reg_max=reg_max - 1)``).
+
+    Returns:
+      ``[..., 4]``.
+    """
+    anchor_points = _checks.floating(anchor_points, "anchor_points", last=2)
+    boxes = _checks.floating(boxes, "boxes", last=4)
+    angle = _checks.floating(angle, "angle", last=1, shape="[..., 1]")
+    offset = boxes[..., :2] - anchor_points
+    offset_x, offset_y = offset[..., :1], offset[..., 1:]
+    cos, sin = jnp.cos(angle), jnp.sin(angle)
+    xf = offset_x * cos + offset_y * sin
+    yf = -offset_x * sin + offset_y * cos
+    w, h = boxes[..., 2:3], boxes[..., 3:4]
+    distances = jnp.concatenate([w / 2 - xf, h / 2 - yf, w / 2 + xf, h / 2 + yf], axis=-1)
+    if max_distance is None:
+        return distances
+    return jnp.clip(distances, 0, _checks.number(max_distance, "max_distance", low=0))
+
+
 def dfl_decode(pred_dist: jax.Array, *, reg_max: int = 16) -> jax.Array:
     """The expected distances of YOLOv8's distribution head.
 
@@ -262,33 +336,89 @@ def _inside(points: jax.Array, boxes: jax.Array, eps: float) -> jax.Array:
     )
 
 
+def _candidates_xyxy(points, gt_boxes, valid, min_gt_side, eps):
+    """Behaviour 1 for xyxy GTs: ``points [..., 2]`` strictly inside the enlarged ``gt_boxes [..., 4]``."""
+    return _inside(points, _candidate_boxes(gt_boxes, valid, min_gt_side), eps)
+
+
+def _overlap_ciou(gt_boxes, pred_boxes):
+    """ultralytics' ``bbox_iou(..., CIoU=True)`` of xyxy boxes (the horizontal assigner's overlap)."""
+    return complete_box_iou(gt_boxes, pred_boxes, eps=IOU_EPS, height_eps=IOU_EPS, angles="per_box")
+
+
+def _candidates_xywhr(points, gt_boxes, valid, min_gt_side, eps):
+    """Behaviour 1 for rotated GTs (``RotatedTaskAlignedAssigner.select_candidates_in_gts``): valid sides
+    ``< min_gt_side`` enlarged to it, then ``points [..., 2]`` inside the box *inclusive* of its edges, by the
+    projections on two adjacent edges ``AB``, ``AD`` of its corners: ``0 ≤ AP·AB ≤ |AB|²`` and ``0 ≤ AP·AD ≤
+    |AD|²`` (no ``eps``, as ultralytics)."""
+    del eps
+    size = gt_boxes[..., 2:4]
+    size = jnp.where((size < min_gt_side) & valid[..., None], jnp.asarray(min_gt_side, size.dtype), size)
+    corners = rbox_corners(jnp.concatenate([gt_boxes[..., :2], size, gt_boxes[..., 4:]], axis=-1))  # [..., 4, 2]
+    a, ab, ad = corners[..., 0, :], corners[..., 1, :] - corners[..., 0, :], corners[..., 3, :] - corners[..., 0, :]
+    apx, apy = points[..., 0] - a[..., 0], points[..., 1] - a[..., 1]
+    norm_ab = ab[..., 0] * ab[..., 0] + ab[..., 1] * ab[..., 1]
+    norm_ad = ad[..., 0] * ad[..., 0] + ad[..., 1] * ad[..., 1]
+    ap_dot_ab = apx * ab[..., 0] + apy * ab[..., 1]
+    ap_dot_ad = apx * ad[..., 0] + apy * ad[..., 1]
+    return (ap_dot_ab >= 0) & (ap_dot_ab <= norm_ab) & (ap_dot_ad >= 0) & (ap_dot_ad <= norm_ad)
+
+
+def _overlap_probiou(gt_boxes, pred_boxes):
+    """ultralytics' ``probiou(gt, pred)`` (eps 1e-7, no floor): the rotated assigner's overlap."""
+    return probiou(gt_boxes, pred_boxes, eps=PROBIOU_EPS)
+
+
+class _Geometry(NamedTuple):
+    """What the task-aligned assignment needs of a box format: the box size, the candidate test
+    ``(points, gt_boxes, valid, min_gt_side, eps) -> bool`` and the overlap ``(gt_boxes, pred_boxes) -> u``
+    (clamped at 0 by the assignment), both broadcasting over leading axes."""
+
+    name: str
+    size: int
+    candidates: Callable[..., jax.Array]
+    overlap: Callable[[jax.Array, jax.Array], jax.Array]
+
+
+_XYXY = _Geometry("[..., 4] xyxy", 4, _candidates_xyxy, _overlap_ciou)
+_XYWHR = _Geometry("[..., 5] xywhr", 5, _candidates_xywhr, _overlap_probiou)
+
+
 def _overlap_and_metric(
-    gt_boxes: jax.Array, pred_boxes: jax.Array, scores: jax.Array, candidate: jax.Array, alpha: float, beta: float
+    geometry: _Geometry, gt_boxes: jax.Array, pred_boxes: jax.Array, scores: jax.Array, candidate: jax.Array,
+    alpha: float, beta: float, scale_log2: int = 0,
 ) -> tuple[jax.Array, jax.Array]:
-    """``u = max(CIoU, 0)`` and ``t = s^α u^β`` at candidates, 0 elsewhere (behaviour 2), broadcast → ``[...]``.
+    """``u = max(overlap, 0)`` and ``t = s^α u^β`` at candidates, 0 elsewhere (behaviour 2), broadcast → ``[...]``;
+    ``t`` is scaled by ``2^(scale_log2 · β)`` (:func:`_metric_scale_log2`).
 
     Non-candidates go through the double ``where`` (a unit score), so a zero score never meets ``s^α`` in a
     gradient.
     """
-    ciou = complete_box_iou(gt_boxes, pred_boxes, eps=IOU_EPS, height_eps=IOU_EPS, angles="per_box")
-    overlap = jnp.where(candidate, jnp.maximum(ciou, 0), 0)
+    overlap = jnp.where(candidate, jnp.maximum(geometry.overlap(gt_boxes, pred_boxes), 0), 0)
     score = jnp.where(candidate, scores, 1)
-    metric = jnp.where(candidate, safe_pow(score, alpha) * safe_pow(overlap, beta), 0)
+    metric = jnp.where(candidate, safe_pow(score, alpha) * safe_pow(overlap * 2.0**scale_log2, beta), 0)
     return overlap, metric
 
 
-def _check_assign_inputs(pred_scores, pred_boxes, anchor_points, gt_labels, gt_boxes, valid):
+def _metric_scale_log2(beta: float) -> int:
+    """``m`` such that the metric is ranked as :math:`s^\alpha (2^m u)^\beta = 2^{m\beta} t` (behaviour 9): the
+    order of ``t`` exactly, without its underflow. 0 unless ``β`` is a positive whole number (whose power is exact
+    repeated multiplication, so the scaling by a power of two changes no rounding); ``2^{mβ} ≤ 2^{64}``."""
+    return int(64 // beta) if float(beta).is_integer() and beta > 0 else 0
+
+
+def _check_assign_inputs(pred_scores, pred_boxes, anchor_points, gt_labels, gt_boxes, valid, d=4):
     pred_scores = _checks.floating(pred_scores, "pred_scores", min_ndim=3, shape="[B, A, C]")
     if pred_scores.ndim != 3:
         raise _checks.fail_shape("pred_scores", "[B, A, C]", pred_scores)
     b, a, _ = pred_scores.shape
-    pred_boxes = _checks.floating(pred_boxes, "pred_boxes", last=4, shape="[B, A, 4]")
-    _checks.shape_is(pred_boxes, (b, a, 4), "pred_boxes", "[B, A, 4] of pred_scores")
+    pred_boxes = _checks.floating(pred_boxes, "pred_boxes", last=d, shape=f"[B, A, {d}]")
+    _checks.shape_is(pred_boxes, (b, a, d), "pred_boxes", f"[B, A, {d}] of pred_scores")
     anchor_points = _checks.floating(anchor_points, "anchor_points", last=2, shape="[A, 2]")
     _checks.shape_is(anchor_points, (a, 2), "anchor_points", "[A, 2] of pred_scores")
-    gt_boxes = _checks.floating(gt_boxes, "gt_boxes", last=4, shape="[B, G, 4]")
+    gt_boxes = _checks.floating(gt_boxes, "gt_boxes", last=d, shape=f"[B, G, {d}]")
     if gt_boxes.ndim != 3 or gt_boxes.shape[0] != b:
-        raise _checks.fail_shape("gt_boxes", f"[B, G, 4] with B = {b}", gt_boxes)
+        raise _checks.fail_shape("gt_boxes", f"[B, G, {d}] with B = {b}", gt_boxes)
     gt_labels = _checks.integer(gt_labels, "gt_labels", shape="[B, G]")
     _checks.shape_is(gt_labels, gt_boxes.shape[:2], "gt_labels", "gt_boxes.shape[:-1]")
     valid = _checks.boolean(valid, "valid", shape="[B, G]")
@@ -356,8 +486,68 @@ def task_aligned_assign(
       :class:`TaskAlignedTargets` ``(labels [B, A], boxes [B, A, 4], scores [B, A, C], fg_mask [B, A],
       gt_index [B, A])``.
     """
+    return _task_aligned(
+        _XYXY, pred_scores, pred_boxes, anchor_points, gt_labels, gt_boxes, valid,
+        topk=topk, alpha=alpha, beta=beta, eps=eps, min_gt_side=min_gt_side, score_target=score_target,
+        gt_chunk_size=gt_chunk_size, norm_eps=norm_eps, topk2=topk2,
+    )
+
+
+def rotated_task_aligned_assign(
+    pred_scores: jax.Array,
+    pred_boxes: jax.Array,
+    anchor_points: jax.Array,
+    gt_labels: jax.Array,
+    gt_boxes: jax.Array,
+    valid: jax.Array,
+    *,
+    topk: int = 10,
+    alpha: float = 0.5,
+    beta: float = 6.0,
+    eps: float = 1e-9,
+    min_gt_side: float = 16.0,
+    score_target: GradientPath = "stop",
+    gt_chunk_size: int | None = None,
+    norm_eps: float | None = None,
+    topk2: int | None = None,
+) -> TaskAlignedTargets:
+    """Task-aligned assignment of rotated boxes (ultralytics' ``RotatedTaskAlignedAssigner``, as ``v8OBBLoss``
+    builds it), the behaviours of :func:`task_aligned_assign` with two of its pieces replaced:
+
+    - *candidates* (behaviour 1): an anchor is a candidate of a valid GT when its centre lies inside the rotated
+      box or on its edges, ``0 ≤ AP·AB ≤ |AB|²`` and ``0 ≤ AP·AD ≤ |AD|²`` for the box's corners ``A, B, D``
+      (:func:`jaxdet.rboxes.rbox_corners`); a width or height ``< min_gt_side`` is enlarged to it first, the
+      centre and angle kept. ``eps`` plays no part here (only in the normaliser);
+    - *overlap* (behaviour 2): ``u = max(ProbIoU(gt, pred), 0)`` (:func:`jaxdet.rboxes.probiou`, eps 1e-7).
+
+    Everything else (top-k with de-duplication, conflicts to the highest overlap, ``topk2``, the soft score and its
+    ``score_target`` path, the memory bound, padding by ``valid``) is :func:`task_aligned_assign`'s.
+
+    Args:
+      pred_scores: ``[B, A, C]`` predicted class probabilities (sigmoid of the logits).
+      pred_boxes: ``[B, A, 5]`` predicted xywhr boxes (centre and sides in pixels, angle in radians).
+      anchor_points: ``[A, 2]`` anchor points in pixels.
+      gt_labels: ``[B, G]`` int GT classes.
+      gt_boxes: ``[B, G, 5]`` xywhr GT boxes, padded to ``G``.
+      valid: ``[B, G]`` bool, False for padding.
+      topk, alpha, beta, eps, min_gt_side, score_target, gt_chunk_size, norm_eps, topk2: as
+        :func:`task_aligned_assign` (v8OBBLoss: 10, 0.5, 6.0, 1e-9, its second stride 16).
+
+    Returns:
+      :class:`TaskAlignedTargets` with ``boxes [B, A, 5]`` xywhr.
+    """
+    return _task_aligned(
+        _XYWHR, pred_scores, pred_boxes, anchor_points, gt_labels, gt_boxes, valid,
+        topk=topk, alpha=alpha, beta=beta, eps=eps, min_gt_side=min_gt_side, score_target=score_target,
+        gt_chunk_size=gt_chunk_size, norm_eps=norm_eps, topk2=topk2,
+    )
+
+
+def _task_aligned(geometry: _Geometry, pred_scores, pred_boxes, anchor_points, gt_labels, gt_boxes, valid, *, topk,
+                  alpha, beta, eps, min_gt_side, score_target, gt_chunk_size, norm_eps, topk2) -> TaskAlignedTargets:
+    """The assignment of :func:`task_aligned_assign` and :func:`rotated_task_aligned_assign` for ``geometry``."""
     pred_scores, pred_boxes, anchor_points, gt_labels, gt_boxes, valid = _check_assign_inputs(
-        pred_scores, pred_boxes, anchor_points, gt_labels, gt_boxes, valid
+        pred_scores, pred_boxes, anchor_points, gt_labels, gt_boxes, valid, geometry.size
     )
     b, a, c = pred_scores.shape
     g = gt_boxes.shape[1]
@@ -381,13 +571,14 @@ def task_aligned_assign(
     if g == 0:  # ultralytics' early return: labels = num_classes, everything else zero
         return TaskAlignedTargets(
             labels=jnp.full((b, a), c, jnp.int32),
-            boxes=jnp.zeros((b, a, 4), gt_boxes.dtype),
+            boxes=jnp.zeros((b, a, geometry.size), gt_boxes.dtype),
             scores=jnp.zeros((b, a, c), dtype),
             fg_mask=jnp.zeros((b, a), bool),
             gt_index=jnp.zeros((b, a), jnp.int32),
         )
 
     count, gt_index = _select(
+        geometry,
         jax.lax.stop_gradient(pred_scores),
         jax.lax.stop_gradient(pred_boxes),
         jax.lax.stop_gradient(anchor_points),
@@ -400,13 +591,15 @@ def task_aligned_assign(
 
     # Behaviour 5 at the B·A (anchor, assigned GT) pairs only, from the (possibly differentiated) predictions.
     labels = jnp.take_along_axis(gt_labels, gt_index, axis=1)  # [B, A]
-    boxes = jnp.take_along_axis(gt_boxes, gt_index[..., None], axis=1)  # [B, A, 4]
+    boxes = jnp.take_along_axis(gt_boxes, gt_index[..., None], axis=1)  # [B, A, D]
     assigned_valid = jnp.take_along_axis(valid, gt_index, axis=1)  # [B, A]
-    candidate = _inside(anchor_points, _candidate_boxes(boxes, assigned_valid, min_gt_side), eps) & assigned_valid
+    candidate = geometry.candidates(anchor_points, boxes, assigned_valid, min_gt_side, eps) & assigned_valid
     score = jnp.take_along_axis(pred_scores, labels[..., None], axis=-1)[..., 0]  # [B, A]
-    overlap, metric = _overlap_and_metric(boxes, pred_boxes, score, candidate, alpha, beta)
+    scale_log2 = _metric_scale_log2(beta)
+    overlap, ranked = _overlap_and_metric(geometry, boxes, pred_boxes, score, candidate, alpha, beta, scale_log2)
+    metric = ranked * 2.0 ** (-scale_log2 * beta)  # t itself: exact, or flushed to 0 as a direct product would be
     if topk2 is not None and topk2 != topk:  # behaviour 8; the dropped anchors fall back to GT 0, as background
-        fg_mask = _keep_topk_per_gt(fg_mask, gt_index, jax.lax.stop_gradient(metric), topk2, g)
+        fg_mask = _keep_topk_per_gt(fg_mask, gt_index, jax.lax.stop_gradient(ranked), topk2, g)
         gt_index = jnp.where(fg_mask, gt_index, 0)
         labels = jnp.take_along_axis(gt_labels, gt_index, axis=1)
         boxes = jnp.take_along_axis(gt_boxes, gt_index[..., None], axis=1)
@@ -441,7 +634,7 @@ def _keep_topk_per_gt(fg_mask: jax.Array, gt_index: jax.Array, metric: jax.Array
     return fg_mask & (rank < k)
 
 
-def _select(pred_scores, pred_boxes, anchor_points, gt_labels, gt_boxes, valid, *, topk, alpha, beta, eps,
+def _select(geometry, pred_scores, pred_boxes, anchor_points, gt_labels, gt_boxes, valid, *, topk, alpha, beta, eps,
             min_gt_side, chunk):
     """Behaviours 1–4, ``chunk`` GTs at a time → ``(count [B, A], gt_index [B, A])``.
 
@@ -449,25 +642,26 @@ def _select(pred_scores, pred_boxes, anchor_points, gt_labels, gt_boxes, valid, 
     the first highest-overlap GT if several did, 0 if none).
     """
     b, a, _ = pred_scores.shape
-    g = gt_boxes.shape[1]
+    g, d = gt_boxes.shape[1:]
     n_chunks = -(-g // chunk)
     pad = n_chunks * chunk - g
     if pad:
         gt_labels = jnp.pad(gt_labels, ((0, 0), (0, pad)))
-        gt_boxes = jnp.pad(gt_boxes, ((0, 0), (0, pad), (0, 0)))
+        gt_boxes = jnp.pad(gt_boxes, ((0, 0), (0, pad), (0, 0)))  # [B, G', D]
         valid = jnp.pad(valid, ((0, 0), (0, pad)))
     scores_by_class = jnp.swapaxes(pred_scores, 1, 2)  # [B, C, A]
     batch = jnp.arange(b)[:, None, None]
 
     def chunk_step(carry, xs):
         count, index_sum, best_overlap, best_index = carry
-        labels, boxes, ok, first = xs  # [B, c], [B, c, 4], [B, c], scalar
-        candidate = _inside(anchor_points, _candidate_boxes(boxes, ok, min_gt_side)[:, :, None, :], eps)
+        labels, boxes, ok, first = xs  # [B, c], [B, c, D], [B, c], scalar
+        candidate = geometry.candidates(anchor_points, boxes[:, :, None, :], ok[:, :, None], min_gt_side, eps)
         candidate = candidate & ok[..., None]  # [B, c, A]
         score = jnp.take_along_axis(scores_by_class, labels[..., None], axis=1)  # [B, c, A]
         overlap, metric = _overlap_and_metric(
-            boxes[:, :, None, :], pred_boxes[:, None, :, :], score, candidate, alpha, beta
-        )  # [B, c, A] each
+            geometry, boxes[:, :, None, :], pred_boxes[:, None, :, :], score, candidate, alpha, beta,
+            _metric_scale_log2(beta),
+        )  # [B, c, A] each; the metric scaled (behaviour 9)
         _, top = jax.lax.top_k(metric, topk)  # [B, c, k]
         selected = jnp.take_along_axis(candidate, top, axis=-1)  # [B, c, k]
         gt_ids = first + jnp.arange(chunk, dtype=jnp.int32)[None, :, None]
@@ -487,7 +681,7 @@ def _select(pred_scores, pred_boxes, anchor_points, gt_labels, gt_boxes, valid, 
     )
     xs = (
         gt_labels.reshape(b, n_chunks, chunk).swapaxes(0, 1),
-        gt_boxes.reshape(b, n_chunks, chunk, 4).swapaxes(0, 1),
+        gt_boxes.reshape(b, n_chunks, chunk, d).swapaxes(0, 1),
         valid.reshape(b, n_chunks, chunk).swapaxes(0, 1),
         jnp.arange(n_chunks, dtype=jnp.int32) * chunk,
     )

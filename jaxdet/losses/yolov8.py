@@ -172,21 +172,21 @@ def _dfl_from_log_probs(log_probs: jax.Array, target: jax.Array, margin: float) 
     return -(picked_left * weight_left + picked_right * weight_right)
 
 
-def _concat_levels(outputs: jax.Array | Sequence[jax.Array]) -> jax.Array:
+def _concat_levels(outputs: jax.Array | Sequence[jax.Array], argname: str = "outputs") -> jax.Array:
     """``[B, A, no]`` from one array or from per-level NHWC maps ``[B, H, W, no]`` (row-major, levels in order)."""
     if isinstance(outputs, (list, tuple)):
         if not outputs:
-            raise _checks.fail_value("outputs", "a [B, A, no] array or a non-empty sequence of [B, H, W, no]", outputs)
+            raise _checks.fail_value(argname, "a [B, A, no] array or a non-empty sequence of [B, H, W, no]", outputs)
         levels = []
         for level in outputs:
-            level = _checks.floating(level, "outputs", shape="[B, H, W, no] per level")
+            level = _checks.floating(level, argname, shape="[B, H, W, no] per level")
             if level.ndim != 4 or level.shape[0] != outputs[0].shape[0] or level.shape[-1] != outputs[0].shape[-1]:
-                raise _checks.fail_shape("outputs", "[B, H, W, no] per level (same B and no)", level)
+                raise _checks.fail_shape(argname, "[B, H, W, no] per level (same B and no)", level)
             levels.append(level.reshape(level.shape[0], -1, level.shape[-1]))
         return jnp.concatenate(levels, axis=1)
-    outputs = _checks.floating(outputs, "outputs", shape="[B, A, no]")
+    outputs = _checks.floating(outputs, argname, shape="[B, A, no]")
     if outputs.ndim != 3:
-        raise _checks.fail_shape("outputs", "[B, A, no] or a sequence of [B, H, W, no]", outputs)
+        raise _checks.fail_shape(argname, "[B, A, no] or a sequence of [B, H, W, no]", outputs)
     return outputs
 
 
@@ -220,19 +220,39 @@ def _check_outputs(outputs, anchor_points, anchor_strides, reg_max):
     return x, anchor_points, anchor_strides, reg_max
 
 
-def _decode(x: jax.Array, anchor_points: jax.Array, reg_max: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``(bin log-probabilities [B, A, 4, R], logits [B, A, C], pred_boxes [B, A, 4] xyxy grid units)``.
+def _decode_distances(x: jax.Array, reg_max: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(bin log-probabilities [B, A, 4, R], logits [B, A, C], distances [B, A, 4] grid units)``.
 
-    One ``log_softmax`` serves both the DFL term and the decoded boxes (:func:`jaxdet.tal.dfl_decode`'s
-    expectation of its ``exp``). With ``reg_max = 1`` the first output is the raw distances ``[B, A, 4]``."""
+    One ``log_softmax`` serves both the DFL term and the expected distances (:func:`jaxdet.tal.dfl_decode`'s
+    expectation of its ``exp``). With ``reg_max = 1`` the first output is the raw distances ``[B, A, 4]``, as the
+    third."""
     b, a, _ = x.shape
     # One split (its gradient a concatenation), not two slices (whose gradients XLA adds as two padded copies).
     dist, logits = jnp.split(x, [4 * reg_max], axis=-1)
     if reg_max == 1:
-        return dist, logits, dist2bbox(dist, anchor_points)
+        return dist, logits, dist
     log_probs = jax.nn.log_softmax(dist.reshape(b, a, 4, reg_max), axis=-1)
-    pred_boxes = dist2bbox(dfl_expectation(jnp.exp(log_probs)), anchor_points)
-    return log_probs, logits, pred_boxes
+    return log_probs, logits, dfl_expectation(jnp.exp(log_probs))
+
+
+def _decode(x: jax.Array, anchor_points: jax.Array, reg_max: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """:func:`_decode_distances` with the distances as ``pred_boxes [B, A, 4]`` xyxy grid units."""
+    first, logits, distances = _decode_distances(x, reg_max)
+    return first, logits, dist2bbox(distances, anchor_points)
+
+
+def _distance_term(
+    first: jax.Array, target_dist: jax.Array, anchor_strides: jax.Array, size: jax.Array | None, reg_max: int
+) -> tuple[jax.Array, str]:
+    """The per-anchor distance term ``[B, A]`` and its name: DFL of the bin log-probabilities ``first`` at the target
+    distances ``[B, A, 4]`` (grid units, clipped to ``[0, R − 1 − 0.01]`` here), or with ``reg_max = 1`` the L1 of
+    the raw distances ``first`` in pixels over the image width and height ``size`` (module doc)."""
+    if reg_max == 1:  # YOLO26: L1 on the distances in pixels over the image width (l, r) and height (t, b)
+        stride, sides = anchor_strides[:, None], jnp.tile(size[::-1].astype(first.dtype), 2)  # [A, 1], [4] (W, H, W, H)
+        diff = first * stride / sides - target_dist * stride / sides  # [B, A, 4]
+        # |diff| with torch's l1_loss gradient sign(diff), 0 at diff = 0 (jnp.abs has 1 there)
+        return jnp.mean(diff * jax.lax.stop_gradient(jnp.sign(diff)), axis=-1), "l1"
+    return jnp.mean(_dfl_from_log_probs(first, target_dist, DFL_MARGIN), axis=-1), "dfl"
 
 
 def _image_size(outputs, anchor_strides, image_size, reg_max: int) -> jax.Array | None:
@@ -390,17 +410,9 @@ def yolov8_loss_from_targets(
         cls_per_anchor = (1 + factors["beta_r"]) * cls_per_anchor
         box_per_anchor = (1 + factors["beta_c"]) * box_per_anchor
 
-    if reg_max == 1:  # YOLO26: L1 on the distances in pixels over the image width (l, r) and height (t, b)
-        target_dist = bbox2dist(anchor_points, target_boxes)  # [B, A, 4] grid units, unclipped
-        stride, sides = anchor_strides[:, None], jnp.tile(size[::-1].astype(x.dtype), 2)  # [A, 1], [4] (W, H, W, H)
-        diff = dist * stride / sides - target_dist * stride / sides  # [B, A, 4]
-        # |diff| with torch's l1_loss gradient sign(diff), 0 at diff = 0 (jnp.abs has 1 there)
-        dist_per_anchor = jnp.mean(diff * jax.lax.stop_gradient(jnp.sign(diff)), axis=-1)  # [B, A]
-        dist_name = "l1"
-    else:
-        target_dist = bbox2dist(anchor_points, target_boxes, max_distance=reg_max - 1 - DFL_MARGIN)  # [B, A, 4]
-        dist_per_anchor = jnp.mean(_dfl_from_log_probs(dist, target_dist, DFL_MARGIN), axis=-1)  # [B, A]
-        dist_name = "dfl"
+    max_distance = None if reg_max == 1 else reg_max - 1 - DFL_MARGIN  # the L1 target is unclipped
+    target_dist = bbox2dist(anchor_points, target_boxes, max_distance=max_distance)  # [B, A, 4] grid units
+    dist_per_anchor, dist_name = _distance_term(dist, target_dist, anchor_strides, size, reg_max)  # [B, A]
 
     terms = {
         "box": gains["box"] * jnp.sum(jnp.where(fg, box_per_anchor * weight, 0)) / normaliser,

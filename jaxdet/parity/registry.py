@@ -17,6 +17,7 @@ CASE_MODULES: tuple[str, ...] = (
     "jaxdet.parity.cases_hybrid",
     "jaxdet.parity.cases_yolov8",
     "jaxdet.parity.cases_yolo26",
+    "jaxdet.parity.cases_obb",
     "jaxdet.parity.cases_yolo_model",
     "jaxdet.parity.cases_yolo_obb",
     "jaxdet.parity.cases_rotated_nms",
