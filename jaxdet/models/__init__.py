@@ -12,7 +12,8 @@ Public API:
   heads (the last three one family: :mod:`jaxdet.models.yolov8_head`, :mod:`jaxdet.models.yolo26_head`).
 - :func:`build_detector` ``(model_cfg, *, num_classes, rngs)`` — the head's network; ``model(images
   [N, H, W, 3])`` returns the raw head tensor ``[N, S, S, D]``.
-- :class:`YOLO` — the ultralytics YOLOv8 / YOLO11 / YOLO26 networks, ``YOLO(version="v8" | "11" | "26", scale=...)``
+- :class:`YOLO` — the ultralytics YOLOv8 / YOLO11 / YOLO26 networks, ``YOLO(version="v8" | "11" | "26", scale=...)``,
+  and their oriented-box forms with ``task="obb"`` (the ``-obb`` yamls: one raw angle channel more per level)
   (:mod:`jaxdet.models.yolo`, blocks in :mod:`jaxdet.models.blocks`);
   :func:`load_ultralytics` (state dict, ``DetectionModel`` or ``.pt`` -> :class:`YOLO`, version detected) and
   :func:`export_ultralytics` (-> an ultralytics state dict) in :mod:`jaxdet.models.ultralytics_io`.
