@@ -1,7 +1,9 @@
 """The oriented-box YOLO networks (``YOLO(task="obb")``: v8, 11, 26) against ultralytics' ``OBBModel`` and its
 ``OBB`` / ``OBB26`` heads: builds, the head alone (fast, float64), weight import/export, errors, model parity.
 
-The model parity rows (:mod:`jaxdet.parity.cases_yolo_obb`) run here in float64 (rel ≤ 1e-10); they, the round
+The model parity rows (:mod:`jaxdet.parity.cases_yolo_obb`: outputs, BatchNorm statistics, and the model through
+:func:`jaxdet.losses.obb.obb_loss` against ``v8OBBLoss`` / ``E2ELoss``) run here in float64 (rel ≤ 1e-10 for the
+outputs, 1e-8 for the loss rows' parameter gradients); they, the round
 trips through ultralytics and everything else that compiles a full network are ``slow``. The fast tests build the
 networks abstractly (``nnx.eval_shape``) or compile only a head on small feature maps.
 """
