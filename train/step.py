@@ -21,10 +21,10 @@ pure function ``(state, batch) -> (state, metrics)`` of the state dict::
 accumulated batches reach ``accumulate(i)``; the EMA moves after each update.
 
 **Non-finite steps.** A step whose loss or gradients are not finite changes nothing but ``step`` (the batch is
-consumed): params, model state, optimizer state, loss state, accumulator and EMA stay as they were, as if the
-batch had not been there, and ``skipped_steps`` / ``nonfinite_run`` count it. (``optax.apply_if_finite`` does this for
-the
-optimizer alone; the train state also holds batch statistics and the loss state.)
+consumed): a ``lax.cond`` keeps params, model state, optimizer state, loss state, accumulator and EMA as they
+were, as if the batch had not been there, and ``skipped_steps`` / ``nonfinite_run`` count it.
+(``optax.apply_if_finite`` does this for the optimizer alone; the train state also holds batch statistics and the
+loss state.)
 
 The loss has one arity: ``loss_fn(outputs, batch, *, step, state) -> (loss, metrics, state)``. The forward pass
 runs in train mode; the model variables it updates (batch statistics) are written back into ``model_state``.
@@ -108,6 +108,10 @@ def make_recipe_init_fn(train_cfg: ml_collections.ConfigDict, build_model, *, se
     return recipe, graphdef, init_fn
 
 
+#: the state entries every finite batch changes (plus "accum" and "ema" when the state has them).
+_LEARNED = ("model_state", "loss_state", "opt_state", "params")
+
+
 def _where(cond, new, old):
     """``new`` where the scalar ``cond`` holds, else ``old`` (same-structured pytrees)."""
     return jax.tree.map(lambda n, o: jnp.where(cond, n, o), new, old)
@@ -148,32 +152,43 @@ def make_train_step(graphdef, *, loss_fn, tx, lr_schedule, schedules=None, accum
         )
         finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
         scaled = grads if grad_scale == 1.0 else jax.tree.map(lambda g: g * grad_scale, grads)
-        learned = {"model_state": model_state, "loss_state": loss_state}
         if accumulate is None:
             update_now = jnp.asarray(True)
-            updates, learned["opt_state"] = tx.update(
-                scaled, state["opt_state"], state["params"], batch_index=batch_index
-            )
-            learned["params"] = optax.apply_updates(state["params"], updates)
         else:
             summed = jax.tree.map(jnp.add, state["accum"]["grads"], scaled)
             count = state["accum"]["count"] + 1  # batches in ``summed``
             update_now = count >= accumulate(batch_index)
-            updates, opt_state = tx.update(summed, state["opt_state"], state["params"], batch_index=batch_index)
-            params = optax.apply_updates(state["params"], updates)
-            learned["params"] = _where(update_now, params, state["params"])
-            learned["opt_state"] = _where(update_now, opt_state, state["opt_state"])
-            learned["accum"] = {
-                "grads": jax.tree.map(lambda s: jnp.where(update_now, jnp.zeros_like(s), s), summed),
-                "count": jnp.where(update_now, 0, count),
-            }
-        if ema is not None:
-            moved = recipe_lib.ema_update(state["ema"], learned["params"], model_state, decay=ema[0], tau=ema[1])
-            learned["ema"] = _where(update_now, moved, state["ema"])
-        kept = {k: state[k] for k in learned}
+
+        def learn():
+            """The variables this batch changes when it is finite."""
+            learned = {"model_state": model_state, "loss_state": loss_state}
+            if accumulate is None:
+                updates, learned["opt_state"] = tx.update(
+                    scaled, state["opt_state"], state["params"], batch_index=batch_index
+                )
+                learned["params"] = optax.apply_updates(state["params"], updates)
+            else:
+                updates, opt_state = tx.update(summed, state["opt_state"], state["params"], batch_index=batch_index)
+                params = optax.apply_updates(state["params"], updates)
+                learned["params"] = _where(update_now, params, state["params"])
+                learned["opt_state"] = _where(update_now, opt_state, state["opt_state"])
+                learned["accum"] = {
+                    "grads": jax.tree.map(lambda s: jnp.where(update_now, jnp.zeros_like(s), s), summed),
+                    "count": jnp.where(update_now, 0, count),
+                }
+            if ema is not None:
+                moved = recipe_lib.ema_update(state["ema"], learned["params"], model_state, decay=ema[0], tau=ema[1])
+                learned["ema"] = _where(update_now, moved, state["ema"])
+            return learned
+
+        # A cond, not a select of both: XLA copies the scalar ``finite`` (a chain over every gradient leaf) into
+        # each leaf's update kernel, so a select makes the program quadratic in the number of leaves (YOLO26n's 367
+        # leaves: 4x the compile time of YOLOv8n's 184; benchmarks/investigations/step_compile_time.py).
+        names = _LEARNED + (("accum",) if accumulate is not None else ()) + (("ema",) if ema is not None else ())
+        learned = jax.lax.cond(finite, learn, lambda: {k: state[k] for k in names})
         new_state = dict(
             state,
-            **_where(finite, learned, kept),
+            **learned,
             step=step + 1,
             skipped_steps=state["skipped_steps"] + (~finite).astype(jnp.int32),
             nonfinite_run=jnp.where(finite, 0, state["nonfinite_run"] + 1),
