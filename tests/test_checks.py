@@ -34,6 +34,7 @@ from jaxdet import (
     nms,
     nms_free,
     polygons,
+    rboxes,
     rotated_metrics,
     schedules,
     tal,
@@ -53,7 +54,7 @@ from jaxdet.data import (
     writers,
     yolo_augment,
 )
-from jaxdet.losses import focal, harmonic, hybrid, ssd, vertex, yolo, yolo26, yolov8
+from jaxdet.losses import focal, harmonic, hybrid, obb, ssd, vertex, yolo, yolo26, yolov8
 from jaxdet.models import conv, detector, inputs, polygon_head, registry, ultralytics_io, yolov1_head
 from train import drawing, tables
 
@@ -568,6 +569,36 @@ CASES += [
           "value"),
     _case(nms_free.nms_free_decode, lambda: nms_free.nms_free_decode(jnp.zeros((1, _A, 4)), _PTS, _STRIDES),
           "outputs", "shape", "C >= 1"),
+]
+
+_RB = jnp.ones((3, 5))
+_OBB_GT = (jnp.zeros((1, 2), jnp.int32), jnp.zeros((1, 2, 5)), jnp.ones((1, 2), bool))
+
+CASES += [
+    # rotated boxes, the rotated assignment and the OBB loss
+    _case(rboxes.rbox_covariance, lambda: rboxes.rbox_covariance(_RB, floor=-0.01), "floor", "value", ">= 0"),
+    _case(rboxes.probiou, lambda: rboxes.probiou(_RB, jnp.ones((2, 5))), "boxes2", "shape", "broadcastable"),
+    _case(rboxes.probiou_pairwise, lambda: rboxes.probiou_pairwise(jnp.ones(5), _RB), "boxes1", "shape",
+          "[..., N, 5]"),
+    _case(rboxes.rbox_corners, lambda: rboxes.rbox_corners(jnp.ones((3, 4))), "rboxes", "shape", "[..., 5]"),
+    _case(rboxes.regularize_rboxes, lambda: rboxes.regularize_rboxes(_RB.astype(jnp.int32)), "rboxes", "dtype",
+          "floating"),
+    _case(tal.dist2rbox, lambda: tal.dist2rbox(jnp.zeros((3, 4)), jnp.zeros((3, 2)), jnp.zeros((3, 2))), "angle",
+          "shape", "[..., 1]"),
+    _case(tal.rbox2dist, lambda: tal.rbox2dist(jnp.zeros((3, 2)), jnp.zeros((3, 4)), jnp.zeros((3, 1)),
+                                               max_distance=-1.0), "max_distance", "value", ">= 0"),
+    _case(tal.rotated_task_aligned_assign, lambda: tal.rotated_task_aligned_assign(
+        jnp.zeros((1, _A, 3)), jnp.zeros((1, _A, 4)), _PTS, *_OBB_GT), "pred_boxes", "shape", "[B, A, 5]"),
+    _case(obb.obb_decode, lambda: obb.obb_decode(jnp.zeros((1, _A, 67)), jnp.zeros((1, _A, 2)), _PTS, _STRIDES),
+          "angles", "shape", "[B, A, 1]"),
+    _case(obb.obb_loss, lambda: obb.obb_loss(jnp.zeros((1, _A, 67)), jnp.zeros((1, _A, 1)), _PTS, _STRIDES,
+                                             *_OBB_GT, topk=2, box_loss="giou"), "box_loss", "choice", "'mgiou'"),
+    _case(obb.obb_loss_from_targets, lambda: obb.obb_loss_from_targets(
+        jnp.zeros((1, _A, 67)), jnp.zeros((1, _A, 1)), _PTS, _STRIDES, None, angle_activation="tanh"),
+        "angle_activation", "choice", "'sigmoid'"),
+    _case(obb.obb_e2e_loss, lambda: obb.obb_e2e_loss({"one2many": jnp.zeros((1, _A, 7))},
+                                                     {"one2many": jnp.zeros((1, _A, 1))}, _PTS, _STRIDES, *_OBB_GT),
+          "outputs", "keys", "one2one"),
 ]
 
 CASES += [

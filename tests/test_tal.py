@@ -18,12 +18,18 @@ from ultralytics.utils import tal as utal
 from ultralytics.utils.tal import make_anchors
 
 from jaxdet.parity import cases_yolov8 as cases
+from jaxdet.parity.cases_obb import rtal_torch
 from jaxdet.parity.torch_yolov8 import tal_torch
+from jaxdet.rboxes import probiou as rboxes_probiou
+from jaxdet.tal import _XYWHR as XYWHR
 from jaxdet.tal import (
     bbox2dist,
     dfl_decode,
     dist2bbox,
+    dist2rbox,
     make_anchor_points,
+    rbox2dist,
+    rotated_task_aligned_assign,
     task_aligned_assign,
 )
 
@@ -309,3 +315,121 @@ def test_geometry_errors():
         dfl_decode(np.zeros((3, 60)))
     with pytest.raises(ValueError, match="max_distance"):
         bbox2dist(np.zeros((3, 2)), np.zeros((3, 4)), max_distance=-1.0)
+
+
+# --------------------------------------------------------------------------------------- rotated boxes (OBB)
+
+rotated_assign = jax.jit(rotated_task_aligned_assign,
+                         static_argnames=("score_target", "gt_chunk_size", "topk", "min_gt_side", "topk2"))
+
+
+def _rotated_problem(rng, num_gt=6, batch=2, image=64, classes=3):
+    """``(scores [B, A, C], pred_rboxes [B, A, 5] px, points [A, 2] px, labels, gt_rboxes [B, G, 5] px, valid)``."""
+    anchors = make_anchor_points([(image // s, image // s) for s in (8, 16, 32)], (8, 16, 32))
+    points = np.asarray(anchors.points * anchors.strides[:, None])
+    a = points.shape[0]
+    scores = rng.uniform(0.05, 0.95, (batch, a, classes)).astype(np.float32)
+    pred = np.concatenate([points + rng.normal(0, 3, (batch, a, 2)), rng.uniform(4, 30, (batch, a, 2)),
+                           rng.uniform(-np.pi / 4, 3 * np.pi / 4, (batch, a, 1))], -1).astype(np.float32)
+    size = rng.uniform(4, image / 2, (batch, num_gt, 2))
+    centre = rng.uniform(size.max(-1, keepdims=True).repeat(2, -1) / 2, image - size.max(-1, keepdims=True) / 2)
+    gt = np.concatenate([centre, size, rng.uniform(0, np.pi / 2, (batch, num_gt, 1))], -1).astype(np.float32)
+    labels = rng.integers(0, classes, (batch, num_gt)).astype(np.int32)
+    return scores, pred, points.astype(np.float32), labels, gt, np.ones((batch, num_gt), bool)
+
+
+def test_rotated_box_coding_matches_ultralytics(x64):
+    rng = np.random.default_rng(20)
+    points = rng.uniform(0, 40, (5, 7, 2))
+    distances = rng.uniform(0, 15, (5, 7, 4))
+    angle = rng.uniform(-np.pi, np.pi, (5, 7, 1))
+    ours = dist2rbox(distances, angle, points)
+    np.testing.assert_allclose(ours, utal.dist2rbox(*_torch(distances, angle, points)).numpy(), rtol=0, atol=1e-13)
+    np.testing.assert_allclose(rbox2dist(points, ours, angle), distances, atol=1e-12)
+    theirs = utal.rbox2dist(*_torch(np.asarray(ours), points, angle), reg_max=15 - 1)
+    np.testing.assert_array_equal(rbox2dist(points, ours, angle, max_distance=15 - 1 - 0.01), theirs.numpy())
+
+
+@pytest.mark.parametrize("min_gt_side", [16.0, 0.0])
+def test_rotated_candidates_match_ultralytics_select_candidates_in_gts(x64, min_gt_side):
+    """The in-rotated-box test, edges included, with the small sides enlarged (behaviour 1 of the rotated
+    assigner): exactly ultralytics' mask, on anchors that lie exactly on box edges too."""
+    rng = np.random.default_rng(21)
+    _, _, points, _, gt, valid = _rotated_problem(rng, num_gt=12)
+    points, gt = points.astype(np.float64), gt.astype(np.float64)
+    gt[:, :3, :2] = points[[5, 9, 40]] + np.array([4.0, 0.0])  # edges through anchors: axis-aligned 8-px boxes
+    gt[:, :3, 2:] = [8.0, 8.0, 0.0]
+    gt[:, 3, 2:4] = [3.0, 1.0]  # sides under min_gt_side
+    valid[1, 4] = False
+    ours = XYWHR.candidates(points, gt[:, :, None, :], valid[:, :, None], min_gt_side, 1e-9)
+    assigner = utal.RotatedTaskAlignedAssigner(topk=10, num_classes=3, stride=[8, max(min_gt_side, 1e-30), 32])
+    theirs = assigner.select_candidates_in_gts(*_torch(points, gt), torch.from_numpy(valid[..., None] * 1.0))
+    np.testing.assert_array_equal(ours, theirs.numpy())
+    assert np.asarray(ours).any()
+
+
+@pytest.mark.parametrize("chunk", [1, 4])
+def test_rotated_chunking_over_gts_changes_nothing(chunk):
+    inputs = _rotated_problem(np.random.default_rng(22), num_gt=9)
+    whole = rotated_assign(*inputs)
+    chunked = rotated_assign(*inputs, gt_chunk_size=chunk)
+    for field in whole._fields:
+        np.testing.assert_array_equal(getattr(chunked, field), getattr(whole, field), err_msg=field)
+    assert whole.boxes.shape == (2, inputs[1].shape[1], 5) and bool(whole.fg_mask.any())
+
+
+def test_rotated_matches_ultralytics_with_topk2(x64):
+    """The rotated assigner with YOLO26-OBB's one-to-one topk=7, topk2=1, every field (float64)."""
+    inputs = [x.astype(np.float64) if x.dtype == np.float32 else x
+              for x in _rotated_problem(np.random.default_rng(23), num_gt=9)]
+    ours = rotated_task_aligned_assign(*inputs, topk=7, topk2=1)
+    theirs = rtal_torch(*_torch(*inputs), topk=7, topk2=1)
+    for field in ("fg_mask", "gt_index", "labels"):
+        np.testing.assert_array_equal(getattr(ours, field), theirs[field].numpy(), err_msg=field)
+    for field in ("boxes", "scores"):
+        np.testing.assert_allclose(getattr(ours, field), theirs[field].numpy(), rtol=1e-12, atol=1e-15, err_msg=field)
+
+
+def test_rotated_score_target_stop_and_through(x64):
+    """Case 2: the rotated soft scores carry no gradient. Case 1: they carry one to the class scores and the
+    rotated boxes (ProbIoU inside the metric has no constant factor, so it is the true derivative of
+    t·max u/(max t + eps) with the assignment held: finite differences, float64, both inputs)."""
+    inputs = [np.asarray(x, np.float64) if np.issubdtype(np.asarray(x).dtype, np.floating) else x
+              for x in _rotated_problem(np.random.default_rng(24), num_gt=4)]
+    scores, pred, points, labels, gt, valid = inputs
+    probe = np.random.default_rng(25).normal(size=scores.shape)
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def weighted(path, s, b):
+        return jnp.sum(rotated_task_aligned_assign(s, b, points, labels, gt, valid, score_target=path).scores * probe)
+
+    stop = jax.grad(weighted, argnums=(1, 2))("stop", scores, pred)
+    assert all(float(jnp.abs(g).max()) == 0 for g in stop)
+    through = jax.grad(weighted, argnums=(1, 2))("through", scores, pred)
+    assert all(float(jnp.abs(g).max()) > 0 for g in through)
+    check_grads(lambda s, b: weighted("through", s, b), (scores, pred), order=1, modes=("rev",), eps=1e-6,
+                atol=1e-5, rtol=1e-5)
+
+
+def test_metric_ranking_survives_float32_underflow():
+    """Behaviour 9: with β = 6, overlaps below 4.8e-7 make t = s^α u^β subnormal in float32 (flushed to 0 by
+    XLA:CPU). The top-k ranks 2^(mβ) t, so a GT whose candidates all have such overlaps still takes the anchors of
+    largest metric, as float64 (and torch's subnormals) do, not the lowest-index ones."""
+    rng = np.random.default_rng(26)
+    scores, pred, points, labels, gt, valid = _rotated_problem(rng, num_gt=1, batch=1)
+    gt[0, 0] = [32.0, 32.0, 40.0, 40.0, 0.0]
+    pred[0] = [85.0, 85.0, 0.5, 0.5, 0.0]  # every prediction the same box far off: one ProbIoU, 2.8e-7
+    with jax.enable_x64(True):
+        u = float(rboxes_probiou(gt[0, 0].astype(np.float64), pred[0, 0].astype(np.float64)))
+        ours64 = rotated_task_aligned_assign(*[x.astype(np.float64) if x.dtype == np.float32 else x
+                                               for x in (scores, pred, points, labels, gt, valid)], topk=3)
+    assert 0 < u < 4.8e-7 and float(jnp.float32(u) ** 6) == 0.0  # the case of behaviour 9
+    ours32 = rotated_task_aligned_assign(scores, pred, points, labels, gt, valid, topk=3)
+    np.testing.assert_array_equal(ours32.fg_mask, ours64.fg_mask)
+    np.testing.assert_array_equal(ours32.gt_index, ours64.gt_index)
+    # the three of largest score among the candidates, not the three candidates of lowest index
+    fg = np.flatnonzero(np.asarray(ours32.fg_mask)[0])
+    inside = np.flatnonzero((np.abs(points - 32.0) < 20.0).all(-1))
+    assert len(fg) == 3 and set(fg) != set(inside[:3])
+    best = inside[np.argsort(-scores[0, inside, labels[0, 0]])[:3]]
+    assert set(fg) == set(best)

@@ -15,7 +15,8 @@ CASES = [case for case in all_cases() if "_model_" not in case.name]
 #: rows that take 5-20 s each on a 2-core CPU (the v8 loss at 8,400 anchors, MGIoU on many polygons, the hybrid
 #: loss, TAL with many GTs): the fast path (``-m "not slow"``) runs the other rows of each family.
 SLOW_ROWS = ("yolov8_loss", "mgiou_loss", "hybrid_polygon_loss (none)", "hybrid_polygon_loss (grad_norm)",
-             "task_aligned_assign (G=300)", "musgd_", "yolo26_loss", "task_aligned_assign (topk=7")
+             "task_aligned_assign (G=300)", "musgd_", "yolo26_loss", "task_aligned_assign (topk=7", "obb_loss",
+             "rotated_task_aligned_assign (G=300)")
 
 
 def _param(case):
