@@ -34,7 +34,6 @@ from jaxdet.losses.obb import obb_e2e_loss, obb_loss
 from jaxdet.parity.cases_yolo_model import (
     LOSS_IMAGE,
     NUM_CLASSES,
-    RTOL32_LOSS,
     STRIDES,
     _abstract,
     _wrt,
@@ -48,6 +47,12 @@ from jaxdet.tal import make_anchor_points
 
 #: the OBB models with rows, as ultralytics names their yaml (``<name>.yaml``).
 OBB_MODELS = ("yolov8n-obb", "yolo11n-obb", "yolo26n-obb")
+#: float32 tolerances of the loss rows (jaxdet's float32 against torch's float64 result). torch's own float32
+#: parameter gradients are further from its float64 ones than jaxdet's: yolov8n-obb 1.8e-4 against jaxdet's 1.2e-4
+#: (the row's max relative error 1.5e-4; tests/models/test_yolo_obb.py checks jaxdet's against torch's own);
+#: yolo11n-obb 2.0e-3 and yolo26n-obb 5.0e-4 (jaxdet) sit in the C3k2/C2PSA networks' 5e-3 of
+#: :data:`jaxdet.parity.cases_yolo_model.RTOL32_LOSS`.
+RTOL32_LOSS = {"yolov8n-obb": 5e-4, "yolo11n-obb": 5e-3, "yolo26n-obb": 5e-3}
 
 
 def make_obb_loss_inputs(rng: np.random.Generator, *, name: str) -> tuple[np.ndarray, ...]:
@@ -116,7 +121,7 @@ def loss_case(name: str) -> ParityCase:
         make_inputs=functools.partial(make_obb_loss_inputs, name=name),
         wrt=_wrt(name, train=True),
         rtol64=1e-8,
-        rtol32=RTOL32_LOSS[name.removesuffix("-obb")],
+        rtol32=RTOL32_LOSS[name],
     )
 
 

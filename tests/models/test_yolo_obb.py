@@ -31,7 +31,7 @@ from jaxdet.models import export_ultralytics, load_ultralytics  # noqa: E402
 from jaxdet.models.blocks import OBB  # noqa: E402
 from jaxdet.models.ultralytics_io import detect_task, detect_version, tensor_name  # noqa: E402
 from jaxdet.models.yolo import YOLO, count_params  # noqa: E402
-from jaxdet.parity import cases_yolo_model, cases_yolo_obb  # noqa: E402
+from jaxdet.parity import cases_yolo_model, cases_yolo_obb, core  # noqa: E402
 from jaxdet.parity.core import run_case  # noqa: E402
 
 
@@ -213,3 +213,23 @@ def test_parity_with_ultralytics(case):
     report = run_case(case, seed=0, dtypes=("float64",))
     print("\n" + report.table())
     assert report.passed(), "\n" + report.table()
+
+
+@pytest.mark.slow
+def test_loss_float32_gradients_as_close_to_float64_as_torch_float32():
+    """yolov8n_obb_model_loss in float32: jaxdet's parameter gradients and torch's, each against torch's float64
+    ones. Measured: jaxdet 1.2e-4, torch 1.8e-4 (so the row's float32 tolerance is 5e-4, not the YOLOv8n's 1e-4,
+    which torch itself would miss). The check: jaxdet's float32 error is at most torch's own, with a 25 % margin
+    for thread-dependent summation orders."""
+    case = next(c for c in cases_yolo_obb.cases() if c.name == "yolov8n_obb_model_loss")
+    inputs = case.make_inputs(np.random.default_rng(0))
+    c64, c32 = core._cast(inputs, "float64"), core._cast(inputs, "float32")
+    with jax.enable_x64(True):
+        _, cotangents, _ = core._jax_side(case.jax_fn, c64, case.wrt, 0)
+    _, truth = core._torch_side(case.torch_fn, c64, case.wrt, cotangents)
+    _, cotangents32, ours = core._jax_side(case.jax_fn, c32, case.wrt, 0)
+    _, theirs = core._torch_side(case.torch_fn, c32, case.wrt, cotangents32)
+    ours_err, theirs_err = core._errors(ours, truth)[1], core._errors(theirs, truth)[1]
+    print(f"yolov8n_obb_model_loss float32 gradients vs torch float64: jaxdet {ours_err:.2e}, torch {theirs_err:.2e}")
+    assert 0 < theirs_err < 1e-2
+    assert ours_err <= 1.25 * theirs_err
