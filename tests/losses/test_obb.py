@@ -125,8 +125,8 @@ def test_per_level_outputs_equal_concatenated():
     angle_levels = [o.reshape(BATCH, IMAGE // s, IMAGE // s, 1)
                     for o, s in zip(np.split(angles, split, 1), (8, 16, 32))]
     points, strides = ANCHORS
-    a = obb_loss(outputs, angles, points, strides, labels, boxes, valid)
-    b = obb_loss(levels, angle_levels, points, strides, labels, boxes, valid)
+    total = jax.jit(lambda x, a: obb_loss(x, a, points, strides, labels, boxes, valid))
+    a, b = total(outputs, angles), total(levels, angle_levels)
     np.testing.assert_allclose(a.total, b.total, rtol=1e-6)
 
 
@@ -183,6 +183,7 @@ def test_case2_stop_isolates_the_terms():
     assert float(jnp.abs(grads["angle"][1]).max()) > 0 and float(jnp.abs(grads["box"][1]).max()) > 0
 
 
+@pytest.mark.slow
 def test_case1_through_is_the_total_derivative_and_case2_the_partial(x64):
     """With L(x, t) the loss from targets t and t(x) the soft score: Case 2's gradient is ∂L/∂x at fixed t, Case 1's
     is ∂L/∂x + (∂t/∂x)ᵀ ∂L/∂t (x: the outputs and the angles); Case 1's class term moves the box channels and the
@@ -288,6 +289,7 @@ FAMILIES = ("zero_width", "zero_height", "point", "identical", "right_angle", "f
             "garbage_padding", "normal")
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     config=st.sampled_from(sorted(CONFIGS)),
