@@ -305,7 +305,8 @@ class TaskAlignedTargets(NamedTuple):
 
     Attributes:
       labels: ``[B, A]`` int32 class of the assigned GT (of GT 0 for background anchors, as ultralytics).
-      boxes: ``[B, A, 4]`` the assigned GT box (GT 0's for background anchors).
+      boxes: ``[B, A, 4]`` the assigned GT box (GT 0's for background anchors); ``[B, A, 5]`` xywhr from
+        :func:`rotated_task_aligned_assign`.
       scores: ``[B, A, C]`` soft classification targets: the normalised alignment metric at the GT's class of a
         foreground anchor, 0 elsewhere.
       fg_mask: ``[B, A]`` bool, the foreground anchors.
@@ -374,14 +375,13 @@ class _Geometry(NamedTuple):
     ``(points, gt_boxes, valid, min_gt_side, eps) -> bool`` and the overlap ``(gt_boxes, pred_boxes) -> u``
     (clamped at 0 by the assignment), both broadcasting over leading axes."""
 
-    name: str
     size: int
     candidates: Callable[..., jax.Array]
     overlap: Callable[[jax.Array, jax.Array], jax.Array]
 
 
-_XYXY = _Geometry("[..., 4] xyxy", 4, _candidates_xyxy, _overlap_ciou)
-_XYWHR = _Geometry("[..., 5] xywhr", 5, _candidates_xywhr, _overlap_probiou)
+_XYXY = _Geometry(4, _candidates_xyxy, _overlap_ciou)
+_XYWHR = _Geometry(5, _candidates_xywhr, _overlap_probiou)
 
 
 def _overlap_and_metric(
