@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from jaxdet.losses.obb import obb_loss
-from jaxdet.parity.cases_yolov8 import BATCH, CLASSES, IMAGE, anchors_pixels
+from jaxdet.parity.cases_yolov8 import BATCH, CLASSES, IMAGE, anchors_pixels, labels_and_padding
 from jaxdet.parity.core import ParityCase
 from jaxdet.rboxes import probiou, probiou_pairwise
 from jaxdet.tal import rotated_task_aligned_assign
@@ -72,16 +72,7 @@ def gt_inputs(rng: np.random.Generator, num_gt: int) -> tuple[np.ndarray, np.nda
     radius = np.hypot(*np.maximum(size, 16.0).transpose(2, 0, 1))[..., None] / 2  # the enlarged box's circle
     low = np.concatenate([radius, radius + 12.0], axis=-1)  # clear of the first 12 px rows
     centre = rng.uniform(low, np.maximum(IMAGE - radius, low + 1))
-    boxes = np.concatenate([centre, size, angle], axis=-1)
-    if num_gt > 2:
-        boxes[:, 1] = boxes[:, 0]  # identical GTs
-    labels = rng.integers(0, CLASSES, (BATCH, num_gt)).astype(np.int32)
-    valid = rng.uniform(size=(BATCH, num_gt)) < 0.8
-    valid[BATCH - 1] = False  # an image without objects
-    valid &= not empty
-    boxes = np.where(valid[..., None], boxes, 0.0)  # ultralytics pads with zeros
-    labels = np.where(valid, labels, 0).astype(np.int32)
-    return labels, boxes, valid
+    return labels_and_padding(rng, np.concatenate([centre, size, angle], axis=-1), empty)
 
 
 def rtal_inputs(rng: np.random.Generator, num_gt: int) -> tuple[np.ndarray, ...]:

@@ -43,6 +43,14 @@ def gt_inputs(rng: np.random.Generator, num_gt: int) -> tuple[np.ndarray, np.nda
     low = size / 2 + np.array([0.0, 12.0])  # tops below y = 12 px
     centre = rng.uniform(low, IMAGE - size / 2)
     boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=-1)
+    return labels_and_padding(rng, boxes, empty)
+
+
+def labels_and_padding(rng: np.random.Generator, boxes: np.ndarray, empty: bool):
+    """``(labels [B, G] int32, boxes, valid [B, G])`` for GT boxes ``[B, G, D]``: the second GT a copy of the first
+    (identical GTs, when ``G > 2``), 80 % of the slots valid, none in the last image (none at all when ``empty``),
+    padding zeroed as ultralytics pads."""
+    num_gt = boxes.shape[1]
     if num_gt > 2:
         boxes[:, 1] = boxes[:, 0]  # identical GTs
     labels = rng.integers(0, CLASSES, (BATCH, num_gt)).astype(np.int32)
