@@ -22,8 +22,8 @@ values; the guards only change what would be NaN or infinite there:
   infinite; a degenerate box has :math:`\\det\\Sigma = 0`);
 - :math:`\\det(\\Sigma_1 + \\Sigma_2)`, non-negative in exact arithmetic, is clamped at 0: rounding can make it
   slightly negative for two collinear degenerate boxes, where ultralytics takes the log of a negative number;
-- ``CIoU=True``'s :math:`\\arctan(w/h)` takes its limit :math:`\\pm\\pi/2` (0 for ``w = h = 0``) at
-  :math:`h = 0` with a zero gradient;
+- ``CIoU=True``'s :math:`\\arctan(w/h)` is ``atan2(±w, |h|)`` (:math:`\\pm\\pi/2` at :math:`h = 0`), 0 with a
+  zero gradient where both sides are below about 1e-19 (float32; ultralytics: NaN at ``w = h = 0``);
 - the clamp of :math:`B_D` to ``[eps, 100]`` passes the gradient at its bounds, as ``torch.clamp``;
 - :math:`1 - e^{-B_D}` is ``-expm1(-B_D)``: for nearly identical boxes (:math:`B_D` near its floor ``eps``)
   ``1 - exp`` loses most of its digits in float32 (ultralytics' float32 ProbIoU of two identical boxes is off by
@@ -119,10 +119,13 @@ def _probiou(center1, cov1, center2, cov2, eps) -> jax.Array:
 
 
 def _atan_ratio(w: jax.Array, h: jax.Array) -> jax.Array:
-    """``atan(w / h)``, its limit at ``h = 0`` (``±π/2``, 0 for ``w = 0``) with a zero gradient there."""
-    zero = h == 0
-    limit = jnp.sign(w) * (math.pi / 2)
-    return jnp.where(zero, limit, jnp.arctan(w / jnp.where(zero, 1, h)))
+    """``atan(w / h)`` in ``[-π/2, π/2]`` as ``atan2(±w, |h|)``, with finite gradients: where ``w² + h²`` is not a
+    normal number (both sides under about 1e-19 in float32; ultralytics: NaN at ``w = h = 0``) it is 0 with a zero
+    gradient (``w / h``'s own gradient ``-w / h²`` overflows long before that)."""
+    norm2 = w * w + h * h
+    ok = norm2 > jnp.finfo(norm2.dtype).tiny
+    sign = jnp.where(h < 0, -1, 1).astype(w.dtype)
+    return jnp.where(ok, jnp.arctan2(jnp.where(ok, w, 1) * sign, jnp.where(ok, jnp.abs(h), 1)), 0)
 
 
 def probiou(boxes1, boxes2, *, ciou: bool = False, eps: float = PROBIOU_EPS, floor: float = 0.0) -> jax.Array:
