@@ -3,9 +3,9 @@
 The default config of ``python -m train``. 64 px images (a multiple of 32: levels 8×8, 4×4, 2×2), 2,000 batches
 of 16 (about 8 epochs of the 4,096 training images), trained with ultralytics' recipe (SGD, warm-up, model EMA;
 train/README.md) except for the nominal batch: ``train.nbs = 16``, an update every batch, where ultralytics sums
-the gradients of 4 batches of 16 (nbs 64). On a 2-core CPU the run took 8.9 minutes and ended at box mAP@.5
-0.979; an earlier 300 batches at nbs 64 (75 updates) ended at 0.03 (README, "The default config"). The BatchNorm
-statistics are trained in the model state, averaged by the EMA, and the EMA is evaluated.
+the gradients of 4 batches of 16 (nbs 64). On a 2-core CPU the run took 4 min 21 s and ended at box mAP@.5
+0.985 (train/README.md, "Measured runs"); an earlier 300 batches at nbs 64 (75 updates) ended at 0.03. The
+BatchNorm statistics are trained in the model state, averaged by the EMA, and the EMA is evaluated.
 ``--config.model.scale=s`` for YOLOv8s, ``--config.model.dtype=bfloat16`` for bf16 activations on GPU/TPU.
 
 Run with ``python -m train`` (or ``--config=configs/yolov8n_shapes.py``).
