@@ -105,12 +105,12 @@ class Checkpointer:
         ``<directory>.damaged/<step>-<time>``, so later saves at that step are not blocked and nothing is deleted.
         """
         for step in sorted(self.all_steps(), reverse=True):
+            self._raise_if_mismatch(step, abstract_state)  # before restoring: a failed restore leaves reads running
             try:
                 state, meta = self.restore(step, abstract_state)
             except Exception as err:  # orbax raises many kinds (ValueError, OSError, KeyError, ...)
                 _quiet_abandoned_coroutines()
                 path = os.path.join(self.directory, str(step))
-                self._raise_if_mismatch(step, abstract_state, err)
                 aside = os.path.join(self.directory + ".damaged", f"{step}-{int(time.time())}")
                 if jax.process_index() == 0:
                     os.makedirs(os.path.dirname(aside), exist_ok=True)
@@ -124,9 +124,11 @@ class Checkpointer:
             return step, state, meta
         return None
 
-    def _raise_if_mismatch(self, step: int, abstract_state: Any, err: Exception) -> None:
+    def _raise_if_mismatch(self, step: int, abstract_state: Any) -> None:
         """Raises :class:`CheckpointMismatchError` when checkpoint ``step`` can be read (its metadata) but its
-        arrays differ from ``abstract_state``'s; returns when it cannot be read (damage) or fits."""
+        arrays differ from ``abstract_state``'s; returns when it cannot be read (damage, found by the restore) or
+        fits. Checked before the restore: a restore that fails on a shape leaves TensorStore reads in flight,
+        whose callbacks print "Event loop is closed" tracebacks when the process exits."""
         state_dir = os.path.join(self.directory, str(step), "state")
         absl_logger = logging.getLogger("absl")
         level = absl_logger.level
@@ -142,15 +144,19 @@ class Checkpointer:
         want = _signature(abstract_state)
         if not have or have == want:
             return
-        only_saved = sum((have - want).values())
-        only_run = sum((want - have).values())
+        only_saved, only_run = have - want, want - have
+        example = ""
+        if only_saved and only_run:
+            (saved_shape, saved_dtype), (run_shape, run_dtype) = min(only_saved), min(only_run)
+            example = (f"; e.g. the checkpoint has {saved_dtype}{list(saved_shape)}, this config "
+                       f"{run_dtype}{list(run_shape)}")
         raise CheckpointMismatchError(
             f"checkpoint {os.path.join(self.directory, str(step))} is readable but holds another model's state "
-            f"({sum(have.values())} arrays, {only_saved} of them with shapes this config does not have; this "
-            f"config's state has {sum(want.values())}, {only_run} not in the checkpoint): "
-            f"{type(err).__name__}: {str(err).splitlines()[0][:200]}. It was left in place; pass another "
-            f"--workdir, or --config.train.resume=False to move the previous run aside and start over"
-        ) from None
+            f"({sum(have.values())} arrays, {sum(only_saved.values())} of them with shapes this config does not "
+            f"have; this config's state has {sum(want.values())}, {sum(only_run.values())} not in the checkpoint"
+            f"{example}). It was left in place; pass another --workdir, or --config.train.resume=False to move the "
+            "previous run aside and start over"
+        )
 
     def close(self) -> None:
         self.manager.wait_until_finished()

@@ -86,6 +86,7 @@ def test_a_readable_checkpoint_of_another_model_is_not_damage(tmp_path):
     proc = _train(work, "--config.train.steps=2", *OTHER_MODEL)
     assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"checkpoint {work / 'checkpoints' / '2'} is readable but holds another model's state" in proc.stderr
+    assert "e.g. the checkpoint has float32[" in proc.stderr
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
     assert not (work / "checkpoints.damaged").exists() and tp.checkpoint_steps(work) == [2]
 
