@@ -735,6 +735,7 @@ EXEMPT = {
     "jaxdet.data.image_cache.check_fits": "its error is a MemoryError naming the GiB (tests/data/test_image_cache.py)",
 }
 
+
 def _unimportable(name):
     raise ImportError(f"{name} does not import")
 

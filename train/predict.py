@@ -267,7 +267,6 @@ def load_predictor(
       max_detections: detections per image (default: the run's ``eval.max_detections``).
     """
 
-
     config, head, graphdef, state, step = restore_latest(workdir)
     ec = config.eval
     options = {k: v for k, v in decode_options(config, head).items() if k != "multi_label"}  # predictor: single label

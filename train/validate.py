@@ -99,7 +99,6 @@ def validate_config(config: ml_collections.ConfigDict, workdir: str, *, devices:
     Nothing is compiled: the network is only traced abstractly.
     """
 
-
     for dotted in ("train.steps", "train.batch_size", "data.image_size", "eval.batch_size"):
         _positive(config, dotted, integer=True)
     _positive(config, "train.learning_rate", integer=False)

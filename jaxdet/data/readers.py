@@ -652,6 +652,7 @@ def _rotated_object(screen, image_path, label_path, record, corners_px, width, h
                         tolerance)
     return None if obj is None else (*obj, np.asarray(corners_px, np.float64) / [width, height])
 
+
 def read_yolo(
     image_dir,
     *,

@@ -45,6 +45,7 @@ __all__ = ["load_ultralytics", "export_ultralytics", "ultralytics_state_dict", "
 _LEAF_NAMES = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var",
                "num_batches_tracked": "num_batches_tracked"}
 
+
 def tensor_name(path: tuple) -> str:
     """The ultralytics state-dict key of an NNX variable path, e.g. ``('model', 0, 'bn', 'var')`` ->
     ``'model.0.bn.running_var'``."""

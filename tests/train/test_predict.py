@@ -145,7 +145,6 @@ def test_final_report_files(tmp_path):
     """eval/per_class.* and the PR curve of a coco_metrics result; pr_curve.json equals faster-coco-eval's
     precision array at IoU 0.5 for a class, computed here independently."""
 
-
     gt = {"boxes": np.array([[[0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9]]], np.float32),
           "classes": np.array([[0, 1]], np.int32), "valid": np.array([[True, True]])}
     boxes = np.array([[[0.1, 0.1, 0.4, 0.4], [0.52, 0.5, 0.9, 0.9], [0.0, 0.6, 0.3, 0.9], [0.0, 0.0, 0.2, 0.2]]],
